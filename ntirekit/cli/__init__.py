@@ -1,0 +1,48 @@
+"""The ``ntirekit`` command: a thin click layer over the Python API.
+
+Each command lives in its own module and is imported only when used (``ntirekit --help`` stays fast and a broken
+optional dependency of one command never breaks the others).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+#: command name -> "module:attribute" of the click command.
+COMMANDS = {
+    "list": "ntirekit.cli.list_cmd:list_entries",
+    "eval": "ntirekit.cli.eval_cmd:eval_entries",
+    "profile": "ntirekit.cli.profile_cmd:profile",
+    "leaderboard": "ntirekit.cli.leaderboard_cmd:leaderboard",
+    "reparam": "ntirekit.cli.reparam_cmd:reparam",
+    "prune": "ntirekit.cli.prune_cmd:prune",
+    "train": "ntirekit.cli.train_cmd:train",
+    "finetune": "ntirekit.cli.train_cmd:finetune",
+    "data": "ntirekit.cli.data_cmd:data",
+    "pack": "ntirekit.cli.pack_cmd:pack",
+    "check": "ntirekit.cli.check_cmd:check",
+    "import-ntire": "ntirekit.cli.import_cmd:import_ntire",
+    "regress": "ntirekit.cli.regress_cmd:regress",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ntirekit")
+def main() -> None:
+    """Package, measure, rank and submit NTIRE-style restoration entries."""

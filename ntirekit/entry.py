@@ -1,0 +1,342 @@
+"""Entries: the one interface behind which every baseline and team submission sits.
+
+An entry is a folder holding ``entry.toml`` (a small declarative spec) and the model code it names. The kit builds the
+model from the spec, resolves and loads its weights strictly, and measures it the same way as every other entry.
+
+``entry.toml`` layout (all keys but ``name``, ``track``, ``task`` and ``[model].factory`` are optional)::
+
+    name = "rlfn_ntire"            # unique across all discovered entries
+    track = "esr"                  # esr | vqe
+    task = "sr"                    # sr | qe
+    scale = 4                      # output size / input size (1 for qe)
+    data_range = 255.0             # the model sees pixels in [0, data_range]
+    description = "..."
+    frames = 1                     # video entries: >1 means the model takes (N, T, C, H, W)
+
+    [model]
+    factory = "model.py:RLFN"      # file inside the folder : class or function
+    kwargs = { feature_channels = 46 }
+
+    [weights]                      # omitted: the entry has no pretrained weights
+    file = "rlfn_ntire_x4.pth"     # file name looked up in local folders and the cache
+    url = "https://.../rlfn_ntire_x4.pth"   # upstream, pinned to a commit
+    sha256 = "3c9b..."
+    key = ""                       # nested key holding the state dict ("" = detect params/net/...)
+    strip_prefix = ""              # stripped from every key after "module."
+    rename = [["fea_conv.", "conv_1."]]     # prefix renames for other upstream key layouts
+
+    [published]                    # figures the entry must reproduce (units in the key names)
+    params = 317218
+
+Entries are looked up by name in a :class:`Registry`; two entries with one name are an error (timm's convention).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType, ModuleType
+from typing import Any, Iterable, Iterator, Mapping
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+import torch
+from torch import nn
+
+TRACKS = ("esr", "vqe")
+TASKS = ("sr", "qe")
+SPEC_FILE = "entry.toml"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class EntryError(Exception):
+    """A problem with one entry (spec, code or weights); the message is one line naming the entry."""
+
+
+class DuplicateEntryError(EntryError):
+    """Two discovered entries carry the same name."""
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A plain (JSON/TOML-serialisable) copy of a frozen spec value."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where an entry's checkpoint comes from and how its keys map onto the model."""
+
+    file: str
+    url: str = ""
+    sha256: str = ""
+    key: str = ""
+    strip_prefix: str = ""
+    rename: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str) -> "WeightsSpec":
+        unknown = set(d) - {"file", "url", "sha256", "key", "strip_prefix", "rename"}
+        if unknown:
+            raise EntryError(f"{where}: unknown [weights] keys {sorted(unknown)}")
+        if "file" not in d:
+            raise EntryError(f"{where}: [weights] needs 'file'")
+        rename = tuple((str(a), str(b)) for a, b in d.get("rename", ()))
+        sha = str(d.get("sha256", "")).lower()
+        if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+            raise EntryError(f"{where}: [weights].sha256 is not 64 hex digits")
+        return cls(str(d["file"]), str(d.get("url", "")), sha, str(d.get("key", "")),
+                   str(d.get("strip_prefix", "")), rename)
+
+
+@dataclass(frozen=True)
+class EntrySpec:
+    """The frozen, validated content of one ``entry.toml``."""
+
+    name: str
+    track: str
+    task: str
+    factory: str
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    scale: int = 4
+    data_range: float = 1.0
+    frames: int = 1
+    description: str = ""
+    weights: WeightsSpec | None = None
+    published: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "entry.toml") -> "EntrySpec":
+        known = {"name", "track", "task", "scale", "data_range", "frames", "description", "model", "weights", "published"}
+        unknown = set(d) - known
+        if unknown:
+            raise EntryError(f"{where}: unknown keys {sorted(unknown)}")
+        for key in ("name", "track", "task", "model"):
+            if key not in d:
+                raise EntryError(f"{where}: missing '{key}'")
+        name = str(d["name"])
+        if not name or any(c in name for c in "/\\ \t"):
+            raise EntryError(f"{where}: bad entry name {name!r}")
+        if d["track"] not in TRACKS:
+            raise EntryError(f"{where}: track must be one of {TRACKS}, got {d['track']!r}")
+        if d["task"] not in TASKS:
+            raise EntryError(f"{where}: task must be one of {TASKS}, got {d['task']!r}")
+        model = d["model"]
+        if "factory" not in model or ":" not in str(model["factory"]):
+            raise EntryError(f"{where}: [model].factory must look like 'model.py:ClassName'")
+        data_range = float(d.get("data_range", 1.0))
+        if data_range not in (1.0, 255.0):
+            raise EntryError(f"{where}: data_range must be 1.0 or 255.0, got {data_range}")
+        scale = int(d.get("scale", 1 if d["task"] == "qe" else 4))
+        weights = WeightsSpec.from_dict(d["weights"], where) if "weights" in d else None
+        return cls(name=name, track=str(d["track"]), task=str(d["task"]), factory=str(model["factory"]),
+                   kwargs=_freeze(dict(model.get("kwargs", {}))), scale=scale, data_range=data_range,
+                   frames=int(d.get("frames", 1)), description=str(d.get("description", "")),
+                   weights=weights, published=_freeze(dict(d.get("published", {}))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as a plain dict in ``entry.toml`` layout."""
+        out: dict[str, Any] = {"name": self.name, "track": self.track, "task": self.task, "scale": self.scale,
+                               "data_range": self.data_range, "frames": self.frames,
+                               "description": self.description,
+                               "model": {"factory": self.factory, "kwargs": thaw(self.kwargs)}}
+        if self.weights is not None:
+            w = self.weights
+            out["weights"] = {"file": w.file, "url": w.url, "sha256": w.sha256, "key": w.key,
+                              "strip_prefix": w.strip_prefix, "rename": [list(r) for r in w.rename]}
+        if self.published:
+            out["published"] = thaw(self.published)
+        return out
+
+
+def read_spec(folder: Path) -> EntrySpec:
+    """Parse and validate ``folder/entry.toml``."""
+    path = Path(folder) / SPEC_FILE
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise EntryError(f"{folder}: no {SPEC_FILE}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise EntryError(f"{path}: not valid TOML ({exc})") from None
+    return EntrySpec.from_dict(data, str(path))
+
+
+class Entry:
+    """One discovered entry: its spec, its folder, and the means to build and load its model."""
+
+    def __init__(self, spec: EntrySpec, folder: Path):
+        self.spec = spec
+        self.folder = Path(folder).resolve()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"Entry({self.name!r}, {self.spec.track}/{self.spec.task}, x{self.spec.scale}, {self.folder})"
+
+    def module(self) -> ModuleType:
+        """Import the entry's model file (once per process) under a private, collision-free module name."""
+        file_name = self.spec.factory.split(":", 1)[0]
+        path = (self.folder / file_name).resolve()
+        if self.folder not in path.parents:
+            raise EntryError(f"{self.name}: model file {file_name!r} lies outside the entry folder")
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+        mod_name = f"ntirekit_entry_{self.name}_{digest}"
+        if mod_name in sys.modules:
+            return sys.modules[mod_name]
+        if not path.is_file():
+            raise EntryError(f"{self.name}: model file {path} not found")
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[mod_name]
+            raise EntryError(f"{self.name}: importing {path.name} failed: {type(exc).__name__}: {exc}") from exc
+        return module
+
+    def build(self, **overrides: Any) -> nn.Module:
+        """The model with freshly initialised weights (``kwargs`` from the spec, updated by ``overrides``)."""
+        attr = self.spec.factory.split(":", 1)[1]
+        factory = getattr(self.module(), attr, None)
+        if factory is None:
+            raise EntryError(f"{self.name}: {self.spec.factory} not found")
+        kwargs = {**thaw(self.spec.kwargs), **overrides}
+        try:
+            return factory(**kwargs)
+        except Exception as exc:
+            raise EntryError(f"{self.name}: building {attr}({kwargs}) failed: {type(exc).__name__}: {exc}") from exc
+
+    def weights_path(self, explicit: str | os.PathLike | None = None, download: bool = True) -> Path | None:
+        """The verified checkpoint file, or None for an entry without weights (see :mod:`ntirekit.weights`)."""
+        from ntirekit.weights import resolve_weights
+
+        if self.spec.weights is None and explicit is None:
+            return None
+        return resolve_weights(self, explicit=explicit, download=download)
+
+    def has_weights(self) -> bool:
+        """Whether the checkpoint is available locally (never downloads)."""
+        from ntirekit.weights import WeightsError
+
+        if self.spec.weights is None:
+            return False
+        try:
+            return self.weights_path(download=False) is not None
+        except WeightsError:
+            return False
+
+    def load(self, weights: str | os.PathLike | None = None, *, pretrained: bool = True,
+             device: str | torch.device = "cpu") -> nn.Module:
+        """The model in eval mode on ``device``, with its weights loaded strictly when it has any.
+
+        ``pretrained=False`` skips the weights (random initialisation: counting and timing need no weights).
+        """
+        from ntirekit.weights import load_state_dict
+
+        model = self.build()
+        if pretrained:
+            path = self.weights_path(weights)
+            if path is not None:
+                load_state_dict(self, model, path)
+        return model.eval().to(device)
+
+
+class Registry(Mapping[str, Entry]):
+    """Entries by name, in discovery order."""
+
+    def __init__(self, entries: Iterable[Entry] = ()):
+        self._entries: dict[str, Entry] = {}
+        for entry in entries:
+            self.add(entry)
+
+    def add(self, entry: Entry) -> None:
+        if entry.name in self._entries:
+            other = self._entries[entry.name]
+            raise DuplicateEntryError(f"entry name {entry.name!r} is used by both {other.folder} and {entry.folder}")
+        self._entries[entry.name] = entry
+
+    def __getitem__(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise EntryError(f"no entry named {name!r} (known: {known})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def select(self, names: Iterable[str] = (), track: str | None = None) -> list[Entry]:
+        """The named entries (in the given order), or every entry of ``track`` when no names are given."""
+        names = list(names)
+        if names:
+            return [self[n] for n in names]
+        return [e for e in self._entries.values() if track is None or e.spec.track == track]
+
+
+def default_roots() -> list[Path]:
+    """Folders searched when none are given: the kit's ``baselines/``, ``./submissions`` and ``$NTIREKIT_ENTRIES``."""
+    roots = [REPO_ROOT / "baselines", Path.cwd() / "submissions"]
+    if REPO_ROOT / "submissions" != roots[1]:
+        roots.append(REPO_ROOT / "submissions")
+    roots += [Path(p) for p in os.environ.get("NTIREKIT_ENTRIES", "").split(os.pathsep) if p]
+    return roots
+
+
+def iter_entry_folders(root: Path) -> Iterator[Path]:
+    """``root`` itself if it is an entry, else every folder below it holding an ``entry.toml`` (sorted)."""
+    root = Path(root)
+    if (root / SPEC_FILE).is_file():
+        yield root
+        return
+    if root.is_dir():
+        for spec_file in sorted(root.rglob(SPEC_FILE)):
+            if not any(part.startswith(".") for part in spec_file.relative_to(root).parts):
+                yield spec_file.parent
+
+
+def discover(roots: Iterable[str | os.PathLike] | None = None, *, include_defaults: bool = True) -> Registry:
+    """Find every entry under ``roots`` (plus the default roots unless ``include_defaults`` is False).
+
+    A folder reached twice (through two roots) is taken once; two different folders with one name are an error.
+    """
+    paths = [Path(r) for r in (roots or ())]
+    if include_defaults:
+        paths = default_roots() + paths
+    registry = Registry()
+    seen: set[Path] = set()
+    for root in paths:
+        if not root.exists():
+            continue
+        for folder in iter_entry_folders(root):
+            folder = folder.resolve()
+            if folder in seen:
+                continue
+            seen.add(folder)
+            registry.add(Entry(read_spec(folder), folder))
+    return registry

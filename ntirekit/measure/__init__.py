@@ -1,0 +1,1 @@
+"""Efficiency measurement: params, MACs (two challenge conventions), activations, #conv, runtime, memory, device."""

@@ -1,0 +1,1 @@
+"""Shared building blocks of entries: upsamplers, attention, re-parameterizable blocks, pruning, flow and alignment."""

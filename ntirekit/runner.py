@@ -1,0 +1,68 @@
+"""Running a track over entries: each entry guarded, each record written atomically as soon as it is known.
+
+One failing entry (broken spec, import error, missing weights, crash, out of memory, NaN output) is recorded as
+failed with its reason; the others run on and their files are never touched by it. ``resume=True`` skips entries
+whose successful record for this track and device already exists in the output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from ntirekit.entry import Entry
+from ntirekit.measure.device import fingerprint, resolve_device
+from ntirekit.results import failure, read_result, ResultError, result_path, write_json_atomic
+from ntirekit.tracks import EvalOptions, track_function
+
+
+class EntryFailed(Exception):
+    """Raised inside :func:`guard` to end one entry's evaluation with a recorded reason."""
+
+
+@contextlib.contextmanager
+def guard(entry: Entry, track: str, device: dict[str, Any], sink: list[dict[str, Any]]) -> Iterator[None]:
+    """Turn any exception of one entry's evaluation into a failure record appended to ``sink``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - an entry may fail in any way; record it and go on
+        if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+            exc = EntryFailed(f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        sink.append(failure(entry.name, track, device, exc))
+
+
+def existing_ok(out_dir: Path, entry: Entry, track: str, device: dict[str, Any]) -> dict[str, Any] | None:
+    """The already-written successful record of ``entry`` for this track and device, if any."""
+    path = result_path(out_dir, entry.name, track, device)
+    try:
+        rec = read_result(path)
+    except ResultError:
+        return None
+    return rec if rec.get("status") == "ok" else None
+
+
+def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | None = None,
+              resume: bool = False) -> list[dict[str, Any]]:
+    """Evaluate ``entries`` on ``options.track``; write ``OUT/<entry>__<track>__<device>.json`` for each."""
+    device = fingerprint(resolve_device(options.device))
+    records: list[dict[str, Any]] = []
+    todo = entries
+    if resume and out_dir is not None:
+        done = {e.name: existing_ok(Path(out_dir), e, options.track, device) for e in entries}
+        records += [r for r in done.values() if r is not None]
+        todo = [e for e in entries if done[e.name] is None]
+    evaluate = track_function(options.track)
+    for rec in evaluate(todo, options):
+        rec.setdefault("track", options.track)
+        if out_dir is not None:
+            write_json_atomic(result_path(out_dir, rec["entry"], rec["track"], rec["device"]), rec)
+        records.append(rec)
+    order = {e.name: i for i, e in enumerate(entries)}
+    return sorted(records, key=lambda r: order.get(r["entry"], len(order)))

@@ -1,0 +1,183 @@
+"""Weight resolution (explicit path, local folder, cache, verified download) and strict, safe loading.
+
+Resolution order for an entry whose spec names ``[weights].file``:
+
+1. an explicit path given by the caller (``--weights``);
+2. ``$NTIREKIT_WEIGHTS/<file>`` (a local folder; several folders may be joined with ``os.pathsep``);
+3. the user cache ``$NTIREKIT_CACHE`` or ``$XDG_CACHE_HOME/ntirekit/weights`` or ``~/.cache/ntirekit/weights``;
+4. a download from the pinned upstream URL into the cache, kept only if its sha256 matches.
+
+Every file is checked against the spec's sha256 (an explicit path too: a hash mismatch is an error, not a warning).
+Loading always uses ``torch.load(..., weights_only=True)``, which reads both the legacy and the zip torch formats and
+refuses pickles that would run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ntirekit.entry import Entry
+
+from ntirekit.entry import EntryError
+
+#: Nesting keys met in practice (BasicSR "params"/"params_ema", KAIR/others "net", "model_state_dict", "state_dict").
+NESTING_KEYS = ("params_ema", "params", "net", "model_state_dict", "state_dict", "model")
+
+
+class WeightsError(EntryError):
+    """A checkpoint is missing, fails its hash, is not a plain state dict, or does not match the model."""
+
+
+def cache_dir() -> Path:
+    """The folder where downloaded checkpoints are kept."""
+    if os.environ.get("NTIREKIT_CACHE"):
+        return Path(os.environ["NTIREKIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ntirekit" / "weights"
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify(entry_name: str, path: Path, expected: str) -> Path:
+    if expected:
+        actual = sha256_of(path)
+        if actual != expected:
+            raise WeightsError(f"{entry_name}: {path} has sha256 {actual[:12]}…, expected {expected[:12]}…")
+    return path
+
+
+def _download(entry_name: str, url: str, dest: Path, expected: str) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            shutil.copyfileobj(response, out)
+        _verify(entry_name, Path(tmp), expected)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise WeightsError(f"{entry_name}: download of {url} failed: {exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def resolve_weights(entry: "Entry", explicit: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """The verified local checkpoint of ``entry`` (see the module docstring for the order)."""
+    spec = entry.spec.weights
+    expected = spec.sha256 if spec else ""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise WeightsError(f"{entry.name}: weights file {path} not found")
+        # An explicit file may be a fine-tuned variant: only check the hash when the file name is the upstream one.
+        return _verify(entry.name, path, expected if spec and path.name == spec.file else "")
+    assert spec is not None
+    folders = [Path(p) for p in os.environ.get("NTIREKIT_WEIGHTS", "").split(os.pathsep) if p]
+    folders += [entry.folder, cache_dir()]
+    for folder in folders:
+        candidate = folder / spec.file
+        if candidate.is_file():
+            return _verify(entry.name, candidate, expected)
+    if download and spec.url:
+        return _download(entry.name, spec.url, cache_dir() / spec.file, expected)
+    where = ", ".join(str(f) for f in folders)
+    raise WeightsError(f"{entry.name}: weights {spec.file} not found in {where}"
+                       + ("" if spec.url else " and no URL is given") + " (set NTIREKIT_WEIGHTS to a local folder)")
+
+
+def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` with ``weights_only=True`` on CPU; a refused or broken file raises :class:`WeightsError`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError, RuntimeError (truncated zip), EOFError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{what}: {path} is not a plain tensor checkpoint ({type(exc).__name__}: {first[:200]})") \
+            from None
+
+
+def extract_state_dict(obj: Any, key: str = "", what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The flat ``{name: tensor}`` dict inside a loaded checkpoint.
+
+    ``key`` names the nesting explicitly ("a.b" for deeper levels); empty means: unwrap the first of
+    :data:`NESTING_KEYS` found while the object is not yet a flat tensor dict.
+    """
+    if key:
+        for part in key.split("."):
+            if not isinstance(obj, Mapping) or part not in obj:
+                raise WeightsError(f"{what}: nested key {key!r} not found")
+            obj = obj[part]
+    while isinstance(obj, Mapping) and not _is_tensor_dict(obj):
+        inner = next((obj[k] for k in NESTING_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping) or not _is_tensor_dict(obj):
+        raise WeightsError(f"{what}: not a state dict of tensors")
+    return dict(obj)
+
+
+def _is_tensor_dict(obj: Mapping) -> bool:
+    return bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def normalise_keys(state: Mapping[str, torch.Tensor], strip_prefix: str = "",
+                   rename: tuple[tuple[str, str], ...] = ()) -> dict[str, torch.Tensor]:
+    """Strip ``module.`` (DataParallel) and ``strip_prefix``, then apply the first matching prefix rename per key."""
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if name.startswith("module."):
+            name = name[len("module."):]
+        if strip_prefix and name.startswith(strip_prefix):
+            name = name[len(strip_prefix):]
+        for old, new in rename:
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        out[name] = tensor
+    return out
+
+
+def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor], limit: int = 3) -> str:
+    """'' when ``state`` fits ``model`` exactly, else a short account of missing/unexpected/shape-mismatched keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" for k in own
+              if k in state and state[k].shape != own[k].shape]
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if keys:
+            more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+            parts.append(f"{label} {len(keys)}: {', '.join(keys[:limit])}{more}")
+    return "; ".join(parts)
+
+
+def load_state_dict(entry: "Entry", model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load the checkpoint at ``path`` into ``model`` strictly, after the entry's key normalisation."""
+    spec = entry.spec.weights
+    what = f"{entry.name}: {Path(path).name}"
+    state = extract_state_dict(read_checkpoint(path, what), spec.key if spec else "", what)
+    state = normalise_keys(state, spec.strip_prefix if spec else "", spec.rename if spec else ())
+    problem = describe_mismatch(model, state)
+    if problem:
+        raise WeightsError(f"{what} does not fit the model: {problem}")
+    model.load_state_dict(state, strict=True)
+    return model
