@@ -1,0 +1,127 @@
+"""``ntirekit eval``: run a track over entries, write one JSON per entry, print a table (and the leaderboard)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from tabulate import tabulate
+
+from ntirekit.cli.common import entries_option, load_registry
+from ntirekit.runner import run_track
+from ntirekit.tracks import TRACKS, EvalOptions, default_entry_track
+
+
+def _get(*keys: str, scale: float = 1.0, fmt: str = "{:.2f}") -> Callable[[dict[str, Any]], str]:
+    def get(rec: dict[str, Any]) -> str:
+        value: Any = rec
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return "" if value is None else fmt.format(value / scale)
+    return get
+
+
+_PSNR = [("PSNR [dB]", _get("psnr_db", fmt="{:.3f}")), ("SSIM", _get("ssim", fmt="{:.4f}"))]
+_COUNTS = [("Params [M]", _get("params", scale=1e6, fmt="{:.4f}")),
+           ("FLOPs [G] (2022)", _get("macs_ntire2022", scale=1e9)),
+           ("FLOPs [G] (fvcore)", _get("macs_fvcore", scale=1e9, fmt="{:.4f}")),
+           ("Acts [M]", _get("activations", scale=1e6)), ("#Conv", _get("convs", fmt="{:d}"))]
+_RUNTIME = [("Runtime [ms] (median)", _get("runtime_ms", "median")), ("CV", _get("runtime_ms", "cv", fmt="{:.3f}"))]
+_MEMORY = [("Mem [MiB]", _get("max_memory_mib"))]
+#: the columns of the closing table, per track
+COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
+    "psnr": _PSNR,
+    "runtime": _RUNTIME + _MEMORY,
+    "complexity": _COUNTS,
+    "overall": _RUNTIME + _COUNTS + _MEMORY,
+    "vqe": [("PSNR [dB]", _get("psnr_db", fmt="{:.3f}")), ("ΔPSNR [dB]", _get("delta_psnr_db", fmt="{:+.3f}")),
+            ("ms/frame", _get("runtime_ms_per_frame")), ("Params [M]", _get("params", scale=1e6, fmt="{:.3f}"))],
+}
+
+
+def summary_table(records: list[dict[str, Any]], track: str) -> str:
+    """One row per entry: its figures, or its failure reason."""
+    columns = COLUMNS[track]
+    rows = []
+    for rec in records:
+        if rec.get("status") == "ok":
+            rows.append([rec["entry"], *(get(rec) for _, get in columns), "ok"])
+        else:
+            rows.append([rec["entry"], *([""] * len(columns)), f"FAILED: {rec.get('error', '')}"])
+    return tabulate(rows, headers=["entry", *(h for h, _ in columns), "status"])
+
+
+def _parse_shape(text: str) -> tuple[int, int, int, int]:
+    parts = tuple(int(p) for p in text.replace("x", ",").split(","))
+    if len(parts) != 4:
+        raise click.BadParameter("input shape is N,C,H,W, e.g. 1,3,256,256")
+    return parts  # type: ignore[return-value]
+
+
+def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--weights takes ENTRY=PATH, got {item!r}")
+        out[name] = path
+    return out
+
+
+@click.command("eval")
+@click.option("--track", type=click.Choice(list(TRACKS)), default="psnr", show_default=True,
+              help="What to measure.")
+@click.option("--entry", "names", multiple=True, help="Entry name (repeatable). Default: every entry of the track.")
+@entries_option
+@click.option("--data", default="sample", show_default=True,
+              help="Dataset folder (DIV2K, DIV2K_LSDIR, HR/ + LR_bicubic/X4/, HR-only, clips) or 'sample'.")
+@click.option("--protocol", type=click.Choice(["challenge", "paper"]), default="challenge", show_default=True,
+              help="PSNR protocol: challenge = RGB on rounded output; paper = Y channel.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--tile", type=int, default=None, help="Run on LR tiles of this size (pixels) for large inputs.")
+@click.option("--tile-overlap", type=int, default=16, show_default=True, help="Context around each tile (LR px).")
+@click.option("--timer", type=click.Choice(["robust", "ntire"]), default="robust", show_default=True,
+              help="Runtime timer: robust (warm-up, repeats, median) or ntire (the official loop).")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up runs per entry (robust timer).")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Timed runs per input (robust timer).")
+@click.option("--runs", type=int, default=1, show_default=True, help="Whole measurement repeated N times.")
+@click.option("--input-shape", default="1,3,256,256", show_default=True, callback=lambda c, p, v: _parse_shape(v),
+              help="Input for counting FLOPs/activations/#conv.")
+@click.option("--threads", type=int, default=None, help="CPU threads for timing (default: torch's).")
+@click.option("--weights", "weights", multiple=True, help="ENTRY=PATH: use this checkpoint (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Folder for the result JSON files (one per entry).")
+@click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
+@click.option("--leaderboard", "protocol_name", default="ntire2022", show_default=True,
+              help="Ranking protocol of the closing leaderboard (runtime/complexity/overall); 'none' to skip.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str, protocol: str,
+                 device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int, repeats: int, runs: int,
+                 input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
+                 resume: bool, protocol_name: str, quiet: bool) -> None:
+    """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
+
+    \b
+    ntirekit eval --track psnr --data sample
+    ntirekit eval --track psnr --data ../shared/data/images/Set5 --protocol paper --entry imdn
+    ntirekit eval --track runtime
+    """
+    registry = load_registry(entry_roots)
+    entries = registry.select(names, track=None if names else default_entry_track(track))
+    if not entries:
+        raise click.ClickException(f"no entries to evaluate on track {track}")
+    options = EvalOptions(track=track, data=data, protocol=protocol, device=device, tile=tile,
+                          tile_overlap=tile_overlap, timer=timer, warmup=warmup, repeats=repeats, runs=runs,
+                          input_shape=input_shape, threads=threads, weights=_parse_weights(weights),
+                          progress=not quiet)
+    records = run_track(entries, options, out_dir=Path(out), resume=resume)
+    click.echo(summary_table(records, track))
+    click.echo(f"\nresults: {Path(out).resolve()}")
+    if track in ("runtime", "complexity", "overall") and protocol_name != "none":
+        from ntirekit.rank import render_records
+
+        click.echo(f"\nLeaderboard ({protocol_name}, {track}):")
+        click.echo(render_records(records, protocol=protocol_name, track=track, fmt="table"))
+    if any(r.get("status") != "ok" for r in records):
+        raise SystemExit(1)
