@@ -1,7 +1,6 @@
 """Running an image entry on one LR image: whole-image or tiled with overlap, exactly as the challenge feeds it.
 
-Input convention (official NTIRE ESR harness): RGB uint8 -> float tensor 1x3xHxW scaled to the entry's ``data_range``;
-output clamped to [0, data_range], scaled to 255, rounded, uint8.
+Input and output conversions are the official NTIRE ESR harness's (:mod:`ntirekit.quality.convert`).
 """
 
 from __future__ import annotations
@@ -12,17 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-def to_model_input(rgb: np.ndarray, data_range: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """HxWx3 uint8 RGB -> 1x3xHxW float32 in [0, data_range]."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float()
-    return (x * (data_range / 255.0)).to(device)
-
-
-def to_uint8_output(y: torch.Tensor, data_range: float) -> np.ndarray:
-    """1x3xHxW (or 3xHxW) tensor in [0, data_range] -> HxWx3 uint8 RGB (clamp, scale to 255, round)."""
-    y = y.detach().float().squeeze(0).clamp(0, data_range) * (255.0 / data_range)
-    return y.round().byte().permute(1, 2, 0).cpu().numpy()
+from ntirekit.quality.convert import to_model_input, to_uint8_output
 
 
 class NonFiniteOutput(RuntimeError):
