@@ -1,0 +1,137 @@
+"""``ntirekit profile ENTRY``: params, FLOPs (2022 counter and fvcore), activations, #conv; runtime and memory on demand."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import torch
+from tabulate import tabulate
+
+from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors
+
+
+def _parse_shape(ctx: click.Context, param: click.Parameter, text: str) -> tuple[int, ...]:
+    try:
+        parts = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise click.BadParameter("input shape is N,C,H,W, e.g. 1,3,256,256") from None
+    if len(parts) != 4 or any(p <= 0 for p in parts):
+        raise click.BadParameter("input shape is N,C,H,W, e.g. 1,3,256,256")
+    return parts
+
+
+def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: tuple[int, ...] = (1, 3, 256, 256),
+                  runtime: bool = False, memory: bool = False, device: str = "auto", timer: str = "robust",
+                  data: str = "sample", warmup: int = 3, repeats: int = 5, threads: int | None = None,
+                  weights: str | None = None) -> dict[str, Any]:
+    """The profile of one entry as a plain dict (what ``--json`` prints)."""
+    from ntirekit.measure.counts import count
+    from ntirekit.measure.device import fingerprint, fingerprint_id, resolve_device
+    from ntirekit.measure.memory import measure_memory
+    from ntirekit.measure.runtime import dataset_images, fixed_threads, time_models, to_inputs
+    from ntirekit.tracks.efficiency import load_for_measurement
+
+    entry = load_registry(entry_roots)[name]
+    dev = resolve_device(device)
+    model, weights_kind = load_for_measurement(entry, weights)
+    counts = count(model, input_shape)
+    out: dict[str, Any] = {"entry": entry.name, "weights": weights_kind, **counts.to_dict()}
+    with fixed_threads(threads if dev.type == "cpu" else None):
+        out["device"] = fingerprint(dev)
+        out["device_id"] = fingerprint_id(out["device"])
+        if runtime or memory:
+            images = dataset_images(data, scale=entry.spec.scale)
+            out["data"] = data
+            out["images"] = len(images)
+        if memory:
+            model.to(dev)
+            out.update(measure_memory(model, to_inputs(images, entry.spec.data_range, "cpu"), dev))
+        if runtime:
+            model.to(dev)
+            inputs = to_inputs(images, entry.spec.data_range, dev)
+            kwargs: dict[str, Any] = {"device": dev}
+            if timer == "robust":
+                kwargs.update(warmup=warmup, repeats=repeats)
+            out["runtime_ms"] = time_models({entry.name: model}, inputs, timer, **kwargs)[entry.name]
+    model.to("cpu")
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def _fmt(value: Any, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    return "n/a" if value is None else fmt.format(value / scale)
+
+
+def render(profile: dict[str, Any]) -> str:
+    """A readable two-column table of a profile."""
+    shape = "x".join(str(s) for s in profile["input_shape"])
+    rows = [
+        ["Params [M]", f"{profile['params'] / 1e6:.4f}  ({profile['params']:,})"],
+        ["FLOPs [G] (2022)", _fmt(profile["macs_ntire2022"], 1e9, "{:.4f}")],
+        ["FLOPs [G] (fvcore)", _fmt(profile["macs_fvcore"], 1e9, "{:.4f}")],
+        ["Acts [M]", _fmt(profile["activations"], 1e6, "{:.4f}")],
+        ["Acts [M] (fvcore)", _fmt(profile["activations_fvcore"], 1e6, "{:.4f}")],
+        ["#Conv", str(profile["convs"])],
+    ]
+    if profile.get("flops_torch") is not None:
+        rows.append(["FLOPs [G] (torch, 2/MAC)", _fmt(profile["flops_torch"], 1e9, "{:.4f}")])
+    rt = profile.get("runtime_ms")
+    if rt:
+        head = "mean" if rt["timer"] == "ntire" else "median"
+        rows.append([f"Runtime [ms] ({rt['timer']} {head})", f"{rt[head]:.2f}"])
+        rows.append(["Runtime spread", f"IQR {rt['iqr']:.2f} ms, CV {rt['cv']:.3f}, min {rt['min']:.2f} ms, "
+                                       f"n {rt['n']}"])
+    if profile.get("memory_kind"):
+        rows.append([f"Mem [MiB] ({profile['memory_kind']})", _fmt(profile["max_memory_mib"])])
+        if profile.get("nvml_memory_mib") is not None:
+            rows.append(["Mem [MiB] (NVML, process)", _fmt(profile["nvml_memory_mib"])])
+    lines = [f"{profile['entry']}  (input {shape}, weights {profile['weights']}, {profile['device_id']})",
+             tabulate(rows, tablefmt="simple", disable_numparse=True)]
+    if profile.get("warnings"):
+        lines.append("")
+        lines += [f"warning: {w}" for w in profile["warnings"]]
+    return "\n".join(lines)
+
+
+@click.command("profile")
+@click.argument("entry")
+@entries_option
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+@click.option("--input-shape", default="1,3,256,256", show_default=True, callback=_parse_shape,
+              help="N,C,H,W input for counting FLOPs, activations and #conv.")
+@click.option("--runtime", is_flag=True, help="Also time the entry on --data images.")
+@click.option("--memory", is_flag=True, help="Also measure peak memory on --data images.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--timer", type=click.Choice(["robust", "ntire"]), default="robust", show_default=True,
+              help="robust: warm-up, repeats, median; ntire: the official loop (no warm-up, mean).")
+@click.option("--data", default="sample", show_default=True, help="Images for --runtime/--memory: 'sample' or a folder.")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up runs (robust timer).")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Timed runs per image (robust timer).")
+@click.option("--threads", type=int, default=None, help="CPU threads while timing (default: torch's).")
+@click.option("--weights", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Checkpoint to load instead of the entry's own.")
+@one_line_errors(ValueError, RuntimeError, KeyError)
+def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape: tuple[int, ...], runtime: bool,
+            memory: bool, device: str, timer: str, data: str, warmup: int, repeats: int, threads: int | None,
+            weights: str | None) -> None:
+    """Count (and optionally time) one entry.
+
+    \b
+    ntirekit profile rlfn_ntire
+    ntirekit profile imdn_baseline --runtime --memory --device cpu --threads 4
+    ntirekit profile span --json --input-shape 1,3,128,128
+    """
+    result = profile_entry(entry, entry_roots=entry_roots, input_shape=input_shape, runtime=runtime, memory=memory,
+                           device=device, timer=timer, data=data, warmup=warmup, repeats=repeats, threads=threads,
+                           weights=weights)
+    if as_json:
+        from ntirekit.results import _finite, _json_default
+
+        click.echo(json.dumps(_finite(result), indent=2, default=_json_default))
+    else:
+        click.echo(render(result))
+        if result["device"]["kind"] == "cpu" and (runtime or memory):
+            echo_err("note: CPU figures (runtime on CPU, memory estimated) are not comparable with GPU figures.")

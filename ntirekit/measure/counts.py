@@ -1,0 +1,480 @@
+"""Model complexity under the challenge conventions: params, MACs (2022 counter and fvcore), activations, #conv.
+
+Every count is a plain function of ``(model, input_shape)`` and runs on whatever device the model lives on (counts do
+not depend on it); the input is ``torch.rand`` with a fixed seed, default ``1×3×256×256`` (the challenge shape).
+
+Conventions (see ``shared/docs/protocols.md`` §1.1; checked against the official harness's ``utils/model_summary.py``):
+
+``macs_ntire2022`` (NTIRE 2022/2023; a forward hook on each module, summed over every forward call, so a module used
+twice counts twice):
+
+* ``nn.Conv2d`` / ``nn.ConvTranspose2d`` (and subclasses): ``k_h·k_w·C_in·(C_out // groups)·N·H_out·W_out``; bias not
+  counted. For a transposed conv this is the *output* size, i.e. ``stride²`` times the true MACs that fvcore and torch
+  count (they use the input size): the official counter's quirk, kept on purpose.
+* ``nn.ReLU``, ``nn.PReLU``, ``nn.ELU``, ``nn.LeakyReLU``, ``nn.ReLU6`` modules: ``output.numel()``.
+* ``nn.BatchNorm2d``: ``N·C·H·W``, doubled when ``affine``.
+* ``nn.Linear``: ``input.shape[0]·input.shape[1]·output.shape[1]`` (``in·out`` per row for a 2-D input, ``in·out`` for
+  1-D); for inputs of more than two dimensions the official formula is kept as is (it then ignores the last dims) and a
+  warning is added.
+* everything else counts 0 (``nn.Conv1d``/``nn.Conv3d``, GELU, SiLU, Sigmoid, pooling, upsampling, ...), and functional
+  calls (``F.conv2d``, ``F.relu``, ``torch.matmul``) are invisible.
+
+``macs_fvcore`` (NTIRE 2024 on): ``fvcore.nn.FlopCountAnalysis(model, x).total()`` (MACs; counts bilinear upsampling as
+4 per output element, activations as 0, and sees functional ops because it traces).
+
+``activations_and_convs``: ``Σ output.numel()`` over every forward call of ``nn.Conv2d``/``nn.ConvTranspose2d`` modules,
+and the number of such calls.
+
+Two checks come with :func:`count`: the fvcore MACs against ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per
+MAC) per operator family, and a detector of convolutions the challenge counters cannot see (``aten.convolution`` calls
+that do not come from a ``Conv2d``/``ConvTranspose2d`` module call, e.g. a re-parameterizable block merging its
+branches with ``F.conv2d``). Their findings go to ``Counts.warnings``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+#: The challenge's input shape for every count.
+DEFAULT_SHAPE: tuple[int, int, int, int] = (1, 3, 256, 256)
+
+#: Module types the 2022 counter hooks (``is_supported_instance`` in the official ``model_summary.py``).
+CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d)
+ACT_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.ReLU6)
+
+#: aten convolution ops (any one of them is a convolution executed by the model).
+_ATEN_CONV = {"convolution", "_convolution", "conv2d", "conv1d", "conv3d", "conv_transpose2d", "cudnn_convolution",
+              "cudnn_convolution_transpose", "mkldnn_convolution", "_convolution_mode"}
+
+#: fvcore operator name -> family compared with torch's FlopCounterMode.
+_FVCORE_FAMILY = {"conv": "conv", "linear": "matmul", "matmul": "matmul", "mm": "matmul", "addmm": "matmul",
+                  "bmm": "matmul", "einsum": "matmul", "baddbmm": "matmul"}
+#: torch FlopCounterMode operator name -> family.
+_TORCH_FAMILY = {"convolution": "conv", "_convolution": "conv", "cudnn_convolution": "conv",
+                 "cudnn_convolution_transpose": "conv", "convolution_backward": "conv",
+                 "mm": "matmul", "addmm": "matmul", "bmm": "matmul", "baddbmm": "matmul"}
+#: Operators fvcore counts and torch does not: a known, expected difference (not a warning).
+FVCORE_ONLY_KNOWN = {"upsample_bilinear2d", "upsample_nearest2d", "upsample_bicubic2d", "batch_norm", "group_norm",
+                     "layer_norm", "instance_norm", "adaptive_avg_pool2d", "grid_sampler"}
+
+
+class CountError(RuntimeError):
+    """A model that cannot be counted (its forward fails on the counting input)."""
+
+
+@dataclass
+class Counts:
+    """Everything the challenges count, on one input shape. MACs are multiply-accumulates (the tables' "FLOPs")."""
+
+    input_shape: tuple[int, ...]
+    params: int
+    macs_ntire2022: int
+    macs_fvcore: int | None
+    activations: int
+    convs: int
+    activations_fvcore: int | None
+    flops_torch: int | None = None            # FlopCounterMode total (2 per MAC)
+    functional_convs: int = 0                 # aten convolutions the challenge counters cannot see
+    fvcore_by_operator: dict[str, int] = field(default_factory=dict)
+    torch_by_operator: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    # Table units: params in 10^6, MACs in 10^9, activations in 10^6.
+    @property
+    def params_m(self) -> float:
+        return self.params / 1e6
+
+    @property
+    def gmacs_ntire2022(self) -> float:
+        return self.macs_ntire2022 / 1e9
+
+    @property
+    def gmacs_fvcore(self) -> float | None:
+        return None if self.macs_fvcore is None else self.macs_fvcore / 1e9
+
+    @property
+    def activations_m(self) -> float:
+        return self.activations / 1e6
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helpers
+
+def _shape(input_shape: Sequence[int] | None) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in (input_shape or DEFAULT_SHAPE))
+    if not shape or any(s <= 0 for s in shape):
+        raise ValueError(f"input shape must be positive sizes, e.g. 1,3,256,256; got {shape}")
+    return shape
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def make_input(model: nn.Module, input_shape: Sequence[int] | None = None, seed: int = 0) -> torch.Tensor:
+    """The counting input: ``torch.rand(shape)`` from a fixed seed, on the model's device."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(_shape(input_shape), generator=g).to(_device_of(model))
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    if isinstance(value, dict):
+        for v in value.values():
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+def _module_names(model: nn.Module) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for name, mod in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(mod), name or "(root)")
+    return names
+
+
+def conv_macs_ntire2022(module: nn.Module, output: torch.Tensor) -> int:
+    """The 2022 counter's MACs of one call of a ``Conv2d``/``ConvTranspose2d`` producing ``output``."""
+    k = 1
+    for s in module.kernel_size:
+        k *= int(s)
+    per_position = k * int(module.in_channels) * (int(module.out_channels) // int(module.groups))
+    active = int(output.shape[0])
+    for s in output.shape[2:]:
+        active *= int(s)
+    return per_position * active
+
+
+def linear_macs_ntire2022(inp: torch.Tensor, output: torch.Tensor) -> int:
+    """The 2022 counter's MACs of one ``nn.Linear`` call (its formula, quirks included)."""
+    if inp.dim() == 1:
+        return int(inp.shape[0]) * int(output.shape[0])
+    return int(inp.shape[0]) * int(inp.shape[1]) * int(output.shape[1])
+
+
+def bn_macs_ntire2022(module: nn.BatchNorm2d, output: torch.Tensor) -> int:
+    n = int(output.shape[0]) * int(module.num_features)
+    for s in output.shape[2:]:
+        n *= int(s)
+    return 2 * n if module.affine else n
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# one instrumented forward pass: the 2022 hooks, activations/#conv, module stack for the functional-conv detector
+
+
+class _ConvCallMode(TorchDispatchMode):
+    """Counts aten convolutions and attributes each to the innermost module whose forward is running."""
+
+    def __init__(self, stack: list[nn.Module]):
+        super().__init__()
+        self.stack = stack
+        self.calls: list[tuple[nn.Module | None, str]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
+        if name in _ATEN_CONV:
+            self.calls.append((self.stack[-1] if self.stack else None, name))
+        return func(*args, **(kwargs or {}))
+
+
+@dataclass
+class _PassResult:
+    macs_ntire2022: int = 0
+    activations: int = 0
+    convs: int = 0
+    flops_torch: int | None = None
+    torch_by_operator: dict[str, int] = field(default_factory=dict)
+    functional: list[str] = field(default_factory=list)      # "path (ModuleType): N call(s)"
+    functional_count: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _hooks(model: nn.Module, res: _PassResult, stack: list[nn.Module],
+           conv_calls_in: dict[int, int]) -> Iterator[None]:
+    names = _module_names(model)
+    handles = []
+    linear_nd_warned: set[str] = set()
+
+    def pre(mod: nn.Module, _inp: Any) -> None:
+        stack.append(mod)
+
+    def post(mod: nn.Module, inp: Any, out: Any) -> None:
+        if stack and stack[-1] is mod:
+            stack.pop()
+        o = _first_tensor(out)
+        if o is None:
+            return
+        if isinstance(mod, CONV_TYPES):
+            res.macs_ntire2022 += conv_macs_ntire2022(mod, o)
+            res.activations += o.numel()
+            res.convs += 1
+            conv_calls_in[id(mod)] = conv_calls_in.get(id(mod), 0) + 1
+        elif isinstance(mod, ACT_TYPES):
+            res.macs_ntire2022 += o.numel()
+        elif isinstance(mod, nn.Linear):
+            i = _first_tensor(inp)
+            if i is not None:
+                res.macs_ntire2022 += linear_macs_ntire2022(i, o)
+                if i.dim() > 2 and names[id(mod)] not in linear_nd_warned:
+                    linear_nd_warned.add(names[id(mod)])
+                    res.warnings.append(
+                        f"{names[id(mod)]} (Linear) gets a {i.dim()}-D input {tuple(i.shape)}: the 2022 counter's "
+                        f"formula shape[0]*shape[1]*out.shape[1] is kept as is and does not count its true MACs")
+        elif isinstance(mod, nn.BatchNorm2d):
+            res.macs_ntire2022 += bn_macs_ntire2022(mod, o)
+
+    for mod in {id(m): m for m in model.modules()}.values():
+        handles.append(mod.register_forward_pre_hook(pre))
+        handles.append(mod.register_forward_hook(post, always_call=True))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _meta_copy(model: nn.Module) -> nn.Module | None:
+    """A copy of ``model`` on the meta device (shapes only, no compute), or None when it cannot be made."""
+    try:
+        return copy.deepcopy(model).to("meta")
+    except Exception:
+        return None
+
+
+def _instrumented_pass(model: nn.Module, input_shape: Sequence[int] | None, torch_flops: bool = True,
+                       detect: bool = True, meta: bool = True) -> _PassResult:
+    """One forward with the 2022 hooks (+ FlopCounterMode and the functional-conv detector when asked).
+
+    With ``meta=True`` the pass runs on a meta-device copy first (every count here depends on shapes only, and the
+    meta pass costs no arithmetic); a model whose forward needs real values (``.item()``, data-dependent shapes)
+    falls back to a real forward.
+    """
+    if meta and _device_of(model).type != "meta":
+        copy_ = _meta_copy(model)
+        if copy_ is not None:
+            try:
+                return _instrumented_pass(copy_, input_shape, torch_flops, detect, meta=False)
+            except Exception:
+                pass
+    x = make_input(model, input_shape)
+    res = _PassResult()
+    stack: list[nn.Module] = []
+    conv_calls_in: dict[int, int] = {}
+    mode = _ConvCallMode(stack) if detect else None
+    flop_mode = None
+    with contextlib.ExitStack() as es:
+        es.enter_context(torch.no_grad())
+        es.enter_context(_hooks(model, res, stack, conv_calls_in))
+        if torch_flops:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            flop_mode = es.enter_context(FlopCounterMode(display=False))
+        if mode is not None:
+            es.enter_context(mode)
+        try:
+            model(x)
+        except Exception as exc:
+            raise CountError(f"forward on {tuple(x.shape)} failed: {type(exc).__name__}: {exc}") from exc
+    if flop_mode is not None:
+        res.flops_torch = int(flop_mode.get_total_flops())
+        glob = flop_mode.get_flop_counts().get("Global", {})
+        res.torch_by_operator = {getattr(k, "__name__", str(k)).split(".")[-1]: int(v) for k, v in glob.items()}
+    if mode is not None:
+        res.functional, res.functional_count = _invisible_convs(model, mode.calls, conv_calls_in)
+        if res.functional_count:
+            res.warnings.append(
+                f"{res.functional_count} convolution call(s) are not nn.Conv2d/nn.ConvTranspose2d module calls and are "
+                f"invisible to the challenge counters (2022 MACs, activations, #conv): {'; '.join(res.functional)}. "
+                f"Convert the model to plain convs (reparameterize) before counting.")
+    return res
+
+
+def _invisible_convs(model: nn.Module, calls: list[tuple[nn.Module | None, str]],
+                     conv_calls_in: dict[int, int]) -> tuple[list[str], int]:
+    """aten convolutions not accounted for by one Conv2d/ConvTranspose2d module call each, grouped by module path."""
+    names = _module_names(model)
+    per_owner: Counter[int] = Counter()
+    owners: dict[int, nn.Module | None] = {}
+    for owner, _op in calls:
+        key = id(owner) if owner is not None else 0
+        per_owner[key] += 1
+        owners[key] = owner
+    out: list[str] = []
+    total = 0
+    for key, n in per_owner.items():
+        owner = owners[key]
+        if owner is not None and isinstance(owner, CONV_TYPES):
+            extra = n - conv_calls_in.get(key, 0)      # one aten conv per module call is the counted one
+        else:
+            extra = n
+        if extra > 0:
+            total += extra
+            where = "(outside any module)" if owner is None else f"{names.get(key, '?')} ({type(owner).__name__})"
+            out.append(f"{where}: {extra} call(s)")
+    return out, total
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# public counting functions
+
+def params(model: nn.Module) -> int:
+    """``sum(p.numel() for p in model.parameters())`` (shared parameters once, as ``parameters()`` yields them)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def macs_ntire2022(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE) -> int:
+    """MACs under the NTIRE 2022/2023 hook counter's rules (module docstring)."""
+    return _instrumented_pass(model, input_shape, torch_flops=False, detect=False).macs_ntire2022
+
+
+def activations_and_convs(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE) -> tuple[int, int]:
+    """``(Σ output.numel(), number of calls)`` over every forward call of ``Conv2d``/``ConvTranspose2d`` modules."""
+    res = _instrumented_pass(model, input_shape, torch_flops=False, detect=False)
+    return res.activations, res.convs
+
+
+def functional_convs(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE) -> tuple[int, list[str]]:
+    """Convolutions the challenge counters cannot see: ``(count, ["module.path (Type): N call(s)", ...])``."""
+    res = _instrumented_pass(model, input_shape, torch_flops=False, detect=True)
+    return res.functional_count, res.functional
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence fvcore's and torch.jit's warnings and log lines while tracing."""
+    loggers = [logging.getLogger(n) for n in ("fvcore", "fvcore.nn.jit_analysis", "torch.jit")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _fvcore(analysis_cls: type, model: nn.Module, input_shape: Sequence[int] | None) -> Any:
+    x = make_input(model, input_shape)
+    with _quiet(), torch.no_grad():
+        analysis = analysis_cls(model, x)
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        analysis.tracer_warnings("none")
+        analysis.total()  # runs the trace inside the quiet block
+    return analysis
+
+
+def _fvcore_nn() -> Any:
+    with _quiet():  # importing fvcore.nn scripts a few functions (torch.jit.script deprecation warnings)
+        import fvcore.nn
+    return fvcore.nn
+
+
+def fvcore_analysis(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE) -> Any:
+    """The ``fvcore.nn.FlopCountAnalysis`` of ``model`` (already traced, warnings silenced)."""
+    FlopCountAnalysis = _fvcore_nn().FlopCountAnalysis
+
+    return _fvcore(FlopCountAnalysis, model, input_shape)
+
+
+def macs_fvcore(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE) -> int:
+    """``fvcore.nn.FlopCountAnalysis(model, torch.rand(shape)).total()``: MACs, the NTIRE 2024-on convention."""
+    return int(fvcore_analysis(model, input_shape).total())
+
+
+def activations_fvcore(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE) -> int:
+    """``fvcore.nn.ActivationCountAnalysis(...).total()`` (outputs of convs and matmuls, traced)."""
+    return int(_fvcore(_fvcore_nn().ActivationCountAnalysis, model, input_shape).total())
+
+
+def compare_fvcore_torch(fvcore_ops: dict[str, int], torch_ops: dict[str, int]) -> list[str]:
+    """Warnings where fvcore's MACs and torch's FlopCounterMode FLOPs (2 per MAC) disagree beyond the known
+    differences (fvcore counts upsampling, norms, pooling and grid sampling; torch does not)."""
+    fam_fv: dict[str, int] = defaultdict(int)
+    fam_fv_ops: dict[str, list[str]] = defaultdict(list)
+    out: list[str] = []
+    for op, macs in fvcore_ops.items():
+        fam = _FVCORE_FAMILY.get(op)
+        if fam is not None:
+            fam_fv[fam] += int(macs)
+            fam_fv_ops[fam].append(op)
+        elif op not in FVCORE_ONLY_KNOWN and macs:
+            out.append(f"fvcore counts {op} ({macs} MACs) which torch's FlopCounterMode does not")
+    fam_t: dict[str, int] = defaultdict(int)
+    fam_t_ops: dict[str, list[str]] = defaultdict(list)
+    for op, flops in torch_ops.items():
+        fam = _TORCH_FAMILY.get(op)
+        if fam is None:
+            if flops:
+                out.append(f"torch's FlopCounterMode counts aten.{op} ({flops // 2} MACs) which fvcore does not")
+            continue
+        fam_t[fam] += int(flops)
+        fam_t_ops[fam].append(op)
+    for fam in sorted(set(fam_fv) | set(fam_t)):
+        fv, tm = fam_fv.get(fam, 0), fam_t.get(fam, 0)
+        if 2 * fv != tm:
+            out.append(f"{fam} MACs differ: fvcore {fv} ({'+'.join(sorted(fam_fv_ops[fam])) or 'none'}) vs "
+                       f"torch {tm / 2:.0f} ({'+'.join('aten.' + o for o in sorted(fam_t_ops[fam])) or 'none'})")
+    return out
+
+
+def count(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE, *, fvcore: bool = True,
+          cross_check: bool = True) -> Counts:
+    """Every count at once, with the cross-check and the invisible-convolution detector's findings as warnings.
+
+    The model is put in eval mode for the count and restored afterwards.
+    """
+    shape = _shape(input_shape)
+    was_training = model.training
+    model.eval()
+    try:
+        res = _instrumented_pass(model, shape, torch_flops=cross_check, detect=True)
+        notes = list(res.warnings)
+        m_fv = a_fv = None
+        by_op: dict[str, int] = {}
+        if fvcore:
+            try:
+                fa = fvcore_analysis(model, shape)
+                m_fv = int(fa.total())
+                by_op = {k: int(v) for k, v in fa.by_operator().items()}
+                a_fv = activations_fvcore(model, shape)
+            except Exception as exc:  # a model fvcore cannot trace: say so, keep the other counts
+                notes.append(f"fvcore could not trace the model: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        if cross_check and m_fv is not None:
+            notes += [f"fvcore vs torch FlopCounterMode: {w}" for w in compare_fvcore_torch(by_op, res.torch_by_operator)]
+    finally:
+        model.train(was_training)
+    return Counts(input_shape=shape, params=params(model), macs_ntire2022=res.macs_ntire2022, macs_fvcore=m_fv,
+                  activations=res.activations, convs=res.convs, activations_fvcore=a_fv, flops_torch=res.flops_torch,
+                  functional_convs=res.functional_count, fvcore_by_operator=by_op,
+                  torch_by_operator=res.torch_by_operator, warnings=notes)
