@@ -1,0 +1,70 @@
+"""``ntirekit leaderboard``: rank result records and published tables under an NTIRE protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ntirekit.cli.common import echo_err, one_line_errors
+from ntirekit.rank.inputs import PUBLISHED, InputError, load_results, published_table
+from ntirekit.rank.leaderboard import BASELINE_MODES, LeaderboardError, build_leaderboard
+from ntirekit.rank.metrics import RUNTIME_STATS
+from ntirekit.rank.protocol import ProtocolError, available_protocols, load_protocol, load_protocol_file
+from ntirekit.rank.render import FORMATS, render
+from ntirekit.results import ResultError
+
+
+@click.command("leaderboard")
+@click.argument("results", nargs=-1, type=click.Path())
+@click.option("--protocol", "-p", default=None,
+              help=f"Packaged protocol: {', '.join(available_protocols())} (default ntire2022).")
+@click.option("--protocol-file", type=click.Path(dir_okay=False),
+              help="A protocol of your own (TOML: metrics, directions, rank-sum or score weights, gates).")
+@click.option("--track", "-t", default=None, help="Track of the protocol (default: its main track).")
+@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also write a Pareto plot (PNG) of PSNR against runtime.")
+@click.option("--baseline", type=click.Choice(BASELINE_MODES), default="published", show_default=True,
+              help="Score constants (and runtime scale) from the protocol as published, or from the baseline entry "
+                   "measured on each device (runtime and memory then become ratios to it).")
+@click.option("--baseline-entry", default=None, help="The baseline entry for --baseline measured (default: the "
+                                                     "protocol's).")
+@click.option("--gate", default=None, help="Gate of the protocol (ntire2022: final or rules), or 'none'.")
+@click.option("--published", "published", multiple=True,
+              help=f"Add a packaged published table ({', '.join(PUBLISHED)}); repeatable.")
+@click.option("--runtime-stat", type=click.Choice(RUNTIME_STATS), default=None,
+              help="Which statistic of the results' runtime_ms is ranked (default: the protocol's: headline, the "
+                   "timer's own figure: mean for the ntire timer, median for robust).")
+@click.option("--rank-references", is_flag=True, help="Rank the protocol's reference rows like any entry.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the leaderboard to a file.")
+@one_line_errors(ResultError, InputError, ProtocolError, LeaderboardError, OSError)
+def leaderboard(results: tuple[str, ...], protocol: str | None, protocol_file: str | None, track: str | None,
+                fmt: str, plot: str | None, baseline: str, baseline_entry: str | None, gate: str | None,
+                published: tuple[str, ...], runtime_stat: str | None, rank_references: bool,
+                output: str | None) -> None:
+    """Rank RESULTS (result JSON files, folders of them, published-figures CSV files) under an NTIRE protocol.
+
+    \b
+    ntirekit leaderboard results/ --protocol ntire2022 --track overall --format md
+    ntirekit leaderboard --published ntire2022 --track overall --format latex --plot pareto.png
+    ntirekit leaderboard results/ --protocol ntire2024 --baseline measured
+    """
+    if protocol_file and protocol:
+        raise click.UsageError("give --protocol or --protocol-file, not both")
+    proto = load_protocol_file(protocol_file) if protocol_file else load_protocol(protocol or "ntire2022")
+    records = [rec for name in published for rec in published_table(name)] + load_results(results)
+    if not records:
+        raise click.UsageError("nothing to rank: give result files or folders, a CSV, or --published NAME")
+    lb = build_leaderboard(records, proto, track, baseline=baseline, baseline_entry=baseline_entry, gate=gate,
+                           runtime_stat=runtime_stat, rank_references=rank_references)
+    text = render(lb, fmt)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        echo_err(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+    if plot:
+        from ntirekit.rank.plot import pareto_plot
+
+        front = pareto_plot(lb, plot)
+        echo_err(f"wrote {plot} (Pareto front: {', '.join(front)})")

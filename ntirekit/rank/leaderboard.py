@@ -1,0 +1,434 @@
+"""Build a leaderboard: records -> rows (runs merged) -> gates -> ranks under one protocol track.
+
+Rows
+    Records of one entry (and one source: ``measured`` or ``published``) are merged: machine-independent metrics (PSNR,
+    params, FLOPs, activations, #conv) over all its records, machine-dependent ones (runtime, memory) per device
+    (fingerprints compared with :func:`ntirekit.measure.device.comparable`). So one file per track of the same entry
+    makes one row, and an entry measured on two devices makes two rows. Several values of one metric (several runs)
+    are averaged, as the organisers average runs; their spread (sample standard deviation, min, max) is kept.
+Devices
+    Runtime or memory measured on devices that do not compare is refused, unless ``baseline="measured"``: then each
+    row's runtime and memory are taken relative to the baseline entry measured on the same device (rank-sum
+    protocols rank the ratios; score protocols use the measured baseline as ``X_baseline``).
+Status
+    ``ranked``; ``reference`` (the protocol's reference entries: shown, never ranked); ``not ranked`` with the reason
+    (a failed record, a missing metric, a PSNR gate). Gates on a metric that no row has are skipped with a note
+    (for example a runtime-only ``eval``), never silently.
+Ranks
+    Per-metric competition ranks on unrounded values (ties share the best rank, the next is skipped: 1, 1, 3); the
+    rank-sum or the score is ranked the same way.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from ntirekit.measure.device import comparable
+from ntirekit.rank.metrics import METRICS, extract, runtime_runs, runtime_timer
+from ntirekit.rank.protocol import GateSet, Protocol, Track, load_protocol
+from ntirekit.rank.ranking import competition_ranks, score
+
+BASELINE_MODES = ("published", "measured")
+RANKED, REFERENCE, NOT_RANKED = "ranked", "reference", "not ranked"
+
+
+class LeaderboardError(ValueError):
+    """Results that cannot be ranked as asked; the message is one line saying why and what to do."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One metric of one row: the values of its runs and their mean (the figure that is ranked)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if self.n > 1 else 0.0
+
+    def scaled(self, factor: float) -> "Stat":
+        return Stat(tuple(v * factor for v in self.values))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"value": self.mean, "n": self.n}
+        if self.n > 1:
+            out.update(std=self.std, min=min(self.values), max=max(self.values), runs=list(self.values))
+        return out
+
+
+@dataclass
+class Row:
+    entry: str
+    source: str                             # measured | published
+    device: tuple[Mapping[str, Any], str | None] | None  # (fingerprint, timer) of its runtime/memory (None: neither)
+    stats: dict[str, Stat]                  # as measured, table units
+    errors: list[str] = field(default_factory=list)   # failed records of this entry
+    files: list[str] = field(default_factory=list)
+    label: str = ""
+    device_label: str = ""
+    values: dict[str, Stat] = field(default_factory=dict)   # as ranked (device-bound metrics may be ratios)
+    baseline: dict[str, float] = field(default_factory=dict)  # score: X_baseline per weighted metric
+    status: str = RANKED
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+    ranks: dict[str, int] = field(default_factory=dict)
+    total: float | None = None              # rank-sum or score
+    rank: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank, "entry": self.entry, "label": self.label, "status": self.status,
+            "reason": self.reason or None, "source": self.source, "device": self.device_label or None,
+            "metrics": {m: {**s.to_dict(), "rank": self.ranks.get(m)} for m, s in self.values.items()},
+            "measured": {m: s.to_dict() for m, s in self.stats.items()} if self.values != self.stats else None,
+            "total": self.total, "notes": self.notes, "files": self.files,
+        }
+
+
+@dataclass
+class Leaderboard:
+    protocol: Protocol
+    track: Track
+    rows: list[Row]                         # ranked (by rank), then reference, then not ranked
+    columns: list[str]                      # metrics shown, in order
+    gate: GateSet | None
+    baseline_mode: str
+    baseline_entry: str | None
+    normalised: tuple[str, ...] = ()        # metrics shown and ranked as ratios to the baseline on the same device
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_heading(self) -> str | None:
+        """``Score``, ``Rank-sum`` or None (a one-metric rank-sum track needs no total column)."""
+        if self.track.method == "score":
+            return "Score"
+        return "Rank-sum" if len(self.track.metrics) > 1 else None
+
+    def heading(self, metric: str) -> str:
+        m = METRICS[metric]
+        if metric in self.normalised:
+            return f"{m.label} [× {self.baseline_entry}]"
+        return m.heading
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol.name, "title": self.protocol.title, "track": self.track.name,
+            "method": self.track.method, "rule": self.track.describe(), "metrics": list(self.track.metrics),
+            "gate": None if self.gate is None else {
+                "name": self.gate.name, "description": self.gate.description,
+                "rules": [{"metric": g.metric, "min": g.min, "max": g.max} for g in self.gate.gates]},
+            "baseline": {"mode": self.baseline_mode, "entry": self.baseline_entry,
+                         "published": dict(self.protocol.baseline) or None,
+                         "device": self.protocol.baseline_device or None},
+            "normalised": list(self.normalised), "columns": self.columns,
+            "rows": [r.to_dict() for r in self.rows], "notes": self.notes,
+        }
+
+
+# ------------------------------------------------------------------------------------------------------ merging
+
+
+def device_label(fp: Mapping[str, Any] | None) -> str:
+    if not fp:
+        return "unknown device"
+    if fp.get("kind") == "published":
+        return f"published ({fp.get('gpu')})"
+    name = fp.get("gpu") or fp.get("cpu") or fp.get("device") or "unknown device"
+    if fp.get("kind") == "cpu" and fp.get("threads"):
+        name = f"{name}, {fp['threads']} threads"
+    return name if fp.get("precision", "fp32") == "fp32" else f"{name}, {fp['precision']}"
+
+
+class _Devices:
+    """Where machine-dependent figures come from: classes of comparable fingerprints (and the same runtime timer), each
+    with a representative and a label."""
+
+    def __init__(self) -> None:
+        self.members: list[tuple[Mapping[str, Any], str | None]] = []
+
+    def find(self, fp: Mapping[str, Any], timer: str | None) -> tuple[Mapping[str, Any], str | None]:
+        for member in self.members:
+            if member[1] == timer and comparable(member[0], fp):
+                return member
+        self.members.append((fp, timer))
+        return self.members[-1]
+
+    def labels(self) -> dict[int, str]:
+        timers = {timer for _, timer in self.members}
+        out: dict[int, str] = {}
+        for member in self.members:
+            fp, timer = member
+            label = device_label(fp) + (f", {timer or 'unknown'} timer" if len(timers) > 1 else "")
+            taken = sum(1 for v in out.values() if v == label or v.startswith(label + " #"))
+            out[id(member)] = label if not taken else f"{label} #{taken + 1}"
+        return out
+
+
+def merge_records(records: Iterable[Mapping[str, Any]], flops_field: str, runtime_stat: str) -> list[Row]:
+    """One row per entry × source × device of its machine-dependent figures, runs averaged (see module doc)."""
+    devices = _Devices()
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, Mapping) or not rec.get("entry"):
+            where = rec.get("file", f"record {i + 1}") if isinstance(rec, Mapping) else f"record {i + 1}"
+            raise LeaderboardError(f"{where}: not a result record (no 'entry')")
+        groups.setdefault((str(rec["entry"]), str(rec.get("source", "measured"))), []).append(rec)
+
+    rows: list[Row] = []
+    for (entry, source), recs in groups.items():
+        free: dict[str, list[float]] = {}
+        bound: dict[int, tuple[Any, dict[str, list[float]]]] = {}
+        errors: list[str] = []
+        for rec in recs:
+            if rec.get("status", "ok") != "ok":
+                errors.append(str(rec.get("error") or rec.get("status")))
+                continue
+            fp = rec.get("device") if isinstance(rec.get("device"), Mapping) else {}
+            member = devices.find(fp, runtime_timer(rec))
+            values = {m: [v] for m, v in extract(rec, flops_field, runtime_stat).items()}
+            if "runtime_ms" in values:
+                values["runtime_ms"] = runtime_runs(rec, runtime_stat) or values["runtime_ms"]
+            for metric, vs in values.items():
+                if METRICS[metric].device_bound:
+                    bound.setdefault(id(member), (member, {}))[1].setdefault(metric, []).extend(vs)
+                else:
+                    free.setdefault(metric, []).extend(vs)
+        files = [str(r["file"]) for r in recs if r.get("file")]
+        shared = {m: Stat(tuple(v)) for m, v in free.items()}
+        for member, metrics in list(bound.values()) or [(None, {})]:
+            stats = {**shared, **{m: Stat(tuple(v)) for m, v in metrics.items()}}
+            rows.append(Row(entry, source, member, stats, list(errors), files))
+
+    labels = devices.labels()
+    names = [r.entry for r in rows]
+    for row in rows:
+        row.device_label = labels[id(row.device)] if row.device is not None else ""
+        row.label = row.entry
+        if names.count(row.entry) > 1:
+            row.label = f"{row.entry} [{row.device_label or row.source}]"
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------ ranking
+
+
+def _device_bound(metrics: Iterable[str]) -> list[str]:
+    return [m for m in metrics if METRICS[m].device_bound]
+
+
+def _check_devices(rows: list[Row], metrics: list[str], baseline_entry: str | None) -> None:
+    """Rows carrying ``metrics`` must share one device class; else a one-line error saying what to do."""
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        if any(m in row.stats for m in metrics):
+            groups.setdefault(row.device_label, []).append(row.label)
+    if len(groups) > 1:
+        listing = "; ".join(f"{dev}: {', '.join(names)}" for dev, names in groups.items())
+        fix = (f"or use --baseline measured to take them relative to {baseline_entry!r} measured on each device"
+               if baseline_entry else "or name a baseline entry measured on each device and use --baseline measured")
+        raise LeaderboardError(f"{' and '.join(metrics)} measured on {len(groups)} devices that do not compare "
+                               f"({listing}): rank one device at a time, {fix}")
+
+
+def _baselines(rows: list[Row], entry: str | None, protocol: Protocol) -> dict[tuple[str, int], Row]:
+    """The baseline entry's rows, by (source, device class)."""
+    if not entry:
+        raise LeaderboardError(f"--baseline measured needs a baseline entry: protocol {protocol.name!r} names none "
+                               "(give --baseline-entry NAME)")
+    found = {(r.source, id(r.device)): r for r in rows if r.entry == entry}
+    if not found:
+        raise LeaderboardError(f"--baseline measured: the baseline entry {entry!r} is not among the results "
+                               "(measure it in the same run, or give --baseline-entry NAME)")
+    return found
+
+
+def _apply_baseline(rows: list[Row], track: Track, protocol: Protocol, mode: str,
+                    entry: str | None) -> tuple[str, ...]:
+    """Fill ``row.values`` (and ``row.baseline`` for score tracks); returns the metrics shown as ratios.
+
+    ``published``: values as measured; score constants from the protocol. ``measured``: machine-dependent metrics
+    become ratios to the baseline entry on the same device (so a score's ``X_baseline`` for them is 1), the others'
+    score constants come from the baseline entry's row."""
+    for row in rows:
+        row.values = dict(row.stats)
+    if mode == "published":
+        if track.method == "score":
+            missing = [m for m in track.metrics if m not in protocol.baseline]
+            if missing:
+                raise LeaderboardError(f"protocol {protocol.name!r} publishes no baseline {missing[0]} "
+                                       "(use --baseline measured)")
+            for row in rows:
+                row.baseline = {m: protocol.baseline[m] for m in track.metrics}
+        return ()
+
+    bases = _baselines(rows, entry, protocol)
+    by_source = {source: row for (source, _), row in bases.items()}
+    normalised: set[str] = set()
+    for row in rows:
+        same_device = bases.get((row.source, id(row.device)))
+        for metric in [m for m in row.values if METRICS[m].device_bound]:
+            base = same_device.stats.get(metric) if same_device else None
+            del row.values[metric]
+            if base is not None and base.mean > 0:
+                row.values[metric] = row.stats[metric].scaled(1.0 / base.mean)
+                normalised.add(metric)
+        if track.method == "score":
+            free = by_source.get(row.source) or next(iter(bases.values()))
+            for metric in track.metrics:
+                if METRICS[metric].device_bound:
+                    row.baseline[metric] = 1.0
+                elif metric in free.stats:
+                    row.baseline[metric] = free.stats[metric].mean
+    return tuple(m for m in METRICS if m in normalised)
+
+
+def _missing_reason(row: Row, metrics: Iterable[str], mode: str, entry: str | None) -> str:
+    missing = [m for m in metrics if m not in row.values]
+    if not missing:
+        return ""
+    if row.errors:
+        return f"failed: {row.errors[0]}"
+    if mode == "measured" and any(m in row.stats for m in missing):
+        return f"no {entry} {', '.join(m for m in missing if m in row.stats)} on {row.device_label} to normalise by"
+    return "no " + ", ".join(missing)
+
+
+def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Protocol = "ntire2022",
+                      track: str | None = None, *, baseline: str = "published", baseline_entry: str | None = None,
+                      gate: str | None = None, runtime_stat: str | None = None,
+                      rank_references: bool = False) -> Leaderboard:
+    """Rank ``records`` (``ntirekit eval`` results and/or published rows) under ``protocol``'s ``track``.
+
+    ``baseline``: ``"published"`` (score constants from the protocol; runtimes must come from one device) or
+    ``"measured"`` (the baseline entry measured on each row's device: score constants, or rank-sum ratios).
+    ``gate``: a gate set of the protocol (default: the protocol's), or ``"none"``. ``rank_references`` ranks the
+    protocol's reference rows like any entry.
+    """
+    proto = load_protocol(protocol)
+    trk = proto.track(track)
+    gate_set = proto.gate(gate)
+    if baseline not in BASELINE_MODES:
+        raise LeaderboardError(f"baseline must be one of {', '.join(BASELINE_MODES)}, not {baseline!r}")
+    base_entry = baseline_entry or proto.baseline_entry
+    stat = runtime_stat or proto.runtime_stat
+    records = list(records)
+    rows = merge_records(records, proto.flops, stat)
+    if not rows:
+        raise LeaderboardError("no results to rank")
+
+    if baseline == "published":
+        _check_devices(rows, _device_bound(trk.metrics), base_entry)
+    normalised = _apply_baseline(rows, trk, proto, baseline, base_entry)
+    notes: list[str] = []
+
+    # status: reference / missing / gate
+    gates = list(gate_set.gates) if gate_set else []
+    for g in list(gates):
+        if not any(g.metric in r.stats for r in rows):
+            gates.remove(g)
+            notes.append(f"gate on {g.metric} not checked: no result has {g.metric}")
+    references = set() if rank_references else set(proto.reference)
+    for row in rows:
+        reason = _missing_reason(row, trk.metrics, baseline, base_entry)
+        lacking = [m for m in trk.metrics if m not in row.baseline] if trk.method == "score" else []
+        if lacking and not reason:
+            reason = f"no {base_entry} {', '.join(lacking)} to score against"
+        for g in gates if not reason else ():
+            if g.metric not in row.stats:
+                reason = f"no {g.metric} for the gate ({g.describe()})"
+            elif not g.passes(row.stats[g.metric].mean):
+                value = row.stats[g.metric].mean
+                m = METRICS[g.metric]
+                reason = f"{g.metric} {value:.{m.decimals}f} {m.unit} fails the gate ({g.describe()})"
+            if reason:
+                break
+        if row.entry in references:
+            row.status = REFERENCE
+            if reason:
+                row.notes.append(reason)
+        elif reason:
+            row.status, row.reason = NOT_RANKED, reason
+        if row.errors and not reason:
+            row.notes.append(f"{len(row.errors)} failed record(s) ignored: {row.errors[0]}")
+        if trk.method == "score" and all(m in row.values and m in row.baseline for m in trk.metrics):
+            row.total = score({m: row.values[m].mean for m in trk.metrics}, row.baseline, trk.weights,
+                              trk.exponent)
+
+    ranked = [r for r in rows if r.status == RANKED]
+    for metric in trk.metrics:
+        for row, r in zip(ranked, competition_ranks([row.values[metric].mean for row in ranked],
+                                                    proto.higher_is_better(metric))):
+            row.ranks[metric] = r
+    if trk.method == "rank_sum":
+        for row in ranked:
+            row.total = float(sum(row.ranks.values()))
+    for row, r in zip(ranked, competition_ranks([row.total for row in ranked])):
+        row.rank = r
+
+    order = {RANKED: 0, REFERENCE: 1, NOT_RANKED: 2}
+    rows.sort(key=lambda r: (order[r.status], r.rank or 0, r.total if r.total is not None else float("inf"),
+                             r.label))
+
+    shown = list(proto.columns) or [g.metric for g in (gate_set.gates if gate_set else ())]
+    columns = [m for m in shown if m in trk.metrics or any(m in r.values for r in rows)]
+    columns += [m for m in trk.metrics if m not in columns]
+    notes[:0] = _notes(rows, trk, proto, gate_set, baseline, base_entry, normalised, stat, columns)
+    if "mem_mb" in columns and any(r.get("memory_kind") == "cpu_estimate" for r in records):
+        notes.append("memory on CPU is the kit's estimate (peak of live tensors), not a CUDA figure")
+    return Leaderboard(proto, trk, rows, columns, gate_set, baseline, base_entry, normalised, notes)
+
+
+def _notes(rows: list[Row], track: Track, proto: Protocol, gate_set: GateSet | None, mode: str,
+           base_entry: str | None, normalised: tuple[str, ...], stat: str, columns: list[str]) -> list[str]:
+    notes = ["value (rank): ranks computed on unrounded values; ties share the best rank and skip the next"]
+    if any(r.status == REFERENCE for r in rows):
+        notes.append("ref: a reference row of the protocol, shown and not ranked")
+    if gate_set is None:
+        notes.append("no PSNR gate")
+    else:
+        rules = " and ".join(g.describe() for g in gate_set.gates)
+        desc = f" ({gate_set.description})" if gate_set.description else ""
+        notes.append(f"gate {gate_set.name!r}{desc}: {rules}")
+    others = [n for n in proto.gates if gate_set is None or n != gate_set.name]
+    if others:
+        notes.append(f"other gates of {proto.name}: {', '.join(others)} (--gate NAME)")
+    devices = sorted({r.device_label for r in rows if r.device_label})
+    if devices:
+        notes.append(("device: " if len(devices) == 1 else "devices: ") + "; ".join(devices))
+        if mode == "published" and len(devices) > 1:
+            shown = [m for m in _device_bound(columns) if m not in track.metrics]
+            if shown:
+                notes.append(f"{', '.join(shown)} come from different devices: shown, not comparable")
+    if track.method == "score":
+        if mode == "published":
+            consts = ", ".join(f"{m} {proto.baseline[m]:g}" for m in track.metrics)
+            on = f" on {proto.baseline_device}" if proto.baseline_device else ""
+            notes.append(f"baseline {base_entry or '(unnamed)'} as published{on}: {consts}")
+            here = [d for d in devices if not d.startswith("published")]
+            if here and proto.baseline_device:
+                notes.append(f"runtimes measured on {'; '.join(here)} against a baseline published on "
+                             f"{proto.baseline_device}: use --baseline measured for scores that compare")
+        else:
+            notes.append(f"baseline: {base_entry} as measured on each device")
+    if any(m in columns for m in normalised):
+        notes.append(f"{', '.join(m for m in normalised if m in columns)} relative to {base_entry} measured on the same device")
+    measured = {m for r in rows if r.source != "published" for m in r.stats}
+    if "runtime_ms" in measured and "runtime_ms" in columns:
+        what = "the timer's headline figure (ntire timer: mean; robust timer: median)" if stat == "headline" \
+            else f"the results' runtime_ms.{stat}"
+        notes.append(f"runtime: {what}")
+    if "flops_g" in measured and "flops_g" in columns:
+        notes.append(f"FLOPs: MACs counted by {proto.flops} on 1x3x256x256")
+    if any(s.n > 1 for r in rows for s in r.values.values()):
+        notes.append("several runs: the mean is ranked; ± is the standard deviation across runs")
+    return notes

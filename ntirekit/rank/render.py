@@ -1,0 +1,181 @@
+"""Leaderboards as people read them: terminal table, Markdown, CSV, JSON and LaTeX (report style).
+
+Every format shows the same rows in the same order (ranked, then reference rows, then the rows not ranked with their
+reason). Text formats print each ranked metric as ``value (rank)``, e.g. ``27.11 (1)``, and several runs as
+``mean±std``; CSV and JSON carry the unrounded values, the ranks and the spread in fields of their own.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Callable, Iterable, Mapping
+
+from tabulate import SEPARATING_LINE, tabulate
+
+from ntirekit.rank.leaderboard import NOT_RANKED, RANKED, REFERENCE, Leaderboard, Row, build_leaderboard
+from ntirekit.rank.metrics import METRICS
+
+FORMATS = ("table", "md", "csv", "json", "latex")
+
+
+def _decimals(lb: Leaderboard, metric: str) -> int:
+    return 3 if metric in lb.normalised else METRICS[metric].decimals
+
+
+def _value(lb: Leaderboard, row: Row, metric: str, pm: str, missing: str) -> str:
+    stat = row.values.get(metric)
+    if stat is None:
+        return missing
+    d = _decimals(lb, metric)
+    text = f"{stat.mean:.{d}f}"
+    if stat.std > 0:  # several runs that differ
+        text += f"{pm}{stat.std:.{d}f}"
+    if metric in row.ranks:
+        text += f" ({row.ranks[metric]})"
+    return text
+
+
+def _total(lb: Leaderboard, row: Row, missing: str) -> str:
+    if row.total is None:
+        return missing
+    return f"{row.total:.4f}" if lb.track.method == "score" else f"{row.total:g}"
+
+
+def _rank(row: Row) -> str:
+    return str(row.rank) if row.status == RANKED else ("ref" if row.status == REFERENCE else "–")
+
+
+def _note(row: Row) -> str:
+    parts = [f"not ranked: {row.reason}"] if row.status == NOT_RANKED else []
+    return "; ".join(parts + row.notes)
+
+
+def _grid(lb: Leaderboard, pm: str = "±", missing: str = "–",
+          text: Callable[[str], str] = str) -> tuple[list[str], list[list[list[str]]]]:
+    """Headings and the rows in groups (ranked, reference, not ranked), as strings."""
+    with_device = len({r.device_label for r in lb.rows if r.device_label}) > 1
+    with_note = any(_note(r) for r in lb.rows)
+    headings = ["#", "Entry", *(["Device"] if with_device else []), *(lb.heading(m) for m in lb.columns),
+                *([lb.total_heading] if lb.total_heading else []), *(["Note"] if with_note else [])]
+    groups: list[list[list[str]]] = []
+    for status in (RANKED, REFERENCE, NOT_RANKED):
+        group = []
+        for row in (r for r in lb.rows if r.status == status):
+            cells = [_rank(row), text(row.label), *([text(row.device_label or "–")] if with_device else []),
+                     *(_value(lb, row, m, pm, missing) for m in lb.columns),
+                     *([_total(lb, row, missing)] if lb.total_heading else []), *([text(_note(row))] if with_note else [])]
+            group.append(cells)
+        if group:
+            groups.append(group)
+    return [text(h) for h in headings], groups
+
+
+def _title(lb: Leaderboard) -> str:
+    title = f" ({lb.track.title})" if lb.track.title else ""
+    return f"{lb.protocol.title}, track {lb.track.name}{title}: {lb.track.describe()}"
+
+
+def _align(headings: list[str]) -> tuple[str, ...]:
+    return tuple("left" if h in ("Entry", "Device", "Note") else "right" for h in headings)
+
+
+def to_table(lb: Leaderboard) -> str:
+    headings, groups = _grid(lb)
+    body: list[Any] = []
+    for group in groups:
+        body += ([SEPARATING_LINE] if body else []) + group
+    table = tabulate(body, headers=headings, tablefmt="simple", colalign=_align(headings), disable_numparse=True)
+    notes = "\n".join(f"- {n}" for n in lb.notes)
+    return f"{_title(lb)}\n\n{table}\n\n{notes}\n"
+
+
+def to_markdown(lb: Leaderboard) -> str:
+    headings, groups = _grid(lb, text=lambda s: s.replace("|", "\\|"))
+    rows = [cells for group in groups for cells in group]
+    table = tabulate(rows, headers=headings, tablefmt="github", colalign=_align(headings), disable_numparse=True)
+    notes = "\n".join(f"- {n}" for n in lb.notes)
+    return f"### {_title(lb)}\n\n{table}\n\n{notes}\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$",
+                  "≥": r"$\geq$", "≤": r"$\leq$", "–": "--", "·": r"$\cdot$", "±": r"$\pm$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(lb: Leaderboard) -> str:
+    headings, groups = _grid(lb, pm=r"$\pm$", missing="--", text=latex_escape)
+    spec = "".join("l" if a == "left" else "r" for a in _align(headings))
+    lines = [f"% {_title(lb)}", "% made by ntirekit leaderboard; needs \\usepackage{booktabs}",
+             *(f"% {n}" for n in lb.notes),
+             f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(headings) + r" \\"]
+    for group in groups:
+        lines.append("\\midrule")
+        lines += [" & ".join(cells) + r" \\" for cells in group]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def _csv_number(value: float, metric: str) -> Any:
+    return int(value) if METRICS[metric].decimals == 0 and value.is_integer() else repr(value)
+
+
+def to_csv(lb: Leaderboard) -> str:
+    """One line per row, unrounded values; ``<metric>_rank`` beside each ranked metric, ``_std``/``_n`` where runs
+    were combined; ratios to the baseline are named ``<metric>_ratio``."""
+    spread = [m for m in lb.columns if any(r.values.get(m) and r.values[m].n > 1 for r in lb.rows)]
+    header = ["rank", "entry", "status", "device"]
+    for m in lb.columns:
+        name = f"{m}_ratio" if m in lb.normalised else m
+        header += [name] + ([f"{m}_rank"] if m in lb.track.metrics else []) + \
+            ([f"{m}_std", f"{m}_n"] if m in spread else [])
+    total = "score" if lb.track.method == "score" else "rank_sum"
+    header += [total, "note"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in lb.rows:
+        line: list[Any] = [row.rank if row.rank is not None else "", row.label, row.status, row.device_label]
+        for m in lb.columns:
+            stat = row.values.get(m)
+            line.append("" if stat is None else _csv_number(stat.mean, m))
+            if m in lb.track.metrics:
+                line.append(row.ranks.get(m, ""))
+            if m in spread:
+                line += ["", ""] if stat is None else [repr(stat.std), stat.n]
+        line += ["" if row.total is None else (repr(row.total) if total == "score" else int(row.total)),
+                 "; ".join(([row.reason] if row.reason else []) + row.notes)]
+        writer.writerow(line)
+    return out.getvalue()
+
+
+def to_json(lb: Leaderboard) -> str:
+    return json.dumps(lb.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+RENDERERS: dict[str, Callable[[Leaderboard], str]] = {
+    "table": to_table, "md": to_markdown, "csv": to_csv, "json": to_json, "latex": to_latex,
+}
+
+
+def render(lb: Leaderboard, fmt: str = "table") -> str:
+    """The leaderboard in one of :data:`FORMATS` (``markdown`` is accepted for ``md``)."""
+    fmt = {"markdown": "md", "tex": "latex"}.get(fmt, fmt)
+    if fmt not in RENDERERS:
+        raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+    return RENDERERS[fmt](lb)
+
+
+def render_records(records: Iterable[Mapping[str, Any]], protocol: str = "ntire2022", track: str | None = None,
+                   fmt: str = "table", **options: Any) -> str:
+    """Rank ``records`` and render them: what ``ntirekit eval`` prints at its end.
+
+    ``track=None`` takes the protocol's default track; ``options`` are those of
+    :func:`ntirekit.rank.leaderboard.build_leaderboard` (``baseline``, ``baseline_entry``, ``gate``, ...).
+    """
+    return render(build_leaderboard(records, protocol, track, **options), fmt)

@@ -1,0 +1,136 @@
+"""``ntirekit leaderboard``: formats, inputs, options, and one clear error line for each bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ntirekit.cli import main
+
+GPU = {"device": "cuda", "kind": "cuda", "gpu": "NVIDIA H100 80GB HBM3", "driver": "550.54", "cuda": "12.4",
+       "cudnn": 90100, "torch": "2.3.0", "cpu": "Xeon", "threads": 16, "precision": "fp32"}
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["leaderboard", *args])
+
+
+def one_error_line(result, *fragments: str) -> None:
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("fmt, expected", [
+    ("table", "27.11 (1)"), ("md", " 27.11 (1) |"), ("latex", r"rlfn\_ntire & 29.00 & 28.72 & 27.11 (1)"),
+    ("csv", "1,rlfn_ntire,ranked,published (Titan Xp),29.0,28.72,27.11,1,"), ("json", '"entry": "rlfn_ntire"'),
+])
+def test_published_table_in_every_format(fmt, expected):
+    result = run("--published", "ntire2022", "--track", "overall", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert expected in result.output
+
+
+def test_published_csv_file_ranked_together(tmp_path):
+    from importlib import resources
+
+    table = tmp_path / "ntire2022.csv"
+    table.write_text((resources.files("ntirekit.rank") / "published" / "ntire2022_esr_baselines.csv")
+                     .read_text(encoding="utf-8"), encoding="utf-8")
+    result = run(str(table), "--track", "overall", "--rank-references", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [(r["rank"], r["entry"], r["rank_sum"]) for r in rows] == [
+        ("1", "rlfn_ntire", "5"), ("2", "rfdn", "11"), ("3", "imdn_baseline", "14")]
+
+
+def test_result_folder_score_protocol_with_measured_baseline(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for entry, ms, params, macs in [("rlfn_ntire", 20.0, 317218, 19.6749e9), ("mine", 10.0, 158609, 9.83745e9)]:
+        rec = {"entry": entry, "track": "overall", "status": "ok", "device": GPU, "params": params,
+               "macs_fvcore": macs, "runtime_ms": {"mean": ms, "median": ms}}
+        (folder / f"{entry}__overall.json").write_text(json.dumps(rec), encoding="utf-8")
+    result = run(str(folder), "--protocol", "ntire2024", "--baseline", "measured", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = {r["entry"]: r for r in json.loads(result.output)["rows"]}
+    assert rows["mine"]["rank"] == 1 and rows["mine"]["total"] == pytest.approx(2.7183, abs=5e-5)
+    assert rows["rlfn_ntire"]["status"] == "reference" and rows["rlfn_ntire"]["total"] == pytest.approx(7.3891, 1e-4)
+    # published constants: the note says the devices differ
+    result = run(str(folder), "--protocol", "ntire2024")
+    assert result.exit_code == 0 and "against a baseline published on RTX 3090" in result.output
+
+
+def test_plot_and_output_file(tmp_path):
+    png, out = tmp_path / "pareto.png", tmp_path / "board.md"
+    result = run("--published", "ntire2022", "--format", "md", "--plot", str(png), "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Pareto front: rlfn_ntire, rfdn, imdn_baseline" in result.output
+    assert "27.11 (1)" in out.read_text(encoding="utf-8")
+
+
+def test_protocol_file_and_gate(tmp_path):
+    proto = tmp_path / "mine.toml"
+    proto.write_text('name = "mine"\n[tracks.fast]\nmetrics = ["runtime_ms"]\n', encoding="utf-8")
+    result = run("--published", "ntire2022", "--protocol-file", str(proto), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert [r["entry"] for r in csv.DictReader(io.StringIO(result.output))] == ["rlfn_ntire", "rfdn", "imdn_baseline"]
+    result = run("--published", "ntire2022", "--gate", "rules")
+    assert result.exit_code == 0 and "psnr_val ≥ 29.00 dB" in result.output
+
+
+def test_result_file_that_is_not_json(tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json", encoding="utf-8")
+    one_error_line(run(str(bad)), "broken.json", "not a JSON file")
+
+
+def test_csv_with_a_missing_column(tmp_path):
+    bad = tmp_path / "table.csv"
+    bad.write_text("entry,psnr_val,psnr_test,runtime_ms,params_m,flops_g,mem_mb\nx,29,28.7,1,1,1,1\n",
+                   encoding="utf-8")
+    one_error_line(run(str(bad)), "table.csv", "missing column 'acts_m'")
+
+
+def test_protocol_file_with_an_unknown_metric(tmp_path):
+    bad = tmp_path / "mine.toml"
+    bad.write_text('name = "mine"\n[tracks.overall]\nmetrics = ["runtime_ms", "latency_ms"]\n', encoding="utf-8")
+    one_error_line(run("--published", "ntire2022", "--protocol-file", str(bad)), "mine.toml",
+                   "unknown metric 'latency_ms'")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--published", "ntire2022", "--protocol", "ntire1999"], "unknown protocol 'ntire1999'"),
+    (["--published", "ntire2022", "--track", "speed"], "no track 'speed'"),
+    (["--published", "ntire2022", "--gate", "loose"], "no gate 'loose'"),
+    (["--published", "ntire1999"], "no published table 'ntire1999'"),
+    (["no/such/file.json"], "no such file"),
+    (["--published", "ntire2022", "--protocol", "ntire2024", "--baseline", "measured", "--baseline-entry", "zz"],
+     "baseline entry 'zz' is not among the results"),
+])
+def test_other_bad_inputs(args, fragment):
+    one_error_line(run(*args), fragment)
+
+
+def test_mixed_devices_refused(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    for name, gpu in [("a", "NVIDIA H100 80GB HBM3"), ("b", "NVIDIA RTX A6000")]:
+        rec = {"entry": name, "status": "ok", "device": {**GPU, "gpu": gpu}, "runtime_ms": {"mean": 5.0}}
+        (folder / f"{name}.json").write_text(json.dumps(rec), encoding="utf-8")
+    one_error_line(run(str(folder)), "runtime_ms measured on 2 devices that do not compare",
+                   "--baseline measured")
+
+
+def test_nothing_to_rank():
+    result = run()
+    assert result.exit_code == 2 and "nothing to rank" in result.output

@@ -1,0 +1,597 @@
+"""Leaderboards: protocols, ranks (ties, gates, missing values), scores, runs, devices, inputs, renderings, the plot.
+
+Every expected rank below was worked out by hand from the table in the test, not by the code under test.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import struct
+
+import pytest
+
+from ntirekit.rank import (
+    InputError, LeaderboardError, ProtocolError, available_protocols, build_leaderboard, competition_ranks,
+    load_protocol, load_results, pareto_front, published_table, read_published_csv, render, render_records, score,
+)
+from ntirekit.rank.metrics import extract, psnr_split
+from ntirekit.rank.protocol import load_protocol_file
+
+E, E2 = math.e, math.e ** 2
+W2024 = {"runtime_ms": 0.7, "flops_g": 0.15, "params_m": 0.15}
+
+GPU_A = {"device": "cuda", "kind": "cuda", "gpu": "NVIDIA H100 80GB HBM3", "driver": "550.54", "cuda": "12.4",
+         "cudnn": 90100, "torch": "2.3.0", "cpu": "Xeon", "threads": 16, "precision": "fp32"}
+GPU_B = {**GPU_A, "gpu": "NVIDIA RTX A6000"}
+
+
+def row(entry, psnr_val=None, psnr_test=None, runtime_ms=None, params_m=None, flops_g=None, acts_m=None,
+        mem_mb=None, **extra):
+    """A record in table units (as a published row is), missing values left out."""
+    values = dict(psnr_val=psnr_val, psnr_test=psnr_test, runtime_ms=runtime_ms, params_m=params_m,
+                  flops_g=flops_g, acts_m=acts_m, mem_mb=mem_mb)
+    return {"entry": entry, "status": "ok", **{k: v for k, v in values.items() if v is not None}, **extra}
+
+
+def eval_record(entry, device=GPU_A, **fields):
+    """A record shaped like ``ntirekit eval`` writes them (raw counts, runtime object, MiB)."""
+    return {"entry": entry, "track": "overall", "status": "ok", "device": device, **fields}
+
+
+def by_entry(lb):
+    return {r.label: r for r in lb.rows}
+
+
+# ------------------------------------------------------------------------------------------------ pure functions
+
+def test_competition_ranks_share_the_best_rank_and_skip():
+    assert competition_ranks([1.0, 2.0, 2.0, 3.0]) == [1, 2, 2, 4]
+    assert competition_ranks([5.0, 1.0, 1.0, 2.0]) == [4, 1, 1, 3]
+    assert competition_ranks([29.1, 29.3, 29.1], higher_is_better=True) == [2, 1, 2]
+    assert competition_ranks([7.0, 7.0, 7.0]) == [1, 1, 1]
+    assert competition_ranks([]) == []
+
+
+def test_score_of_the_baseline_is_e_squared_and_of_half_the_baseline_is_e():
+    base = {"runtime_ms": 13.54, "flops_g": 19.67, "params_m": 0.317}
+    assert score(base, base, W2024) == pytest.approx(7.3891, abs=5e-5)
+    half = {k: v / 2 for k, v in base.items()}
+    assert score(half, base, W2024) == pytest.approx(2.7183, abs=5e-5)
+    # only the runtime halved: 0.7·e + 0.15·e² + 0.15·e² = 1.9028 + 2.2167 = 4.1195
+    assert score({**base, "runtime_ms": 6.77}, base, W2024) == pytest.approx(0.7 * E + 0.3 * E2)
+    assert 0.7 * E + 0.3 * E2 == pytest.approx(4.1195, abs=5e-5)
+
+
+def test_pareto_front_minimises_x_and_maximises_y():
+    points = [(27.11, 29.00), (41.97, 29.04), (50.86, 29.13),   # 0,1,2: a staircase, all on the front
+              (45.00, 28.98),                                   # 3: slower and worse than 1
+              (41.97, 29.00),                                   # 4: as fast as 1 but worse
+              (20.00, 28.90),                                   # 5: fastest
+              (27.11, 29.00)]                                   # 6: identical to 0: both kept
+    assert pareto_front(points) == [5, 0, 6, 1, 2]
+    assert pareto_front([(1.0, 1.0)]) == [0]
+
+
+@pytest.mark.parametrize("record, split", [
+    ({"dataset": "DIV2K_valid"}, "val"), ({"dataset": "div2k-lsdir-valid"}, "val"),
+    ({"dataset": "DIV2K_LSDIR_test"}, "test"), ({"dataset": "/data/DIV2K_test_LR"}, "test"),
+    ({"dataset": "div2k", "split": "val"}, "val"), ({"dataset": {"name": "DIV2K", "split": "test"}}, "test"),
+    ({"dataset": "sample"}, None), ({"dataset": "Set5"}, None), ({}, None),
+])
+def test_psnr_split_from_split_field_or_dataset_name(record, split):
+    assert psnr_split(record) == split
+
+
+def test_extract_converts_eval_records_to_table_units():
+    rec = eval_record("rlfn_ntire", params=317218, macs_ntire2022=19.70e9, macs_fvcore=19.6749e9,
+                      activations=80.05e6, convs=39, max_memory_mib=377.91,
+                      runtime_ms={"mean": 27.11, "median": 26.5, "timer": "robust"})
+    got = extract(rec, "macs_ntire2022", "mean")
+    assert got == pytest.approx({"runtime_ms": 27.11, "params_m": 0.317218, "flops_g": 19.70, "acts_m": 80.05,
+                                 "mem_mb": 377.91, "convs": 39})
+    got = extract(rec, "macs_fvcore", "median")
+    assert got["flops_g"] == pytest.approx(19.6749) and got["runtime_ms"] == 26.5
+    # headline: the robust timer's median, the ntire timer's mean; a lone statistic otherwise
+    assert extract(rec, runtime_stat="headline")["runtime_ms"] == 26.5
+    ntire = {**rec, "runtime_ms": {"mean": 27.11, "median": 26.5, "timer": "ntire"}}
+    assert extract(ntire, runtime_stat="headline")["runtime_ms"] == 27.11
+    assert extract({"entry": "x", "runtime_ms": {"mean": 3.0}})["runtime_ms"] == 3.0
+    psnr = extract(eval_record("x", dataset="DIV2K_valid", psnr_db=29.0, images=[]))
+    assert psnr == {"psnr_val": 29.0}
+    assert extract(eval_record("x", psnr_db={"valid": 29.0, "test": 28.7})) == {"psnr_val": 29.0, "psnr_test": 28.7}
+    assert extract(eval_record("x", params=None, runtime_ms={"mean": None})) == {}
+
+
+# ---------------------------------------------------------------------------------------------------- protocols
+
+def test_packaged_protocols_carry_the_published_constants():
+    assert available_protocols() == ["ntire2022", "ntire2024", "ntire2025", "ntire2026"]
+    p22 = load_protocol("ntire2022")
+    assert list(p22.tracks) == ["runtime", "complexity", "overall"] and p22.default_track == "runtime"
+    assert p22.track("complexity").metrics == ("params_m", "flops_g")
+    assert p22.track("overall").metrics == ("runtime_ms", "params_m", "flops_g", "acts_m", "mem_mb")
+    assert [(g.metric, g.min) for g in p22.gate().gates] == [("psnr_val", 28.95), ("psnr_test", 28.65)]
+    assert [(g.metric, g.min) for g in p22.gate("rules").gates] == [("psnr_val", 29.00)]
+    assert p22.gate("none") is None and p22.reference == ("imdn_baseline", "rfdn") and p22.flops == "macs_ntire2022"
+    expected = {"ntire2024": ("rlfn_ntire", 13.54, 19.67, 0.317, 0.7),
+                "ntire2025": ("efdn", 16.69, 16.70, 0.276, 0.7),
+                "ntire2026": ("span", 7.74, 9.83, 0.151, 0.8)}
+    for name, (entry, ms, g, m, w_runtime) in expected.items():
+        p = load_protocol(name)
+        assert p.baseline_entry == entry and p.flops == "macs_fvcore"
+        assert dict(p.baseline) == {"runtime_ms": ms, "flops_g": g, "params_m": m}
+        weights = dict(p.track().weights)
+        assert weights["runtime_ms"] == w_runtime and sum(weights.values()) == pytest.approx(1.0)
+        assert [(x.metric, x.min) for x in p.gate().gates] == [("psnr_val", 26.90), ("psnr_test", 26.99)]
+
+
+def test_user_protocol_from_toml(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('''
+name = "mine"
+reference = ["ref"]
+[directions]
+convs = "higher"
+[gates.strict]
+psnr_val = { min = 29.0, max = 40.0 }
+[tracks.speed_quality]
+metrics = ["runtime_ms", "psnr_val"]
+''', encoding="utf-8")
+    proto = load_protocol_file(path)
+    assert proto.default_track == "speed_quality" and proto.default_gate == "strict"
+    assert proto.higher_is_better("psnr_val") and proto.higher_is_better("convs")
+    records = [row("a", psnr_val=29.5, runtime_ms=10.0), row("b", psnr_val=29.2, runtime_ms=8.0),
+               row("c", psnr_val=29.5, runtime_ms=12.0), row("d", psnr_val=28.9, runtime_ms=1.0),
+               row("ref", psnr_val=30.0, runtime_ms=1.0)]
+    lb = build_leaderboard(records, str(path))
+    rows = by_entry(lb)
+    # runtime: b 1, a 2, c 3; psnr (higher): a 1, c 1, b 3; sums a 3, b 4, c 4 -> a 1, b 2, c 2
+    assert {k: (rows[k].ranks["runtime_ms"], rows[k].ranks["psnr_val"], rows[k].total, rows[k].rank)
+            for k in "abc"} == {"a": (2, 1, 3, 1), "b": (1, 3, 4, 2), "c": (3, 1, 4, 2)}
+    assert rows["d"].status == "not ranked" and "psnr_val 28.90 dB fails the gate" in rows["d"].reason
+    assert rows["ref"].status == "reference" and rows["ref"].rank is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ('name = "x"\n[tracks.t]\nmetrics = ["runtime_ms", "latency"]\n',
+     "[tracks.t] metrics: unknown metric 'latency'"),
+    ('name = "x"\n[gates.g]\npsnr = 29\n[tracks.t]\nmetrics = ["runtime_ms"]\n', "[gates.g]: unknown metric 'psnr'"),
+    ('name = "x"\n[tracks.t]\nmethod = "score"\nweights = { psnr_val = 1.0 }\n', "psnr_val is higher-is-better"),
+    ('name = "x"\n[tracks.t]\nmethod = "vote"\nmetrics = ["runtime_ms"]\n', "'vote' is not one of rank_sum, score"),
+    ('name = "x"\n[tracks.t]\nmetrics = ["runtime_ms"]\n[directions]\nruntime_ms = "up"\n', "'up' is not one of"),
+    ('name = "x"\nwieghts = 1\n[tracks.t]\nmetrics = ["runtime_ms"]\n', "unknown key 'wieghts'"),
+    ('name = "x"\n', "a protocol needs at least one track"),
+    ('name = "x"\n[tracks.t\n', "not valid TOML"),
+])
+def test_bad_protocol_files_give_one_line(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(path)
+    assert message in str(info.value) and "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_unknown_protocol_track_and_gate():
+    with pytest.raises(ProtocolError, match="unknown protocol 'ntire1999'"):
+        load_protocol("ntire1999")
+    with pytest.raises(ProtocolError, match="no track 'speed'.*runtime, complexity, overall"):
+        build_leaderboard([row("a", runtime_ms=1.0)], "ntire2022", "speed")
+    with pytest.raises(ProtocolError, match="no gate 'loose'"):
+        build_leaderboard([row("a", runtime_ms=1.0)], "ntire2022", gate="loose")
+
+
+# --------------------------------------------------------------------------- ranks: ties, gates, missing values
+
+def hand_table():
+    """Worked by hand under ntire2022 (gate final: valid >= 28.95 and test >= 28.65).
+
+    entry  val    test   ms    params flops acts mem
+    A      29.10  28.80  10.0  0.30   20    50   100
+    B      29.05  28.70  10.0  0.25   25    60   100
+    C      29.00  28.70  12.0  0.30   15    40    90
+    G      28.95  28.65  11.0  0.40   30    70   120   exactly at both gates: ranked
+    D      28.94  28.90   5.0  0.10   10    30    80   valid below 28.95: not ranked
+    E      29.00  28.60   9.0  0.50   40    80   130   test below 28.65: not ranked
+    F      29.20  28.90   --   0.10   10    30    80   no runtime
+    H      failed
+    imdn_baseline (reference)
+    """
+    return [row("A", 29.10, 28.80, 10.0, 0.30, 20, 50, 100), row("B", 29.05, 28.70, 10.0, 0.25, 25, 60, 100),
+            row("C", 29.00, 28.70, 12.0, 0.30, 15, 40, 90), row("G", 28.95, 28.65, 11.0, 0.40, 30, 70, 120),
+            row("D", 28.94, 28.90, 5.0, 0.10, 10, 30, 80), row("E", 29.00, 28.60, 9.0, 0.50, 40, 80, 130),
+            row("F", 29.20, 28.90, None, 0.10, 10, 30, 80),
+            {"entry": "H", "status": "failed", "error": "RuntimeError: CUDA out of memory"},
+            row("imdn_baseline", 29.13, 28.78, 50.86, 0.893936, 58.53, 154.14, 471.76)]
+
+
+def test_overall_rank_sum_by_hand():
+    lb = build_leaderboard(hand_table(), "ntire2022", "overall")
+    rows = by_entry(lb)
+    # runtime: A 1, B 1, G 3, C 4 | params: B 1, A 2, C 2, G 4 | flops: C 1, A 2, B 3, G 4
+    # acts: C 1, A 2, B 3, G 4 | memory: C 1, A 2, B 2, G 4
+    # sums: A 9, B 10, C 9, G 19 -> A 1, C 1, B 3, G 4
+    expected = {"A": ([1, 2, 2, 2, 2], 9, 1), "B": ([1, 1, 3, 3, 2], 10, 3),
+                "C": ([4, 2, 1, 1, 1], 9, 1), "G": ([3, 4, 4, 4, 4], 19, 4)}
+    metrics = ["runtime_ms", "params_m", "flops_g", "acts_m", "mem_mb"]
+    assert {k: ([rows[k].ranks[m] for m in metrics], rows[k].total, rows[k].rank) for k in expected} == expected
+    assert [r.label for r in lb.rows] == ["A", "C", "B", "G", "imdn_baseline", "D", "E", "F", "H"]
+    assert rows["imdn_baseline"].status == "reference" and rows["imdn_baseline"].rank is None
+    assert rows["D"].reason == "psnr_val 28.94 dB fails the gate (psnr_val ≥ 28.95 dB)"
+    assert rows["E"].reason == "psnr_test 28.60 dB fails the gate (psnr_test ≥ 28.65 dB)"
+    assert rows["F"].reason == "no runtime_ms"
+    assert rows["H"].reason == "failed: RuntimeError: CUDA out of memory"
+    assert all(rows[k].status == "not ranked" and rows[k].rank is None for k in "DEFH")
+
+
+def test_runtime_and_complexity_tracks_by_hand():
+    rows = by_entry(build_leaderboard(hand_table(), "ntire2022", "runtime"))
+    assert {k: rows[k].rank for k in "ABCG"} == {"A": 1, "B": 1, "G": 3, "C": 4}
+    assert rows["F"].status == "not ranked"
+    # complexity ranks F too (it has params and FLOPs):
+    # params: F 1, B 2, A 3, C 3, G 5 | flops: F 1, C 2, A 3, B 4, G 5 | sums F 2, C 5, A 6, B 6, G 10
+    rows = by_entry(build_leaderboard(hand_table(), "ntire2022", "complexity"))
+    assert {k: (rows[k].total, rows[k].rank) for k in "ABCFG"} == {
+        "F": (2, 1), "C": (5, 2), "A": (6, 3), "B": (6, 3), "G": (10, 5)}
+
+
+def test_the_rules_gate_and_no_gate():
+    # rules: valid >= 29.00 only. G (28.95) and D (28.94) out; E (29.00, test 28.60) in.
+    rows = by_entry(build_leaderboard(hand_table(), "ntire2022", "runtime", gate="rules"))
+    assert {k: rows[k].rank for k in "ABCE"} == {"E": 1, "A": 2, "B": 2, "C": 4}
+    assert rows["G"].status == rows["D"].status == "not ranked"
+    rows = by_entry(build_leaderboard(hand_table(), "ntire2022", "runtime", gate="none"))
+    # D 5, E 9, A 10, B 10, G 11, C 12
+    assert {k: rows[k].rank for k in "ABCDEG"} == {"D": 1, "E": 2, "A": 3, "B": 3, "G": 5, "C": 6}
+
+
+def test_ranks_use_unrounded_values():
+    lb = build_leaderboard([row("slow", runtime_ms=10.004), row("fast", runtime_ms=10.001),
+                            row("tie", runtime_ms=10.001)], "ntire2022", "runtime")
+    rows = by_entry(lb)
+    assert {k: rows[k].rank for k in rows} == {"fast": 1, "tie": 1, "slow": 3}
+    text = render(lb, "table")
+    assert "10.00 (1)" in text and "10.00 (3)" in text
+
+
+def test_a_gate_on_a_metric_no_result_has_is_skipped_with_a_note():
+    lb = build_leaderboard([row("a", runtime_ms=2.0), row("b", runtime_ms=1.0)], "ntire2022", "runtime")
+    assert [(r.label, r.rank) for r in lb.rows] == [("b", 1), ("a", 2)]
+    assert "gate on psnr_val not checked: no result has psnr_val" in lb.notes
+    # but where some results have it, a result without it is not ranked
+    lb = build_leaderboard([row("a", 29.0, 28.7, runtime_ms=2.0), row("b", runtime_ms=1.0)], "ntire2022", "runtime")
+    assert by_entry(lb)["b"].reason == "no psnr_val for the gate (psnr_val ≥ 28.95 dB)"
+
+
+def test_rank_references():
+    records = [r for r in hand_table() if r["entry"] in ("A", "imdn_baseline")]
+    rows = by_entry(build_leaderboard(records, "ntire2022", "runtime", rank_references=True))
+    assert (rows["A"].rank, rows["imdn_baseline"].rank) == (1, 2)
+
+
+# --------------------------------------------------------------------------------------------------------- scores
+
+def score_records(protocol="ntire2024"):
+    base = load_protocol(protocol).baseline
+    entry = load_protocol(protocol).baseline_entry
+    ok = dict(psnr_val=27.0, psnr_test=27.1)
+    return [row(entry, runtime_ms=base["runtime_ms"], flops_g=base["flops_g"], params_m=base["params_m"], **ok),
+            row("half", runtime_ms=base["runtime_ms"] / 2, flops_g=base["flops_g"] / 2,
+                params_m=base["params_m"] / 2, **ok),
+            row("fast_only", runtime_ms=base["runtime_ms"] / 2, flops_g=base["flops_g"],
+                params_m=base["params_m"], **ok)]
+
+
+def test_score_protocols_with_published_constants():
+    lb = build_leaderboard(score_records("ntire2024"), "ntire2024")
+    rows = by_entry(lb)
+    assert rows["rlfn_ntire"].status == "reference" and rows["rlfn_ntire"].total == pytest.approx(7.3891, abs=5e-5)
+    assert rows["half"].total == pytest.approx(2.7183, abs=5e-5) and rows["half"].rank == 1
+    assert rows["fast_only"].total == pytest.approx(0.7 * E + 0.3 * E2) and rows["fast_only"].rank == 2
+    assert "7.3891" in render(lb) and "2.7183" in render(lb)
+    rows = by_entry(build_leaderboard(score_records("ntire2026"), "ntire2026"))
+    assert rows["span"].total == pytest.approx(E2) and rows["half"].total == pytest.approx(E)
+    assert rows["fast_only"].total == pytest.approx(0.8 * E + 0.2 * E2)
+    rows = by_entry(build_leaderboard(score_records("ntire2025"), "ntire2025"))
+    assert rows["efdn"].total == pytest.approx(E2) and rows["half"].total == pytest.approx(E)
+
+
+def test_score_gates():
+    records = score_records() + [row("blurry", 26.80, 27.1, 1.0, 1.0, 0.1), row("close", 26.90, 26.99, 1.0, 1.0, 0.1)]
+    rows = by_entry(build_leaderboard(records, "ntire2024"))
+    assert rows["blurry"].status == "not ranked" and "26.80 dB fails the gate (psnr_val ≥ 26.90 dB)" in \
+        rows["blurry"].reason
+    assert rows["close"].status == "ranked"
+
+
+def measured_pair(device, scale):
+    """rlfn_ntire and an entry at half its runtime, FLOPs and params, on a device ``scale`` times slower."""
+    return [eval_record("rlfn_ntire", device, runtime_ms={"mean": 20.0 * scale}, params=317218, macs_fvcore=19.6749e9,
+                        max_memory_mib=100.0 * scale),
+            eval_record("mine", device, runtime_ms={"mean": 10.0 * scale}, params=317218 / 2,
+                        macs_fvcore=19.6749e9 / 2, max_memory_mib=50.0 * scale)]
+
+
+def test_measured_baseline_makes_scores_comparable_across_devices():
+    records = measured_pair(GPU_A, 1.0) + measured_pair(GPU_B, 2.3)
+    with pytest.raises(LeaderboardError, match="2 devices that do not compare.*--baseline measured"):
+        build_leaderboard(records, "ntire2024")
+    lb = build_leaderboard(records, "ntire2024", baseline="measured")
+    rows = by_entry(lb)
+    assert rows["mine [NVIDIA H100 80GB HBM3]"].total == pytest.approx(E)
+    assert rows["mine [NVIDIA RTX A6000]"].total == pytest.approx(E)
+    assert rows["rlfn_ntire [NVIDIA RTX A6000]"].total == pytest.approx(E2)
+    assert rows["mine [NVIDIA RTX A6000]"].values["runtime_ms"].mean == pytest.approx(0.5)
+    assert lb.normalised == ("runtime_ms", "mem_mb") and "Runtime [× rlfn_ntire]" in render(lb)
+    # the baseline entry is configurable
+    other = [{**r, "entry": "base"} if r["entry"] == "rlfn_ntire" else r for r in measured_pair(GPU_A, 1.0)]
+    rows = by_entry(build_leaderboard(other, "ntire2024", baseline="measured", baseline_entry="base"))
+    assert rows["mine"].total == pytest.approx(E)
+    with pytest.raises(LeaderboardError, match="baseline entry 'rlfn_ntire' is not among the results"):
+        build_leaderboard(other, "ntire2024", baseline="measured")
+
+
+def test_measured_baseline_missing_on_one_device():
+    records = measured_pair(GPU_A, 1.0) + [eval_record("lonely", GPU_B, runtime_ms={"mean": 3.0}, params=1000,
+                                                       macs_fvcore=1e9)]
+    rows = by_entry(build_leaderboard(records, "ntire2024", baseline="measured"))
+    assert rows["lonely"].status == "not ranked"
+    assert rows["lonely"].reason == "no rlfn_ntire runtime_ms on NVIDIA RTX A6000 to normalise by"
+
+
+def test_rank_sum_normalised_by_the_baseline_on_each_device():
+    # imdn_baseline at 50 ms on A and 100 ms on B; x at 0.5 of it on A, y at 0.4 of it on B
+    records = [eval_record("imdn_baseline", GPU_A, runtime_ms={"mean": 50.0}),
+               eval_record("x", GPU_A, runtime_ms={"mean": 25.0}),
+               eval_record("imdn_baseline", GPU_B, runtime_ms={"mean": 100.0}),
+               eval_record("y", GPU_B, runtime_ms={"mean": 40.0})]
+    with pytest.raises(LeaderboardError, match="runtime_ms measured on 2 devices"):
+        build_leaderboard(records, "ntire2022", "runtime")
+    rows = by_entry(build_leaderboard(records, "ntire2022", "runtime", baseline="measured"))
+    assert (rows["y"].rank, rows["x"].rank) == (1, 2)
+    assert rows["y"].values["runtime_ms"].mean == pytest.approx(0.4)
+
+
+# ------------------------------------------------------------------------------------------------ runs and merging
+
+def test_runs_are_averaged_with_their_spread():
+    records = [eval_record("a", runtime_ms={"mean": v}) for v in (10.0, 11.0, 12.0)] + \
+              [eval_record("b", runtime_ms={"mean": 10.5})]
+    lb = build_leaderboard(records, "ntire2022", "runtime")
+    a = by_entry(lb)["a"].values["runtime_ms"]
+    assert (a.mean, a.std, a.n) == (11.0, 1.0, 3)
+    assert by_entry(lb)["b"].rank == 1 and by_entry(lb)["a"].rank == 2
+    assert "11.00±1.00 (2)" in render(lb, "table")
+    out = json.loads(render(lb, "json"))["rows"][1]["metrics"]["runtime_ms"]
+    assert out == {"value": 11.0, "n": 3, "std": 1.0, "min": 10.0, "max": 12.0, "runs": [10.0, 11.0, 12.0], "rank": 2}
+    line = next(csv.DictReader(io.StringIO(render(lb, "csv"))))
+    assert line["entry"] == "b" and line["runtime_ms_n"] == "1"
+
+
+def test_runs_pooled_in_one_record_count_as_runs():
+    # what ``eval --runs 3`` writes (ntirekit.measure.runtime.pool_runs): the runs' headline figures under "runs"
+    pooled = {"median": 11.0, "mean": 11.0, "runs": [10.0, 11.0, 12.0], "n_runs": 3, "timer": "robust", "n": 90}
+    lb = build_leaderboard([eval_record("a", runtime_ms=pooled)], "ntire2022", "runtime")
+    stat = lb.rows[0].values["runtime_ms"]
+    assert (stat.mean, stat.std, stat.n) == (11.0, 1.0, 3)
+    # an explicit statistic takes the record's single figure
+    stat = build_leaderboard([eval_record("a", runtime_ms=pooled)], "ntire2022", "runtime",
+                             runtime_stat="mean").rows[0].values["runtime_ms"]
+    assert (stat.mean, stat.n) == (11.0, 1)
+
+
+def test_runtimes_from_different_timers_do_not_compare():
+    records = [eval_record("a", runtime_ms={"mean": 12.0, "median": 10.0, "timer": "robust"}),
+               eval_record("b", runtime_ms={"mean": 11.0, "median": 10.5, "timer": "ntire"})]
+    with pytest.raises(LeaderboardError, match="NVIDIA H100 80GB HBM3, robust timer: a; "
+                                               "NVIDIA H100 80GB HBM3, ntire timer: b"):
+        build_leaderboard(records, "ntire2022", "runtime")
+    # the same timer compares: headline = median for robust
+    records[1]["runtime_ms"]["timer"] = "robust"
+    rows = by_entry(build_leaderboard(records, "ntire2022", "runtime"))
+    assert (rows["a"].rank, rows["b"].rank) == (1, 2)
+
+
+def test_files_of_one_entry_merge_by_entry_and_device():
+    records = [eval_record("rlfn_ntire", dataset="DIV2K_valid", psnr_db=29.0),
+               eval_record("rlfn_ntire", dataset="DIV2K", split="test", psnr_db=28.7),
+               eval_record("rlfn_ntire", params=317218, macs_ntire2022=19.7e9, activations=80.05e6, convs=39,
+                           runtime_ms={"mean": 27.11}, max_memory_mib=377.91)]
+    lb = build_leaderboard(records, "ntire2022", "overall")
+    assert len(lb.rows) == 1
+    only = lb.rows[0]
+    assert {m: round(s.mean, 6) for m, s in only.values.items()} == {
+        "psnr_val": 29.0, "psnr_test": 28.7, "runtime_ms": 27.11, "params_m": 0.317218, "flops_g": 19.7,
+        "acts_m": 80.05, "mem_mb": 377.91, "convs": 39}
+    assert only.status == "ranked" and only.total == 5
+
+
+def test_psnr_measured_elsewhere_joins_the_runtime_row():
+    cpu = {"device": "cpu", "kind": "cpu", "cpu": "Xeon", "threads": 2, "precision": "fp32", "torch": "2.3.0"}
+    records = [eval_record("a", cpu, dataset="DIV2K_valid", psnr_db=29.0),
+               eval_record("a", cpu, dataset="DIV2K_test", psnr_db=28.7),
+               eval_record("a", GPU_A, runtime_ms={"mean": 20.0})]
+    lb = build_leaderboard(records, "ntire2022", "runtime")
+    assert len(lb.rows) == 1 and lb.rows[0].rank == 1 and lb.rows[0].device_label == "NVIDIA H100 80GB HBM3"
+
+
+def test_a_failed_run_beside_good_ones_is_noted():
+    records = [eval_record("a", runtime_ms={"mean": 10.0}),
+               {**eval_record("a"), "status": "failed", "error": "RuntimeError: flaky"}]
+    (only,) = build_leaderboard(records, "ntire2022", "runtime").rows
+    assert only.rank == 1 and only.notes == ["1 failed record(s) ignored: RuntimeError: flaky"]
+
+
+def test_published_and_measured_rows_stay_apart():
+    records = published_table("ntire2022") + [eval_record("rlfn_ntire", runtime_ms={"mean": 9.0})]
+    with pytest.raises(LeaderboardError, match="published \\(Titan Xp\\): .*NVIDIA H100"):
+        build_leaderboard(records, "ntire2022", "runtime")
+    lb = build_leaderboard(records, "ntire2022", "complexity")
+    labels = [r.label for r in lb.rows]
+    assert "rlfn_ntire [published (Titan Xp)]" in labels and "rlfn_ntire [NVIDIA H100 80GB HBM3]" in labels
+
+
+def test_not_a_record():
+    with pytest.raises(LeaderboardError, match="not a result record"):
+        build_leaderboard([{"psnr_db": 3}], "ntire2022")
+    with pytest.raises(LeaderboardError, match="no results to rank"):
+        build_leaderboard([], "ntire2022")
+
+
+# ---------------------------------------------------------------------------------------------------------- inputs
+
+def test_load_results_reads_files_folders_and_csv(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(eval_record("a", runtime_ms={"mean": 1.0})), encoding="utf-8")
+    (folder / "b.json").write_text(json.dumps(eval_record("b", runtime_ms={"mean": 2.0})), encoding="utf-8")
+    (folder / "notes.txt").write_text("ignored", encoding="utf-8")
+    table = tmp_path / "t.csv"
+    table.write_text("entry,psnr_val,psnr_test,runtime_ms,params_m,flops_g,acts_m,mem_mb\nc,29,28.7,3,,,,\n",
+                     encoding="utf-8")
+    records = load_results([folder, table])
+    assert [r["entry"] for r in records] == ["a", "b", "c"]
+    assert records[2]["source"] == "published" and "params_m" not in records[2]
+
+
+def test_published_csv_errors(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("entry,psnr_val,psnr_test,runtime_ms,params_m,acts_m,mem_mb\nx,1,2,3,4,5,6\n", encoding="utf-8")
+    with pytest.raises(InputError, match="bad.csv: missing column 'flops_g'"):
+        read_published_csv(bad)
+    bad.write_text("entry,psnr_val,psnr_test,runtime_ms,params_m,flops_g,acts_m,mem_mb\nx,1,2,fast,4,5,6,7\n",
+                   encoding="utf-8")
+    with pytest.raises(InputError, match="line 2 \\(x\\): runtime_ms 'fast' is not a number"):
+        read_published_csv(bad)
+    with pytest.raises(InputError, match="no published table 'ntire1999'"):
+        published_table("ntire1999")
+
+
+def test_packaged_published_table_is_protocols_md_section_1_2():
+    rows = {r["entry"]: r for r in published_table("ntire2022")}
+    assert rows["imdn_baseline"]["runtime_ms"] == 50.86 and rows["imdn_baseline"]["params_m"] == 0.893936
+    assert rows["rfdn"]["flops_g"] == 27.10 and rows["rfdn"]["mem_mb"] == 788.13 and rows["rfdn"]["convs"] == 64
+    assert rows["rlfn_ntire"]["psnr_val"] == 29.00 and rows["rlfn_ntire"]["acts_m"] == 80.05
+    assert rows["rlfn_ntire"]["device"] == {"kind": "published", "gpu": "Titan Xp"}
+
+
+# --------------------------------------------------------------- the three 2022 baselines, in every format
+
+def published_overall(**options):
+    return build_leaderboard(published_table("ntire2022"), "ntire2022", "overall", **options)
+
+
+def markdown_rows(text):
+    lines = [l for l in text.splitlines() if l.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in l.strip("|").split("|")))) for l in lines[2:]]
+
+
+def test_published_2022_as_the_final_table_ranks_it():
+    # IMDN and RFDN are reference rows: RLFN is the only ranked entry
+    lb = published_overall()
+    assert [(r.label, r.status, r.rank) for r in lb.rows] == [
+        ("rlfn_ntire", "ranked", 1), ("imdn_baseline", "reference", None), ("rfdn", "reference", None)]
+    md = markdown_rows(render(lb, "md"))
+    assert md[0]["#"] == "1" and md[0]["Runtime [ms]"] == "27.11 (1)" and md[0]["Rank-sum"] == "5"
+    assert md[1]["#"] == "ref" and md[1]["Runtime [ms]"] == "50.86" and md[1]["Rank-sum"] == "–"
+
+
+def test_published_2022_ranked_together_every_format():
+    """The three baselines ranked against each other (checkable by eye):
+
+    runtime  27.11 < 41.97 < 50.86   -> RLFN 1, RFDN 2, IMDN 3
+    params   0.317 < 0.433 < 0.894   -> RLFN 1, RFDN 2, IMDN 3
+    FLOPs    19.70 < 27.10 < 58.53   -> RLFN 1, RFDN 2, IMDN 3
+    acts     80.05 < 112.03 < 154.14 -> RLFN 1, RFDN 2, IMDN 3
+    memory   377.91 < 471.76 < 788.13 -> RLFN 1, IMDN 2, RFDN 3
+    sums     RLFN 5, RFDN 11, IMDN 14
+    """
+    lb = published_overall(rank_references=True)
+    assert [(r.label, r.total, r.rank) for r in lb.rows] == [
+        ("rlfn_ntire", 5, 1), ("rfdn", 11, 2), ("imdn_baseline", 14, 3)]
+
+    table = render(lb, "table")
+    lines = [l for l in table.splitlines() if "rlfn_ntire" in l or "imdn_baseline" in l or "rfdn" in l]
+    assert lines[0].split()[:2] == ["1", "rlfn_ntire"] and "27.11 (1)" in lines[0] and "377.91 (1)" in lines[0]
+    assert lines[1].split()[:2] == ["2", "rfdn"] and "788.13 (3)" in lines[1]
+    assert lines[2].split()[:2] == ["3", "imdn_baseline"] and "471.76 (2)" in lines[2]
+
+    md = markdown_rows(render(lb, "md"))
+    assert [(r["#"], r["Entry"], r["Runtime [ms]"], r["Params [M]"], r["Memory [MB]"], r["Rank-sum"]) for r in md] == [
+        ("1", "rlfn_ntire", "27.11 (1)", "0.317 (1)", "377.91 (1)", "5"),
+        ("2", "rfdn", "41.97 (2)", "0.433 (2)", "788.13 (3)", "11"),
+        ("3", "imdn_baseline", "50.86 (3)", "0.894 (3)", "471.76 (2)", "14")]
+
+    rows = list(csv.DictReader(io.StringIO(render(lb, "csv"))))
+    assert [(r["rank"], r["entry"], r["runtime_ms"], r["runtime_ms_rank"], r["params_m"], r["rank_sum"])
+            for r in rows] == [("1", "rlfn_ntire", "27.11", "1", "0.317218", "5"),
+                               ("2", "rfdn", "41.97", "2", "0.433448", "11"),
+                               ("3", "imdn_baseline", "50.86", "3", "0.893936", "14")]
+
+    data = json.loads(render(lb, "json"))
+    assert data["protocol"] == "ntire2022" and data["track"] == "overall"
+    assert data["rows"][0]["entry"] == "rlfn_ntire" and data["rows"][0]["metrics"]["runtime_ms"] == {
+        "value": 27.11, "n": 1, "rank": 1}
+    assert [r["metrics"]["mem_mb"]["rank"] for r in data["rows"]] == [1, 3, 2]
+
+    tex = render(lb, "latex")
+    assert r"1 & rlfn\_ntire & 29.00 & 28.72 & 27.11 (1) & 0.317 (1) & 19.70 (1) & 80.05 (1) & 377.91 (1) & 39 & 5 \\" \
+        in tex
+    assert r"3 & imdn\_baseline & 29.13 & 28.78 & 50.86 (3)" in tex
+    assert tex.count(r"\toprule") == 1 and r"\end{tabular}" in tex
+
+
+def test_published_2022_runtime_track_latex_and_gates():
+    lb = build_leaderboard(published_table("ntire2022"), "ntire2022", "runtime")
+    tex = render(lb, "latex")
+    assert r"1 & rlfn\_ntire & 29.00 & 28.72 & 27.11 (1) & 0.317 & 19.70" in tex   # only runtime is ranked here
+    assert r"ref & imdn\_baseline" in tex and "Rank-sum" not in tex
+    # RLFN's 29.00 dB meets the rules' 29.00 dB exactly
+    lb = build_leaderboard(published_table("ntire2022"), "ntire2022", "runtime", gate="rules")
+    assert lb.rows[0].label == "rlfn_ntire" and lb.rows[0].rank == 1
+
+
+def test_render_records_for_eval():
+    records = [eval_record("rlfn_ntire", params=317218, macs_ntire2022=19.7e9, runtime_ms={"mean": 9.0}),
+               eval_record("rfdn", params=433448, macs_ntire2022=27.1e9, runtime_ms={"mean": 12.0})]
+    text = render_records(records, "ntire2022", "complexity")
+    assert "0.317 (1)" in text and "19.70 (1)" in text and "ref" in text
+    assert render_records(records, "ntire2022", fmt="csv").startswith("rank,entry,status,device")
+    with pytest.raises(ValueError, match="unknown format 'html'"):
+        render_records(records, "ntire2022", fmt="html")
+
+
+# ------------------------------------------------------------------------------------------------------------ plot
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_pareto_png_is_written_and_shows_the_front(tmp_path):
+    from matplotlib.image import imread
+
+    from ntirekit.rank.plot import pareto_plot
+
+    lb = published_overall()
+    out = tmp_path / "plots" / "pareto.png"
+    front = pareto_plot(lb, out)
+    assert front == ["rlfn_ntire", "rfdn", "imdn_baseline"]
+    width, height = png_size(out)
+    assert width >= 600 and height >= 400
+    pixels = imread(out)[..., :3]
+    front_red = (abs(pixels[..., 0] - 0xc4 / 255) < 0.04) & (abs(pixels[..., 1] - 0x4e / 255) < 0.04) & \
+        (abs(pixels[..., 2] - 0x52 / 255) < 0.04)
+    assert front_red.sum() > 500          # the front line is drawn
+
+
+def test_pareto_plot_needs_psnr_and_runtime(tmp_path):
+    from ntirekit.rank.plot import pareto_plot
+
+    lb = build_leaderboard([row("a", runtime_ms=1.0)], "ntire2022", "runtime")
+    with pytest.raises(LeaderboardError, match="nothing to plot"):
+        pareto_plot(lb, tmp_path / "x.png")
