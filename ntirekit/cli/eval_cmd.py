@@ -8,7 +8,8 @@ from typing import Any, Callable
 import click
 from tabulate import tabulate
 
-from ntirekit.cli.common import entries_option, load_registry
+from ntirekit.cli.common import entries_option, load_registry, one_line_errors
+from ntirekit.measure.runtime import headline
 from ntirekit.runner import run_track
 from ntirekit.tracks import TRACKS, EvalOptions, default_entry_track
 
@@ -18,8 +19,13 @@ def _get(*keys: str, scale: float = 1.0, fmt: str = "{:.2f}") -> Callable[[dict[
         value: Any = rec
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
-        return "" if value is None else fmt.format(value / scale)
+        return "" if value is None else fmt.format(value / scale if scale != 1.0 else value)
     return get
+
+
+def _runtime(rec: dict[str, Any]) -> str:
+    stats = rec.get("runtime_ms")
+    return "" if not stats else f"{headline(stats):.2f} ({stats.get('timer')})"
 
 
 _PSNR = [("PSNR [dB]", _get("psnr_db", fmt="{:.3f}")), ("SSIM", _get("ssim", fmt="{:.4f}"))]
@@ -27,7 +33,7 @@ _COUNTS = [("Params [M]", _get("params", scale=1e6, fmt="{:.4f}")),
            ("FLOPs [G] (2022)", _get("macs_ntire2022", scale=1e9)),
            ("FLOPs [G] (fvcore)", _get("macs_fvcore", scale=1e9, fmt="{:.4f}")),
            ("Acts [M]", _get("activations", scale=1e6)), ("#Conv", _get("convs", fmt="{:d}"))]
-_RUNTIME = [("Runtime [ms] (median)", _get("runtime_ms", "median")), ("CV", _get("runtime_ms", "cv", fmt="{:.3f}"))]
+_RUNTIME = [("Runtime [ms]", _runtime), ("CV", _get("runtime_ms", "cv", fmt="{:.3f}"))]
 _MEMORY = [("Mem [MiB]", _get("max_memory_mib"))]
 #: the columns of the closing table, per track
 COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
@@ -49,7 +55,7 @@ def summary_table(records: list[dict[str, Any]], track: str) -> str:
             rows.append([rec["entry"], *(get(rec) for _, get in columns), "ok"])
         else:
             rows.append([rec["entry"], *([""] * len(columns)), f"FAILED: {rec.get('error', '')}"])
-    return tabulate(rows, headers=["entry", *(h for h, _ in columns), "status"])
+    return tabulate(rows, headers=["entry", *(h for h, _ in columns), "status"], disable_numparse=True)
 
 
 def _parse_shape(text: str) -> tuple[int, int, int, int]:
@@ -96,6 +102,7 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--leaderboard", "protocol_name", default="ntire2022", show_default=True,
               help="Ranking protocol of the closing leaderboard (runtime/complexity/overall); 'none' to skip.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@one_line_errors()
 def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str, protocol: str,
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int, repeats: int, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,

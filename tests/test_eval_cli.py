@@ -1,0 +1,112 @@
+"""``ntirekit eval`` end to end through the CLI: records, closing table, one broken entry among good ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ntirekit.cli import main
+from ntirekit.data.images import write_image
+from ntirekit.quality import psnr
+from tests.helpers.entries import write_entry
+
+BROKEN = "import torch\nclass TinySR(torch.nn.Module):\n    def __init__(self, scale=4):\n        super().__init__()\n" \
+         "    def forward(self, x):\n        raise RuntimeError('exploded')\n"
+
+IDENTITY_X2 = '''
+import torch
+from torch import nn
+
+
+class NearestX2(nn.Module):
+    """Nearest-neighbour x2 upscaling with one (identity) conv, so the output is known exactly."""
+
+    def __init__(self, scale: int = 2):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        self.up = nn.Upsample(scale_factor=scale, mode="nearest")
+
+    def forward(self, x):
+        return self.up(self.conv(x))
+'''
+
+
+@pytest.fixture()
+def tiny_world(tmp_path: Path) -> tuple[Path, Path]:
+    entries = tmp_path / "entries"
+    write_entry(entries, "nearest", model_code=IDENTITY_X2, factory="model.py:NearestX2", scale=2, data_range=255.0)
+    write_entry(entries, "broken", model_code=BROKEN, scale=2)
+    data = tmp_path / "set"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        lr = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+        hr = np.repeat(np.repeat(lr, 2, axis=0), 2, axis=1).copy()
+        hr[5, 7] = 255 - hr[5, 7]  # one pixel differs, inside the border
+        write_image(data / "HR" / f"{name}.png", hr)
+        write_image(data / "LR_bicubic" / "X2" / f"{name}x2.png", lr)
+    return entries, data
+
+
+def test_psnr_track_records_and_table(tiny_world: tuple[Path, Path], tmp_path: Path) -> None:
+    entries, data = tiny_world
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--entries", str(entries), "--entry", "nearest",
+                                       "--entry", "broken", "--data", str(data), "--out", str(out), "--quiet"])
+    assert result.exit_code == 1, result.output  # one entry failed
+    assert "FAILED: RuntimeError: exploded" in result.output
+    files = {p.name.split("__")[0]: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert set(files) == {"nearest", "broken"}
+    rec = files["nearest"]
+    assert rec["status"] == "ok" and rec["protocol"] == "challenge" and rec["device"]["kind"] == "cpu"
+    assert {"entry", "protocol", "dataset", "psnr_db", "ssim", "images", "device", "versions"} <= set(rec)
+    # independent figure: each image has one wrong pixel out of (18-4)x(22-4)x3 values after the 2-px border
+    for image in rec["images"]:
+        hr = np.asarray(__import__("cv2").imread(str(data / "HR" / f"{image['name']}.png")))[..., ::-1]
+        lr_up = np.repeat(np.repeat(hr[::2, ::2], 2, axis=0), 2, axis=1)  # what the nearest model outputs
+        diff = (lr_up[2:-2, 2:-2].astype(float) - hr[2:-2, 2:-2].astype(float)) ** 2
+        expected = 10 * np.log10(255 ** 2 / diff.mean())
+        assert image["psnr_db"] == pytest.approx(expected, abs=1e-9)
+        assert image["psnr_db"] == pytest.approx(psnr(lr_up, hr, protocol="challenge", border=2), abs=1e-9)
+    assert f"{rec['psnr_db']:.3f}" in result.output
+
+
+@pytest.mark.parametrize("track", ["complexity", "runtime", "overall"])
+def test_efficiency_tracks_print_their_table(tiny_world: tuple[Path, Path], tmp_path: Path, track: str) -> None:
+    entries, _ = tiny_world
+    result = CliRunner().invoke(main, ["eval", "--track", track, "--entries", str(entries), "--entry", "nearest",
+                                       "--input-shape", "1,3,16,16", "--warmup", "1", "--repeats", "2",
+                                       "--out", str(tmp_path / "o"), "--quiet", "--leaderboard", "none"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("nearest"))
+    if track != "runtime":
+        # one 1x1 conv of 3->3 channels on 16x16: 9*256 MACs, 768 activations, 1 conv
+        assert " 1 " in row and "0.0000" in row
+        rec = json.loads(next((tmp_path / "o").glob("*.json")).read_text())
+        assert (rec["macs_ntire2022"], rec["activations"], rec["convs"]) == (9 * 256, 3 * 256, 1)
+    if track != "complexity":
+        assert "(robust)" in row
+
+
+def test_no_entries_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", "--entry", "nope", "--entries", str(tmp_path)])
+    assert result.exit_code != 0 and "no entry named 'nope'" in result.output
+
+
+@pytest.mark.slow
+def test_sample_psnr_runs_every_esr_baseline(tmp_path: Path, weights_dir: Path) -> None:
+    """The README's main command: every ESR baseline on the embedded sample, no network, no GPU."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--data", "sample", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    names = {r["entry"] for r in records}
+    assert {"imdn_baseline", "imdn", "rfdn", "rlfn_ntire", "rlfn", "rlfn_s", "efdn", "span"} <= names
+    for r in records:
+        if r["entry"] in {"imdn", "rlfn", "rfdn", "rlfn_ntire"}:
+            assert r["weights"] == "pretrained" and 24 < r["psnr_db"] < 40, r
