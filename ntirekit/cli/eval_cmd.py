@@ -58,6 +58,19 @@ def summary_table(records: list[dict[str, Any]], track: str) -> str:
     return tabulate(rows, headers=["entry", *(h for h, _ in columns), "status"], disable_numparse=True)
 
 
+def closing_leaderboard(records: list[dict[str, Any]], protocol_name: str, track: str) -> str:
+    """The leaderboard of what eval measured: the protocol's track of the same name, else its main track."""
+    from ntirekit.rank import LeaderboardError, ProtocolError, load_protocol, render_records
+
+    try:
+        protocol = load_protocol(protocol_name)
+        board_track = track if track in protocol.tracks else None
+        title = f"Leaderboard ({protocol.name}, {board_track or 'main track'}):"
+        return title + "\n" + render_records(records, protocol=protocol_name, track=board_track, fmt="table")
+    except (ProtocolError, LeaderboardError) as exc:
+        return f"no leaderboard: {exc}"
+
+
 def _parse_shape(text: str) -> tuple[int, int, int, int]:
     parts = tuple(int(p) for p in text.replace("x", ",").split(","))
     if len(parts) != 4:
@@ -126,9 +139,6 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     click.echo(summary_table(records, track))
     click.echo(f"\nresults: {Path(out).resolve()}")
     if track in ("runtime", "complexity", "overall") and protocol_name != "none":
-        from ntirekit.rank import render_records
-
-        click.echo(f"\nLeaderboard ({protocol_name}, {track}):")
-        click.echo(render_records(records, protocol=protocol_name, track=track, fmt="table"))
+        click.echo("\n" + closing_leaderboard(records, protocol_name, track))
     if any(r.get("status") != "ok" for r in records):
         raise SystemExit(1)
