@@ -49,8 +49,14 @@ def existing_ok(out_dir: Path, entry: Entry, track: str, device: dict[str, Any])
 
 
 def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | None = None,
-              resume: bool = False) -> list[dict[str, Any]]:
-    """Evaluate ``entries`` on ``options.track``; write ``OUT/<entry>__<track>__<device>.json`` for each."""
+              resume: bool = False, isolate: bool | None = None, timeout_s: float | None = None,
+              memory_mb: int | None = None) -> list[dict[str, Any]]:
+    """Evaluate ``entries`` on ``options.track``; write ``OUT/<entry>__<track>__<device>.json`` for each.
+
+    ``isolate``: True runs every entry in its own child process (:func:`ntirekit.isolate.evaluate_isolated`, with
+    ``timeout_s`` and ``memory_mb``), False none; None (default) isolates the untrusted ones (submissions, unpacked
+    zips: :func:`ntirekit.isolate.is_untrusted`).
+    """
     device = fingerprint(resolve_device(options.device))
     records: list[dict[str, Any]] = []
     todo = entries
@@ -59,10 +65,23 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
         records += [r for r in done.values() if r is not None]
         todo = [e for e in entries if done[e.name] is None]
     evaluate = track_function(options.track)
-    for rec in evaluate(todo, options):
+    for rec in _evaluate(todo, options, evaluate, isolate, timeout_s, memory_mb):
         rec.setdefault("track", options.track)
         if out_dir is not None:
             write_json_atomic(result_path(out_dir, rec["entry"], rec["track"], rec["device"]), rec)
         records.append(rec)
     order = {e.name: i for i, e in enumerate(entries)}
     return sorted(records, key=lambda r: order.get(r["entry"], len(order)))
+
+
+def _evaluate(entries: list[Entry], options: EvalOptions, evaluate: Any, isolate: bool | None,
+              timeout_s: float | None, memory_mb: int | None) -> Iterator[dict[str, Any]]:
+    """In-process entries through the track, then each isolated entry in its own child process."""
+    from ntirekit.isolate import DEFAULT_TIMEOUT_S, evaluate_isolated, is_untrusted
+
+    isolated = [e for e in entries if (is_untrusted(e) if isolate is None else isolate)]
+    local = [e for e in entries if e not in isolated]
+    if local:
+        yield from evaluate(local, options)
+    for entry in isolated:
+        yield evaluate_isolated(entry, options, timeout_s=timeout_s or DEFAULT_TIMEOUT_S, memory_mb=memory_mb)

@@ -1,0 +1,81 @@
+"""``ntirekit regress``: re-measure recorded entries and fail on any regression (CI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from ntirekit.cli.common import entries_option
+
+
+@click.command("regress")
+@click.option("--against", "folder", type=click.Path(file_okay=False), default=None,
+              help="Reference folder metrics/<fingerprint id>/ (default: the one of this device).")
+@click.option("--tolerance-psnr", "tol_psnr", type=float, default=0.01, show_default=True,
+              help="Largest allowed PSNR drop [dB].")
+@click.option("--tolerance-runtime", "tol_runtime", type=float, default=0.10, show_default=True,
+              help="Largest allowed relative growth of runtime / baseline runtime.")
+@click.option("--baseline-entry", "baseline", default="rlfn_ntire", show_default=True,
+              help="Entry that runtimes are compared against (measured in the same run).")
+@click.option("--record", is_flag=True, help="Write the reference figures instead of comparing.")
+@click.option("--entry", "names", multiple=True, help="--record: entry to record (repeatable).")
+@click.option("--track", "tracks", multiple=True, help="--record: track to record (repeatable).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--data", default=None, help="Dataset for quality tracks (default: the one each record ran with).")
+@entries_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write the fresh records here (CI artefact).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: str, record: bool,
+            names: tuple[str, ...], tracks: tuple[str, ...], device: str, data: str | None,
+            entry_roots: tuple[str, ...], out_dir: str | None, as_json: bool) -> None:
+    """Compare fresh measurements with metrics/<fingerprint id>/ (exit status 1 listing every regression).
+
+    \b
+    ntirekit regress --record --entry rlfn_ntire --entry imdn --track overall --track psnr --data DIV2K
+    ntirekit regress                                   # against metrics/<this device's fingerprint id>/
+    ntirekit regress --against metrics/cuda-nvidia-h100-...-cu12.4 --tolerance-runtime 0.15
+    """
+    from ntirekit.measure.device import fingerprint, fingerprint_id, resolve_device
+    from ntirekit.regress import RegressError, record_reference, regress as do_regress
+
+    if folder is None:
+        folder = str(Path("metrics") / fingerprint_id(fingerprint(resolve_device(device))))
+    try:
+        if record:
+            records = record_reference(folder, entries=names, tracks=tracks, device=device, data=data,
+                                       entry_roots=entry_roots)
+            for rec in records:
+                status = "ok" if rec.get("status") == "ok" else f"FAILED: {rec.get('error')}"
+                click.echo(f"{rec['entry']} [{rec['track']}]: {status}")
+            click.echo(f"recorded {len(records)} records in {folder}")
+            if any(r.get("status") != "ok" for r in records):
+                raise SystemExit(1)
+            return
+        report = do_regress(folder, tol_psnr=tol_psnr, tol_runtime=tol_runtime, baseline=baseline, device=device,
+                            data=data, entry_roots=entry_roots, out_dir=out_dir)
+    except RegressError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        rows = [[f.entry, f.track, f.metric, _show(f.recorded), _show(f.now), "ok" if f.ok else "REGRESSION",
+                 f.note] for f in report.findings]
+        click.echo(tabulate(rows, headers=["entry", "track", "metric", "recorded", "now", "", "note"]))
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if report.ok:
+            click.echo(f"\nno regression against {folder} ({len(report.findings)} checks)")
+        else:
+            click.echo(f"\n{len(report.regressions)} regression(s) against {folder}:")
+            for finding in report.regressions:
+                click.echo(f"  - {finding}")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _show(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else ("" if value is None else str(value))

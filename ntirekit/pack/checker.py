@@ -1,0 +1,174 @@
+"""``ntirekit check``: a verdict on a submission zip (ACCEPTED or REJECTED) and every problem in it.
+
+The archive is vetted member by member (:mod:`ntirekit.pack.safezip`), extracted into a fresh temporary folder only,
+its ``MANIFEST.json`` verified, and its content checked for its format (:mod:`ntirekit.pack.formats`). Checkpoints are
+read with ``weights_only=True`` only. Submitted code is never imported by ``check`` unless ``load=True``, and then only
+in a child process with time and memory limits (:func:`ntirekit.isolate.evaluate_isolated`), which builds the model,
+loads its weights strictly and runs one small forward pass.
+
+Any unexpected failure of the checker itself becomes a ``check-error`` problem: the caller always gets a report,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from ntirekit.pack.formats import FORMATS, MANIFEST, code_root, detect_format, validate
+from ntirekit.pack.manifest import read_manifest, verify_manifest
+from ntirekit.pack.report import Report
+from ntirekit.pack.safezip import Limits, extract_members, member_parts, open_zip, vet_members
+
+
+def _inspect(path: Path, dest: Path, fmt: str, report: Report, *, data: str | Path | None, scale: int | None,
+             limits: Limits) -> tuple[Path, Any] | None:
+    """Extract into ``dest`` and run every check; ``(submission root inside dest, EntrySpec or None)``."""
+    zf = open_zip(path, report)
+    if zf is None:
+        return None
+    with zf:
+        members = vet_members(zf, report, limits)
+        files = [i for i in zf.infolist() if not i.is_dir()]
+        names = {"/".join(member_parts(i.filename)) for i in files}
+        report.info.update(files=len(files), bytes=sum(i.file_size for i in files))
+        tree = extract_members(zf, members, dest, report, limits)
+    manifest = read_manifest(tree[MANIFEST], report) if MANIFEST in tree else None
+    if manifest is not None:
+        verify_manifest(manifest, tree, report, names)
+        report.info["kit_version"] = manifest.get("kit_version")
+    elif MANIFEST not in names:
+        report.warn("no-manifest", "no MANIFEST.json: not packed by 'ntirekit pack' (the content is still checked)")
+    declared = manifest.get("format") if manifest else None
+    if fmt == "auto":
+        fmt = declared or detect_format(names)
+    elif fmt not in FORMATS:
+        report.error("unknown-format", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+        return None
+    elif declared and declared != fmt:
+        report.error("format-mismatch", f"MANIFEST.json says {declared}, checked as {fmt}")
+    if fmt is None:
+        report.error("unknown-format", "cannot tell the format from the file names: pass --format "
+                                       f"({' | '.join(FORMATS)})")
+        return None
+    report.format = fmt
+    root, content = dest, dict(tree)
+    broken = names - set(tree)
+    if fmt == "esr-code":
+        prefix = code_root(names)
+        if prefix:
+            content = {k[len(prefix):]: v for k, v in tree.items() if k.startswith(prefix)}
+            broken = {k[len(prefix):] for k in broken if k.startswith(prefix)}
+            root = dest / prefix.rstrip("/")
+    spec = validate(content, fmt, report, data=data, scale=scale, broken=broken)
+    return root, spec
+
+
+def check_zip(path: str | os.PathLike, fmt: str = "auto", *, data: str | Path | None = None,
+              scale: int | None = None, limits: Limits = Limits(), load: bool = False,
+              work_dir: str | os.PathLike | None = None, timeout_s: float = 300.0,
+              memory_mb: int | None = 4096) -> Report:
+    """Check the submission zip at ``path``; extraction happens in a temporary folder (below ``work_dir`` when
+    given) that is removed afterwards.
+
+    ``load`` (ESR code only) also builds the model and loads its weights strictly in an isolated child process.
+    """
+    report = Report(source=str(path))
+    try:
+        with tempfile.TemporaryDirectory(prefix="ntirekit-check-", dir=work_dir) as tmp:
+            found = _inspect(Path(path), Path(tmp), fmt, report, data=data, scale=scale, limits=limits)
+            if load and found is not None and report.format == "esr-code":
+                root, spec = found
+                if spec is None:
+                    report.warn("not-loaded", "the model was not loaded because of the problems above")
+                else:
+                    _load_isolated(spec, root, report, timeout_s=timeout_s, memory_mb=memory_mb)
+    except Exception as exc:  # noqa: BLE001 - a report, never a traceback
+        report.error("check-error", f"the checker failed: {type(exc).__name__}: {exc}")
+    return report
+
+
+def unpack(path: str | os.PathLike, dest: str | os.PathLike, fmt: str = "auto", *, limits: Limits = Limits(),
+           data: str | Path | None = None, scale: int | None = None) -> tuple[Report, Path | None]:
+    """Check a submission zip and, when ACCEPTED, leave it extracted in ``dest`` (a new or empty folder) for
+    evaluation; ``dest`` is marked untrusted so that its entries run isolated by default.
+
+    Returns ``(report, submission root)``; the root is None, and ``dest`` holds nothing but the marker, when the zip
+    is REJECTED.
+    """
+    from ntirekit.isolate import mark_untrusted
+
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} is not empty")
+    dest.mkdir(parents=True, exist_ok=True)
+    mark_untrusted(dest)
+    report = Report(source=str(path))
+    try:
+        with tempfile.TemporaryDirectory(prefix="ntirekit-unpack-", dir=dest) as tmp:
+            found = _inspect(Path(path), Path(tmp), fmt, report, data=data, scale=scale, limits=limits)
+            if found is None or not report.ok:
+                return report, None
+            for item in Path(tmp).iterdir():
+                shutil.move(str(item), dest / item.name)
+            root = dest / found[0].relative_to(tmp)
+    except Exception as exc:  # noqa: BLE001
+        report.error("check-error", f"the checker failed: {type(exc).__name__}: {exc}")
+        return report, None
+    return report, root
+
+
+# ---------------------------------------------------------------------------------------------------------- load
+
+def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
+    """A minimal track: build each entry, load its weights strictly, run one 24x24 forward pass and check the
+    output's size (x scale) and finiteness. Used by ``check --load`` (in a child process) and by ``pack``."""
+    import torch
+
+    from ntirekit.inference import NonFiniteOutput
+    from ntirekit.measure.device import fingerprint, resolve_device
+    from ntirekit.results import record
+    from ntirekit.runner import guard
+
+    device = resolve_device(options.device)
+    fp = fingerprint(device)
+    for entry in entries:
+        failed: list[dict[str, Any]] = []
+        with guard(entry, options.track, fp, failed):
+            model = entry.load(device=device)
+            spec = entry.spec
+            generator = torch.Generator().manual_seed(0)
+            x = torch.rand(1, 3, 24, 24, generator=generator) * spec.data_range
+            if spec.frames > 1:
+                x = x.unsqueeze(1).repeat(1, spec.frames, 1, 1, 1)
+            with torch.inference_mode():
+                y = model(x.to(device))
+            if not isinstance(y, torch.Tensor):
+                raise TypeError(f"the model returns {type(y).__name__}, not a tensor")
+            want = (24 * spec.scale, 24 * spec.scale)
+            if tuple(y.shape[-2:]) != want or y.shape[-3] != 3:
+                raise ValueError(f"a 24x24 input gives an output of shape {tuple(y.shape)}; a x{spec.scale} model "
+                                 f"gives 3x{want[0]}x{want[1]}")
+            if not bool(torch.isfinite(y).all()):
+                raise NonFiniteOutput("model output contains NaN or inf")
+            yield record(entry.name, options.track, fp, params=sum(p.numel() for p in model.parameters()),
+                         output_shape=list(y.shape))
+        yield from failed
+
+
+def _load_isolated(spec: Any, root: Path, report: Report, *, timeout_s: float, memory_mb: int | None) -> None:
+    from ntirekit.entry import Entry
+    from ntirekit.isolate import evaluate_isolated
+    from ntirekit.tracks import EvalOptions
+
+    entry = Entry(spec, root)
+    options = EvalOptions(track="load", device="cpu", progress=False)
+    rec = evaluate_isolated(entry, options, timeout_s=timeout_s, memory_mb=memory_mb,
+                            evaluate="ntirekit.pack.checker:load_probe", check_finite=True, echo=False)
+    if rec.get("status") == "ok":
+        report.info["params"] = rec.get("params")
+    else:
+        report.error("load-failed", f"building the model and loading its weights strictly failed: {rec.get('error')}")

@@ -1,0 +1,290 @@
+"""``ntirekit pack``: validate a submission folder, then write a zip with ``MANIFEST.json`` that ``check`` accepts.
+
+Before anything is written the folder is checked as its format demands (:mod:`ntirekit.pack.formats`), and more:
+
+- **esr-code**: the checkpoint is resolved the kit's way (in the folder, ``$NTIREKIT_WEIGHTS``, the cache; sha256
+  checked) and packed under ``[weights].file`` (an absolute ``file`` is packed beside the spec and the packed
+  ``entry.toml`` rewritten to point at it); then the packed files are staged in a temporary folder, the model is built
+  from them, its weights loaded strictly and one forward pass checked for output size and finiteness.
+- **esr-results / vqe-results**: ``readme.txt`` is written by the kit. Runtime and CPU/GPU are *measured* where the kit
+  can: from a result JSON of ``ntirekit eval`` (``result=``: ``runtime_ms`` or ``runtime_ms_per_frame`` and the
+  device it ran on), or, for ESR, from a timed run of an entry (``entry=``: robust timer, one warm-up, three repeats
+  over up to five LR images of ``data``). Typed values in an existing ``readme.txt`` are used only when nothing was
+  measured (a warning says so). Extra data and the description come from the options or the existing readme.
+
+Hidden files, ``__pycache__``, ``__MACOSX`` and ``*.pyc`` are left out; anything else that does not belong to the
+format is a problem to fix, never silently dropped. The written zip is checked again (exactly as ``check`` would);
+a zip that fails is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ntirekit.pack.formats import (MANIFEST, README, SPEC, inside_path, detect_format, parse_readme,
+                                   readme_fields, render_readme, validate)
+from ntirekit.pack.report import Report
+from ntirekit.pack.safezip import Limits
+
+#: already-compressed types, stored rather than deflated
+STORED_SUFFIXES = frozenset({".png", ".zip", ".pdf"})
+_JUNK_DIRS = frozenset({"__pycache__", "__MACOSX"})
+
+
+@dataclass
+class PackResult:
+    report: Report
+    zip_path: Path | None
+
+
+def collect_files(src: Path, report: Report) -> dict[str, Path]:
+    """``{posix relative path: file}`` of everything to pack under ``src`` (junk left out, links followed to files)."""
+    files: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        here = Path(dirpath)
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith(".") or d in _JUNK_DIRS:
+                continue
+            if (here / d).is_symlink():
+                report.warn("skipped-link", "linked folder left out (copy its files in)", str((here / d).relative_to(src)))
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            path = here / name
+            rel = path.relative_to(src).as_posix()
+            if name.startswith(".") or name.endswith(".pyc") or rel == MANIFEST:
+                continue
+            if not path.is_file():
+                report.warn("skipped-link", "link to something that is not a file left out", rel)
+                continue
+            files[rel] = path.resolve()
+    return files
+
+
+def write_zip(tree: dict[str, Path], out: Path) -> Path:
+    """Write ``tree`` as a zip at ``out`` atomically: sorted paths, fixed timestamps, regular-file modes only."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+            for rel in sorted(tree):
+                info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
+                info.create_system = 3
+                info.external_attr = 0o100644 << 16
+                info.compress_type = (zipfile.ZIP_STORED if Path(rel).suffix.lower() in STORED_SUFFIXES
+                                      else zipfile.ZIP_DEFLATED)
+                size = tree[rel].stat().st_size
+                info.file_size = size
+                with open(tree[rel], "rb") as src, zf.open(info, "w", force_zip64=size > 2**31) as dst:
+                    shutil.copyfileobj(src, dst, 2**20)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------- code
+
+def _stage_code(src: Path, tree: dict[str, Path], tmp: Path, report: Report) -> Any:
+    """Add the checkpoint to ``tree`` when it lives outside the folder; the spec, or None when it cannot be read."""
+    from ntirekit.entry import Entry, EntryError, read_spec
+    from ntirekit.pack import tomlw
+
+    if SPEC not in tree:
+        return None
+    try:
+        spec = read_spec(src)
+    except EntryError:
+        return None                                          # validation reports it
+    if spec.weights is None:
+        return spec
+    rel = inside_path(spec.weights.file)
+    if rel is not None and rel in tree:
+        return spec
+    try:
+        path = Entry(spec, src).weights_path(download=False)
+    except EntryError as exc:
+        report.error("missing-weights", str(exc), SPEC)
+        return spec
+    assert path is not None
+    if rel is None:                                          # absolute or outside: pack beside the model
+        legacy = any(p.startswith(("models/", "model_zoo/")) for p in tree)
+        rel = ("model_zoo/" if legacy else "") + Path(spec.weights.file).name
+        data = spec.to_dict()
+        data["weights"]["file"] = rel
+        rewritten = tmp / "spec" / SPEC
+        rewritten.parent.mkdir()
+        rewritten.write_text(tomlw.dumps(data), encoding="utf-8")
+        tree[SPEC] = rewritten
+        report.warn("weights-path", f"[weights].file pointed outside the folder; packed as {rel} and entry.toml "
+                                    "rewritten to match", SPEC)
+    tree[rel] = path
+    return spec
+
+
+def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
+    """Build the model from exactly the files to be packed, load its weights strictly, run one forward pass."""
+    from ntirekit.entry import Entry, read_spec
+    from ntirekit.pack.checker import load_probe
+    from ntirekit.tracks import EvalOptions
+
+    stage = tmp / "stage"
+    for rel, path in tree.items():
+        target = stage / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    entry = Entry(read_spec(stage), stage)
+    rec = list(load_probe([entry], EvalOptions(track="pack", device="cpu", progress=False)))[0]
+    if rec.get("status") != "ok":
+        report.error("load-failed", f"building the model and loading its weights strictly failed: {rec.get('error')}")
+    else:
+        report.info["params"] = rec.get("params")
+
+
+# ---------------------------------------------------------------------------------------------------------- results
+
+def _measured_from_result(path: str | Path, fmt: str, report: Report) -> dict[str, Any]:
+    from ntirekit.regress import figure
+    from ntirekit.results import ResultError, read_result
+
+    try:
+        rec = read_result(path)
+    except ResultError as exc:
+        report.error("bad-result", str(exc))
+        return {}
+    if rec.get("status") != "ok":
+        report.error("bad-result", f"{path} records a failed run ({rec.get('error', '')})")
+        return {}
+    keys = ("runtime_ms_per_frame", "runtime_ms") if fmt == "vqe-results" else ("runtime_ms",)
+    ms = next((figure(rec, k) for k in keys if figure(rec, k) is not None), None)
+    out: dict[str, Any] = {}
+    if ms is None:
+        report.error("bad-result", f"{path} holds no runtime ({' or '.join(keys)}): take it from a runtime or "
+                                   "overall track run")
+    else:
+        out["runtime_s"] = ms / 1000.0
+    kind = (rec.get("device") or {}).get("kind")
+    if kind in ("cpu", "cuda"):
+        out["cpu"] = 1 if kind == "cpu" else 0
+    return out
+
+
+def _measured_by_timing(entry_name: str, data: str | Path | None, scale: int | None, device: str,
+                        report: Report) -> dict[str, Any]:
+    from ntirekit.entry import discover
+    from ntirekit.measure.device import resolve_device
+    from ntirekit.measure.runtime import dataset_images, headline, time_models, to_inputs
+
+    try:
+        entry = discover()[entry_name]
+        dev = resolve_device(device)
+        images = dataset_images(str(data) if data else "sample", scale or entry.spec.scale)[:5]
+        model = entry.load(device=dev)
+        stats = time_models({entry.name: model}, to_inputs(images, entry.spec.data_range, dev), timer="robust",
+                            warmup=1, repeats=3, device=dev)[entry.name]
+    except Exception as exc:  # noqa: BLE001 - any failure (EntryError, DataError, ...) is a problem to report
+        report.error("timing-failed", f"timing {entry_name} failed: {type(exc).__name__}: {exc}")
+        return {}
+    report.info["timed"] = {"entry": entry_name, "images": len(images), "device": str(dev)}
+    return {"runtime_s": headline(stats) / 1000.0, "cpu": 0 if dev.type == "cuda" else 1}
+
+
+def _stage_readme(tree: dict[str, Path], fmt: str, tmp: Path, report: Report, *, result: str | Path | None,
+                  entry: str | None, data: str | Path | None, scale: int | None, device: str,
+                  extra_data: int | None, description: str | None) -> None:
+    typed: dict[str, Any] = {}
+    if README in tree:
+        typed, _problems = parse_readme(tree[README].read_text(encoding="utf-8", errors="replace"), fmt)
+    measured: dict[str, Any] = {}
+    if result is not None:
+        measured = _measured_from_result(result, fmt, report)
+    elif entry is not None:
+        if fmt != "esr-results":
+            report.error("timing-failed", "a timed run (--entry) measures ESR entries; for VQE give --result from "
+                                          "'ntirekit eval --track vqe'")
+        else:
+            measured = _measured_by_timing(entry, data, scale, device, report)
+    values = {**typed, **measured}
+    if extra_data is not None:
+        values["extra_data"] = int(extra_data)
+    if description is not None:
+        values["description"] = description
+    if not measured and {"runtime_s", "cpu"} & set(typed):
+        report.warn("typed-readme", "runtime and CPU/GPU come from the typed readme.txt, not from a measurement "
+                                    "(give --result RESULT.json from 'ntirekit eval', or --entry NAME to time it)")
+    report.info["readme"] = values
+    if all(f.key in values for f in readme_fields(fmt)):
+        path = tmp / "readme" / README
+        path.parent.mkdir()
+        path.write_text(render_readme(values, fmt), encoding="utf-8")
+        tree[README] = path
+    # otherwise the folder's own readme (or its absence) is validated and its missing fields reported
+
+
+# ---------------------------------------------------------------------------------------------------------- pack
+
+def pack(src: str | os.PathLike, fmt: str = "auto", out: str | os.PathLike | None = None, *,
+         data: str | Path | None = None, scale: int | None = None, result: str | Path | None = None,
+         entry: str | None = None, device: str = "auto", extra_data: int | None = None,
+         description: str | None = None, limits: Limits = Limits()) -> PackResult:
+    """Validate the folder ``src`` as ``fmt`` and write the zip (default ``<entry name or folder name>.zip``).
+
+    Returns the report and the zip's path (None when the folder was REJECTED: nothing is written then).
+    """
+    from ntirekit.pack.checker import check_zip
+    from ntirekit.pack.manifest import build_manifest
+
+    src = Path(src)
+    report = Report(source=str(src))
+    if not src.is_dir():
+        report.error("not-found", f"{src} is not a folder")
+        return PackResult(report, None)
+    tree = collect_files(src, report)
+    if fmt == "auto":
+        fmt = detect_format(tree)
+        if fmt is None:
+            report.error("unknown-format", "cannot tell the format from the files: pass --format "
+                                           "(esr-code | esr-results | vqe-results)")
+            return PackResult(report, None)
+    report.format = fmt
+    with tempfile.TemporaryDirectory(prefix="ntirekit-pack-") as tmp_name:
+        tmp = Path(tmp_name)
+        if fmt == "esr-code":
+            _stage_code(src, tree, tmp, report)
+        else:
+            _stage_readme(tree, fmt, tmp, report, result=result, entry=entry, data=data, scale=scale, device=device,
+                          extra_data=extra_data, description=description)
+        spec = validate(tree, fmt, report, data=data, scale=scale)
+        if fmt == "esr-code" and spec is not None and report.ok:
+            _probe_code(tree, tmp, report)
+        if not report.ok:
+            return PackResult(report, None)
+        name = spec.name if spec is not None else src.resolve().name
+        out_path = Path(out) if out is not None else Path(f"{name}.zip")
+        fields: dict[str, Any] = {"source": src.resolve().name}
+        if spec is not None:
+            fields["entry"] = spec.name
+        if "readme" in report.info:
+            fields["readme"] = report.info["readme"]
+        manifest = build_manifest(tree, fmt, **fields)
+        manifest_path = tmp / MANIFEST
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_zip({**tree, MANIFEST: manifest_path}, out_path)
+    check = check_zip(out_path, fmt, data=data, scale=scale, limits=limits)
+    report.extend(Report(source=str(out_path), problems=check.problems))
+    report.info.update(zip=str(out_path), files=check.info.get("files"), bytes=check.info.get("bytes"))
+    if not check.ok:
+        out_path.unlink(missing_ok=True)
+        return PackResult(report, None)
+    return PackResult(report, out_path)
