@@ -215,3 +215,17 @@ def test_alignment_residue_bounded_and_mask_sigmoid(monkeypatch):
     assert residue.abs().max() > 9.0  # the bias really pushed them to the bound
     logits = align.conv_offset(torch.cat([cond, flow1, flow2], 1)).chunk(3, dim=1)[2]
     assert mask.shape[1] == 9 * 4 and torch.equal(mask, torch.sigmoid(logits))
+
+
+def test_forced_implementation_block():
+    x, offset, mask, weight, bias, s, p, d, dg = _random_case(CASES[0], seed=6)
+    with deform.implementation("torch"):
+        forced = modulated_deform_conv2d(x, offset, mask, weight, bias, s, p, d, dg)
+    assert torch.equal(forced, deform_conv2d_torch(x, offset, mask, weight, bias, s, p, d))
+    assert deform._FORCED == []
+    if not torchvision_available(x.device):
+        with deform.implementation("torchvision"), pytest.raises(RuntimeError):
+            modulated_deform_conv2d(x, offset, mask, weight, bias, s, p, d, dg)
+    with pytest.raises(ValueError):
+        with deform.implementation("mmcv"):
+            pass

@@ -12,14 +12,15 @@ Layouts (shared by mmcv, torchvision and the pure-torch path):
 - ``mask``: (N, deform_groups * kh * kw, Ho, Wo), channel ``g * kh * kw + k``;
 - deform group ``g`` covers input channels ``g * C / deform_groups`` to ``(g + 1) * C / deform_groups - 1``.
 
-Set ``NTIREKIT_DCN=torch`` (or ``torchvision``) to force one implementation.
+Set ``NTIREKIT_DCN=torch`` (or ``torchvision``) to force one implementation, or use :func:`implementation`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,20 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 _TORCHVISION: dict[str, Callable | None] = {}  # device type -> torchvision's deform_conv2d, or None where it fails
+_FORCED: list[str] = []                          # implementation forced by :func:`implementation` (innermost last)
+
+
+@contextlib.contextmanager
+def implementation(impl: str) -> Iterator[None]:
+    """Force ``"torch"`` or ``"torchvision"`` inside the block, e.g. ``"torch"`` while fvcore counts MACs (it traces
+    the pure-torch path's matmul but cannot see torchvision's custom op)."""
+    if impl not in ("auto", "torch", "torchvision"):
+        raise ValueError(f"unknown deformable convolution implementation {impl!r}")
+    _FORCED.append(impl)
+    try:
+        yield
+    finally:
+        _FORCED.pop()
 
 
 def _torchvision_op(device: torch.device) -> Callable | None:
@@ -107,12 +122,12 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
                             deform_groups: int | None = None, impl: str | None = None) -> torch.Tensor:
     """Modulated deformable convolution (mmcv's ``modulated_deform_conv2d`` semantics, channel groups taken from the
     weight's shape). ``impl``: ``"torchvision"``, ``"torch"`` or ``None``/``"auto"`` (``$NTIREKIT_DCN``, else
-    torchvision where it works)."""
+    torchvision where it works); :func:`implementation` overrides ``$NTIREKIT_DCN`` in a block."""
     kh, kw = weight.shape[-2:]
     if deform_groups is not None and offset.shape[1] != 2 * deform_groups * kh * kw:
         raise ValueError(f"offset has {offset.shape[1]} channels, expected {2 * deform_groups * kh * kw} "
                          f"for {deform_groups} deform groups and a {kh}x{kw} kernel")
-    impl = impl or os.environ.get("NTIREKIT_DCN", "auto")
+    impl = impl or (_FORCED[-1] if _FORCED else os.environ.get("NTIREKIT_DCN", "auto"))
     if impl not in ("auto", "torch", "torchvision"):
         raise ValueError(f"unknown deformable convolution implementation {impl!r}")
     if impl != "torch":

@@ -1,0 +1,116 @@
+"""The vqe track end to end on CPU: both QE entries (random weights, tiny widths) on a tiny synthetic compressed clip
+with a duplicate frame and a qp.txt, through the runner; data discovery in both layouts."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ntirekit.data.video import write_png_folder, write_qp_file
+from ntirekit.entry import discover
+from ntirekit.runner import run_track
+from ntirekit.tracks import EvalOptions
+from ntirekit.tracks.vqe import VqeDataError, find_videos
+
+from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
+from helpers.entries import write_entry
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"mid_channels = 64, num_blocks = 7": "mid_channels = 8, num_blocks = 1",
+        "num_blocks_reconstruction = 55": "num_blocks_reconstruction = 1"}
+
+
+def _tiny_copy(root: Path, name: str) -> Path:
+    folder = root / name
+    shutil.copytree(REPO / "baselines" / name, folder)
+    spec = (folder / "entry.toml").read_text()
+    for old, new in TINY.items():
+        spec = spec.replace(old, new)
+    (folder / "entry.toml").write_text(spec)
+    return folder
+
+
+def _synthetic_pair(root: Path, n: int = 5, h: int = 40, w: int = 56) -> None:
+    """gt/clip0: smooth moving frames; lq/clip0: the same, quantised and noisier on non-PQF frames, frame 2 a
+    duplicate of frame 1 (in both), with the HM-like QPs of a PQF every 4th frame."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    gt, lq = [], []
+    for i in range(n):
+        j = 1 if i == 2 else i
+        base = np.stack([128 + 60 * np.sin((xx + 3 * j) / 7.0), 128 + 60 * np.cos((yy - 2 * j) / 5.0),
+                         128 + 40 * np.sin((xx + yy + j) / 9.0)], -1)
+        gt.append(np.clip(base, 0, 255).astype(np.uint8))
+        step = 8 if j % 4 == 0 else 24
+        noisy = np.round(base / step) * step + np.random.default_rng(j).normal(0, 2 if j % 4 == 0 else 6, base.shape)
+        lq.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    write_png_folder(gt, root / "gt" / "clip0")
+    write_png_folder(lq, root / "lq" / "clip0")
+    write_qp_file(root / "lq" / "clip0" / "qp.txt", [37, 45, 44, 45, 38][:n])
+
+
+def test_vqe_track_runs_both_entries(tmp_path):
+    data = tmp_path / "data"
+    _synthetic_pair(data)
+    entries_root = tmp_path / "entries"
+    for name in ("basicvsrpp", "pqf_basicvsrpp"):
+        _tiny_copy(entries_root, name)
+    write_entry(entries_root, "an_esr_entry")  # wrong track: recorded as failed, the others go on
+    registry = discover([entries_root], include_defaults=False)
+    entries = [registry[n] for n in ("basicvsrpp", "an_esr_entry", "pqf_basicvsrpp")]
+    options = EvalOptions(track="vqe", data=str(data), device="cpu", progress=False,
+                          extra={"chunk": 3, "overlap": 1, "save": str(tmp_path / "out")})
+    records = run_track(entries, options, out_dir=tmp_path / "results")
+    assert [r["entry"] for r in records] == ["basicvsrpp", "an_esr_entry", "pqf_basicvsrpp"]
+    assert records[1]["status"] == "failed" and "esr entry" in records[1]["error"]
+
+    for rec in (records[0], records[2]):
+        assert rec["status"] == "ok", rec.get("error")
+        assert rec["track"] == "vqe" and rec["weights"] == "random" and rec["frames"] == 5
+        assert math.isfinite(rec["psnr_db"]) and math.isfinite(rec["psnr_input_db"])
+        assert rec["delta_psnr_db"] == pytest.approx(rec["psnr_db"] - rec["psnr_input_db"])
+        assert rec["runtime_ms_per_frame"] > 0 and rec["params"] > 0 and rec["macs_per_frame"] > 0
+        assert rec["macs_input"] == [256, 256]
+        (video,) = rec["videos"]
+        assert video["name"] == "clip0" and video["frames"] == 5 and video["unique_frames"] == 4
+        assert video["size"] == [56, 40] and video["chunks"] == 2 and len(video["frame_psnr_db"]) == 5
+        saved = sorted(p.name for p in (tmp_path / "out" / rec["entry"] / "clip0").iterdir())
+        assert saved == ["001.png", "002.png", "003.png", "004.png", "005.png"]
+    # the input PSNR is the entry-independent figure
+    assert records[0]["psnr_input_db"] == records[2]["psnr_input_db"]
+    # PQF-BasicVSR++ read its PQFs from qp.txt: QP 37 (I) and 38 (PQF) are frames 0 and 4
+    assert records[2]["videos"][0]["pqf"] == [0, 4] and records[2]["videos"][0]["pqf_source"] == "qp.txt"
+    # the same PSNR again from the written file
+    files = sorted((tmp_path / "results").glob("pqf_basicvsrpp__vqe__*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["psnr_db"] == pytest.approx(records[2]["psnr_db"])
+
+
+def test_find_videos_layouts(tmp_path):
+    # pairs layout
+    _synthetic_pair(tmp_path / "pairs", n=2)
+    (pair,) = find_videos(tmp_path / "pairs")
+    assert pair.name == "clip0" and pair.lq.parent.name == "lq" and pair.gt.parent.name == "gt"
+    # compressed-clip layout (what 'ntirekit data compress' writes): clip.json names the clean source
+    comp = tmp_path / "clips" / "clip0"
+    comp.mkdir(parents=True)
+    (comp / "clip.json").write_text(json.dumps({"name": "clip0", "source": str(pair.gt)}))
+    (found,) = find_videos(tmp_path / "clips")
+    assert found.lq == comp and found.gt == pair.gt
+    (single,) = find_videos(comp)                                # one clip folder given directly
+    assert single == found
+    with pytest.raises(VqeDataError, match="needs --data"):
+        find_videos("sample")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VqeDataError, match="no videos"):
+        find_videos(tmp_path / "empty")
+    shutil.rmtree(tmp_path / "pairs" / "gt" / "clip0")
+    (tmp_path / "pairs" / "gt" / "other").mkdir()
+    with pytest.raises(VqeDataError, match="no clean clip for clip0"):
+        find_videos(tmp_path / "pairs")
