@@ -210,11 +210,16 @@ class Entry:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
+        # The folder is importable while the file runs, so that 2022-style team packages (``from models.teamXX...``)
+        # and helper files beside model.py resolve.
+        sys.path.insert(0, str(self.folder))
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[mod_name]
             raise EntryError(f"{self.name}: importing {path.name} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            sys.path.remove(str(self.folder))
         return module
 
     def build(self, **overrides: Any) -> nn.Module:
@@ -284,6 +289,9 @@ class Registry(Mapping[str, Entry]):
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "none"
             raise EntryError(f"no entry named {name!r} (known: {known})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -184,20 +184,11 @@ def options_for(rec: Mapping[str, Any], *, device: str, data: str | None) -> Any
 
 
 def _run(entries: list[Any], options: Any, out_dir: str | Path | None) -> list[dict[str, Any]]:
-    """``run_track`` without its own writing; each record gets the ``options`` it ran with (so that it can be run
-    again exactly), then is written to ``out_dir``."""
-    import dataclasses
-
-    from ntirekit.results import result_path, write_json_atomic
+    """``run_track`` (whose records carry the ``options`` they ran with, so that they can be run again exactly),
+    writing to ``out_dir``."""
     from ntirekit.runner import run_track
 
-    ran_with = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("weights", "progress", "device")}
-    records = run_track(entries, options)
-    for rec in records:
-        rec.setdefault("options", ran_with)
-        if out_dir is not None:
-            write_json_atomic(result_path(out_dir, rec["entry"], rec["track"], rec["device"]), rec)
-    return records
+    return run_track(entries, options, out_dir)
 
 
 def remeasure(records: Sequence[Mapping[str, Any]], *, device: str = "auto", data: str | None = None,

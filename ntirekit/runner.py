@@ -8,6 +8,7 @@ whose successful record for this track and device already exists in the output f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,7 +29,7 @@ def guard(entry: Entry, track: str, device: dict[str, Any], sink: list[dict[str,
     """Turn any exception of one entry's evaluation into a failure record appended to ``sink``."""
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, GeneratorExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - an entry may fail in any way; record it and go on
         if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
@@ -46,6 +47,12 @@ def existing_ok(out_dir: Path, entry: Entry, track: str, device: dict[str, Any])
     except ResultError:
         return None
     return rec if rec.get("status") == "ok" else None
+
+
+def options_record(options: EvalOptions) -> dict[str, Any]:
+    """The options a record was measured with (so that ``regress`` can measure it again the same way)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()
+            if k not in ("progress", "device", "weights")}
 
 
 def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | None = None,
@@ -67,6 +74,7 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
     evaluate = track_function(options.track)
     for rec in _evaluate(todo, options, evaluate, isolate, timeout_s, memory_mb):
         rec.setdefault("track", options.track)
+        rec.setdefault("options", options_record(options))
         if out_dir is not None:
             write_json_atomic(result_path(out_dir, rec["entry"], rec["track"], rec["device"]), rec)
         records.append(rec)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -12,14 +15,30 @@ from ntirekit.entry import EntryError, Registry, discover
 
 
 def entries_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--entries PATH`` (repeatable): extra folders to discover entries in."""
-    return click.option("--entries", "entry_roots", multiple=True, type=click.Path(exists=True, file_okay=False),
-                        help="Extra folder of entries (repeatable); baselines/ and submissions/ are always searched.")(func)
+    """``--entries PATH`` (repeatable): extra folders, or submission zips, to discover entries in."""
+    return click.option("--entries", "entry_roots", multiple=True, type=click.Path(exists=True),
+                        help="Extra folder of entries or a submission zip (repeatable); baselines/ and submissions/ "
+                             "are always searched.")(func)
+
+
+def unpack_submission(zip_path: str) -> Path:
+    """Check a submission zip and extract it into a new temporary folder marked untrusted (its entries then run
+    isolated); a rejected zip is a :class:`click.ClickException` listing its problems."""
+    from ntirekit.pack import unpack
+
+    dest = Path(tempfile.mkdtemp(prefix="ntirekit-submission-"))
+    report, root = unpack(zip_path, dest)
+    if root is None:
+        shutil.rmtree(dest, ignore_errors=True)
+        problems = "; ".join(p.message for p in report.problems) or "rejected"
+        raise click.ClickException(f"{zip_path}: REJECTED: {problems}")
+    return root
 
 
 def load_registry(entry_roots: tuple[str, ...] = ()) -> Registry:
+    roots = [unpack_submission(r) if r.lower().endswith(".zip") else Path(r) for r in entry_roots]
     try:
-        return discover(entry_roots)
+        return discover(roots)
     except EntryError as exc:
         raise click.ClickException(str(exc)) from None
 

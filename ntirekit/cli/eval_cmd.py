@@ -112,6 +112,10 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Folder for the result JSON files (one per entry).")
 @click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
+@click.option("--isolate/--no-isolate", default=None,
+              help="Run each entry in its own process with limits. Default: only untrusted entries (submissions/, zips).")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Time limit per isolated entry [s].")
+@click.option("--memory-mb", type=int, default=None, help="Memory limit per isolated entry [MiB].")
 @click.option("--leaderboard", "protocol_name", default="ntire2022", show_default=True,
               help="Ranking protocol of the closing leaderboard (runtime/complexity/overall); 'none' to skip.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -119,13 +123,15 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str, protocol: str,
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int, repeats: int, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
-                 resume: bool, protocol_name: str, quiet: bool) -> None:
+                 resume: bool, isolate: bool | None, timeout_s: float | None, memory_mb: int | None,
+                 protocol_name: str, quiet: bool) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
 
     \b
     ntirekit eval --track psnr --data sample
     ntirekit eval --track psnr --data ../shared/data/images/Set5 --protocol paper --entry imdn
     ntirekit eval --track runtime
+    ntirekit eval --track psnr --entries team07.zip --entry team07_fastsr   (checked, unpacked, run isolated)
     """
     registry = load_registry(entry_roots)
     entries = registry.select(names, track=None if names else default_entry_track(track))
@@ -135,7 +141,8 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                           tile_overlap=tile_overlap, timer=timer, warmup=warmup, repeats=repeats, runs=runs,
                           input_shape=input_shape, threads=threads, weights=_parse_weights(weights),
                           progress=not quiet)
-    records = run_track(entries, options, out_dir=Path(out), resume=resume)
+    records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate, timeout_s=timeout_s,
+                        memory_mb=memory_mb)
     click.echo(summary_table(records, track))
     click.echo(f"\nresults: {Path(out).resolve()}")
     if track in ("runtime", "complexity", "overall") and protocol_name != "none":
