@@ -1,0 +1,184 @@
+"""Derived entries: write an entry folder from another entry plus new model arguments and a state dict.
+
+``ntirekit reparam`` (deploy form), ``ntirekit prune`` (pruned widths) and ``ntirekit train``/``finetune`` (trained
+weights) all end the same way: a folder a team could submit, holding
+
+- the source entry's model code (every ``*.py`` file of its folder, sub-folders included, caches excluded);
+- ``<name>.pth``: a plain ``{name: tensor}`` state dict (``torch.save``), loadable with ``weights_only=True``;
+- ``entry.toml``: the source spec with a new ``name``/``description``, the model ``kwargs`` updated, ``[weights]``
+  naming the new file with its sha256 (no URL: the file lives in the folder), and no ``[published]`` figures (they
+  belonged to the source).
+
+The folder is verified before this returns: discovered on its own and loaded with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ntirekit.entry import Entry, EntryError, discover, thaw
+
+__all__ = ["write_entry_folder", "dumps_toml", "save_state_dict"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a small TOML writer for the spec's value types (str, bool, int, float, lists, nested tables)
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"TOML cannot hold {value}")
+        return repr(value)
+    if isinstance(value, str):
+        out = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+        return f'"{out}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def dumps_toml(data: Mapping[str, Any]) -> str:
+    """``data`` as TOML: top-level scalars first, then one ``[table]`` per top-level mapping (values inline)."""
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
+    for key, table in data.items():
+        if isinstance(table, Mapping):
+            lines += ["", f"[{_toml_key(key)}]"]
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    """Save a plain CPU state dict (contiguous copies) atomically."""
+    path = Path(path)
+    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(plain, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _copy_code(src: Path, dst: Path) -> None:
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src)
+        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dst / rel)
+
+
+def write_entry_folder(source: Entry, out_dir: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], *,
+                       name: str, description: str, kwargs: Mapping[str, Any] | None = None,
+                       factory: str | None = None, extra_files: Mapping[str, str] | None = None,
+                       overwrite: bool = False) -> Entry:
+    """Write ``out_dir`` as a new entry derived from ``source`` (see the module docstring) and return it, loaded-checked.
+
+    ``kwargs`` replaces individual model arguments; ``factory`` replaces the factory (``file.py:Name``);
+    ``extra_files`` maps file names to text written beside the code (e.g. a README or a generated model file).
+    An existing non-empty ``out_dir`` is an error unless ``overwrite``.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise EntryError(f"{out} exists and is not empty (use --force to overwrite)")
+    if out.resolve() == source.folder:
+        raise EntryError(f"{out} is the source entry's own folder")
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_code(source.folder, out)
+    for file_name, text in (extra_files or {}).items():
+        (out / file_name).write_text(text, encoding="utf-8")
+    weights_file = f"{name}.pth"
+    save_state_dict(state_dict, out / weights_file)
+    from ntirekit.weights import sha256_of
+
+    spec = source.spec.to_dict()
+    spec.pop("published", None)
+    spec["name"] = name
+    spec["description"] = description
+    spec["model"] = {"factory": factory or spec["model"]["factory"],
+                     "kwargs": {**thaw(spec["model"].get("kwargs", {})), **dict(kwargs or {})}}
+    spec["weights"] = {"file": weights_file, "sha256": sha256_of(out / weights_file)}
+    tmp = out / ".entry.toml.tmp"
+    tmp.write_text(dumps_toml(spec), encoding="utf-8")
+    os.replace(tmp, out / "entry.toml")
+
+    entry = discover([out], include_defaults=False)[name]
+    entry.load(pretrained=True)           # strict load: raises if the folder is inconsistent
+    return entry
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# reparameterization of a whole entry
+
+def _accepts(entry: Entry, argument: str) -> bool:
+    import inspect
+
+    factory = getattr(entry.module(), entry.spec.factory.split(":", 1)[1])
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return argument in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def check_input(entry: Entry, shape: tuple[int, int, int, int] = (1, 3, 29, 37), seed: int = 0,
+                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A fixed random input in the entry's data range (odd, non-square: borders and both parities are exercised)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=g, dtype=dtype) * entry.spec.data_range
+
+
+def reparameterize_entry(entry: Entry, out_dir: str | os.PathLike, *, weights: str | os.PathLike | None = None,
+                         name: str | None = None, overwrite: bool = False) -> tuple[Entry, float]:
+    """Write the deploy form of ``entry`` as an entry folder; returns it and the float64 max |training - deploy|.
+
+    The entry's factory must take ``deploy`` (``deploy=True`` builds the merged form); the deploy entry sets it in its
+    kwargs, and its weights are the reparameterized state dict (strict load checked).
+    """
+    import copy
+
+    from ntirekit.nn.rep import is_reparameterized, reparameterize_model
+
+    if not _accepts(entry, "deploy"):
+        raise EntryError(f"{entry.name}: its factory {entry.spec.factory} has no 'deploy' argument, so no deploy form "
+                         "can be built from its spec")
+    pretrained = entry.spec.weights is not None or weights is not None
+    model = entry.load(weights, pretrained=pretrained)
+    reparameterize_model(model)
+    if not is_reparameterized(model):
+        raise EntryError(f"{entry.name}: blocks remain in training form after reparameterization")
+    # Equivalence on a float64 copy of both forms.
+    train64 = entry.load(weights, pretrained=pretrained).double()
+    dep64 = reparameterize_model(copy.deepcopy(train64))
+    x = check_input(entry)
+    with torch.no_grad():
+        diff = float((train64(x) - dep64(x)).abs().max())
+    name = name or f"{entry.name}_deploy"
+    description = (f"Deploy form of {entry.name} (every re-parameterizable block merged into one plain conv by "
+                   f"`ntirekit reparam`; weights: {'pretrained' if pretrained else 'random initialisation'}).")
+    derived = write_entry_folder(entry, out_dir, model.state_dict(), name=name, description=description,
+                                 kwargs={"deploy": True}, overwrite=overwrite)
+    return derived, diff
