@@ -25,7 +25,7 @@ import torch
 
 from ntirekit.entry import Entry, EntryError, discover, thaw
 
-__all__ = ["write_entry_folder", "dumps_toml", "save_state_dict"]
+__all__ = ["write_entry_folder", "dumps_toml", "save_state_dict", "factory_accepts", "reparameterize_entry"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -133,7 +133,8 @@ def write_entry_folder(source: Entry, out_dir: str | os.PathLike, state_dict: Ma
 # ---------------------------------------------------------------------------------------------------------------------
 # reparameterization of a whole entry
 
-def _accepts(entry: Entry, argument: str) -> bool:
+def factory_accepts(entry: Entry, argument: str) -> bool:
+    """Whether the entry's factory takes the keyword ``argument`` (or ``**kwargs``)."""
     import inspect
 
     factory = getattr(entry.module(), entry.spec.factory.split(":", 1)[1])
@@ -162,7 +163,7 @@ def reparameterize_entry(entry: Entry, out_dir: str | os.PathLike, *, weights: s
 
     from ntirekit.nn.rep import is_reparameterized, reparameterize_model
 
-    if not _accepts(entry, "deploy"):
+    if not factory_accepts(entry, "deploy"):
         raise EntryError(f"{entry.name}: its factory {entry.spec.factory} has no 'deploy' argument, so no deploy form "
                          "can be built from its spec")
     pretrained = entry.spec.weights is not None or weights is not None

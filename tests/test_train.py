@@ -164,3 +164,16 @@ def test_finetune_needs_weights(tmp_path) -> None:
     write_entry(tmp_path / "entries", "tiny")
     result = CliRunner().invoke(main, ["finetune", "tiny", "--entries", str(tmp_path / "entries"), "--steps", "1"])
     assert result.exit_code != 0 and "no weights" in result.output
+
+
+@pytest.mark.gpu
+def test_trainer_runs_on_cuda(tmp_path) -> None:
+    trainer = Trainer(_model(), _Source(), nn.functional.l1_loss,
+                      TrainConfig(steps=3, val_every=2, ckpt_every=2, progress=False), ckpt_dir=tmp_path,
+                      device="cuda")
+    result = trainer.run()
+    assert result.finished and next(trainer.model.parameters()).is_cuda
+    resumed = Trainer(_model(), _Source(), nn.functional.l1_loss,
+                      TrainConfig(steps=3, val_every=2, ckpt_every=2, progress=False), ckpt_dir=tmp_path,
+                      device="cuda")
+    assert resumed.resume() and resumed.step == 3

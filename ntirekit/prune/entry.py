@@ -144,7 +144,7 @@ def prune_entry(entry: Entry, out_dir: str | os.PathLike, *, widths: Mapping[str
 
     ``calibration`` (HR images: ``"skimage"`` or a folder) feeds the ``act`` criterion; other criteria ignore it.
     """
-    from ntirekit.derive import write_entry_folder
+    from ntirekit.derive import factory_accepts, write_entry_folder
 
     if (widths is None) == (target_macs_ratio is None):
         raise PruneError("give exactly one of widths or a target MACs ratio")
@@ -162,7 +162,7 @@ def prune_entry(entry: Entry, out_dir: str | os.PathLike, *, widths: Mapping[str
     how = f"{criterion} importance" + (f" calibrated on {calibration}" if criterion == "act" else "")
     description = f"{entry.name} pruned by `ntirekit prune` ({how}, coupled channel groups) to {shown}; not fine-tuned."
     family = _family_kwargs(model, graph, spec, per_group)
-    if family is not None:
+    if family is not None and all(factory_accepts(entry, k) for k in family):
         derived = write_entry_folder(entry, out_dir, result.model.state_dict(), name=name,
                                      description=description, kwargs=family, overwrite=overwrite)
     else:
