@@ -168,15 +168,13 @@ def reparameterize_entry(entry: Entry, out_dir: str | os.PathLike, *, weights: s
                          "can be built from its spec")
     pretrained = entry.spec.weights is not None or weights is not None
     model = entry.load(weights, pretrained=pretrained)
+    train64 = copy.deepcopy(model).double()            # equivalence checked on float64 copies of both forms
     reparameterize_model(model)
     if not is_reparameterized(model):
         raise EntryError(f"{entry.name}: blocks remain in training form after reparameterization")
-    # Equivalence on a float64 copy of both forms.
-    train64 = entry.load(weights, pretrained=pretrained).double()
-    dep64 = reparameterize_model(copy.deepcopy(train64))
     x = check_input(entry)
     with torch.no_grad():
-        diff = float((train64(x) - dep64(x)).abs().max())
+        diff = float((train64(x) - reparameterize_model(copy.deepcopy(train64))(x)).abs().max())
     name = name or f"{entry.name}_deploy"
     description = (f"Deploy form of {entry.name} (every re-parameterizable block merged into one plain conv by "
                    f"`ntirekit reparam`; weights: {'pretrained' if pretrained else 'random initialisation'}).")

@@ -367,11 +367,3 @@ def is_reparameterized(model: nn.Module) -> bool:
     """True when no submodule of ``model`` is a re-parameterizable block still in training form."""
     return not any(isinstance(m, RepBlock) and not m.deployed for m in model.modules())
 
-
-def deploy_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict of ``model`` after :func:`reparameterize_model` (on a copy; ``model`` is not changed)."""
-    import copy
-
-    clone = copy.deepcopy(model)
-    return reparameterize_model(clone).state_dict()
-

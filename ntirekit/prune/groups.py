@@ -55,9 +55,6 @@ class Channel:
 
     roles: list[Role]
 
-    def producers(self) -> list[Role]:
-        return [r for r in self.roles if r[1] == "out"]
-
 
 @dataclass
 class ChannelGroup:

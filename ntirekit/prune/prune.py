@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ntirekit.prune.groups import Channel, ChannelGraph, ChannelGroup, trace_channels
+from ntirekit.prune.groups import ChannelGraph, ChannelGroup, trace_channels
 
 __all__ = ["WidthSpec", "width_spec_of", "channel_importance", "input_statistics", "select_channels", "prune_model", "apply_widths",
            "PruneError", "named_groups", "resolve_widths", "CRITERIA"]
@@ -182,7 +182,7 @@ def select_channels(scores: torch.Tensor, width: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------------------------------
 # surgery
 
-def _keep_per_module(graph: ChannelGraph, removed: set[int]) -> dict[tuple[str, str], set[int]]:
+def _dropped_per_module(graph: ChannelGraph, removed: set[int]) -> dict[tuple[str, str], set[int]]:
     """(path, kind) -> indices to remove, from the removed channels (ids into a flat list of all group channels)."""
     drop: dict[tuple[str, str], set[int]] = {}
     flat = [c for g in graph.groups for c in g.channels]
@@ -282,7 +282,7 @@ def prune_model(model: nn.Module, widths: Mapping[str, int], *, criterion: str =
             kept[g.name] = chosen
             removed.update(offset + i for i in range(g.width) if i not in set(chosen))
         offset += g.width
-    _shrink(model, _keep_per_module(graph, removed))
+    _shrink(model, _dropped_per_module(graph, removed))
     ref = next(model.parameters())
     try:
         with torch.no_grad():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
@@ -108,11 +108,6 @@ def train_image_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
                                      name=name or f"{entry.name}_{'ft' if finetune else 'trained'}",
                                      description=description, overwrite=overwrite)
     return derived, result
-
-
-def summary(result: TrainResult) -> dict[str, Any]:
-    return {"step": result.step, "best_metric": result.best_metric, "best_step": result.best_step,
-            "history": result.history}
 
 
 def default_ckpt_dir(entry: Entry, name: str | None = None, finetune: bool = False) -> Path:

@@ -15,7 +15,6 @@ one, and a resumed run ends with bit-identical weights to an uninterrupted one o
 from __future__ import annotations
 
 import copy
-import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -223,8 +222,3 @@ class Trainer:
             self.best_state, self.best_step = _cpu_state(self.model), self.step
         return TrainResult(self.step, self.best_metric, self.best_step, copy.deepcopy(self.best_state),
                            list(self.history), finished)
-
-
-def cosine_lr(step: int, steps: int, lr: float, min_lr: float) -> float:
-    """The learning rate after ``step`` scheduler steps (closed form of the schedule used, for reference)."""
-    return min_lr + (lr - min_lr) * (1 + math.cos(math.pi * step / steps)) / 2
