@@ -87,6 +87,7 @@ def test_vqe_track_runs_both_entries(tmp_path):
     assert records[0]["psnr_input_db"] == records[2]["psnr_input_db"]
     # PQF-BasicVSR++ read its PQFs from qp.txt: QP 37 (I) and 38 (PQF) are frames 0 and 4
     assert records[2]["videos"][0]["pqf"] == [0, 4] and records[2]["videos"][0]["pqf_source"] == "qp.txt"
+    assert records[0]["videos"][0]["pqf"] is None and records[0]["videos"][0]["pqf_source"] is None
     # the same PSNR again from the written file
     files = sorted((tmp_path / "results").glob("pqf_basicvsrpp__vqe__*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["psnr_db"] == pytest.approx(records[2]["psnr_db"])
@@ -100,9 +101,9 @@ def test_find_videos_layouts(tmp_path):
     # compressed-clip layout (what 'ntirekit data compress' writes): clip.json names the clean source
     comp = tmp_path / "clips" / "clip0"
     comp.mkdir(parents=True)
-    (comp / "clip.json").write_text(json.dumps({"name": "clip0", "source": str(pair.gt)}))
+    (comp / "clip.json").write_text(json.dumps({"name": "clip0", "source": str(pair.gt), "frames": 1}))
     (found,) = find_videos(tmp_path / "clips")
-    assert found.lq == comp and found.gt == pair.gt
+    assert found.lq == comp and found.gt == pair.gt and found.gt_frames == 1
     (single,) = find_videos(comp)                                # one clip folder given directly
     assert single == found
     with pytest.raises(VqeDataError, match="needs --data"):

@@ -6,7 +6,8 @@ Data (``options.data``), either layout:
   raw ``.yuv`` file (``<video>_640x360_30.yuv``; see :func:`ntirekit.data.video.read_clip`), matched by name;
 - **compressed clips**: what ``ntirekit data compress CLIPS --out DATA`` writes: ``DATA/<video>/`` with the decoded
   frames, ``qp.txt`` and ``clip.json``, whose ``source`` names the clean clip (an absolute path, or relative to the
-  current folder or to ``DATA``). ``DATA`` may also be one such clip folder.
+  current folder or to ``DATA``) and ``frames`` how many of its leading frames were compressed. ``DATA`` may also be
+  one such clip folder.
 
 A compressed clip's ``qp.txt`` gives its PQF positions (:func:`ntirekit.data.frames.find_pqf`); without one, a PQF
 model falls back to its own pattern (every 4th frame for PQF-BasicVSR++).
@@ -64,9 +65,12 @@ class VqeDataError(ValueError):
 
 @dataclass(frozen=True)
 class VideoPair:
+    """A compressed clip, its clean clip, and how many leading clean frames it was made from (None: all)."""
+
     name: str
     lq: Path
     gt: Path
+    gt_frames: int | None = None
 
 
 def _clip_name(path: Path) -> str:
@@ -78,14 +82,17 @@ def _clips_in(folder: Path) -> dict[str, Path]:
     return {_clip_name(p): p for p in items if not p.name.startswith(".")}
 
 
-def _source_of(clip_folder: Path, data: Path) -> Path:
+def _compressed_pair(clip_folder: Path, data: Path) -> VideoPair:
+    """The pair of a folder written by ``ntirekit data compress``: ``clip.json`` names the clean source and the
+    number of its leading frames that were compressed (``--frames``)."""
     meta = json.loads((clip_folder / CLIP_JSON).read_text())
     source = meta.get("source")
     if not source:
         raise VqeDataError(f"{clip_folder / CLIP_JSON} names no source (clean) clip")
     for candidate in (Path(source), data / source, data.parent / source):
         if candidate.exists():
-            return candidate
+            frames = meta.get("frames")
+            return VideoPair(clip_folder.name, clip_folder, candidate, int(frames) if frames else None)
     raise VqeDataError(f"{clip_folder.name}: its clean source {source} was not found (as given, nor under {data})")
 
 
@@ -104,10 +111,9 @@ def find_videos(data: str | Path) -> list[VideoPair]:
             raise VqeDataError(f"{root / 'gt'} has no clean clip for {', '.join(missing)}")
         pairs = [VideoPair(name, lq[name], gt[name]) for name in lq]
     elif (root / CLIP_JSON).is_file():
-        pairs = [VideoPair(root.name, root, _source_of(root, root.parent))]
+        pairs = [_compressed_pair(root, root.parent)]
     else:
-        pairs = [VideoPair(p.name, p, _source_of(p, root)) for p in sorted(root.iterdir())
-                 if p.is_dir() and (p / CLIP_JSON).is_file()]
+        pairs = [_compressed_pair(p, root) for p in sorted(root.iterdir()) if p.is_dir() and (p / CLIP_JSON).is_file()]
     if not pairs:
         raise VqeDataError(f"{root}: no videos (expected lq/ and gt/ sub-folders, or folders written by "
                            "'ntirekit data compress')")
@@ -180,7 +186,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
     first_padded: tuple[int, int] | None = None
     for pair in tqdm(videos, desc=entry.name, unit="video", disable=not options.progress, leave=False):
         lq = read_clip(pair.lq).head(limit)
-        gt = read_clip(pair.gt).head(limit)
+        gt = read_clip(pair.gt).head(pair.gt_frames).head(limit)
         if len(lq) != len(gt):
             raise ValueError(f"{pair.name}: {len(lq)} compressed frames but {len(gt)} clean frames")
         pqf, pqf_source = _pqf_of(lq)
@@ -199,7 +205,8 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
         per_video.append({"name": pair.name, "frames": stats["frames"], "unique_frames": stats["unique_frames"],
                           "size": [int(out[0].shape[1]), int(out[0].shape[0])], "psnr_db": v_out, "psnr_input_db": v_in,
                           "delta_psnr_db": v_out - v_in, "runtime_ms_per_frame": stats["runtime_ms_per_frame"],
-                          "chunks": stats["chunks"], "pqf": stats["pqf"], "pqf_source": pqf_source,
+                          "chunks": stats["chunks"], "pqf": stats["pqf"],
+                          "pqf_source": pqf_source if stats["pqf"] is not None else None,
                           "frame_psnr_db": out_psnr})
         model_seconds += stats["model_seconds"]
         total_frames += stats["frames"]

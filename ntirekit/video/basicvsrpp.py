@@ -156,7 +156,7 @@ class BasicVSRPlusPlus(nn.Module):
         flows_forward = self.spynet(lqs_2, lqs_1).view(n, t - 1, 2, h, w)
         return flows_forward, flows_backward
 
-    def plan(self, t: int, direction: str, pqf: Iterable[int] | None = None) -> list[Step]:
+    def propagation_plan(self, t: int, direction: str, pqf: Iterable[int] | None = None) -> list[Step]:
         """The propagation steps of one direction (BasicVSR++: the second-order neighbour is two steps back)."""
         return plan(t, direction)
 
@@ -231,7 +231,7 @@ class BasicVSRPlusPlus(nn.Module):
         pqf = None if pqf is None else list(pqf)
         for name in BRANCHES:
             direction = name.split("_")[0]
-            steps = self.plan(t, direction, pqf)
+            steps = self.propagation_plan(t, direction, pqf)
             flows = self.step_flows(flows_forward, flows_backward, steps, direction)
             feats[name] = self.propagate(feats, flows, steps, name)
         return feats
@@ -263,7 +263,7 @@ class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
         """The PQF frames assumed for a clip of ``n`` frames when none are given."""
         return pqf_positions(n, period=self.period)
 
-    def plan(self, t: int, direction: str, pqf: Iterable[int] | None = None) -> list[Step]:
+    def propagation_plan(self, t: int, direction: str, pqf: Iterable[int] | None = None) -> list[Step]:
         return plan(t, direction, self.default_pqf(t) if pqf is None else pqf)
 
     def forward(self, lqs: torch.Tensor, pqf: Sequence[int] | None = None) -> torch.Tensor:  # type: ignore[override]
