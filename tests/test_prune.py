@@ -258,3 +258,16 @@ class Net(nn.Module):
     source = discover([tmp_path / "src"], include_defaults=False)["net"].build()
     assert macs_ntire2022(model) <= 0.5 * macs_ntire2022(source)
     assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+
+
+def test_reparameterized_rlfn_rep_prunes_by_family_widths(registry) -> None:
+    """rep -> deploy -> prune composes: the deploy convs (``….rep_conv``) belong to RLFN's trunk/mid widths."""
+    from ntirekit.nn.rep import reparameterize_model
+
+    entry = registry["rlfn_rep"]
+    small = {"feature_channels": 12, "mid_channels": 10, "num_blocks": 2, "esa_channels": 4}
+    model = reparameterize_model(entry.build(**small)).eval()
+    result = prune_model(model, {"trunk": 9, "mid": 7})
+    target = entry.build(**dict(small, feature_channels=9, mid_channels=7), deploy=True)
+    target.load_state_dict(result.model.state_dict(), strict=True)
+    assert params(target) == params(RLFN(feature_channels=9, mid_channels=7, num_blocks=2, esa_channels=4))

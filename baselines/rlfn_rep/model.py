@@ -1,11 +1,12 @@
 """RLFN with re-parameterizable 3x3 convolutions: the training form of an RLFN-family entry.
 
-The network is RLFN (bytedance/RLFN: ``conv_1``, ``num_blocks`` residual local feature blocks, ``conv_2``, global
-residual, pixel-shuffle upsampler) with every 3x3 convolution outside the ESA attention (``conv_1``, each block's
-``c1_r``/``c2_r``/``c3_r``, ``conv_2`` and ``upsampler.0``) replaced by a re-parameterizable block of
-:mod:`ntirekit.nn.rep`: ``rep = "conv3xc"`` (1x1 expand x``gain`` -> 3x3 -> 1x1 squeeze + 1x1 skip, SPAN-style; the
-default), ``"ecb"`` (ECBSR's edge-oriented block) or ``"repvgg"`` (3x3+BN, 1x1+BN, identity BN). The ESA and the 1x1
-``c5`` stay plain, and each block keeps RLFN's shared LeakyReLU(0.05) module between the convs.
+The network is :class:`ntirekit.nn.blocks.RLFN` (bytedance/RLFN: ``conv_1``, ``num_blocks`` residual local feature
+blocks, ``conv_2``, global residual, pixel-shuffle upsampler; its forward is used unchanged) with every 3x3 convolution
+outside the ESA attention (``conv_1``, each block's ``c1_r``/``c2_r``/``c3_r``, ``conv_2`` and ``upsampler.0``)
+replaced by a linear re-parameterizable block of :mod:`ntirekit.nn.rep`: ``rep = "conv3xc"`` (1x1 expand x``gain`` ->
+3x3 -> 1x1 squeeze + 1x1 skip, SPAN-style; the default), ``"ecb"`` (ECBSR's edge-oriented block) or ``"repvgg"``
+(3x3+BN, 1x1+BN, identity BN). The ESA and the 1x1 ``c5`` stay plain, and each block keeps RLFN's shared
+LeakyReLU(0.05) module between the convs.
 
 ``deploy=True`` builds the deploy form: each rep block is one plain 3x3 ``nn.Conv2d`` (keys ``….rep_conv.*``), so the
 deploy model has exactly RLFN's convolutions, parameters and MACs for the same widths. Input range [0, 255].
@@ -13,10 +14,9 @@ deploy model has exactly RLFN's convolutions, parameters and MACs for the same w
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from ntirekit.nn.blocks import ESA, activation
+from ntirekit.nn.blocks import RLFN
 from ntirekit.nn.rep import ECB, Conv3XC, RepVGGBlock, reparameterize_model
 
 
@@ -31,45 +31,21 @@ def rep_conv3x3(kind: str, in_channels: int, out_channels: int, gain: int, deplo
     raise ValueError(f"unknown rep block {kind!r} (conv3xc, ecb, repvgg)")
 
 
-class RepRLFB(nn.Module):
-    """RLFB with re-parameterizable 3x3 convs: ``esa(c5(act(c3(act(c2(act(c1(x)))))) + x))``."""
-
-    def __init__(self, in_channels: int, mid_channels: int, esa_channels: int, rep: str, gain: int, deploy: bool):
-        super().__init__()
-        self.c1_r = rep_conv3x3(rep, in_channels, mid_channels, gain, deploy)
-        self.c2_r = rep_conv3x3(rep, mid_channels, mid_channels, gain, deploy)
-        self.c3_r = rep_conv3x3(rep, mid_channels, in_channels, gain, deploy)
-        self.c5 = nn.Conv2d(in_channels, in_channels, 1)
-        self.esa = ESA(in_channels, esa_channels, light=True)
-        self.act = activation("lrelu", neg_slope=0.05)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(self.c1_r(x))
-        out = self.act(self.c2_r(out))
-        out = self.act(self.c3_r(out))
-        return self.esa(self.c5(out + x))
-
-
-class RLFNRep(nn.Module):
+class RLFNRep(RLFN):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, feature_channels: int = 52,
                  mid_channels: int | None = None, num_blocks: int = 6, esa_channels: int = 16, upscale: int = 4,
                  rep: str = "conv3xc", gain: int = 2, deploy: bool = False):
-        super().__init__()
-        mid_channels = feature_channels if mid_channels is None else mid_channels
-        self.num_blocks = num_blocks
-        self.conv_1 = rep_conv3x3(rep, in_channels, feature_channels, gain, deploy)
-        for i in range(1, num_blocks + 1):
-            self.add_module(f"block_{i}", RepRLFB(feature_channels, mid_channels, esa_channels, rep, gain, deploy))
-        self.conv_2 = rep_conv3x3(rep, feature_channels, feature_channels, gain, deploy)
-        self.upsampler = nn.Sequential(rep_conv3x3(rep, feature_channels, out_channels * upscale ** 2, gain, deploy),
-                                       nn.PixelShuffle(upscale))
+        super().__init__(in_channels, out_channels, feature_channels, mid_channels, num_blocks, esa_channels, upscale)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feature = self.conv_1(x)
-        out = feature
-        for i in range(1, self.num_blocks + 1):
-            out = getattr(self, f"block_{i}")(out)
-        return self.upsampler(self.conv_2(out) + feature)
+        def swap(conv: nn.Conv2d) -> nn.Module:
+            return rep_conv3x3(rep, conv.in_channels, conv.out_channels, gain, deploy)
+
+        self.conv_1 = swap(self.conv_1)
+        for i in range(1, num_blocks + 1):
+            block = getattr(self, f"block_{i}")
+            block.c1_r, block.c2_r, block.c3_r = swap(block.c1_r), swap(block.c2_r), swap(block.c3_r)
+        self.conv_2 = swap(self.conv_2)
+        self.upsampler[0] = swap(self.upsampler[0])
 
     def reparameterize(self) -> "RLFNRep":
         """Convert every rep block into one plain 3x3 conv, in place (idempotent)."""

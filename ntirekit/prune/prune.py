@@ -58,9 +58,11 @@ class WidthSpec:
 
 #: Width specs for model classes the kit ships but whose code this package does not own (looked up by class name
 #: along the MRO). A model class may also carry its own spec as ``prune_widths = {name: (kwarg, [patterns])}``.
+#: RLFN and its subclasses (``rlfn_ntire``'s RLFN_Prune; ``rlfn_rep``'s RLFNRep, whose deploy convs are
+#: ``<name>.rep_conv``).
 RLFN_WIDTHS = WidthSpec({
-    "trunk": ("feature_channels", ("conv_1", "block_*.c5")),
-    "mid": ("mid_channels", ("block_*.c1_r", "block_*.c2_r")),
+    "trunk": ("feature_channels", ("conv_1", "conv_1.rep_conv", "block_*.c5")),
+    "mid": ("mid_channels", ("block_*.c1_r", "block_*.c2_r", "block_*.c1_r.rep_conv", "block_*.c2_r.rep_conv")),
     "esa": ("esa_channels", ("block_*.esa.conv1", "block_*.esa.conv2", "block_*.esa.conv3")),
 }, default_names=("trunk", "mid"))
 
