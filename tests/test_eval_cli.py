@@ -110,3 +110,30 @@ def test_sample_psnr_runs_every_esr_baseline(tmp_path: Path, weights_dir: Path) 
     for r in records:
         if r["entry"] in {"imdn", "rlfn", "rfdn", "rlfn_ntire"}:
             assert r["weights"] == "pretrained" and 24 < r["psnr_db"] < 40, r
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("x265") is None, reason="x265/ffmpeg not installed")
+def test_vqe_eval_runs_basicvsrpp_and_pqf_on_a_compressed_clip(tmp_path: Path, video_dir: Path) -> None:
+    """The real entries (random weights) end to end on CPU: compress 3 frames, then eval --track vqe."""
+    from ntirekit.data.video import read_clip
+
+    clips = tmp_path / "clips"
+    runner = CliRunner()
+    made = runner.invoke(main, ["data", "compress", str(video_dir / "basicvsrpp_demo_000"), "--out", str(clips),
+                                "--frames", "3", "--preset", "ultrafast"])
+    assert made.exit_code == 0, made.output
+    out = tmp_path / "res"
+    result = runner.invoke(main, ["eval", "--track", "vqe", "--data", str(clips), "--entry", "basicvsrpp",
+                                  "--entry", "pqf_basicvsrpp", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    records = {json.loads(p.read_text())["entry"]: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert set(records) == {"basicvsrpp", "pqf_basicvsrpp"}
+    # the compressed input's PSNR, computed here independently from the frames on disk
+    lq = read_clip(clips / "basicvsrpp_demo_000").frames
+    gt = read_clip(video_dir / "basicvsrpp_demo_000").frames[:3]
+    expected = float(np.mean([psnr(a, b, protocol="challenge", border=0) for a, b in zip(lq, gt)]))
+    for rec in records.values():
+        assert rec["psnr_input_db"] == pytest.approx(expected, abs=1e-9)
+        assert rec["delta_psnr_db"] == pytest.approx(rec["psnr_db"] - rec["psnr_input_db"], abs=1e-9)
+        assert rec["runtime_ms_per_frame"] > 0 and rec["params"] > 7_000_000

@@ -78,6 +78,19 @@ def _parse_shape(text: str) -> tuple[int, int, int, int]:
     return parts  # type: ignore[return-value]
 
 
+def _video_options(chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
+                   save_frames: str | None) -> dict[str, Any]:
+    """``EvalOptions.extra`` of the vqe track (see :mod:`ntirekit.tracks.vqe`); duplicates are dropped by default."""
+    extra: dict[str, Any] = {"chunk": chunk, "overlap": overlap}
+    if keep_duplicates:
+        extra["drop_duplicates"] = False
+    if max_frames is not None:
+        extra["frames"] = max_frames
+    if save_frames is not None:
+        extra["save"] = save_frames
+    return extra
+
+
 def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -109,6 +122,12 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
               help="Input for counting FLOPs/activations/#conv.")
 @click.option("--threads", type=int, default=None, help="CPU threads for timing (default: torch's).")
 @click.option("--weights", "weights", multiple=True, help="ENTRY=PATH: use this checkpoint (repeatable).")
+@click.option("--chunk", type=int, default=None, help="vqe: frames per inference window (default: whole clip).")
+@click.option("--overlap", type=int, default=2, show_default=True, help="vqe: frames shared by adjacent windows.")
+@click.option("--keep-duplicates", is_flag=True, help="vqe: do not drop repeated frames before enhancement.")
+@click.option("--max-frames", type=int, default=None, help="vqe: only the first N frames of each video.")
+@click.option("--save-frames", type=click.Path(file_okay=False), default=None,
+              help="vqe: write the enhanced frames to DIR/<entry>/<video>/.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Folder for the result JSON files (one per entry).")
 @click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
@@ -122,7 +141,9 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @one_line_errors()
 def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str, protocol: str,
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int, repeats: int, runs: int,
-                 input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
+                 input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...],
+                 chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
+                 save_frames: str | None, out: str,
                  resume: bool, isolate: bool | None, timeout_s: float | None, memory_mb: int | None,
                  protocol_name: str, quiet: bool) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
@@ -131,6 +152,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     ntirekit eval --track psnr --data sample
     ntirekit eval --track psnr --data ../shared/data/images/Set5 --protocol paper --entry imdn
     ntirekit eval --track runtime
+    ntirekit eval --track vqe --data clips/ --entry pqf_basicvsrpp --chunk 20
     ntirekit eval --track psnr --entries team07.zip --entry team07_fastsr   (checked, unpacked, run isolated)
     """
     registry = load_registry(entry_roots)
@@ -140,7 +162,8 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     options = EvalOptions(track=track, data=data, protocol=protocol, device=device, tile=tile,
                           tile_overlap=tile_overlap, timer=timer, warmup=warmup, repeats=repeats, runs=runs,
                           input_shape=input_shape, threads=threads, weights=_parse_weights(weights),
-                          progress=not quiet)
+                          progress=not quiet, extra=_video_options(chunk, overlap, keep_duplicates, max_frames,
+                                                                   save_frames) if track == "vqe" else {})
     records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate, timeout_s=timeout_s,
                         memory_mb=memory_mb)
     click.echo(summary_table(records, track))

@@ -17,9 +17,15 @@ def _parse_shape(ctx: click.Context, param: click.Parameter, text: str) -> tuple
         parts = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
     except ValueError:
         raise click.BadParameter("input shape is N,C,H,W, e.g. 1,3,256,256") from None
-    if len(parts) != 4 or any(p <= 0 for p in parts):
-        raise click.BadParameter("input shape is N,C,H,W, e.g. 1,3,256,256")
+    if len(parts) not in (4, 5) or any(p <= 0 for p in parts):
+        raise click.BadParameter("input shape is N,C,H,W (images) or N,T,C,H,W (clips), e.g. 1,3,256,256")
     return parts
+
+
+def video_input_shape(entry: Any, model: torch.nn.Module) -> tuple[int, int, int, int, int]:
+    """The clip a video entry is counted on: ``spec.frames`` frames at the model's smallest input size."""
+    size = int(getattr(model, "min_input_size", 256))
+    return (1, max(entry.spec.frames, 2), 3, size, size)
 
 
 def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: tuple[int, ...] = (1, 3, 256, 256),
@@ -36,8 +42,17 @@ def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: 
     entry = load_registry(entry_roots)[name]
     dev = resolve_device(device)
     model, weights_kind = load_for_measurement(entry, weights)
+    video = entry.spec.track == "vqe"
+    if video and (runtime or memory):
+        raise ValueError(f"{entry.name} is a video entry: time it on clips with 'ntirekit eval --track vqe'")
+    if video and len(input_shape) == 4:
+        input_shape = video_input_shape(entry, model)
     counts = count(model, input_shape)
     out: dict[str, Any] = {"entry": entry.name, "weights": weights_kind, **counts.to_dict()}
+    if video:
+        from ntirekit.tracks.vqe import macs_per_frame
+
+        out["macs_per_frame"] = macs_per_frame(model, input_shape[-2], input_shape[-1])
     with fixed_threads(threads if dev.type == "cpu" else None):
         out["device"] = fingerprint(dev)
         out["device_id"] = fingerprint_id(out["device"])
@@ -76,6 +91,8 @@ def render(profile: dict[str, Any]) -> str:
         ["Acts [M] (fvcore)", _fmt(profile["activations_fvcore"], 1e6, "{:.4f}")],
         ["#Conv", str(profile["convs"])],
     ]
+    if profile.get("macs_per_frame") is not None:
+        rows.append(["FLOPs [G] per frame (fvcore)", _fmt(profile["macs_per_frame"], 1e9, "{:.4f}")])
     if profile.get("flops_torch") is not None:
         rows.append(["FLOPs [G] (torch, 2/MAC)", _fmt(profile["flops_torch"], 1e9, "{:.4f}")])
     rt = profile.get("runtime_ms")
@@ -101,7 +118,8 @@ def render(profile: dict[str, Any]) -> str:
 @entries_option
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
 @click.option("--input-shape", default="1,3,256,256", show_default=True, callback=_parse_shape,
-              help="N,C,H,W input for counting FLOPs, activations and #conv.")
+              help="N,C,H,W input for counting FLOPs, activations and #conv (video entries: N,T,C,H,W; "
+                   "default: their frames at their smallest size).")
 @click.option("--runtime", is_flag=True, help="Also time the entry on --data images.")
 @click.option("--memory", is_flag=True, help="Also measure peak memory on --data images.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
