@@ -14,7 +14,6 @@ The folder is verified before this returns: discovered on its own and loaded wit
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -23,48 +22,11 @@ from typing import Any, Mapping
 
 import torch
 
+from ntirekit import tomlw
 from ntirekit.entry import Entry, EntryError, discover, thaw
 
-__all__ = ["write_entry_folder", "dumps_toml", "save_state_dict", "factory_accepts", "reparameterize_entry"]
+__all__ = ["write_entry_folder", "save_state_dict", "factory_accepts", "reparameterize_entry"]
 
-
-# ---------------------------------------------------------------------------------------------------------------------
-# a small TOML writer for the spec's value types (str, bool, int, float, lists, nested tables)
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"TOML cannot hold {value}")
-        return repr(value)
-    if isinstance(value, str):
-        out = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-        return f'"{out}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
-
-
-def dumps_toml(data: Mapping[str, Any]) -> str:
-    """``data`` as TOML: top-level scalars first, then one ``[table]`` per top-level mapping (values inline)."""
-    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
-    for key, table in data.items():
-        if isinstance(table, Mapping):
-            lines += ["", f"[{_toml_key(key)}]"]
-            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Save a plain CPU state dict (contiguous copies) atomically."""
@@ -122,7 +84,7 @@ def write_entry_folder(source: Entry, out_dir: str | os.PathLike, state_dict: Ma
                      "kwargs": {**thaw(spec["model"].get("kwargs", {})), **dict(kwargs or {})}}
     spec["weights"] = {"file": weights_file, "sha256": sha256_of(out / weights_file)}
     tmp = out / ".entry.toml.tmp"
-    tmp.write_text(dumps_toml(spec), encoding="utf-8")
+    tmp.write_text(tomlw.dumps(spec), encoding="utf-8")
     os.replace(tmp, out / "entry.toml")
 
     entry = discover([out], include_defaults=False)[name]

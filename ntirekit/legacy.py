@@ -40,7 +40,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from ntirekit.entry import SPEC_FILE, EntryError, EntrySpec
-from ntirekit.pack import tomlw
+from ntirekit import tomlw
 from ntirekit.pack.formats import TEAM_NAME, inside_path
 from ntirekit.weights import sha256_of
 

@@ -89,3 +89,15 @@ def test_select_by_track(tmp_path: Path) -> None:
     registry = discover([tmp_path], include_defaults=False)
     assert [e.name for e in registry.select(track="vqe")] == ["vid"]
     assert [e.name for e in registry.select(["vid", "img"])] == ["vid", "img"]
+
+
+def test_toml_writer_round_trips_a_spec(tmp_path: Path) -> None:
+    import tomllib
+
+    from ntirekit import tomlw
+
+    spec = read_spec(write_entry(tmp_path, "tiny", extra_toml='\n[published]\nparams = 1\n"odd key" = "a\\"b"\n'))
+    data = spec.to_dict()
+    data["published"]["ratio"] = 0.1
+    assert tomllib.loads(tomlw.dumps(data)) == data
+    assert EntrySpec.from_dict(tomllib.loads(tomlw.dumps(data))).published["odd key"] == 'a"b'

@@ -99,7 +99,7 @@ def write_zip(tree: dict[str, Path], out: Path) -> Path:
 def _stage_code(src: Path, tree: dict[str, Path], tmp: Path, report: Report) -> Any:
     """Add the checkpoint to ``tree`` when it lives outside the folder; the spec, or None when it cannot be read."""
     from ntirekit.entry import Entry, EntryError, read_spec
-    from ntirekit.pack import tomlw
+    from ntirekit import tomlw
 
     if SPEC not in tree:
         return None
