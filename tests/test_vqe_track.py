@@ -40,7 +40,6 @@ def _tiny_copy(root: Path, name: str) -> Path:
 def _synthetic_pair(root: Path, n: int = 5, h: int = 40, w: int = 56) -> None:
     """gt/clip0: smooth moving frames; lq/clip0: the same, quantised and noisier on non-PQF frames, frame 2 a
     duplicate of frame 1 (in both), with the HM-like QPs of a PQF every 4th frame."""
-    rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:h, 0:w]
     gt, lq = [], []
     for i in range(n):
