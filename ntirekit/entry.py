@@ -42,11 +42,6 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any, Iterable, Iterator, Mapping
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
 import torch
 from torch import nn
 
@@ -81,6 +76,14 @@ def thaw(value: Any) -> Any:
     return value
 
 
+def _number(d: Mapping[str, Any], key: str, default: Any, kind: type, where: str) -> Any:
+    """``d[key]`` as ``kind`` (int or float); a value of another type (a string, a fractional scale) is an error."""
+    value = d.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or kind is int and value != int(value):
+        raise EntryError(f"{where}: {key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    return kind(value)
+
+
 @dataclass(frozen=True)
 class WeightsSpec:
     """Where an entry's checkpoint comes from and how its keys map onto the model."""
@@ -99,11 +102,17 @@ class WeightsSpec:
             raise EntryError(f"{where}: unknown [weights] keys {sorted(unknown)}")
         if "file" not in d:
             raise EntryError(f"{where}: [weights] needs 'file'")
-        rename = tuple((str(a), str(b)) for a, b in d.get("rename", ()))
+        file = str(d["file"])
+        if Path(file).name in ("", ".", "..") or "\0" in file:
+            raise EntryError(f"{where}: [weights].file must name a file, got {file!r}")
+        pairs = d.get("rename", ())
+        if not isinstance(pairs, (list, tuple)) or not all(isinstance(r, (list, tuple)) and len(r) == 2 for r in pairs):
+            raise EntryError(f"{where}: [weights].rename must be a list of [old, new] prefix pairs")
+        rename = tuple((str(a), str(b)) for a, b in pairs)
         sha = str(d.get("sha256", "")).lower()
         if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
             raise EntryError(f"{where}: [weights].sha256 is not 64 hex digits")
-        return cls(str(d["file"]), str(d.get("url", "")), sha, str(d.get("key", "")),
+        return cls(file, str(d.get("url", "")), sha, str(d.get("key", "")),
                    str(d.get("strip_prefix", "")), rename)
 
 
@@ -140,16 +149,24 @@ class EntrySpec:
         if d["task"] not in TASKS:
             raise EntryError(f"{where}: task must be one of {TASKS}, got {d['task']!r}")
         model = d["model"]
+        for table in ("model", "weights", "published"):
+            if table in d and not isinstance(d[table], Mapping):
+                raise EntryError(f"{where}: [{table}] must be a table")
         if "factory" not in model or ":" not in str(model["factory"]):
             raise EntryError(f"{where}: [model].factory must look like 'model.py:ClassName'")
-        data_range = float(d.get("data_range", 1.0))
+        if not isinstance(model.get("kwargs", {}), Mapping):
+            raise EntryError(f"{where}: [model].kwargs must be a table")
+        data_range = _number(d, "data_range", 1.0, float, where)
         if data_range not in (1.0, 255.0):
             raise EntryError(f"{where}: data_range must be 1.0 or 255.0, got {data_range}")
-        scale = int(d.get("scale", 1 if d["task"] == "qe" else 4))
+        scale = _number(d, "scale", 1 if d["task"] == "qe" else 4, int, where)
+        frames = _number(d, "frames", 1, int, where)
+        if scale < 1 or frames < 1:
+            raise EntryError(f"{where}: scale and frames must be at least 1")
         weights = WeightsSpec.from_dict(d["weights"], where) if "weights" in d else None
         return cls(name=name, track=str(d["track"]), task=str(d["task"]), factory=str(model["factory"]),
                    kwargs=_freeze(dict(model.get("kwargs", {}))), scale=scale, data_range=data_range,
-                   frames=int(d.get("frames", 1)), description=str(d.get("description", "")),
+                   frames=frames, description=str(d.get("description", "")),
                    weights=weights, published=_freeze(dict(d.get("published", {}))))
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,15 +186,10 @@ class EntrySpec:
 
 def read_spec(folder: Path) -> EntrySpec:
     """Parse and validate ``folder/entry.toml``."""
+    from ntirekit.tomlw import load_file
+
     path = Path(folder) / SPEC_FILE
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise EntryError(f"{folder}: no {SPEC_FILE}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise EntryError(f"{path}: not valid TOML ({exc})") from None
-    return EntrySpec.from_dict(data, str(path))
+    return EntrySpec.from_dict(load_file(path, EntryError, SPEC_FILE), str(path))
 
 
 class Entry:

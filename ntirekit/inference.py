@@ -5,8 +5,6 @@ Input and output conversions are the official NTIRE ESR harness's (:mod:`ntireki
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
@@ -60,7 +58,3 @@ def upscale_image(model: nn.Module, lr: np.ndarray, *, scale: int, data_range: f
         raise RuntimeError(f"output is {tuple(y.shape[-2:])}, expected {expected} for a x{scale} model")
     return to_uint8_output(y, data_range)
 
-
-def tile_count(h: int, w: int, tile: int | None) -> int:
-    """How many tiles :func:`run_tiled` uses for an HxW input."""
-    return 1 if tile is None else math.ceil(h / tile) * math.ceil(w / tile)

@@ -34,11 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
 from ntirekit.entry import SPEC_FILE, EntryError, EntrySpec
 from ntirekit import tomlw
 from ntirekit.pack.formats import TEAM_NAME, inside_path
@@ -167,13 +162,7 @@ def plan_import(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weight
 def import_ntire(repo_dir: str | Path, map_path: str | Path, out_dir: str | Path, *, copy_weights: bool = False,
                  force: bool = False) -> list[Path]:
     """Write one entry folder per team of the mapping file into ``out_dir``; returns the folders."""
-    try:
-        with open(map_path, "rb") as f:
-            mapping = tomllib.load(f)
-    except FileNotFoundError:
-        raise LegacyError(f"{map_path}: no such mapping file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LegacyError(f"{map_path}: not valid TOML ({exc})") from None
+    mapping = tomlw.load_file(map_path, LegacyError, "mapping file")
     plans = plan_import(repo_dir, mapping, copy_weights=copy_weights)
     out = Path(out_dir)
     clashes = [p.name for p in plans if (out / p.name).exists()]

@@ -183,18 +183,12 @@ def options_for(rec: Mapping[str, Any], *, device: str, data: str | None) -> Any
     return options_from_dict(base)
 
 
-def _run(entries: list[Any], options: Any, out_dir: str | Path | None) -> list[dict[str, Any]]:
-    """``run_track`` (whose records carry the ``options`` they ran with, so that they can be run again exactly),
-    writing to ``out_dir``."""
-    from ntirekit.runner import run_track
-
-    return run_track(entries, options, out_dir)
-
-
 def remeasure(records: Sequence[Mapping[str, Any]], *, device: str = "auto", data: str | None = None,
               entry_roots: Iterable[str] = (), out_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Run every recorded (entry, track) again, grouped by track and options, as ``ntirekit eval`` would."""
+    """Run every recorded (entry, track) again, grouped by track and options, as ``ntirekit eval`` would (the fresh
+    records carry the ``options`` they ran with, so that they can be run again exactly)."""
     from ntirekit.entry import discover
+    from ntirekit.runner import run_track
 
     registry = discover(list(entry_roots))
     groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -209,7 +203,7 @@ def remeasure(records: Sequence[Mapping[str, Any]], *, device: str = "auto", dat
         out += [{"entry": r["entry"], "track": r["track"], "status": "failed",
                  "error": f"no entry named {r['entry']!r} is found now"} for r in recs if r["entry"] not in known]
         if entries:
-            out += _run(entries, options, out_dir)
+            out += run_track(entries, options, out_dir)
     return out
 
 
@@ -242,6 +236,7 @@ def record_reference(folder: str | Path, *, entries: Sequence[str] = (), tracks:
     """Write the reference records into ``folder``: the named entries on the named tracks, or, when none are named,
     the (entry, track) pairs already recorded there (measured again and overwritten)."""
     from ntirekit.entry import discover
+    from ntirekit.runner import run_track
 
     folder = Path(folder)
     if entries or tracks:
@@ -251,6 +246,6 @@ def record_reference(folder: str | Path, *, entries: Sequence[str] = (), tracks:
         out: list[dict[str, Any]] = []
         for track in tracks:
             options = options_for({"track": track}, device=device, data=data)
-            out += _run(registry.select(entries), options, folder)
+            out += run_track(registry.select(entries), options, folder)
         return out
     return remeasure(load_records(folder), device=device, data=data, entry_roots=entry_roots, out_dir=folder)

@@ -26,8 +26,8 @@ class ResultError(Exception):
 
 
 def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return value.item()
+    if hasattr(value, "item"):  # numpy / torch scalars (a NaN among them becomes None like any other)
+        return _finite(value.item())
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

@@ -4,10 +4,15 @@ Resolution order for an entry whose spec names ``[weights].file``:
 
 1. an explicit path given by the caller (``--weights``);
 2. ``$NTIREKIT_WEIGHTS/<file>`` (a local folder; several folders may be joined with ``os.pathsep``);
-3. the user cache ``$NTIREKIT_CACHE`` or ``$XDG_CACHE_HOME/ntirekit/weights`` or ``~/.cache/ntirekit/weights``;
-4. a download from the pinned upstream URL into the cache, kept only if its sha256 matches.
+3. the entry's own folder;
+4. the user cache ``$NTIREKIT_CACHE`` or ``$XDG_CACHE_HOME/ntirekit/weights`` or ``~/.cache/ntirekit/weights``
+   (files kept there by their name only: ``file``'s folders, if any, are dropped);
+5. a download from the pinned upstream URL into the cache, kept only if its sha256 matches.
 
-Every file is checked against the spec's sha256 (an explicit path too: a hash mismatch is an error, not a warning).
+``file`` is a file name, or a path relative to those folders, or an absolute path.
+
+Every file is checked against the spec's sha256 (a mismatch is an error, not a warning); an explicit path only when
+its file name is the upstream one (another name is taken as a fine-tuned variant).
 Loading always uses ``torch.load(..., weights_only=True)``, which reads both the legacy and the zip torch formats and
 refuses pickles that would run code.
 """
@@ -71,7 +76,7 @@ def _download(entry_name: str, url: str, dest: Path, expected: str) -> Path:
             shutil.copyfileobj(response, out)
         _verify(entry_name, Path(tmp), expected)
         os.replace(tmp, dest)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a URL urllib cannot open ("unknown url type")
         raise WeightsError(f"{entry_name}: download of {url} failed: {exc}") from None
     finally:
         if os.path.exists(tmp):
@@ -91,13 +96,16 @@ def resolve_weights(entry: "Entry", explicit: str | os.PathLike | None = None, d
         return _verify(entry.name, path, expected if spec and path.name == spec.file else "")
     assert spec is not None
     folders = [Path(p) for p in os.environ.get("NTIREKIT_WEIGHTS", "").split(os.pathsep) if p]
-    folders += [entry.folder, cache_dir()]
-    for folder in folders:
-        candidate = folder / spec.file
+    folders += [entry.folder]
+    # ``file`` may be a path (relative to the folders, or absolute); the cache holds files by their name only, so that
+    # no spec (an untrusted submission's included) can make a download write outside the cache.
+    cached = cache_dir() / Path(spec.file).name
+    for candidate in [folder / spec.file for folder in folders] + [cached]:
         if candidate.is_file():
             return _verify(entry.name, candidate, expected)
+    folders.append(cache_dir())
     if download and spec.url:
-        return _download(entry.name, spec.url, cache_dir() / spec.file, expected)
+        return _download(entry.name, spec.url, cached, expected)
     where = ", ".join(str(f) for f in folders)
     raise WeightsError(f"{entry.name}: weights {spec.file} not found in {where}"
                        + ("" if spec.url else " and no URL is given") + " (set NTIREKIT_WEIGHTS to a local folder)")

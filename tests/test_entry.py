@@ -28,6 +28,14 @@ def test_spec_round_trip_and_defaults(tmp_path: Path) -> None:
     ({"colour": 1}, "unknown keys"),
     ({"weights": {"url": "x"}}, "needs 'file'"),
     ({"weights": {"file": "a.pth", "sha256": "abc"}}, "sha256 is not 64 hex"),
+    ({"weights": {"file": "model_zoo/.."}}, "must name a file"),
+    ({"weights": {"file": "a.pth", "rename": ["ab"]}}, "list of \\[old, new\\] prefix pairs"),
+    ({"scale": "4"}, "scale must be an integer"),
+    ({"scale": 2.5}, "scale must be an integer"),
+    ({"frames": 0}, "at least 1"),
+    ({"data_range": "255"}, "data_range must be a number"),
+    ({"model": "model.py:M"}, "\\[model\\] must be a table"),
+    ({"model": {"factory": "model.py:M", "kwargs": [1]}}, "kwargs must be a table"),
 ])
 def test_bad_specs_are_one_line_errors(patch: dict, message: str) -> None:
     base = {"name": "x", "track": "esr", "task": "sr", "model": {"factory": "model.py:M"}}
@@ -40,6 +48,11 @@ def test_not_toml(tmp_path: Path) -> None:
     (tmp_path / "entry.toml").write_text("name = [unclosed")
     with pytest.raises(EntryError, match="not valid TOML"):
         read_spec(tmp_path)
+    (tmp_path / "entry.toml").write_bytes(b"name = \"\xff\xfe\"\n")      # not UTF-8
+    with pytest.raises(EntryError, match="not valid TOML"):
+        read_spec(tmp_path)
+    with pytest.raises(EntryError, match="no such entry.toml"):
+        read_spec(tmp_path / "missing")
 
 
 def test_discovery_finds_nested_entries_and_builds(tmp_path: Path) -> None:

@@ -23,6 +23,10 @@ from tests.helpers.entries import write_entry
 def test_atomic_write_leaves_no_temporary_and_strict_json(tmp_path: Path) -> None:
     path = write_json_atomic(tmp_path / "r.json", {"a": float("nan"), "b": [1.5, float("inf")]})
     assert json.loads(path.read_text()) == {"a": None, "b": [1.5, None]}
+    # numpy/torch scalars go through ``.item()``: a NaN among them must not make the write fail
+    path = write_json_atomic(tmp_path / "r.json", {"a": np.float32("nan"), "b": torch.tensor(float("inf")),
+                                                   "c": np.float32(1.5)})
+    assert json.loads(path.read_text()) == {"a": None, "b": None, "c": 1.5}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 

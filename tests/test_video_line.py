@@ -21,6 +21,7 @@ from ntirekit.entry import Entry, discover, read_spec
 from ntirekit.nn.edvr import EDVRNet, ModulatedDCNPack, generate_frame_indices, window_indices
 from ntirekit.nn.flow import flow_warp
 from ntirekit.nn.propagation import BasicVSRNet, IconVSR, keyframe_indices, refill_windows
+from ntirekit.nn.recurrent import pad_frames
 from ntirekit.video.inference import enhance_clip
 
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
@@ -453,3 +454,21 @@ def test_clip_inference_runs_the_sliding_window_entry(registry):
     out, stats = enhance_clip(model, frames, min_size=16, pad_to_multiple=1)
     assert len(out) == 5 and all(f.shape == (20, 28, 3) and f.dtype == np.uint8 for f in out)
     assert np.array_equal(out[1], out[2]) and stats["duplicates"] == 1 and stats["scale"] == 1
+
+
+def test_pad_frames_is_a_bottom_right_reflection():
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).view(1, 2, 3, 5, 7)
+    padded = pad_frames(x, 4)
+    ref = np.pad(x.numpy(), ((0, 0), (0, 0), (0, 0), (0, 3), (0, 1)), mode="reflect")
+    assert np.array_equal(padded.numpy(), ref)
+    assert torch.equal(pad_frames(x[..., :4, :4], 4), x[..., :4, :4])
+
+
+def test_building_blocks_do_not_import_the_video_models():
+    import subprocess
+    import sys
+
+    code = ("import sys, ntirekit.nn.propagation, ntirekit.nn.edvr, ntirekit.nn.recurrent; "
+            "print(sorted(m for m in sys.modules if m.startswith('ntirekit.video')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -160,3 +160,18 @@ def test_real_upstream_formats(weights_dir: Path, name: str, tensors: int, prefi
     assert len(state) == tensors
     assert all(k.startswith(prefix) for k in state)
     assert not any(k.startswith("module.") for k in normalise_keys(state))
+
+
+def test_a_download_never_writes_outside_the_cache(isolated_env: Path) -> None:
+    upstream = isolated_env / "upstream" / "tiny.pth"
+    upstream.parent.mkdir()
+    torch.save(_reference_state(), upstream)
+    digest = hashlib.sha256(upstream.read_bytes()).hexdigest()
+    # an untrusted spec whose file climbs out of every folder it is joined to
+    toml = f'\n[weights]\nfile = "../../escaped.pth"\nurl = "{upstream.as_uri()}"\nsha256 = "{digest}"\n'
+    write_entry(isolated_env / "entries", "tiny", extra_toml=toml)
+    entry = discover([isolated_env / "entries"], include_defaults=False)["tiny"]
+    assert resolve_weights(entry) == cache_dir() / "escaped.pth"
+    assert [p.name for p in cache_dir().iterdir()] == ["escaped.pth"]
+    assert not (cache_dir() / "../../escaped.pth").exists()
+    assert resolve_weights(entry, download=False) == cache_dir() / "escaped.pth"     # found again in the cache

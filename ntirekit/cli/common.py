@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import shutil
 import sys
@@ -23,10 +24,12 @@ def entries_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def unpack_submission(zip_path: str) -> Path:
     """Check a submission zip and extract it into a new temporary folder marked untrusted (its entries then run
-    isolated); a rejected zip is a :class:`click.ClickException` listing its problems."""
+    isolated), removed when the command exits; a rejected zip is a :class:`click.ClickException` listing its
+    problems."""
     from ntirekit.pack import unpack
 
     dest = Path(tempfile.mkdtemp(prefix="ntirekit-submission-"))
+    atexit.register(shutil.rmtree, dest, ignore_errors=True)
     report, root = unpack(zip_path, dest)
     if root is None:
         shutil.rmtree(dest, ignore_errors=True)
@@ -35,12 +38,31 @@ def unpack_submission(zip_path: str) -> Path:
     return root
 
 
+def entry_root_paths(entry_roots: tuple[str, ...] = ()) -> list[Path]:
+    """The folders behind ``--entries``: folders as given, submission zips checked and unpacked (untrusted)."""
+    return [unpack_submission(r) if r.lower().endswith(".zip") else Path(r) for r in entry_roots]
+
+
 def load_registry(entry_roots: tuple[str, ...] = ()) -> Registry:
-    roots = [unpack_submission(r) if r.lower().endswith(".zip") else Path(r) for r in entry_roots]
+    """Every entry of the default roots and ``--entries``; a bad or clashing entry is one error line."""
+    roots = entry_root_paths(entry_roots)
     try:
         return discover(roots)
     except EntryError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def parse_shape(text: str, ranks: tuple[int, ...] = (4,)) -> tuple[int, ...]:
+    """``--input-shape``: ``"1,3,256,256"`` (or ``1x3x256x256``) as a tuple of positive ints of one of ``ranks``
+    lengths (4: N,C,H,W images; 5: N,T,C,H,W clips); anything else is a :class:`click.BadParameter`."""
+    try:
+        parts = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        parts = ()
+    if len(parts) not in ranks or min(parts) < 1:
+        forms = " or ".join({4: "N,C,H,W (images)", 5: "N,T,C,H,W (clips)"}[r] for r in ranks)
+        raise click.BadParameter(f"input shape is {forms} in positive integers, e.g. 1,3,256,256; got {text!r}")
+    return parts
 
 
 def one_line_errors(*errors: type[BaseException]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import click
 from tabulate import tabulate
 
-from ntirekit.cli.common import entries_option, load_registry, one_line_errors
+from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
 from ntirekit.measure.runtime import headline
 from ntirekit.runner import run_track
 from ntirekit.tracks import TRACKS, EvalOptions, default_entry_track
@@ -71,13 +71,6 @@ def closing_leaderboard(records: list[dict[str, Any]], protocol_name: str, track
         return f"no leaderboard: {exc}"
 
 
-def _parse_shape(text: str) -> tuple[int, int, int, int]:
-    parts = tuple(int(p) for p in text.replace("x", ",").split(","))
-    if len(parts) != 4:
-        raise click.BadParameter("input shape is N,C,H,W, e.g. 1,3,256,256")
-    return parts  # type: ignore[return-value]
-
-
 def _video_options(chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
                    save_frames: str | None) -> dict[str, Any]:
     """``EvalOptions.extra`` of the vqe track (see :mod:`ntirekit.tracks.vqe`); duplicates are dropped by default."""
@@ -118,7 +111,8 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up runs per entry (robust timer).")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Timed runs per input (robust timer).")
 @click.option("--runs", type=int, default=1, show_default=True, help="Whole measurement repeated N times.")
-@click.option("--input-shape", default="1,3,256,256", show_default=True, callback=lambda c, p, v: _parse_shape(v),
+@click.option("--input-shape", default="1,3,256,256", show_default=True,
+              callback=lambda c, p, v: parse_shape(v),
               help="Input for counting FLOPs/activations/#conv.")
 @click.option("--threads", type=int, default=None, help="CPU threads for timing (default: torch's).")
 @click.option("--weights", "weights", multiple=True, help="ENTRY=PATH: use this checkpoint (repeatable).")

@@ -9,17 +9,7 @@ import click
 import torch
 from tabulate import tabulate
 
-from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors
-
-
-def _parse_shape(ctx: click.Context, param: click.Parameter, text: str) -> tuple[int, ...]:
-    try:
-        parts = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
-    except ValueError:
-        raise click.BadParameter("input shape is N,C,H,W, e.g. 1,3,256,256") from None
-    if len(parts) not in (4, 5) or any(p <= 0 for p in parts):
-        raise click.BadParameter("input shape is N,C,H,W (images) or N,T,C,H,W (clips), e.g. 1,3,256,256")
-    return parts
+from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors, parse_shape
 
 
 def video_input_shape(entry: Any, model: torch.nn.Module) -> tuple[int, int, int, int, int]:
@@ -117,7 +107,8 @@ def render(profile: dict[str, Any]) -> str:
 @click.argument("entry")
 @entries_option
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
-@click.option("--input-shape", default="1,3,256,256", show_default=True, callback=_parse_shape,
+@click.option("--input-shape", default="1,3,256,256", show_default=True,
+              callback=lambda c, p, v: parse_shape(v, (4, 5)),
               help="N,C,H,W input for counting FLOPs, activations and #conv (video entries: N,T,C,H,W; "
                    "default: their frames at their smallest size).")
 @click.option("--runtime", is_flag=True, help="Also time the entry on --data images.")

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from ntirekit.cli.common import entries_option
+from ntirekit.cli.common import entries_option, entry_root_paths, one_line_errors
+from ntirekit.tracks import TRACKS
 
 
 @click.command("regress")
@@ -22,13 +23,15 @@ from ntirekit.cli.common import entries_option
               help="Entry that runtimes are compared against (measured in the same run).")
 @click.option("--record", is_flag=True, help="Write the reference figures instead of comparing.")
 @click.option("--entry", "names", multiple=True, help="--record: entry to record (repeatable).")
-@click.option("--track", "tracks", multiple=True, help="--record: track to record (repeatable).")
+@click.option("--track", "tracks", multiple=True, type=click.Choice(list(TRACKS)),
+              help="--record: track to record (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--data", default=None, help="Dataset for quality tracks (default: the one each record ran with).")
 @entries_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Also write the fresh records here (CI artefact).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@one_line_errors()
 def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: str, record: bool,
             names: tuple[str, ...], tracks: tuple[str, ...], device: str, data: str | None,
             entry_roots: tuple[str, ...], out_dir: str | None, as_json: bool) -> None:
@@ -44,10 +47,11 @@ def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: s
 
     if folder is None:
         folder = str(Path("metrics") / fingerprint_id(fingerprint(resolve_device(device))))
+    roots = [str(p) for p in entry_root_paths(entry_roots)]
     try:
         if record:
             records = record_reference(folder, entries=names, tracks=tracks, device=device, data=data,
-                                       entry_roots=entry_roots)
+                                       entry_roots=roots)
             for rec in records:
                 status = "ok" if rec.get("status") == "ok" else f"FAILED: {rec.get('error')}"
                 click.echo(f"{rec['entry']} [{rec['track']}]: {status}")
@@ -56,7 +60,7 @@ def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: s
                 raise SystemExit(1)
             return
         report = do_regress(folder, tol_psnr=tol_psnr, tol_runtime=tol_runtime, baseline=baseline, device=device,
-                            data=data, entry_roots=entry_roots, out_dir=out_dir)
+                            data=data, entry_roots=roots, out_dir=out_dir)
     except RegressError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -217,7 +217,7 @@ def compress_clip(clip_or_path: Clip | str | os.PathLike, out_dir: str | os.Path
             "qp": qp,
             "pqf_period": pqf_period,
             "pattern": "hm-ldp" + ("-qp-model" if qp_model else ""),
-            "pqf_positions": [i for i in range(n) if i % pqf_period == 0],
+            "pqf_positions": list(range(0, n, pqf_period)),
             "qps": qps,
             "bits": [r["bits"] for r in log],
             "encoder": enc_version,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -52,14 +52,17 @@ def _same(a: Any, b: Any) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def _marked(frames: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
+    """Each frame with whether it equals the frame before it (only that one frame is held: lazy clips stay lazy)."""
+    prev = None
+    for i, frame in enumerate(frames):
+        yield frame, i > 0 and _same(frame, prev)
+        prev = frame
+
+
 def duplicate_mask(frames: Iterable[Any]) -> list[bool]:
     """``mask[i]`` is True when frame ``i`` is exactly equal to frame ``i-1`` (``mask[0]`` is always False)."""
-    mask: list[bool] = []
-    prev = None
-    for frame in frames:
-        mask.append(prev is not None and _same(frame, prev))
-        prev = frame
-    return mask
+    return [dup for _, dup in _marked(frames)]
 
 
 def drop_duplicates(frames: Iterable[Any]) -> tuple[list[Any], list[int]]:
@@ -67,12 +70,10 @@ def drop_duplicates(frames: Iterable[Any]) -> tuple[list[Any], list[int]]:
     of its unique frame (``unique_frames[index_map[i]]`` equals frame ``i``)."""
     unique: list[Any] = []
     index_map: list[int] = []
-    prev = None
-    for frame in frames:
-        if prev is None or not _same(frame, prev):
+    for frame, dup in _marked(frames):
+        if not dup:
             unique.append(frame)
         index_map.append(len(unique) - 1)
-        prev = frame
     return unique, index_map
 
 

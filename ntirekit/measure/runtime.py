@@ -259,15 +259,8 @@ def dataset_images(data: str, scale: int = 4) -> list[np.ndarray]:
     return [pair.lr for pair in open_image_dataset(data, scale=scale)]
 
 
-def _to_model_input() -> Callable[..., torch.Tensor]:
-    try:
-        from ntirekit.quality import to_model_input  # type: ignore[attr-defined]
-    except ImportError:
-        from ntirekit.inference import to_model_input
-    return to_model_input
-
-
 def to_inputs(images: Iterable[np.ndarray], data_range: float, device: str | torch.device) -> list[torch.Tensor]:
     """RGB uint8 images → 1×3×H×W float tensors in ``[0, data_range]`` on ``device`` (the challenge's input)."""
-    convert = _to_model_input()
-    return [convert(img, data_range, device) for img in images]
+    from ntirekit.quality.convert import to_model_input
+
+    return [to_model_input(img, data_range, device) for img in images]

@@ -34,39 +34,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ntirekit.nn.deform import ModulatedDeformConv2d, modulated_deform_conv2d
-from ntirekit.video.basicvsrpp import PixelShufflePack, ResidualBlockNoBN
+from ntirekit.nn.recurrent import ResidualBlockNoBN, X4Head, check_clip, pad_frames
 
 __all__ = ["ConvModule", "ModulatedDCNPack", "PCDAlignment", "TSAFusion", "EDVRFeatureExtractor", "EDVRNet",
-           "generate_frame_indices", "window_indices", "check_clip", "pad_frames", "WINDOW_PADDINGS"]
+           "generate_frame_indices", "window_indices", "WINDOW_PADDINGS"]
 
 #: Border rules of :func:`generate_frame_indices` (those of BasicSR/mmediting that the kit uses).
 WINDOW_PADDINGS = ("reflection_circle", "replicate")
 
 
 # ---------------------------------------------------------------------------------------------------- clip helpers
-
-def check_clip(lqs: torch.Tensor, min_frames: int, min_size: int, name: str) -> None:
-    """Raise a one-line ``ValueError`` unless ``lqs`` is a clip (N, T, 3, H, W) of at least ``min_frames`` frames
-    whose sides are at least ``min_size`` pixels."""
-    if lqs.dim() != 5 or lqs.shape[2] != 3:
-        raise ValueError(f"{name} expects a clip (N, T, 3, H, W), got {tuple(lqs.shape)}")
-    if lqs.shape[1] < min_frames:
-        raise ValueError(f"{name} needs at least {min_frames} frames, got {lqs.shape[1]}")
-    h, w = lqs.shape[-2:]
-    if h < min_size or w < min_size:
-        raise ValueError(f"{name} needs frames of at least {min_size}x{min_size}, got {w}x{h} (pad the frames)")
-
-
-def pad_frames(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad (..., H, W) at the bottom and right so both sides divide by ``multiple`` (no-op if they do)."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x
-    lead = x.shape[:-2]
-    y = F.pad(x.reshape(-1, *x.shape[-3:]), (0, pw, 0, ph), mode="reflect")
-    return y.reshape(*lead, h + ph, w + pw)
-
 
 def generate_frame_indices(crt_idx: int, num_total: int, num_frames: int,
                            padding: str = "reflection_circle") -> list[int]:
@@ -303,7 +280,7 @@ class EDVRFeatureExtractor(nn.Module):
         return self.fuse(self.clip_pyramid(x), list(range(x.shape[1])))
 
 
-class EDVRNet(EDVRFeatureExtractor):
+class EDVRNet(X4Head, EDVRFeatureExtractor):
     """EDVR (video restoration with enhanced deformable convolutions), usable on a whole clip.
 
     ``forward(lqs)``: clip (N, T, 3, H, W) -> (N, T, 3, H*scale, W*scale). Each output frame is upstream's EDVR output
@@ -340,18 +317,10 @@ class EDVRNet(EDVRFeatureExtractor):
         self.pad_multiple = 4 if is_low_res_input else 16
         c = mid_channels
         self.reconstruction = nn.Sequential(*(ResidualBlockNoBN(c) for _ in range(num_blocks_reconstruction)))
-        self.upsample1 = PixelShufflePack(c, c, 2, upsample_kernel=3)
-        self.upsample2 = PixelShufflePack(c, 64, 2, upsample_kernel=3)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
-        self.img_upsample = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
+        self.add_x4_head(c)
 
     def _restore(self, feat: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-        out = self.reconstruction(feat)
-        out = self.lrelu(self.upsample1(out))
-        out = self.lrelu(self.upsample2(out))
-        out = self.conv_last(self.lrelu(self.conv_hr(out)))
-        return out + (self.img_upsample(centre) if self.is_low_res_input else centre)
+        return self.x4_head(self.reconstruction(feat), centre)
 
     def _run(self, lqs: torch.Tensor, windows: Sequence[Sequence[int]]) -> torch.Tensor:
         h, w = lqs.shape[-2:]

@@ -8,7 +8,7 @@ feature, and a x4 pixel-shuffle reconstruction. IconVSR adds *information refill
 the propagated feature by ``backward_fusion`` / ``forward_fusion``) and *coupled propagation* (the forward branch
 also sees the backward branch's feature). Module names equal upstream's, so mmediting checkpoints load strictly
 once ``generator.`` is stripped. Pieces reused: :class:`~ntirekit.nn.spynet.SPyNet`,
-:func:`~ntirekit.nn.flow.flow_warp`, and the residual blocks and upsamplers of :mod:`ntirekit.video.basicvsrpp`.
+:func:`~ntirekit.nn.flow.flow_warp`, and the residual blocks and x4 tail of :mod:`ntirekit.nn.recurrent`.
 
 Conventions: clips are (N, T, 3, H, W), RGB in [0, 1]; flows (N, 2, H, W) in pixels (dx, dy).
 
@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ntirekit.nn.edvr import EDVRFeatureExtractor, check_clip, generate_frame_indices, pad_frames, window_indices
+from ntirekit.nn.edvr import EDVRFeatureExtractor, generate_frame_indices, window_indices
 from ntirekit.nn.flow import flow_warp
+from ntirekit.nn.recurrent import ResidualBlocksWithInputConv, X4Head, bidirectional_flows, check_clip, pad_frames
 from ntirekit.nn.spynet import SPyNet
-from ntirekit.video.basicvsrpp import PixelShufflePack, ResidualBlocksWithInputConv
 
 __all__ = ["BasicVSRNet", "IconVSR", "keyframe_indices", "refill_windows"]
 
@@ -74,7 +74,7 @@ def refill_windows(num_frames: int, padding: int = 2) -> list[list[int]]:
     return [padded[i:i + size] for i in range(num_frames)]
 
 
-class _Bidirectional(nn.Module):
+class _Bidirectional(X4Head, nn.Module):
     """What BasicVSR and IconVSR share: the form's geometry, SPyNet flows, the input preparation and the x4
     reconstruction (``upsample1``, ``upsample2``, ``conv_hr``, ``conv_last``)."""
 
@@ -90,22 +90,12 @@ class _Bidirectional(nn.Module):
         #: channels of what the network sees in place of a frame (3, or 48 once pixel-unshuffled)
         self.frame_channels = 3 if is_low_res_input else 48
         self.spynet = SPyNet()
-        self.upsample1 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
-        self.upsample2 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
-        self.img_upsample = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
+        self.add_x4_head(mid_channels)
         self.lrelu = nn.LeakyReLU(0.1, inplace=True)
 
     def compute_flow(self, lqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(flows_forward, flows_backward)``, each (N, T-1, 2, h, w): ``flows_backward[:, i]`` warps frame i+1
-        onto frame i, ``flows_forward[:, i]`` frame i onto frame i+1."""
-        n, t, c, h, w = lqs.shape
-        lqs_1 = lqs[:, :-1].reshape(-1, c, h, w)
-        lqs_2 = lqs[:, 1:].reshape(-1, c, h, w)
-        flows_backward = self.spynet(lqs_1, lqs_2).view(n, t - 1, 2, h, w)
-        flows_forward = self.spynet(lqs_2, lqs_1).view(n, t - 1, 2, h, w)
-        return flows_forward, flows_backward
+        """``(flows_forward, flows_backward)`` (:func:`ntirekit.nn.recurrent.bidirectional_flows`)."""
+        return bidirectional_flows(self.spynet, lqs)
 
     def prepare(self, lqs: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(padded clip, what the trunks see per frame, what SPyNet sees)`` for an input clip."""
@@ -117,13 +107,6 @@ class _Bidirectional(nn.Module):
         frames = F.pixel_unshuffle(x.flatten(0, 1), 4).view(n, t, -1, h // 4, w // 4)
         small = F.interpolate(x.flatten(0, 1), scale_factor=0.25, mode="bicubic").view(n, t, c, h // 4, w // 4)
         return x, frames, small
-
-    def reconstruct(self, feat: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        """x4 upsampling of a feature, plus the (upsampled, for x4) frame it belongs to."""
-        out = self.lrelu(self.upsample1(feat))
-        out = self.lrelu(self.upsample2(out))
-        out = self.conv_last(self.lrelu(self.conv_hr(out)))
-        return out + (self.img_upsample(frame) if self.is_low_res_input else frame)
 
 
 class BasicVSRNet(_Bidirectional):
@@ -164,7 +147,7 @@ class BasicVSRNet(_Bidirectional):
                 feat_prop = flow_warp(feat_prop, flows_forward[:, i - 1].permute(0, 2, 3, 1))
             feat_prop = self.forward_resblocks(torch.cat([frames[:, i], feat_prop], dim=1))
             out = self.lrelu(self.fusion(torch.cat([backward[i], feat_prop], dim=1)))
-            outputs.append(self.reconstruct(out, x[:, i]))
+            outputs.append(self.x4_head(out, x[:, i]))
         return torch.stack(outputs, dim=1)[..., :h * self.scale, :w * self.scale]
 
 
@@ -228,5 +211,5 @@ class IconVSR(_Bidirectional):
             if i in refill:
                 feat_prop = self.forward_fusion(torch.cat([feat_prop, refill[i]], dim=1))
             feat_prop = self.forward_resblocks(torch.cat([frames[:, i], backward[i], feat_prop], dim=1))
-            outputs.append(self.reconstruct(feat_prop, x[:, i]))
+            outputs.append(self.x4_head(feat_prop, x[:, i]))
         return torch.stack(outputs, dim=1)[..., :h * self.scale, :w * self.scale]

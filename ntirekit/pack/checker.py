@@ -124,8 +124,11 @@ def unpack(path: str | os.PathLike, dest: str | os.PathLike, fmt: str = "auto", 
 # ---------------------------------------------------------------------------------------------------------- load
 
 def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
-    """A minimal track: build each entry, load its weights strictly, run one 24x24 forward pass and check the
-    output's size (x scale) and finiteness. Used by ``check --load`` (in a child process) and by ``pack``."""
+    """A minimal track: build each entry, load its weights strictly, run one forward pass on a random input and
+    check the output's size (x scale) and finiteness. Used by ``check --load`` (in a child process) and by ``pack``.
+
+    The input is 24x24 pixels, or the model's ``min_input_size`` when it declares a larger one (video entries); a
+    video entry gets ``spec.frames`` frames."""
     import torch
 
     from ntirekit.inference import NonFiniteOutput
@@ -140,17 +143,19 @@ def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
         with guard(entry, options.track, fp, failed):
             model = entry.load(device=device)
             spec = entry.spec
+            size = max(24, int(getattr(model, "min_input_size", 24)))
             generator = torch.Generator().manual_seed(0)
-            x = torch.rand(1, 3, 24, 24, generator=generator) * spec.data_range
+            x = torch.rand(1, 3, size, size, generator=generator) * spec.data_range
             if spec.frames > 1:
                 x = x.unsqueeze(1).repeat(1, spec.frames, 1, 1, 1)
             with torch.inference_mode():
                 y = model(x.to(device))
             if not isinstance(y, torch.Tensor):
                 raise TypeError(f"the model returns {type(y).__name__}, not a tensor")
-            want = (24 * spec.scale, 24 * spec.scale)
+            want = (size * spec.scale, size * spec.scale)
             if tuple(y.shape[-2:]) != want or y.shape[-3] != 3:
-                raise ValueError(f"a 24x24 input gives an output of shape {tuple(y.shape)}; a x{spec.scale} model "
+                raise ValueError(f"a {size}x{size} input gives an output of shape {tuple(y.shape)}; "
+                                 f"a x{spec.scale} model "
                                  f"gives 3x{want[0]}x{want[1]}")
             if not bool(torch.isfinite(y).all()):
                 raise NonFiniteOutput("model output contains NaN or inf")

@@ -49,6 +49,8 @@ SPEC = "entry.toml"
 CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt")
 #: File types a code submission may hold (code, spec, checkpoints, factsheet, notes, manifest).
 CODE_EXTS = frozenset({".py", ".toml", *CHECKPOINT_EXTS, ".pdf", ".zip", ".txt", ".md", ".json", ".yml", ".yaml"})
+#: (track, task) pairs a code submission may hold: ESR entries, and VQE entries (QE or x4 VSR form).
+CODE_TRACKS = {("esr", "sr"), ("vqe", "qe"), ("vqe", "sr")}
 TEAM_NAME = re.compile(r"^team(\d+)_([A-Za-z0-9][A-Za-z0-9_.\-]*)$")
 LR_SUFFIX = re.compile(r"x\d+$")
 FRAME_NAME = re.compile(r"^(f?)(\d{3,})\.png$")
@@ -436,8 +438,8 @@ def validate_esr_code(tree: Tree, report: Report, broken: frozenset[str] = froze
     spec = _read_spec(tree, report) if SPEC in tree else None
     spec_checkpoint = ""
     if SPEC in tree and spec is not None:
-        if spec.track != "esr" or spec.task != "sr":
-            report.error("wrong-track", f"an ESR code submission is track 'esr', task 'sr' (got {spec.track}/"
+        if (spec.track, spec.task) not in CODE_TRACKS:
+            report.error("wrong-track", f"a code submission's entry is esr/sr, vqe/qe or vqe/sr (got {spec.track}/"
                                         f"{spec.task})", SPEC)
         problem = team_name_problem(spec.name)
         if problem:

@@ -89,7 +89,7 @@ def widths_for_macs_ratio(model: nn.Module, ratio: float, graph: ChannelGraph | 
     base = pruned_macs(model, graph, {})
 
     def widths_at(f: float) -> dict[str, int]:
-        return {n: max(1, min(w, int(round(f * w / multiple)) * multiple) or 1) for n, w in full.items()}
+        return {n: max(1, min(w, round(f * w / multiple) * multiple)) for n, w in full.items()}
 
     lo, hi = 0.0, 1.0
     if pruned_macs(model, graph, widths_at(1.0)) <= ratio * base:

@@ -282,7 +282,8 @@ def prune_model(model: nn.Module, widths: Mapping[str, int], *, criterion: str =
             else:
                 chosen = select_channels(channel_importance(model, g, criterion, stats), per_group[g.name])
             kept[g.name] = chosen
-            removed.update(offset + i for i in range(g.width) if i not in set(chosen))
+            chosen_set = set(chosen)
+            removed.update(offset + i for i in range(g.width) if i not in chosen_set)
         offset += g.width
     _shrink(model, _dropped_per_module(graph, removed))
     ref = next(model.parameters())

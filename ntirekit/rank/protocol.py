@@ -293,15 +293,10 @@ def parse_protocol(data: Mapping[str, Any], source: str = "<protocol>") -> Proto
 
 def load_protocol_file(path: str | os.PathLike) -> Protocol:
     """A protocol from a TOML file."""
+    from ntirekit.tomlw import load_file
+
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ProtocolError(f"{path}: no such protocol file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProtocolError(f"{path}: not valid TOML ({exc})") from None
-    return parse_protocol(data, str(path))
+    return parse_protocol(load_file(path, ProtocolError, "protocol file"), str(path))
 
 
 def _packaged() -> dict[str, Any]:

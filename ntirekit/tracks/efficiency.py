@@ -41,11 +41,13 @@ from ntirekit.tracks import EvalOptions
 TRACK_NAMES = ("runtime", "complexity", "overall")
 
 
-def load_for_measurement(entry: Entry, explicit: str | None = None) -> tuple[nn.Module, str]:
-    """The entry's model on CPU in eval mode, pretrained when weights are available locally, else random."""
+def load_for_measurement(entry: Entry, explicit: str | None = None,
+                         device: torch.device | str = "cpu") -> tuple[nn.Module, str]:
+    """The entry's model in eval mode on ``device`` and ``"pretrained"`` when weights are given or available locally
+    (never downloaded), else the randomly initialised model and ``"random"``."""
     if explicit is not None or entry.has_weights():
-        return entry.load(explicit, pretrained=True, device="cpu"), "pretrained"
-    return entry.load(pretrained=False, device="cpu"), "random"
+        return entry.load(explicit, pretrained=True, device=device), "pretrained"
+    return entry.load(pretrained=False, device=device), "random"
 
 
 def _input_label(options: EvalOptions) -> str:

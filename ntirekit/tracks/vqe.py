@@ -54,6 +54,7 @@ from ntirekit.quality import mean_over_videos, psnr, video_psnr
 from ntirekit.results import record
 from ntirekit.runner import guard
 from ntirekit.tracks import EvalOptions
+from ntirekit.tracks.efficiency import load_for_measurement
 from ntirekit.video.inference import enhance_clip
 
 TRACK = "vqe"
@@ -143,12 +144,6 @@ def macs_per_frame(model: nn.Module, height: int, width: int) -> int:
         return macs_fvcore(model, (1, 3, 3, height, width)) - macs_fvcore(model, (1, 2, 3, height, width))
 
 
-def _load(entry: Entry, explicit: str | None, device: torch.device) -> tuple[nn.Module, str]:
-    if explicit is not None or entry.has_weights():
-        return entry.load(explicit, pretrained=True, device=device), "pretrained"
-    return entry.load(pretrained=False, device=device), "random"
-
-
 def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, Any]]:
     device = resolve_device(options.device)
     fp = fingerprint(device)
@@ -176,7 +171,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
     drop = bool(extra.get("drop_duplicates", spec.task == "qe"))
     limit = extra.get("frames")
     started = time.perf_counter()
-    model, weights = _load(entry, options.weights.get(entry.name), device)
+    model, weights = load_for_measurement(entry, options.weights.get(entry.name), device)
     min_size = int(getattr(model, "min_input_size", 256))
     multiple = int(getattr(model, "input_multiple", 4))
 

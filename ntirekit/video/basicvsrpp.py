@@ -32,59 +32,17 @@ from torch import nn
 from ntirekit.data.frames import pqf_positions
 from ntirekit.nn.deform import SecondOrderDeformableAlignment
 from ntirekit.nn.flow import chain_flows, flow_warp
+from ntirekit.nn.recurrent import ResidualBlockNoBN  # noqa: F401  (until ntirekit.train.video imports it from nn)
+from ntirekit.nn.recurrent import ResidualBlocksWithInputConv, X4Head, bidirectional_flows, check_clip
 from ntirekit.nn.spynet import SPyNet
 from ntirekit.video.propagation import Step, plan
+
+__all__ = ["BasicVSRPlusPlus", "PQFBasicVSRPlusPlus", "BRANCHES"]
 
 BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
 
 
-class ResidualBlockNoBN(nn.Module):
-    """``x + conv2(relu(conv1(x)))`` (mmediting's block; convs initialised with 0.1-scaled Kaiming normal)."""
-
-    def __init__(self, mid_channels: int = 64, res_scale: float = 1.0):
-        super().__init__()
-        self.res_scale = res_scale
-        self.conv1 = nn.Conv2d(mid_channels, mid_channels, 3, 1, 1)
-        self.conv2 = nn.Conv2d(mid_channels, mid_channels, 3, 1, 1)
-        self.relu = nn.ReLU(inplace=True)
-        for conv in (self.conv1, self.conv2):
-            nn.init.kaiming_normal_(conv.weight)
-            conv.weight.data.mul_(0.1)
-            nn.init.zeros_(conv.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
-
-
-class ResidualBlocksWithInputConv(nn.Module):
-    """A 3x3 conv to ``out_channels`` with LeakyReLU(0.1), then ``num_blocks`` residual blocks (keys ``main.*``)."""
-
-    def __init__(self, in_channels: int, out_channels: int = 64, num_blocks: int = 30):
-        super().__init__()
-        self.main = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, 1, 1), nn.LeakyReLU(0.1, inplace=True),
-            nn.Sequential(*(ResidualBlockNoBN(out_channels) for _ in range(num_blocks))))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x)
-
-
-class PixelShufflePack(nn.Module):
-    """A conv to ``out_channels * scale**2`` then pixel shuffle (key ``upsample_conv``)."""
-
-    def __init__(self, in_channels: int, out_channels: int, scale_factor: int, upsample_kernel: int = 3):
-        super().__init__()
-        self.scale_factor = scale_factor
-        self.upsample_conv = nn.Conv2d(in_channels, out_channels * scale_factor ** 2, upsample_kernel, 1,
-                                       (upsample_kernel - 1) // 2)
-        nn.init.kaiming_normal_(self.upsample_conv.weight)
-        nn.init.zeros_(self.upsample_conv.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.upsample_conv(x), self.scale_factor)
-
-
-class BasicVSRPlusPlus(nn.Module):
+class BasicVSRPlusPlus(X4Head, nn.Module):
     """BasicVSR++ on a clip ``(N, T, 3, H, W)`` of RGB frames in [0, 1] (``T >= 2``).
 
     Args:
@@ -124,37 +82,21 @@ class BasicVSRPlusPlus(nn.Module):
             self.backbone[name] = ResidualBlocksWithInputConv((2 + i) * mid_channels, mid_channels, num_blocks)
 
         self.reconstruction = ResidualBlocksWithInputConv(5 * mid_channels, mid_channels, num_blocks_reconstruction)
-        self.upsample1 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
-        self.upsample2 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
-        self.img_upsample = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
+        self.add_x4_head(mid_channels)
         self.lrelu = nn.LeakyReLU(0.1, inplace=True)
 
     # ------------------------------------------------------------------------------------------------------------------
     def check_input(self, lqs: torch.Tensor) -> None:
-        if lqs.dim() != 5 or lqs.shape[2] != 3:
-            raise ValueError(f"expected a clip (N, T, 3, H, W), got {tuple(lqs.shape)}")
-        if lqs.shape[1] < 2:
-            raise ValueError("BasicVSR++ needs at least 2 frames")
+        """Raise a one-line ``ValueError`` unless ``lqs`` is a clip this form takes (no padding is done here)."""
+        check_clip(lqs, self.min_frames, self.min_input_size, "BasicVSR++")
         h, w = lqs.shape[-2:]
         if h % self.input_multiple or w % self.input_multiple:
             raise ValueError(f"frame sides must be multiples of {self.input_multiple}, got {w}x{h} (pad the frames)")
-        if h < self.min_input_size or w < self.min_input_size:
-            raise ValueError(f"frames must be at least {self.min_input_size}x{self.min_input_size}, got {w}x{h} "
-                             "(pad the frames)")
 
     def compute_flow(self, lqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(flows_forward, flows_backward)``, each (N, T-1, 2, h, w) at the flow resolution.
-
-        ``flows_backward[:, j]`` is the flow from frame j to frame j+1, ``flows_forward[:, j]`` from j+1 to j.
-        """
-        n, t, c, h, w = lqs.shape
-        lqs_1 = lqs[:, :-1].reshape(-1, c, h, w)
-        lqs_2 = lqs[:, 1:].reshape(-1, c, h, w)
-        flows_backward = self.spynet(lqs_1, lqs_2).view(n, t - 1, 2, h, w)
-        flows_forward = self.spynet(lqs_2, lqs_1).view(n, t - 1, 2, h, w)
-        return flows_forward, flows_backward
+        """``(flows_forward, flows_backward)``, each (N, T-1, 2, h, w) at the flow resolution
+        (:func:`ntirekit.nn.recurrent.bidirectional_flows`)."""
+        return bidirectional_flows(self.spynet, lqs)
 
     def propagation_plan(self, t: int, direction: str, pqf: Iterable[int] | None = None) -> list[Step]:
         """The propagation steps of one direction (BasicVSR++: the second-order neighbour is two steps back)."""
@@ -206,13 +148,7 @@ class BasicVSRPlusPlus(nn.Module):
         outputs = []
         for i in range(lqs.shape[1]):
             hr = torch.cat([feats["spatial"][i], *(feats[k][i] for k in BRANCHES)], dim=1)
-            hr = self.reconstruction(hr)
-            hr = self.lrelu(self.upsample1(hr))
-            hr = self.lrelu(self.upsample2(hr))
-            hr = self.lrelu(self.conv_hr(hr))
-            hr = self.conv_last(hr)
-            base = lqs[:, i]
-            outputs.append(hr + (self.img_upsample(base) if self.is_low_res_input else base))
+            outputs.append(self.x4_head(self.reconstruction(hr), lqs[:, i]))
         return torch.stack(outputs, dim=1)
 
     def features(self, lqs: torch.Tensor, pqf: Iterable[int] | None = None) -> dict[str, list[torch.Tensor]]:

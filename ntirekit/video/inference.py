@@ -26,13 +26,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ntirekit.data.frames import drop_duplicates as _drop_duplicates
 from ntirekit.data.frames import positions_after_drop, restore_duplicates
 from ntirekit.inference import NonFiniteOutput
-from ntirekit.quality.convert import to_uint8_output
+from ntirekit.nn.recurrent import reflect_pad
+from ntirekit.quality.convert import to_model_input, to_uint8_output
 
 
 @dataclass(frozen=True)
@@ -78,30 +78,14 @@ def padded_size(h: int, w: int, min_size: int = 256, multiple: int = 4) -> tuple
     return side(h), side(w)
 
 
-def reflect_pad(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Reflect-pad (..., h, w) at the bottom and right to (height, width); pads longer than the frame reflect again."""
-    lead = x.shape[:-2]
-    x = x.reshape(-1, 1, *x.shape[-2:])
-    while x.shape[-2] < height or x.shape[-1] < width:
-        h, w = x.shape[-2:]
-        ph, pw = min(height - h, max(h - 1, 0)), min(width - w, max(w - 1, 0))
-        if ph == 0 and pw == 0:  # a side of one pixel cannot reflect: repeat it
-            x = F.pad(x, (0, width - w, 0, height - h), mode="replicate")
-            break
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-    return x.reshape(*lead, height, width)
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def _frames_tensor(frames: Sequence[np.ndarray], data_range: float, device: torch.device) -> torch.Tensor:
-    """T frames HxWx3 uint8 -> (1, T, 3, H, W) float32 in [0, data_range] (the harness's conversion)."""
-    arr = np.stack([np.asarray(f) for f in frames])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255.0 / data_range)
-    return x.unsqueeze(0).to(device)
+    """T frames HxWx3 uint8 -> (1, T, 3, H, W) float32 in [0, data_range] (the harness's conversion per frame)."""
+    return torch.cat([to_model_input(f, data_range) for f in frames]).unsqueeze(0).to(device)
 
 
 def enhance_clip(model: nn.Module, frames: Sequence[np.ndarray], *, chunk: int | None = None, overlap: int = 2,
