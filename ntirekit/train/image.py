@@ -12,17 +12,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from ntirekit.entry import Entry, EntryError
 from ntirekit.train.data import SRPatchSource, load_hr_images
-from ntirekit.train.losses import get_loss
+from ntirekit.train.losses import staged_loss
 from ntirekit.train.loop import TrainConfig, TrainResult, Trainer
 
-__all__ = ["ImageTrainOptions", "psnr_validator", "train_image_entry"]
+__all__ = ["ImageTrainOptions", "psnr_validator", "train_image_entry", "model_for_training"]
 
 
 @dataclass
@@ -34,6 +34,9 @@ class ImageTrainOptions:
     lr_patch: int = 32
     batch_size: int = 16
     loss: str = "l1"
+    then_loss: str | None = None         # a second loss from step switch_at on (StagedLoss)
+    switch_at: float = 0.7               # fraction of the steps (< 1) or step number (>= 1)
+    overrides: dict[str, Any] = field(default_factory=dict)   # model kwargs replacing the entry's (--set)
     device: str = "auto"
     config: TrainConfig = field(default_factory=TrainConfig)
 
@@ -75,19 +78,11 @@ def train_image_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
     device = resolve_device(options.device)
     scale, data_range = entry.spec.scale, entry.spec.data_range
     torch.manual_seed(options.config.seed)
-    if finetune:
-        if entry.spec.weights is None and weights is None:
-            raise EntryError(f"{entry.name}: has no weights to fine-tune (give --weights, or use `ntirekit train`)")
-        model = entry.load(weights, pretrained=True)
-    else:
-        model = entry.build()
+    model = model_for_training(entry, finetune=finetune, weights=weights, overrides=options.overrides)
     source = SRPatchSource(load_hr_images(options.data), scale, lr_patch=options.lr_patch,
                            batch_size=options.batch_size, data_range=data_range)
     log(f"training data: {source}")
-    base_loss = get_loss(options.loss)
-
-    def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return base_loss(output / data_range, target / data_range)
+    loss = staged_loss(options.loss, options.then_loss, options.switch_at, options.config.steps, scale=data_range)
 
     validate = None
     if options.val:
@@ -103,11 +98,27 @@ def train_image_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
         best = (f"best validation PSNR {result.best_metric:.3f} dB ({options.val_protocol}, {options.val}) at step "
                 f"{result.best_step}" if result.best_metric is not None else f"weights after step {result.step}")
         description = (f"{entry.name} {what} by `ntirekit {'finetune' if finetune else 'train'}` for "
-                       f"{options.config.steps} steps on {options.data} ({options.loss} loss); {best}.")
+                       f"{options.config.steps} steps on {options.data} ({loss.describe()}); {best}.")
         derived = write_entry_folder(entry, out_dir, result.best_state,
                                      name=name or f"{entry.name}_{'ft' if finetune else 'trained'}",
-                                     description=description, overwrite=overwrite)
+                                     description=description, kwargs=options.overrides, overwrite=overwrite)
     return derived, result
+
+
+def model_for_training(entry: Entry, *, finetune: bool, weights: str | os.PathLike | None = None,
+                       overrides: Mapping[str, Any] | None = None) -> nn.Module:
+    """The model to train: built with the entry's kwargs updated by ``overrides`` (seed torch first for a
+    reproducible initialisation), with the entry's (or the given) weights loaded strictly when ``finetune``."""
+    from ntirekit.weights import load_state_dict
+
+    model = entry.build(**dict(overrides or {}))
+    if finetune:
+        if entry.spec.weights is None and weights is None:
+            raise EntryError(f"{entry.name}: has no weights to fine-tune (give --weights, or use `ntirekit train`)")
+        path = entry.weights_path(weights)
+        assert path is not None
+        load_state_dict(entry, model, path)
+    return model
 
 
 def default_ckpt_dir(entry: Entry, name: str | None = None, finetune: bool = False) -> Path:

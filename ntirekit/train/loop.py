@@ -2,7 +2,11 @@
 
 - a **batch source** has ``sample(rng: numpy.random.Generator) -> (inputs, targets)``; every random draw it makes
   comes from ``rng``, which the trainer owns and checkpoints;
-- a **loss** is ``loss(model(inputs), targets) -> scalar tensor``;
+- ``inputs`` is what the model takes: a tensor (``model(inputs)``) or a tuple of positional arguments
+  (``model(*inputs)``, e.g. a clip and its PQF positions);
+- a **loss** is ``loss(model(inputs), targets) -> scalar tensor``; a loss with a ``set_step(step)`` method
+  (:class:`ntirekit.train.losses.StagedLoss`) is told the number of steps already taken before every step;
+- a **before_step** callable (optional) is called the same way, e.g. to freeze a sub-network for the first steps;
 - a **validate** callable (optional) maps the model (in eval mode, under ``no_grad``) to a number, higher is better
   (validation PSNR); the best weights are kept.
 
@@ -78,12 +82,13 @@ class Trainer:
     def __init__(self, model: nn.Module, source: BatchSource, loss: Callable[[Any, Any], torch.Tensor],
                  config: TrainConfig, *, validate: Callable[[nn.Module], float] | None = None,
                  ckpt_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, before_step: Callable[[int], None] | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.source, self.loss, self.config, self.validate = source, loss, config, validate
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
         self.log = log or (lambda message: None)
+        self.before_step = before_step
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(1, config.steps),
@@ -190,9 +195,14 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
         try:
             while self.step < stop:
+                if hasattr(self.loss, "set_step"):
+                    self.loss.set_step(self.step)
+                if self.before_step is not None:
+                    self.before_step(self.step)
                 inputs, targets = _to_device(self.source.sample(self.rng), self.device)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self.loss(self.model(inputs), targets)
+                output = self.model(*inputs) if isinstance(inputs, tuple) else self.model(inputs)
+                loss = self.loss(output, targets)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
                 loss.backward()

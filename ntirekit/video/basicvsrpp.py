@@ -32,7 +32,6 @@ from torch import nn
 from ntirekit.data.frames import pqf_positions
 from ntirekit.nn.deform import SecondOrderDeformableAlignment
 from ntirekit.nn.flow import chain_flows, flow_warp
-from ntirekit.nn.recurrent import ResidualBlockNoBN  # noqa: F401  (until ntirekit.train.video imports it from nn)
 from ntirekit.nn.recurrent import ResidualBlocksWithInputConv, X4Head, bidirectional_flows, check_clip
 from ntirekit.nn.spynet import SPyNet
 from ntirekit.video.propagation import Step, plan

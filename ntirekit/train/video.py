@@ -1,0 +1,424 @@
+"""Training and fine-tuning video QE entries (BasicVSR++, PQF-BasicVSR++, ...) on compressed/clean clip pairs.
+
+Data (:func:`load_clip_pairs`): any folder the ``vqe`` track reads (:func:`ntirekit.tracks.vqe.find_videos`): the
+output of ``ntirekit data compress CLIPS --out DATA`` (each clip's ``clip.json`` names its clean source), or
+``DATA/lq/<video>`` + ``DATA/gt/<video>``. Every clip is read once into memory as RGB ``uint8``. Consecutive
+byte-identical compressed frames (duplicates) are dropped with their clean frames, as the winner of NTIRE 2022 did,
+so no training sequence holds a repeated frame; the PQF positions (from the clip's ``qp.txt``, else the model's own
+pattern over the whole clip) are mapped to the frames that stay.
+
+Batches (:class:`ClipSequenceSource`): ``N`` consecutive (unique) frames of one clip, an aligned random ``P x P``
+crop of the compressed and the clean frames (the model's frame size rules apply: BasicVSR++ in QE mode needs
+``P >= 256`` and a multiple of 4), one of the 8 flips/rotations applied to every frame of both, and, optionally, the
+frame order reversed. For a model that takes PQF positions (``default_pqf``, ``forward(lqs, pqf)``) the inputs are
+``(clip, pqf)`` with the PQF positions of the sequence in its (possibly reversed) order; the members of one batch are
+drawn among the sequences that share the same positions, so one list serves the whole batch. Candidates are grouped
+the same way whether or not the model takes PQFs, so two models trained with one seed see the same crops.
+
+Model (:func:`model_for_video_training`): the entry's factory with ``--set`` overrides, then one of
+
+- random initialisation (seeded), optionally ``identity_init`` (``conv_last`` zeroed: the network starts as the
+  identity, output = compressed input, so the validation ΔPSNR starts at 0 dB) and ``zero_flow`` (the last conv of
+  every SPyNet level zeroed: flows start at exactly 0; no SPyNet weights are staged with the kit, and upstream starts
+  from pretrained SPyNet weights, which cannot be downloaded here);
+- the entry's (or ``--weights``) weights (fine-tuning);
+- ``grow_from``: the weights of a shallower model of the same family (fewer residual blocks anywhere: reconstruction,
+  propagation backbones), the new residual blocks appended with their last convolution zeroed, so the deeper model
+  computes exactly what the shallower one did (the winner's progressive growth from 5 to 55 reconstruction blocks).
+
+``fix_flow`` keeps the flow network frozen for the first steps (upstream BasicVSR++: ``fix_iter = 5000``). The loss
+compares output and clean frames in [0, 1] (:class:`ntirekit.train.losses.StagedLoss`: e.g. Charbonnier then L2).
+Validation (:func:`vqe_validator`) runs each validation clip whole through
+:func:`ntirekit.video.inference.enhance_clip` (duplicates, padding, PQFs as ``ntirekit eval --track vqe`` does) and
+returns the mean over videos of ΔPSNR = PSNR(output) - PSNR(compressed input), RGB, peak 255, per-frame mean.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ntirekit.data.video import ClipError
+from ntirekit.entry import Entry, EntryError
+from ntirekit.train.loop import TrainConfig, TrainResult, Trainer
+
+__all__ = ["TrainClip", "load_clip_pairs", "ClipSequenceSource", "augment_sequence", "vqe_validator",
+           "grow_from_state", "identity_init", "zero_flow", "flow_freezer", "model_for_video_training",
+           "VideoTrainOptions", "train_video_entry"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# data
+
+@dataclass
+class TrainClip:
+    """One training pair in memory: ``lq`` and ``gt`` are ``T x H x W x 3`` RGB ``uint8`` without duplicate frames;
+    ``pqf`` are PQF positions in those frames (None: unknown); ``duplicates`` counts the frames dropped."""
+
+    name: str
+    lq: np.ndarray
+    gt: np.ndarray
+    pqf: list[int] | None
+    duplicates: int = 0
+
+
+def load_clip_pairs(data: str | os.PathLike, *, default_pqf: Callable[[int], Sequence[int]] | None = None
+                    ) -> list[TrainClip]:
+    """The (compressed, clean) pairs of ``data`` in memory, duplicates dropped (module docstring). PQFs come from
+    the clip's QPs, else ``default_pqf(n)``, else None."""
+    from ntirekit.data.frames import drop_duplicates, find_pqf, positions_after_drop
+    from ntirekit.data.video import read_clip
+    from ntirekit.tracks.vqe import find_videos
+
+    clips = []
+    for pair in find_videos(data):
+        lq = read_clip(pair.lq)
+        gt = read_clip(pair.gt).head(pair.gt_frames)
+        if len(lq) != len(gt):
+            raise ClipError(f"{pair.name}: {len(lq)} compressed frames but {len(gt)} clean frames")
+        lq_frames = [np.asarray(f) for f in lq.frames]
+        gt_frames = [np.asarray(f) for f in gt.frames]
+        if any(a.shape != b.shape for a, b in zip(lq_frames, gt_frames)):
+            raise ClipError(f"{pair.name}: compressed and clean frames differ in size (training needs QE pairs)")
+        unique, index_map = drop_duplicates(lq_frames)
+        keep = [i for i in range(len(index_map)) if i == 0 or index_map[i] != index_map[i - 1]]
+        est = find_pqf(len(lq), qps=lq.qps) if lq.qps is not None else None
+        pqf: list[int] | None = None
+        if est is not None and est.method == "qp":
+            pqf = est.positions
+        elif default_pqf is not None:
+            pqf = list(default_pqf(len(lq)))
+        clips.append(TrainClip(pair.name, np.stack(unique), np.stack([gt_frames[i] for i in keep]),
+                               None if pqf is None else positions_after_drop(pqf, index_map),
+                               len(lq_frames) - len(unique)))
+    return clips
+
+
+def augment_sequence(frames: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 dihedral transforms of every frame of ``T x H x W x C``: horizontal flip if ``k & 1``, then
+    ``k >> 1`` quarter turns (the convention of :func:`ntirekit.train.data.augment`)."""
+    if k & 1:
+        frames = frames[:, :, ::-1]
+    return np.rot90(frames, k >> 1, axes=(1, 2))
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    clip: int
+    start: int
+    reverse: bool
+
+
+class ClipSequenceSource:
+    """Random aligned sequences of compressed/clean crops (a batch source for :class:`Trainer`; module docstring).
+
+    ``sample(rng)`` returns ``(inputs, gt)``: ``gt`` and the clip are float32 ``B x N x 3 x P x P`` in
+    ``[0, data_range]``; ``inputs`` is the clip, or ``(clip, pqf)`` with ``pass_pqf``.
+    """
+
+    def __init__(self, clips: Sequence[TrainClip], frames: int, patch: int, *, batch_size: int = 1,
+                 data_range: float = 1.0, augment: bool = True, reverse: bool = True, pass_pqf: bool = False):
+        if frames < 1 or patch < 1 or batch_size < 1:
+            raise ValueError(f"frames, patch and batch size must be positive (got {frames}, {patch}, {batch_size})")
+        self.clips, self.frames, self.patch, self.batch_size = list(clips), int(frames), int(patch), int(batch_size)
+        self.data_range, self.augment, self.reverse, self.pass_pqf = float(data_range), augment, reverse, pass_pqf
+        groups: dict[tuple[int, ...] | None, list[_Candidate]] = {}
+        for c, clip in enumerate(self.clips):
+            t, h, w = clip.lq.shape[:3]
+            if t < self.frames or min(h, w) < self.patch:
+                continue
+            for start in range(t - self.frames + 1):
+                for rev in ((False, True) if reverse else (False,)):
+                    cand = _Candidate(c, start, rev)
+                    groups.setdefault(self.pqf_of(cand), []).append(cand)
+        if not groups:
+            raise ClipError(f"no training clip has {self.frames} unique frames of at least {self.patch}x{self.patch} "
+                            "pixels")
+        self.groups = list(groups.values())
+        sizes = np.array([len(g) for g in self.groups], dtype=np.float64)
+        self.group_weights = sizes / sizes.sum()
+
+    def __repr__(self) -> str:
+        n = sum(len(g) for g in self.groups)
+        used = sorted({cand.clip for g in self.groups for cand in g})
+        dups = sum(self.clips[c].duplicates for c in used)
+        return (f"ClipSequenceSource({len(used)} clips, {n} sequences of {self.frames} frames "
+                f"({'with' if self.reverse else 'without'} reversal), crop {self.patch}, batch {self.batch_size}, "
+                f"{dups} duplicate frames dropped)")
+
+    def pqf_of(self, cand: _Candidate) -> tuple[int, ...] | None:
+        """PQF positions inside a candidate sequence, in the order the model sees its frames."""
+        pqf = self.clips[cand.clip].pqf
+        if pqf is None:
+            return None
+        inside = [p - cand.start for p in pqf if cand.start <= p < cand.start + self.frames]
+        return tuple(sorted(self.frames - 1 - p for p in inside) if cand.reverse else inside)
+
+    def sample(self, rng: np.random.Generator) -> tuple[Any, torch.Tensor]:
+        group = self.groups[int(rng.choice(len(self.groups), p=self.group_weights))]
+        p, n = self.patch, self.frames
+        lqs, gts = [], []
+        for _ in range(self.batch_size):
+            cand = group[int(rng.integers(0, len(group)))]
+            clip = self.clips[cand.clip]
+            h, w = clip.lq.shape[1:3]
+            top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+            index = slice(cand.start, cand.start + n)
+            lq = clip.lq[index, top:top + p, left:left + p]
+            gt = clip.gt[index, top:top + p, left:left + p]
+            if self.augment:
+                k = int(rng.integers(0, 8))
+                lq, gt = augment_sequence(lq, k), augment_sequence(gt, k)
+            if cand.reverse:
+                lq, gt = lq[::-1], gt[::-1]
+            lqs.append(np.ascontiguousarray(lq))
+            gts.append(np.ascontiguousarray(gt))
+        scale = self.data_range / 255.0
+        lq_t = torch.from_numpy(np.stack(lqs)).permute(0, 1, 4, 2, 3).float() * scale
+        gt_t = torch.from_numpy(np.stack(gts)).permute(0, 1, 4, 2, 3).float() * scale
+        if self.pass_pqf:
+            pqf = self.pqf_of(group[0])                      # the same for every member of the group
+            return (lq_t, None if pqf is None else list(pqf)), gt_t
+        return lq_t, gt_t
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# validation
+
+def vqe_validator(data: str | os.PathLike, data_range: float, device: torch.device, *, frames: int | None = None,
+                  protocol: str = "challenge") -> Callable[[nn.Module], float]:
+    """``validate(model) -> mean ΔPSNR (dB)`` over the videos of ``data`` (any vqe layout; clips loaded once;
+    ``frames``: only the first N of each), each run whole as ``ntirekit eval --track vqe`` runs it."""
+    from ntirekit.data.frames import find_pqf
+    from ntirekit.data.video import read_clip
+    from ntirekit.quality import mean_over_videos, psnr, video_psnr
+    from ntirekit.tracks.vqe import find_videos
+    from ntirekit.video.inference import enhance_clip
+
+    videos = []
+    for pair in find_videos(data):
+        lq = read_clip(pair.lq).head(frames)
+        gt = read_clip(pair.gt).head(pair.gt_frames).head(frames)
+        if len(lq) != len(gt):
+            raise ClipError(f"{pair.name}: {len(lq)} compressed frames but {len(gt)} clean frames")
+        est = find_pqf(len(lq), qps=lq.qps) if lq.qps is not None else None
+        pqf = est.positions if est is not None and est.method == "qp" else None
+        lq_frames = [np.asarray(f) for f in lq.frames]
+        gt_frames = [np.asarray(f) for f in gt.frames]
+        input_psnr = video_psnr([psnr(x, y, protocol=protocol, border=0) for x, y in zip(lq_frames, gt_frames)])
+        videos.append((lq_frames, gt_frames, pqf, input_psnr))
+
+    def validate(model: nn.Module) -> float:
+        deltas = []
+        for lq_frames, gt_frames, pqf, input_psnr in videos:
+            out, _ = enhance_clip(model, lq_frames, device=device, data_range=data_range, pqf=pqf,
+                                  min_size=int(getattr(model, "min_input_size", 256)),
+                                  pad_to_multiple=int(getattr(model, "input_multiple", 4)))
+            deltas.append(video_psnr([psnr(y, ref, protocol=protocol, border=0) for y, ref in zip(out, gt_frames)])
+                          - input_psnr)
+        return mean_over_videos(deltas)
+
+    return validate
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# initialisation
+
+def _residual_block_class() -> type:
+    from ntirekit.nn.recurrent import ResidualBlockNoBN
+
+    return ResidualBlockNoBN
+
+
+def grow_from_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Load a shallower model's ``state`` into ``model`` and make every residual block it lacks an identity.
+
+    Every tensor of ``state`` must exist in ``model`` with the same shape; every tensor of ``model`` missing from
+    ``state`` must belong to a residual block (``x + conv2(relu(conv1(x)))``) missing as a whole, whose ``conv2`` is
+    then zeroed (``conv1`` keeps its random initialisation, so gradients flow from the first step). Returns the names
+    of the new blocks. The grown model's output equals the shallower model's exactly.
+    """
+    block_class = _residual_block_class()
+    own = model.state_dict()
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
+              if k in own and state[k].shape != own[k].shape]
+    if unexpected or shapes:
+        problem = (f"{len(unexpected)} tensors the deeper model lacks ({', '.join(unexpected[:3])})" if unexpected
+                   else f"shapes differ ({', '.join(shapes[:3])})")
+        raise EntryError(f"cannot grow from a model that is not a shallower version of this one: {problem}")
+    new_blocks = [name for name, module in model.named_modules() if isinstance(module, block_class)
+                  and not any(f"{name}.{k}" in state for k in module.state_dict())]
+    covered = {f"{name}.{k}" for name in new_blocks for k in model.get_submodule(name).state_dict()}
+    stray = [k for k in own if k not in state and k not in covered]
+    if stray:
+        raise EntryError(f"cannot grow: {len(stray)} tensors are missing from the checkpoint outside whole new residual "
+                         f"blocks ({', '.join(stray[:3])})")
+    model.load_state_dict({**own, **state}, strict=True)
+    with torch.no_grad():
+        for name in new_blocks:
+            conv2 = model.get_submodule(name).conv2
+            conv2.weight.zero_()
+            if conv2.bias is not None:
+                conv2.bias.zero_()
+    return new_blocks
+
+
+def identity_init(model: nn.Module) -> None:
+    """Zero the last convolution (``conv_last``) of a residual QE network: output = input until it learns."""
+    conv = getattr(model, "conv_last", None)
+    if not isinstance(conv, nn.Conv2d):
+        raise EntryError(f"{type(model).__name__} has no conv_last convolution to zero (identity initialisation)")
+    with torch.no_grad():
+        conv.weight.zero_()
+        if conv.bias is not None:
+            conv.bias.zero_()
+
+
+def _flow_networks(model: nn.Module) -> list[nn.Module]:
+    from ntirekit.nn.spynet import SPyNet
+
+    return [m for m in model.modules() if isinstance(m, SPyNet)]
+
+
+def zero_flow(model: nn.Module) -> None:
+    """Zero the last convolution of every SPyNet level, so every flow starts at exactly 0."""
+    nets = _flow_networks(model)
+    if not nets:
+        raise EntryError(f"{type(model).__name__} has no SPyNet flow network")
+    with torch.no_grad():
+        for net in nets:
+            for level in net.basic_module:
+                last = level.basic_module[-1].conv
+                last.weight.zero_()
+                last.bias.zero_()
+
+
+def flow_freezer(model: nn.Module, steps: int) -> Callable[[int], None]:
+    """A ``before_step`` hook: the flow network's parameters take no gradient before step ``steps``."""
+    params = [p for net in _flow_networks(model) for p in net.parameters()]
+
+    def before_step(step: int) -> None:
+        for p in params:
+            p.requires_grad_(step >= steps)
+
+    return before_step
+
+
+def model_for_video_training(entry: Entry, *, finetune: bool, weights: str | os.PathLike | None = None,
+                             overrides: Mapping[str, Any] | None = None, grow_from: str | os.PathLike | None = None,
+                             identity: bool = False, flow_zero: bool = False,
+                             log: Callable[[str], None] | None = None) -> nn.Module:
+    """The model to train (module docstring); seed torch first for a reproducible initialisation."""
+    from ntirekit.train.image import model_for_training
+    from ntirekit.weights import extract_state_dict, normalise_keys, read_checkpoint
+
+    log = log or (lambda message: None)
+    if (identity or flow_zero) and (finetune or grow_from is not None):
+        raise ValueError("identity and zero-flow initialisations apply to a random initialisation only (`train` "
+                         "without --grow-from)")
+    if grow_from is not None and weights is not None:
+        raise ValueError("give either --grow-from or --weights")
+    if grow_from is not None:
+        model = entry.build(**dict(overrides or {}))
+        state = normalise_keys(extract_state_dict(read_checkpoint(grow_from, "--grow-from"), what="--grow-from"))
+        new = grow_from_state(model, state)
+        log(f"grown from {grow_from}: {len(new)} new residual blocks, initialised as identities")
+        return model
+    model = model_for_training(entry, finetune=finetune, weights=weights, overrides=overrides)
+    if not finetune:
+        if identity:
+            identity_init(model)
+        if flow_zero:
+            zero_flow(model)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the entry-level glue
+
+@dataclass
+class VideoTrainOptions:
+    data: str                              # training pairs (any vqe data layout)
+    val: str | None = None                 # validation pairs (any vqe data layout) or None
+    val_frames: int | None = None          # validate on the first N frames of each video
+    frames: int | None = None              # frames per training sequence (default: the entry's `frames`)
+    patch: int = 256                       # crop size (pixels, square)
+    batch_size: int = 1
+    reverse: bool = True                   # also train on sequences in reverse order
+    loss: str = "charbonnier"
+    then_loss: str | None = None
+    switch_at: float = 0.7
+    overrides: dict[str, Any] = field(default_factory=dict)
+    grow_from: str | None = None
+    identity_init: bool = False
+    zero_flow: bool = False
+    fix_flow: int = 0                      # flow network frozen for the first N steps
+    device: str = "auto"
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+
+def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: VideoTrainOptions, *,
+                      finetune: bool, weights: str | os.PathLike | None = None,
+                      ckpt_dir: str | os.PathLike | None = None, resume: bool = False, name: str | None = None,
+                      overwrite: bool = False, log: Callable[[str], None] | None = None
+                      ) -> tuple[Entry | None, TrainResult]:
+    """Train (seeded random initialisation, or ``grow_from``) or fine-tune a vqe/qe entry on clip pairs; writes the
+    best weights (highest validation ΔPSNR; the last ones without validation) as an entry folder at ``out_dir``."""
+    from ntirekit.derive import write_entry_folder
+    from ntirekit.measure.device import resolve_device
+    from ntirekit.train.losses import staged_loss
+
+    if entry.spec.track != "vqe" or entry.spec.task != "qe":
+        raise EntryError(f"{entry.name}: video training needs a vqe/qe entry (got {entry.spec.track}/{entry.spec.task})")
+    log = log or (lambda message: None)
+    device = resolve_device(options.device)
+    frames = options.frames or entry.spec.frames
+    if frames < 2:
+        raise ValueError(f"{entry.name}: training sequences need at least 2 frames (give --frames)")
+    torch.manual_seed(options.config.seed)
+    model = model_for_video_training(entry, finetune=finetune, weights=weights, overrides=options.overrides,
+                                     grow_from=options.grow_from, identity=options.identity_init,
+                                     flow_zero=options.zero_flow, log=log)
+    default_pqf = getattr(model, "default_pqf", None)
+    clips = load_clip_pairs(options.data, default_pqf=default_pqf if callable(default_pqf) else None)
+    source = ClipSequenceSource(clips, frames, options.patch, batch_size=options.batch_size,
+                                data_range=entry.spec.data_range, reverse=options.reverse,
+                                pass_pqf=callable(default_pqf))
+    log(f"training data: {source}")
+    loss = staged_loss(options.loss, options.then_loss, options.switch_at, options.config.steps,
+                       scale=entry.spec.data_range)
+    validate = None
+    if options.val:
+        validate = vqe_validator(options.val, entry.spec.data_range, device, frames=options.val_frames)
+    before_step = flow_freezer(model, options.fix_flow) if options.fix_flow > 0 else None
+    trainer = Trainer(model, source, loss, options.config, validate=validate, ckpt_dir=ckpt_dir, device=device,
+                      log=log, before_step=before_step)
+    if resume and not trainer.resume():
+        log("no checkpoint to resume from: starting at step 0")
+    result = trainer.run()
+    derived = None
+    if out_dir is not None and result.finished:
+        what = "fine-tuned" if finetune else "trained"
+        zeroed = [what for what, on in (("conv_last", options.identity_init), ("SPyNet's last convs",
+                                                                             options.zero_flow)) if on]
+        start = (f"grown from {Path(options.grow_from).name}" if options.grow_from else
+                 "from its weights" if finetune else
+                 "from a random initialisation" + (f" ({' and '.join(zeroed)} zeroed)" if zeroed else ""))
+        if options.fix_flow:
+            start += f", flow network frozen for the first {options.fix_flow} steps,"
+        best = (f"best validation ΔPSNR {result.best_metric:+.3f} dB on {options.val} at step {result.best_step}"
+                if result.best_metric is not None else f"weights after step {result.step}")
+        description = (f"{entry.name} {what} by `ntirekit {'finetune' if finetune else 'train'}` {start} for "
+                       f"{options.config.steps} steps on {options.data}: {frames}-frame sequences, {options.patch}px "
+                       f"crops, batch {options.batch_size}, {loss.describe()}; {best}.")
+        derived = write_entry_folder(entry, out_dir, result.best_state,
+                                     name=name or f"{entry.name}_{'ft' if finetune else 'trained'}",
+                                     description=description, kwargs=options.overrides, overwrite=overwrite)
+    return derived, result
