@@ -164,3 +164,24 @@ def test_x4_output_shape():
     with torch.no_grad():
         out = model(torch.rand(1, 2, 3, 64, 72))
     assert out.shape == (1, 2, 3, 256, 288) and torch.isfinite(out).all()
+
+
+def test_zero_flow_form_equals_a_zeroed_spynet() -> None:
+    """``flow="zero"`` (no flow network) is the same function as SPyNet with every level's last conv zeroed."""
+    from ntirekit.video.basicvsrpp import PQFBasicVSRPlusPlus
+
+    torch.manual_seed(0)
+    kwargs = dict(mid_channels=8, num_blocks=1, num_blocks_reconstruction=1, is_low_res_input=True)
+    with_spynet = PQFBasicVSRPlusPlus(**kwargs).eval()
+    for level in with_spynet.spynet.basic_module:
+        torch.nn.init.zeros_(level.basic_module[-1].conv.weight)
+        torch.nn.init.zeros_(level.basic_module[-1].conv.bias)
+    zero = PQFBasicVSRPlusPlus(**kwargs, flow="zero").eval()
+    state = {k: v for k, v in with_spynet.state_dict().items() if not k.startswith("spynet.")}
+    zero.load_state_dict(state, strict=True)
+    x = torch.rand(1, 3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(with_spynet(x), zero(x))
+    assert sum(p.numel() for p in with_spynet.spynet.parameters()) == 1_440_300
+    with pytest.raises(ValueError, match="flow must be"):
+        PQFBasicVSRPlusPlus(**kwargs, flow="raft")

@@ -50,11 +50,15 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
         max_residue_magnitude: bound of the offset residue (10 upstream).
         is_low_res_input: True for x4 VSR, False for the full-size QE form.
         num_blocks_reconstruction: residual blocks of the reconstruction (5 upstream; PQF-BasicVSR++ grows it to 55).
+        flow: ``"spynet"`` (upstream) or ``"zero"``: no flow network, every flow exactly 0 (alignment then rests on
+            the learned deformable offsets alone; the form of a model trained with a frozen, zeroed SPyNet).
     """
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
-                 is_low_res_input: bool = True, num_blocks_reconstruction: int = 5):
+                 is_low_res_input: bool = True, num_blocks_reconstruction: int = 5, flow: str = "spynet"):
         super().__init__()
+        if flow not in ("spynet", "zero"):
+            raise ValueError(f"flow must be 'spynet' or 'zero', got {flow!r}")
         self.mid_channels = mid_channels
         self.is_low_res_input = is_low_res_input
         #: output size / input size, the fewest frames, the smallest input side and the multiple input sides must be
@@ -63,7 +67,7 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
         self.min_input_size = 64 if is_low_res_input else 256
         self.input_multiple = 1 if is_low_res_input else 4
 
-        self.spynet = SPyNet()
+        self.spynet = SPyNet() if flow == "spynet" else None
         if is_low_res_input:
             self.feat_extract: nn.Module = ResidualBlocksWithInputConv(3, mid_channels, 5)
         else:
@@ -94,7 +98,11 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
 
     def compute_flow(self, lqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(flows_forward, flows_backward)``, each (N, T-1, 2, h, w) at the flow resolution
-        (:func:`ntirekit.nn.recurrent.bidirectional_flows`)."""
+        (:func:`ntirekit.nn.recurrent.bidirectional_flows`); zeros without a flow network."""
+        if self.spynet is None:
+            n, t, _, h, w = lqs.shape
+            zeros = lqs.new_zeros(n, t - 1, 2, h, w)
+            return zeros, zeros
         return bidirectional_flows(self.spynet, lqs)
 
     def propagation_plan(self, t: int, direction: str, pqf: Iterable[int] | None = None) -> list[Step]:
@@ -188,8 +196,10 @@ class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
     """
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
-                 is_low_res_input: bool = False, num_blocks_reconstruction: int = 55, period: int = 4):
-        super().__init__(mid_channels, num_blocks, max_residue_magnitude, is_low_res_input, num_blocks_reconstruction)
+                 is_low_res_input: bool = False, num_blocks_reconstruction: int = 55, period: int = 4,
+                 flow: str = "spynet"):
+        super().__init__(mid_channels, num_blocks, max_residue_magnitude, is_low_res_input, num_blocks_reconstruction,
+                         flow)
         if period < 1:
             raise ValueError(f"PQF period must be at least 1, got {period}")
         self.period = period
