@@ -35,10 +35,6 @@ TIMERS = ("robust", "ntire")
 Model = Callable[[torch.Tensor], Any]
 
 
-class TimingError(RuntimeError):
-    """An entry failed during timing (its other measurements are unaffected)."""
-
-
 def summarize(times_ms: Sequence[float], timer: str) -> dict[str, Any]:
     """The statistics of a list of timings (milliseconds)."""
     a = np.asarray(list(times_ms), dtype=np.float64)
