@@ -33,6 +33,7 @@ from torch import nn
 if TYPE_CHECKING:
     from ntirekit.entry import Entry
 
+from ntirekit.checkpoint import vet_checkpoint
 from ntirekit.entry import EntryError
 
 #: Nesting keys met in practice (BasicSR "params"/"params_ema", KAIR/others "net", "model_state_dict", "state_dict").
@@ -112,8 +113,10 @@ def resolve_weights(entry: "Entry", explicit: str | os.PathLike | None = None, d
 
 
 def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """``torch.load`` with ``weights_only=True`` on CPU; a refused or broken file raises :class:`WeightsError`."""
+    """``torch.load`` with ``weights_only=True`` on CPU, after :func:`ntirekit.checkpoint.vet_checkpoint`; a refused or
+    broken file raises :class:`WeightsError`."""
     try:
+        vet_checkpoint(path)
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError, RuntimeError (truncated zip), EOFError, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

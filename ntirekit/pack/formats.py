@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ntirekit.names import entry_name_problem
 from ntirekit.pack.report import Report
 
 FORMATS = ("esr-code", "esr-results", "vqe-results")
@@ -344,8 +345,14 @@ def pickled_globals(path: Path) -> list[str]:
 
 def check_checkpoint(path: Path, rel: str, report: Report, key: str = "") -> dict[str, Any] | None:
     """Read a checkpoint the safe way only; a pickle with code, a broken file or a non-state-dict is a problem."""
+    from ntirekit.checkpoint import CheckpointRefused, vet_checkpoint
     from ntirekit.weights import WeightsError, extract_state_dict, read_checkpoint
 
+    try:
+        vet_checkpoint(path)
+    except (CheckpointRefused, OSError) as exc:
+        report.error("bad-checkpoint", f"refused before loading: {exc}", rel)
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -441,7 +448,7 @@ def validate_esr_code(tree: Tree, report: Report, broken: frozenset[str] = froze
         if (spec.track, spec.task) not in CODE_TRACKS:
             report.error("wrong-track", f"a code submission's entry is esr/sr, vqe/qe or vqe/sr (got {spec.track}/"
                                         f"{spec.task})", SPEC)
-        problem = team_name_problem(spec.name)
+        problem = entry_name_problem(spec.name) or team_name_problem(spec.name)
         if problem:
             report.error("wrong-name", f"entry name: {problem}", SPEC)
         model_rel = inside_path(spec.factory.split(":", 1)[0])

@@ -1,12 +1,13 @@
 """Reading untrusted zip files: vet every member by its metadata, then stream it out under hard limits into one folder.
 
 Nothing is ever written outside the destination folder: members with absolute paths, ``..`` components, drive letters,
-NUL or control characters in their names, symlink or device modes, encryption or an unknown compression method are
-refused before any byte is extracted; files are created with ``O_EXCL | O_NOFOLLOW`` below a fresh folder in which the
+control, invisible or text-direction characters in their names (:func:`ntirekit.zipvet.name_character_problem`), symlink
+or device modes, encryption or an unknown compression method are refused before any byte is extracted; files are created with ``O_EXCL | O_NOFOLLOW`` below a fresh folder in which the
 kit never creates links; the zip's permission bits are never applied.
 
-Zip bombs are stopped twice: by the sizes the archive *declares* (file count, total and per-file uncompressed bytes,
-compression ratio) and by counting the bytes actually *produced* while decompressing, which stops a member as soon as
+Zip bombs are stopped three times: by the archive's layout (members whose bytes overlap, or lie outside the archive, are
+the overlapping zip bomb: :func:`ntirekit.zipvet.layout_problems`), by the sizes the archive *declares* (file count,
+total and per-file uncompressed bytes, compression ratio per member and of the whole archive) and by counting the bytes actually *produced* while decompressing, which stops a member as soon as
 it outgrows its declared size or the remaining budget. CRC and decompression errors (corrupt or truncated members) are
 reported per member; an archive whose central directory cannot be read (a truncated file) is reported as such.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ntirekit.pack.report import Report
+from ntirekit.zipvet import layout_problems, name_character_problem
 
 #: Compression methods Python's zipfile can read; anything else is refused up front.
 READABLE_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
@@ -46,9 +48,9 @@ def member_parts(name: str) -> list[str]:
 
 
 def _name_problem(info: zipfile.ZipInfo) -> tuple[str, str] | None:
-    raw = info.orig_filename
-    if any(ord(c) < 32 for c in raw):
-        return "bad-name", "member name contains NUL or control characters"
+    bad_characters = name_character_problem(info.orig_filename)
+    if bad_characters:
+        return "bad-name", f"member {bad_characters}"
     name = info.filename
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
         return "absolute-path", "absolute path in the archive (would be written outside the extraction folder)"
@@ -75,6 +77,13 @@ def vet_members(zf: zipfile.ZipFile, report: Report, limits: Limits = Limits()) 
     total = sum(i.file_size for i in files)
     if total > limits.max_total_bytes:
         report.error("too-large", f"declares {total:,} bytes uncompressed; the limit is {limits.max_total_bytes:,}")
+        whole_ok = False
+    elif total > limits.ratio_min_bytes and total > limits.max_ratio * max(_archive_bytes(zf), 1):
+        report.error("zip-bomb", f"declares {total:,} bytes uncompressed in a {_archive_bytes(zf):,}-byte archive: "
+                                 f"beyond {limits.max_ratio:.0f}:1")
+        whole_ok = False
+    for code, message, name in layout_problems(zf):
+        report.error(code, message, name)
         whole_ok = False
 
     safe: list[zipfile.ZipInfo] = []
@@ -114,9 +123,18 @@ def vet_members(zf: zipfile.ZipFile, report: Report, limits: Limits = Limits()) 
         if not problems and not info.is_dir():
             safe.append(info)
     if not whole_ok:
-        report.warn("not-extracted", "the archive breaks a size limit, so its content was not extracted or checked")
+        report.warn("not-extracted", "the archive breaks a size or layout limit, so its content was not extracted or "
+                                     "checked")
         return []
     return safe
+
+
+def _archive_bytes(zf: zipfile.ZipFile) -> int:
+    assert zf.fp is not None, "the archive is closed"
+    position = zf.fp.tell()
+    size = zf.fp.seek(0, os.SEEK_END)
+    zf.fp.seek(position)
+    return size
 
 
 def _inside(root: Path, target: Path) -> bool:
