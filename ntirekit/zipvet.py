@@ -9,8 +9,8 @@ a PyTorch ``.pth`` is itself a zip). Nothing here decompresses anything; the fun
 Overlapping spans are the mark of the overlapping-local-header ("quoted-overlap") zip bomb (D. Fifield, *A better zip
 bomb*, WOOT 2019): many central-directory entries whose data ranges share one highly compressed stream, so that each
 member passes a per-member ratio check while the archive expands to thousands of times its size. Any overlap, and any
-span outside ``[0, start of the central directory]``, is refused. Data descriptors (flag bit 3) after the compressed data
-are not part of a span; they are never decompressed.
+span outside ``[0, start of the central directory]``, is refused. Data descriptors (flag bit 3) after the compressed
+data are not part of a span; they are never decompressed.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def member_spans(zf: zipfile.ZipFile) -> tuple[list[Span], list[tuple[str, str, 
             fp.seek(info.header_offset)
             raw = fp.read(_LOCAL_HEADER.size)
             if len(raw) != _LOCAL_HEADER.size or raw[:4] != _LOCAL_SIGNATURE:
-                problems.append(("bad-header", "no local file header where the central directory points", info.filename))
+                problems.append(("bad-header", "no local file header where the central directory points",
+                                 info.filename))
                 continue
             fields = _LOCAL_HEADER.unpack(raw)
             data_start = info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11]

@@ -2,14 +2,16 @@
 
 Nothing is ever written outside the destination folder: members with absolute paths, ``..`` components, drive letters,
 control, invisible or text-direction characters in their names (:func:`ntirekit.zipvet.name_character_problem`), symlink
-or device modes, encryption or an unknown compression method are refused before any byte is extracted; files are created with ``O_EXCL | O_NOFOLLOW`` below a fresh folder in which the
-kit never creates links; the zip's permission bits are never applied.
+or device modes, encryption or an unknown compression method are refused before any byte is extracted; files are
+created with ``O_EXCL | O_NOFOLLOW`` below a fresh folder in which the kit never creates links; the zip's permission
+bits are never applied.
 
 Zip bombs are stopped three times: by the archive's layout (members whose bytes overlap, or lie outside the archive, are
 the overlapping zip bomb: :func:`ntirekit.zipvet.layout_problems`), by the sizes the archive *declares* (file count,
-total and per-file uncompressed bytes, compression ratio per member and of the whole archive) and by counting the bytes actually *produced* while decompressing, which stops a member as soon as
-it outgrows its declared size or the remaining budget. CRC and decompression errors (corrupt or truncated members) are
-reported per member; an archive whose central directory cannot be read (a truncated file) is reported as such.
+total and per-file uncompressed bytes, compression ratio per member and of the whole archive) and by counting the bytes
+actually *produced* while decompressing, which stops a member as soon as it outgrows its declared size or the remaining
+budget. CRC and decompression errors (corrupt or truncated members) are reported per member; an archive whose central
+directory cannot be read (a truncated file) is reported as such.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class Limits:
     max_files: int = 50_000
     max_total_bytes: int = 16 * 2**30
     max_file_bytes: int = 4 * 2**30
-    #: uncompressed/compressed above which a member counts as a bomb (only for members over ``ratio_min_bytes``)
+    #: uncompressed/compressed above which a member, or the whole archive (all declared bytes / the archive's size),
+    #: counts as a bomb (only over ``ratio_min_bytes`` uncompressed)
     max_ratio: float = 200.0
     ratio_min_bytes: int = 2**20
     chunk: int = 2**20

@@ -3,7 +3,8 @@
 A child can print anything (one 400 MB line, a billion short ones); the organizer must keep only what fits a record.
 :class:`TailBuffer` holds at most ``max_bytes + max_line`` bytes whatever it is fed (plus one line of markers); bytes
 past ``max_line`` in a line are counted, not kept, so a single enormous line costs ``max_line`` bytes. Read a pipe with
-:func:`read_tail` (blocking, until EOF) or :func:`start_tail_reader` (in a daemon thread, for stdout and stderr at once).
+:func:`read_tail` (blocking, until EOF) or :func:`start_tail_reader` (in a daemon thread, for stdout and stderr at
+once).
 
 Conventions: sizes in bytes of the raw stream; :meth:`TailBuffer.text` decodes UTF-8 with replacement characters, so a
 line cut inside a multi-byte character or arbitrary binary output still gives text.

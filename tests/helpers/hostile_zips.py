@@ -89,7 +89,8 @@ def overlap_bomb(path: Path, members: int = 1100, zeros: int = 2**20 - 64 * 1024
     headers: list[bytes] = [b""] * members
     tail, data_len = b"", len(kernel)  # member i's output before the zeros, and its compressed length
     for i in reversed(range(members)):
-        headers[i] = local_header(names[i], _DEFLATED, crc32_of_zeros(zeros, zlib.crc32(tail)), data_len, len(tail) + zeros)
+        crc = crc32_of_zeros(zeros, zlib.crc32(tail))
+        headers[i] = local_header(names[i], _DEFLATED, crc, data_len, len(tail) + zeros)
         tail = headers[i] + tail
         data_len += 5 + len(headers[i])
     body, entries, offset = io.BytesIO(), [], 0
