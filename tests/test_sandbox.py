@@ -142,8 +142,9 @@ def _cmdline(proc: Path) -> str:
 
 def test_only_the_scratch_folder_survives(host: dict[str, Path], tmp_path: Path) -> None:
     tmp_marker = f"ntirekit-sandbox-{os.getpid()}-{time.monotonic_ns()}"
-    targets = {"tmp": f"/tmp/{tmp_marker}", "entry": str(host["entry"] / "written.txt"),
-               "env": str(Path(sys.prefix) / "written.txt"), "root": "/written.txt", "scratch": f"{SCRATCH}/kept.txt"}
+    targets = {"tmp": f"/tmp/{tmp_marker}", "shm": f"/dev/shm/{tmp_marker}", "entry": str(host["entry"] / "written.txt"),
+               "env": str(Path(sys.prefix) / "written.txt"), "root": "/written.txt", "dev": "/dev/written.txt",
+               "scratch": f"{SCRATCH}/kept.txt"}
     code = f"""
 for name, path in {targets!r}.items():
     try:
@@ -155,12 +156,32 @@ for name, path in {targets!r}.items():
 """
     rc, out, err = run_inside("import errno\n" + code, host)
     assert rc == 0, err
-    assert out["tmp"] == "written" and out["scratch"] == "written"   # the child could write both ...
-    assert out["entry"] == out["env"] == "EROFS" and out["root"] in ("EROFS", "EACCES", "written")
-    assert not Path("/written.txt").exists()
-    assert not Path("/tmp", tmp_marker).exists()                     # ... and only the scratch survives
+    assert out["tmp"] == out["shm"] == out["scratch"] == "written"   # the child could write these ...
+    assert out["entry"] == out["env"] == out["root"] == out["dev"] == "EROFS"
+    assert not Path("/tmp", tmp_marker).exists() and not Path("/dev/shm", tmp_marker).exists()  # ... only one stays
     assert not (host["entry"] / "written.txt").exists() and not (Path(sys.prefix) / "written.txt").exists()
     assert [p.name for p in host["scratch"].iterdir()] == ["kept.txt"]
+
+
+def test_memory_backed_folders_are_bounded_and_no_namespace_can_be_made(host: dict[str, Path]) -> None:
+    code = f"""
+import errno, subprocess
+for folder in ("/tmp", "/dev/shm"):
+    try:
+        with open(folder + "/big", "wb") as f:
+            for _ in range(3):
+                f.write(bytes(2**20))
+        out[folder] = "written"
+    except OSError as exc:
+        out[folder] = errno.errorcode[exc.errno]
+out["unshare"] = subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode
+"""
+    argv = sandboxed_command([sys.executable, "-c", f"import json, os, sys\nout = {{}}\n{code}\nprint(json.dumps(out))"],
+                             binds=runtime_binds(), scratch=host["scratch"], tmp_bytes=2**20)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out == {"/tmp": "ENOSPC", "/dev/shm": "ENOSPC", "unshare": 1}
 
 
 def test_the_kit_and_torch_import_inside(host: dict[str, Path]) -> None:

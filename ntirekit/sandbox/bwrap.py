@@ -4,15 +4,18 @@
 
 - its own PID, network, IPC, UTS and user namespaces (``--unshare-pid --unshare-net --unshare-ipc --unshare-uts
   --unshare-user``), a cgroup namespace where the kernel has one: it sees no host process (so it can signal none),
-  no network but its own loopback, no host SysV IPC or hostname; every capability dropped;
+  no network but its own loopback, no host SysV IPC or hostname; every capability dropped; no further user namespace
+  (``--disable-userns``, where this bwrap has it: 0.8.0 on);
 - ``--die-with-parent`` (the sandbox is killed when the organizer's process dies) and, as PID 1 of its namespace is
   bwrap's own init, every descendant (a ``setsid`` daemon included) is killed by the kernel when the main child ends;
 - ``--new-session``: no controlling terminal, so no ``TIOCSTI`` keystrokes into the organizer's terminal;
 - a file system made of: the system's ``/usr`` (and its ``/bin``, ``/lib``… links), ``/etc/ld.so.cache`` only from
-  ``/etc``, a fresh ``/proc``, a minimal ``/dev``, a private tmpfs ``/tmp``, the read-only ``binds`` the caller names
-  (at their own paths: the Python environment from :func:`runtime_binds`, the entry folder), and the one writable
+  ``/etc``, a fresh ``/proc``, a minimal ``/dev``, private tmpfs ``/tmp`` and ``/dev/shm`` of ``tmp_bytes`` each
+  (tmpfs pages are host memory that no rlimit counts, hence the bound), the read-only ``binds`` the caller names (at
+  their own paths: the Python environment from :func:`runtime_binds`, the entry folder), and the one writable
   ``scratch`` folder (a host folder the parent creates and reads back, mounted at :data:`SCRATCH`, also the working
-  directory and ``$HOME``). Nothing else exists: no host ``$HOME``, no data or results folder, no other entry;
+  directory and ``$HOME``); the root and ``/dev`` are then remounted read-only. Nothing else exists: no host ``$HOME``
+  (where the interpreter is installed below it, only that installation), no data or results folder, no other entry;
 - a cleared environment: ``PATH``, ``HOME``/``TMPDIR``, ``LANG`` and whatever ``env`` the caller passes.
 
 Everything the child writes outside :data:`SCRATCH` is lost with the sandbox (``/tmp`` is a tmpfs; the binds are
@@ -47,6 +50,8 @@ ETC_FILES = ("/etc/ld.so.cache",)
 ISOLATION = ("--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
              "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
              "--hostname", "sandbox")
+#: Size of each of the sandbox's memory-backed folders (/tmp, /dev/shm) by default: 256 MiB.
+TMP_BYTES = 256 * 2**20
 
 
 def runtime_binds() -> list[Path]:
@@ -80,9 +85,19 @@ def _system_args() -> list[str]:
     return args
 
 
+@functools.cache
+def _options(bwrap: str) -> frozenset[str]:
+    """The options this bwrap knows (from its ``--help``)."""
+    try:
+        done = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(word for word in (done.stdout + done.stderr).split() if word.startswith("--"))
+
+
 def sandboxed_command(argv: Sequence[str], *, binds: Sequence[str | os.PathLike] = (),
                       scratch: str | os.PathLike, env: Mapping[str, str] | None = None,
-                      bwrap: str = "bwrap") -> list[str]:
+                      tmp_bytes: int = TMP_BYTES, bwrap: str = "bwrap") -> list[str]:
     """The ``bwrap`` command line that runs ``argv`` in a sandbox (see the module docstring).
 
     Args:
@@ -90,6 +105,7 @@ def sandboxed_command(argv: Sequence[str], *, binds: Sequence[str | os.PathLike]
         binds: folders (or files) made visible read-only at their own (resolved) paths.
         scratch: an existing host folder, mounted writable at :data:`SCRATCH`; all that the child can leave behind.
         env: extra environment variables (the rest of the environment is cleared).
+        tmp_bytes: the size of /tmp and of /dev/shm inside (each; bwrap 0.5.0 on, else unbounded).
         bwrap: the bwrap program.
 
     Raises ``FileNotFoundError`` when a bind or the scratch folder does not exist (a sandbox must never be built
@@ -103,12 +119,16 @@ def sandboxed_command(argv: Sequence[str], *, binds: Sequence[str | os.PathLike]
     scratch_path = Path(scratch).resolve()
     if not scratch_path.is_dir():
         raise FileNotFoundError(f"scratch folder {scratch} does not exist")
-    args = [bwrap, *ISOLATION, *_system_args(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    known = _options(bwrap)
+    size = ["--size", str(tmp_bytes)] if "--size" in known else []
+    args = [bwrap, *ISOLATION, *(["--disable-userns"] if "--disable-userns" in known else []), *_system_args(),
+            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", *size, "--tmpfs", "/dev/shm",
+            *size, "--tmpfs", "/tmp"]
     for bind in _unique(Path(b).resolve() for b in binds):
         if not bind.exists():
             raise FileNotFoundError(f"sandbox bind {bind} does not exist")
         args += ["--ro-bind", str(bind), str(bind)]
-    args += ["--bind", str(scratch_path), SCRATCH, "--chdir", SCRATCH, "--clearenv"]
+    args += ["--bind", str(scratch_path), SCRATCH, "--remount-ro", "/", "--chdir", SCRATCH, "--clearenv"]
     variables = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SCRATCH, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
                  **(env or {})}
     for name, value in variables.items():
