@@ -30,12 +30,12 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return folders
 
 
-def run_inside(code: str, host: dict[str, Path], *, timeout: float = 120) -> tuple[int, dict, str]:
-    """Run ``code`` in Python inside the sandbox (entry folder bound read-only); ``code`` fills the dict ``out``,
-    printed as JSON on the last line."""
+def run_inside(code: str, host: dict[str, Path], *, timeout: float = 120, **options) -> tuple[int, dict, str]:
+    """Run ``code`` in Python inside the sandbox (entry folder bound read-only; ``options`` for
+    :func:`sandboxed_command`); ``code`` fills the dict ``out``, printed as JSON on the last line."""
     program = f"import json, os, sys\nout = {{}}\n{code}\nprint(json.dumps(out))\n"
     argv = sandboxed_command([sys.executable, "-c", program], binds=[*runtime_binds(), host["entry"]],
-                             scratch=host["scratch"])
+                             scratch=host["scratch"], **options)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=host["entry"])
     out = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
     return done.returncode, out, done.stderr
@@ -142,7 +142,8 @@ def _cmdline(proc: Path) -> str:
 
 def test_only_the_scratch_folder_survives(host: dict[str, Path], tmp_path: Path) -> None:
     tmp_marker = f"ntirekit-sandbox-{os.getpid()}-{time.monotonic_ns()}"
-    targets = {"tmp": f"/tmp/{tmp_marker}", "shm": f"/dev/shm/{tmp_marker}", "entry": str(host["entry"] / "written.txt"),
+    targets = {"tmp": f"/tmp/{tmp_marker}", "shm": f"/dev/shm/{tmp_marker}",
+               "entry": str(host["entry"] / "written.txt"),
                "env": str(Path(sys.prefix) / "written.txt"), "root": "/written.txt", "dev": "/dev/written.txt",
                "scratch": f"{SCRATCH}/kept.txt"}
     code = f"""
@@ -176,11 +177,8 @@ for folder in ("/tmp", "/dev/shm"):
         out[folder] = errno.errorcode[exc.errno]
 out["unshare"] = subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode
 """
-    argv = sandboxed_command([sys.executable, "-c", f"import json, os, sys\nout = {{}}\n{code}\nprint(json.dumps(out))"],
-                             binds=runtime_binds(), scratch=host["scratch"], tmp_bytes=2**20)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    rc, out, err = run_inside(code, host, tmp_bytes=2**20)
+    assert rc == 0, err
     assert out == {"/tmp": "ENOSPC", "/dev/shm": "ENOSPC", "unshare": 1}
 
 
