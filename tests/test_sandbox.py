@@ -188,8 +188,29 @@ def test_the_kit_and_torch_import_inside(host: dict[str, Path]) -> None:
     assert out == {"sum": 3.0}
 
 
-def test_missing_binds_are_refused(host: dict[str, Path]) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+def test_missing_binds_and_binds_that_show_home_are_refused(host: dict[str, Path]) -> None:
+    with pytest.raises(FileNotFoundError, match="bind .* does not exist"):
         sandboxed_command(["true"], binds=[host["entry"] / "nope"], scratch=host["scratch"])
+    with pytest.raises(FileNotFoundError, match="device .* does not exist"):
+        sandboxed_command(["true"], devices=["/dev/nope"], scratch=host["scratch"])
     with pytest.raises(FileNotFoundError, match="scratch"):
         sandboxed_command(["true"], scratch=host["scratch"] / "nope")
+    for shows_home in (host["home"], host["home"].parent, "/"):
+        with pytest.raises(ValueError, match="would show \\$HOME"):
+            sandboxed_command(["true"], binds=[shows_home], scratch=host["scratch"])
+
+
+def test_only_the_devices_asked_for_are_added(host: dict[str, Path]) -> None:
+    minimal = {"null", "zero", "full", "random", "urandom", "tty", "console", "pts", "ptmx", "shm", "fd", "stdin",
+               "stdout", "stderr", "core", "mqueue"}
+    extra = next((d for d in sorted(os.listdir("/dev")) if d not in minimal and Path("/dev", d).is_char_device()
+                  and os.access(Path("/dev", d), os.R_OK)), None)
+    if extra is None:
+        pytest.skip("no host character device outside bwrap's minimal /dev")
+    code = f"out['listed'] = sorted(os.listdir('/dev')); out['extra'] = os.path.exists('/dev/{extra}')"
+    rc, plain, err = run_inside(code, host)
+    assert rc == 0, err
+    rc, added, err = run_inside(code, host, devices=[f"/dev/{extra}"])
+    assert rc == 0, err
+    assert plain["extra"] is False and set(plain["listed"]) <= minimal
+    assert added["extra"] is True and set(added["listed"]) == set(plain["listed"]) | {extra}

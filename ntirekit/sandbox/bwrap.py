@@ -72,6 +72,14 @@ def _unique(paths: Iterable[Path]) -> list[Path]:
     return seen
 
 
+def _existing(paths: Iterable[str | os.PathLike], what: str) -> list[Path]:
+    resolved = _unique(Path(p).resolve() for p in paths)
+    for path in resolved:
+        if not path.exists():
+            raise FileNotFoundError(f"sandbox {what} {path} does not exist")
+    return resolved
+
+
 def _system_args() -> list[str]:
     args: list[str] = []
     for folder in SYSTEM_DIRS:
@@ -97,19 +105,22 @@ def _options(bwrap: str) -> frozenset[str]:
 
 def sandboxed_command(argv: Sequence[str], *, binds: Sequence[str | os.PathLike] = (),
                       scratch: str | os.PathLike, env: Mapping[str, str] | None = None,
-                      tmp_bytes: int = TMP_BYTES, bwrap: str = "bwrap") -> list[str]:
+                      devices: Sequence[str | os.PathLike] = (), tmp_bytes: int = TMP_BYTES,
+                      bwrap: str = "bwrap") -> list[str]:
     """The ``bwrap`` command line that runs ``argv`` in a sandbox (see the module docstring).
 
     Args:
         argv: the child's command; its program must lie inside ``binds`` or the system folders.
-        binds: folders (or files) made visible read-only at their own (resolved) paths.
+        binds: folders (or files) made visible read-only at their own (resolved) paths; none may be ``$HOME`` or
+            a folder above it.
         scratch: an existing host folder, mounted writable at :data:`SCRATCH`; all that the child can leave behind.
         env: extra environment variables (the rest of the environment is cleared).
+        devices: host device files added to the minimal /dev (for a GPU: ``glob("/dev/nvidia*")``).
         tmp_bytes: the size of /tmp and of /dev/shm inside (each; bwrap 0.5.0 on, else unbounded).
         bwrap: the bwrap program.
 
-    Raises ``FileNotFoundError`` when a bind or the scratch folder does not exist (a sandbox must never be built
-    around a path that is not there), ``ValueError`` for an empty ``argv``.
+    Raises ``FileNotFoundError`` when a bind, a device or the scratch folder does not exist (a sandbox must never be
+    built around a path that is not there), ``ValueError`` for an empty ``argv`` or a bind that would show ``$HOME``.
 
     >>> sandboxed_command(["python3", "-c", "pass"], scratch="/tmp")[:2]  # doctest: +SKIP
     ['bwrap', '--unshare-user']
@@ -122,11 +133,14 @@ def sandboxed_command(argv: Sequence[str], *, binds: Sequence[str | os.PathLike]
     known = _options(bwrap)
     size = ["--size", str(tmp_bytes)] if "--size" in known else []
     args = [bwrap, *ISOLATION, *(["--disable-userns"] if "--disable-userns" in known else []), *_system_args(),
-            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", *size, "--tmpfs", "/dev/shm",
-            *size, "--tmpfs", "/tmp"]
-    for bind in _unique(Path(b).resolve() for b in binds):
-        if not bind.exists():
-            raise FileNotFoundError(f"sandbox bind {bind} does not exist")
+            "--proc", "/proc", "--dev", "/dev"]
+    for device in _existing(devices, "device"):
+        args += ["--dev-bind", str(device), str(device)]
+    args += ["--remount-ro", "/dev", *size, "--tmpfs", "/dev/shm", *size, "--tmpfs", "/tmp"]
+    home = Path.home().resolve()
+    for bind in _existing(binds, "bind"):
+        if bind == home or bind in home.parents:
+            raise ValueError(f"sandbox bind {bind} would show $HOME ({home}) to the sandbox")
         args += ["--ro-bind", str(bind), str(bind)]
     args += ["--bind", str(scratch_path), SCRATCH, "--remount-ro", "/", "--chdir", SCRATCH, "--clearenv"]
     variables = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SCRATCH, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
