@@ -133,6 +133,28 @@ out["daemon"] = child.pid
     assert alive == []
 
 
+def test_killing_the_sandbox_kills_everything_in_it(host: dict[str, Path]) -> None:
+    marker = f"ntirekit-stuck-{os.getpid()}-{time.monotonic_ns()}"
+    program = (f"import os, subprocess, sys, time\n"
+               f"subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(1)  # {marker}'],"
+               f" start_new_session=True)\n"
+               f"while True:\n    open('{SCRATCH}/ticks', 'a').write('.')\n    time.sleep(0.05)")
+    argv = sandboxed_command([sys.executable, "-c", program], binds=runtime_binds(), scratch=host["scratch"])
+    sandbox = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ticks = host["scratch"] / "ticks"
+    deadline = time.monotonic() + 60
+    while not ticks.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ticks.exists(), "the child never started"
+    sandbox.kill()                                      # what a runner does on a time-out: SIGKILL to bwrap only
+    sandbox.wait(timeout=30)
+    time.sleep(0.5)
+    before = ticks.stat().st_size
+    time.sleep(1.0)
+    assert ticks.stat().st_size == before, "the child still runs after its sandbox was killed"
+    assert [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker in _cmdline(p)] == []
+
+
 def _cmdline(proc: Path) -> str:
     try:
         return (proc / "cmdline").read_bytes().decode("utf-8", "replace")
