@@ -15,13 +15,13 @@ import json
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from tqdm import tqdm
 
 from ntirekit.entry import Entry
 from ntirekit.jobs.collect import existing_records, finalize_baseline, finalize_entry, job_outcome
-from ntirekit.jobs.executors import ExecutorSettings, LocalBatch, SlurmBatch, local_slots, make_executor
+from ntirekit.jobs.executors import ExecutorError, ExecutorSettings, LocalBatch, SlurmBatch, local_slots, make_executor
 from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, read_run, run_file_path, run_job
 from ntirekit.tracks import EvalOptions
 
@@ -128,6 +128,17 @@ def baseline_entry(registry: Mapping[str, Entry], protocol_name: str | None) -> 
     except ProtocolError:
         return None
     return registry[name] if name and name in set(registry) else None
+
+
+def regress_measure(settings: ExecutorSettings | None, out_dir: str | Path | None, **kwargs: Any,
+                    ) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None:
+    """The ``measure`` argument of :func:`ntirekit.regress.regress` that runs the re-measurement as jobs (None: in
+    this process, as before); ``kwargs`` go to :func:`remeasure_with_jobs`."""
+    if settings is None:
+        return None
+    if out_dir is None:
+        raise ExecutorError("--executor needs --out (the folder the jobs' records are collected in)")
+    return lambda records: remeasure_with_jobs(records, settings, out_dir, **kwargs)
 
 
 def remeasure_with_jobs(records: Iterable[Mapping[str, Any]], settings: ExecutorSettings, out_dir: str | Path, *,

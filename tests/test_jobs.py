@@ -1,0 +1,167 @@
+"""Entries as submitit jobs: the local executor gives the records of an in-process run, a killed job becomes a failure
+that the rerun completes, and ``--executor slurm`` submits the expected job array (checked with stand-in Slurm tools,
+no cluster needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ntirekit.cli import main
+from ntirekit.entry import discover
+from ntirekit.jobs import ExecutorSettings, run_jobs
+from ntirekit.jobs.spec import read_run, run_file_path
+from ntirekit.runner import run_track
+from ntirekit.tracks import EvalOptions
+from tests.helpers.entries import write_entry
+
+pytestmark = pytest.mark.slow
+
+#: zero-cost x4 models (interpolation with one gain parameter); ``kill_marker``: SIGKILL its own process on the
+#: first forward unless the marker file exists (a job killed part-way, as the OOM killer or a pre-emption does)
+INTERP_MODEL = '''
+import os
+import signal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Interp(nn.Module):
+    def __init__(self, scale=4, mode="bicubic", kill_marker=""):
+        super().__init__()
+        self.scale, self.mode, self.kill_marker = scale, mode, kill_marker
+        self.gain = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        if self.kill_marker and not os.path.exists(self.kill_marker):
+            open(self.kill_marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return F.interpolate(x, scale_factor=self.scale, mode=self.mode) * self.gain
+'''
+
+VOLATILE = ("created", "seconds")       # the only fields that may differ between two runs of the psnr track
+
+
+def interp_entry(root: Path, name: str, mode: str, kill_marker: str = "") -> None:
+    folder = write_entry(root, name, model_code=INTERP_MODEL, factory="model.py:Interp")
+    spec = folder / "entry.toml"
+    spec.write_text(spec.read_text().replace(
+        "kwargs = { scale = 4 }", f'kwargs = {{ scale = 4, mode = "{mode}", kill_marker = "{kill_marker}" }}'))
+
+
+@pytest.fixture()
+def hr_images(tmp_path: Path) -> Path:
+    """Two small smooth HR images (an HR-only folder: the kit makes the LR with MATLAB bicubic)."""
+    folder = tmp_path / "HR"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        img = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (7, 7), 2)
+        cv2.imwrite(str(folder / f"im{i}.png"), img)
+    return folder
+
+
+def _stable(path: Path) -> dict:
+    rec = json.loads(path.read_text())
+    return {k: v for k, v in rec.items() if k not in VOLATILE}
+
+
+def test_local_jobs_match_in_process_and_a_killed_job_is_rerun(tmp_path: Path, hr_images: Path) -> None:
+    root = tmp_path / "entries"
+    modes = {"a_nearest": "nearest", "b_bilinear": "bilinear", "c_bicubic": "bicubic"}
+    for name, mode in modes.items():
+        interp_entry(root, name, mode)
+    marker = tmp_path / "killed-once"
+    interp_entry(root, "d_killed", "bicubic", kill_marker=str(marker))
+    registry = discover([root], include_defaults=False)
+    entries = list(registry.values())
+    options = EvalOptions(track="psnr", data=str(hr_images), device="cpu", progress=False)
+    settings = ExecutorSettings("local", max_parallel=4, time_limit_min=5)
+    out = tmp_path / "jobs_out"
+
+    first = {r["entry"]: r for r in run_jobs(entries, options, out, settings)}
+    assert [first[n]["status"] for n in modes] == ["ok"] * 3
+    killed = first["d_killed"]
+    assert killed["status"] == "failed" and killed["failure_kind"] == "job" and marker.exists()
+    assert "was killed" in killed["error"], killed["error"]
+    assert json.loads(next(out.glob("d_killed__psnr__*.json")).read_text())["status"] == "failed"
+
+    done_run = run_file_path(out / ".jobs", "a_nearest", "psnr", 0)
+    started = read_run(done_run)["job"]["started"]
+    second = {r["entry"]: r for r in run_jobs(entries, options, out, settings)}
+    assert second["d_killed"]["status"] == "ok"                      # the rerun completed the killed job ...
+    assert read_run(done_run)["job"]["started"] == started           # ... and submitted nothing else
+    assert len(list(out.glob("d_killed__psnr__*.json"))) == 1        # its failure record was replaced
+
+    reference = tmp_path / "in_process"
+    in_process = {r["entry"]: r for r in run_track(entries, options, out_dir=reference, isolate=False)}
+    assert sorted(p.name for p in out.glob("*.json")) == sorted(p.name for p in reference.glob("*.json"))
+    for path in reference.glob("*.json"):
+        assert _stable(out / path.name) == _stable(path)              # same file, same contents but the timing
+    psnr = {n: second[n]["psnr_db"] for n in modes}
+    assert psnr == {n: in_process[n]["psnr_db"] for n in modes}
+    assert psnr["a_nearest"] < psnr["b_bilinear"] < psnr["c_bicubic"]  # the records are real measurements
+    assert second["d_killed"]["psnr_db"] == psnr["c_bicubic"]
+
+
+def _tool(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_slurm_submits_one_array_with_one_gpu_per_task(tmp_path: Path, hr_images: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-in sbatch records the script submitit writes; stand-in sacct reports the array's tasks as lost."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scripts = tmp_path / "submitted"
+    scripts.mkdir()
+    _tool(bin_dir, "sbatch", f'cp "$1" {scripts}/array.sh\necho "Submitted batch job 4242"\n')
+    _tool(bin_dir, "srun", "exit 0\n")
+    _tool(bin_dir, "sacct", 'echo "JobID|State|NodeList"\necho "4242_0|NODE_FAIL|gpu07"\n'
+                            'echo "4242_1|TIMEOUT|gpu08"\necho "4242_2|OUT_OF_MEMORY|gpu09"\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    root = tmp_path / "entries"
+    for name, mode in {"a_nearest": "nearest", "b_bilinear": "bilinear", "c_bicubic": "bicubic"}.items():
+        interp_entry(root, name, mode)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "eval", "--track", "psnr", "--data", str(hr_images), "--entries", str(root), "--entry", "a_nearest",
+        "--entry", "b_bilinear", "--entry", "c_bicubic", "--out", str(out), "--quiet", "--executor", "slurm",
+        "--partition", "gpu", "--time-limit", "30", "--mem-gb", "16", "--max-parallel", "2",
+        "--cpus-per-task", "4"])
+    assert result.exit_code == 1, result.output                      # every job was lost: exit status 1
+    lines = (scripts / "array.sh").read_text().splitlines()
+    for flag in ("--array=0-2%2", "--gpus-per-node=1", "--nodes=1", "--ntasks-per-node=1", "--partition=gpu",
+                 "--time=30", "--mem=16GB", "--cpus-per-task=4", "--job-name=ntirekit-eval"):
+        assert f"#SBATCH {flag}" in lines, flag
+    command = [line for line in lines if line.startswith("srun ")]
+    assert len(command) == 1 and "-m submitit.core._submit" in command[0] and str(out / ".jobs") in command[0]
+
+    records = {p.name.split("__")[0]: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert {n: r["job_state"] for n, r in records.items()} == {
+        "a_nearest": "NODE_FAIL", "b_bilinear": "TIMEOUT", "c_bicubic": "OUT_OF_MEMORY"}
+    assert records["a_nearest"]["error"] == "job 4242_0 ended NODE_FAIL: its node was lost"
+    assert "ran past its time limit" in records["b_bilinear"]["error"]
+    assert all(r["status"] == "failed" and r["failure_kind"] == "job" for r in records.values())
+
+
+def test_absent_slurm_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))                        # no sbatch, srun or sacct here
+    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--entry", "rlfn_ntire", "--quiet",
+                                       "--out", str(tmp_path / "out"), "--executor", "slurm"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: --executor slurm: no Slurm on this machine (sbatch, srun, sacct not found on PATH); run on a Slurm "
+        "login node, or use --executor local"]
+    assert not (tmp_path / "out").exists()
