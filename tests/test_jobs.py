@@ -165,3 +165,50 @@ def test_absent_slurm_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monk
         "Error: --executor slurm: no Slurm on this machine (sbatch, srun, sacct not found on PATH); run on a Slurm "
         "login node, or use --executor local"]
     assert not (tmp_path / "out").exists()
+
+
+def _gpu(name: str) -> dict:
+    from ntirekit.measure.device import fingerprint
+
+    return {**fingerprint("cpu"), "device": "cuda", "kind": "cuda", "gpu": name, "driver": "550.54", "cuda": "12.4",
+            "cudnn": 90100}
+
+
+def test_paired_baselines_rank_runs_from_different_gpus(tmp_path: Path) -> None:
+    """Jobs on two GPU kinds, each timing the baseline beside its entry: absolute times do not compare (refused),
+    ratios to the baseline on the same device do (the faster GPU does not win by itself)."""
+    from ntirekit.measure.runtime import summarize
+    from ntirekit.rank import LeaderboardError, build_leaderboard
+    from ntirekit.results import iter_result_files, read_result, record, write_json_atomic
+
+    root = tmp_path / "entries"
+    for name in ("team_a", "team_b", "imdn_baseline"):
+        interp_entry(root, name, "bicubic")
+    registry = discover([root], include_defaults=False)
+    a100, h100 = _gpu("NVIDIA A100-SXM4-80GB"), _gpu("NVIDIA H100 80GB HBM3")
+    # per run: (entry ms, baseline ms beside it); team_a ran on the A100, team_b on the H100
+    timings = {"team_a": (a100, [(20.0, 40.0), (22.0, 44.0)]), "team_b": (h100, [(15.0, 10.0), (15.0, 10.0)])}
+    out, jobs_dir = tmp_path / "out", tmp_path / "out" / ".jobs"
+    options = EvalOptions(track="runtime", timer="ntire", runs=2, device="cuda", progress=False)
+    for name, (device, runs) in timings.items():
+        for k, (entry_ms, base_ms) in enumerate(runs):
+            recs = [record(n, "runtime", device, runtime_ms=summarize([ms, ms], "ntire"), timer="ntire",
+                           options={"track": "runtime", "runs": 1})
+                    for n, ms in ((name, entry_ms), ("imdn_baseline", base_ms))]
+            write_json_atomic(run_file_path(jobs_dir, name, "runtime", k), {"job": {}, "records": recs})
+    settings = ExecutorSettings("local")
+    records = run_jobs([registry["team_a"], registry["team_b"]], options, out, settings,
+                       baseline=registry["imdn_baseline"])                # every run is done: nothing is submitted
+    by = {(r["entry"], r["device"]["gpu"]): r for r in records}
+    assert by[("team_a", a100["gpu"])]["runtime_ms"]["runs"] == [20.0, 22.0]
+    assert by[("team_a", a100["gpu"])]["options"]["runs"] == 2
+    assert by[("imdn_baseline", a100["gpu"])]["runtime_ms"]["mean"] == 42.0
+    assert by[("imdn_baseline", h100["gpu"])]["runtime_ms"]["mean"] == 10.0
+
+    on_disk = [read_result(p) for p in iter_result_files([out])]
+    assert len(on_disk) == 4                                               # two entries, the baseline on each GPU
+    with pytest.raises(LeaderboardError, match="devices that do not compare"):
+        build_leaderboard(on_disk, "ntire2022", "runtime")
+    board = build_leaderboard(on_disk, "ntire2022", "runtime", baseline="measured")
+    ranked = [(r.entry, r.values["runtime_ms"].mean) for r in board.rows if r.status == "ranked"]
+    assert ranked == [("team_a", pytest.approx(21.0 / 42.0)), ("team_b", pytest.approx(15.0 / 10.0))]
