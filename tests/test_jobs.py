@@ -212,3 +212,28 @@ def test_paired_baselines_rank_runs_from_different_gpus(tmp_path: Path) -> None:
     board = build_leaderboard(on_disk, "ntire2022", "runtime", baseline="measured")
     ranked = [(r.entry, r.values["runtime_ms"].mean) for r in board.rows if r.status == "ranked"]
     assert ranked == [("team_a", pytest.approx(21.0 / 42.0)), ("team_b", pytest.approx(15.0 / 10.0))]
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import ntirekit.jobs.collect as collect
+    from ntirekit.jobs import ExecutorError
+    from ntirekit.results import record, write_json_atomic
+
+    interp_entry(tmp_path / "entries", "team_a", "bicubic")
+    entry = discover([tmp_path / "entries"], include_defaults=False)["team_a"]
+    out = tmp_path / "out"
+    rec = record("team_a", "psnr", _gpu("NVIDIA H100 80GB HBM3"), psnr_db=30.0)
+    write_json_atomic(run_file_path(out / ".jobs", "team_a", "psnr", 0), {"job": {}, "records": [rec]})
+
+    def full(path: Path, obj: object) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(collect, "write_json_atomic", full)
+    options = EvalOptions(track="psnr", progress=False)
+    with pytest.raises(ExecutorError, match="No space left on device; the records written so far are intact"):
+        run_jobs([entry], options, out, ExecutorSettings("local"))
+    assert not list(out.glob("*.json"))                             # nothing half-written
+    monkeypatch.undo()
+    assert run_jobs([entry], options, out, ExecutorSettings("local"))[0]["psnr_db"] == 30.0   # the rerun merges it

@@ -50,9 +50,9 @@ def _exception_line(text: str) -> str:
     return hit or (lines[-1] if lines else "")
 
 
-def job_reason(job: Any) -> tuple[str, str]:
-    """(state, one line saying why ``job`` gave no run file)."""
-    state = str(job.state or "UNKNOWN").upper()
+def job_reason(job: Any, state: str | None = None) -> tuple[str, str]:
+    """(state, one line saying why ``job`` gave no run file); ``state`` overrides submitit's."""
+    state = str(state or job.state or "UNKNOWN").upper()
     if job.paths.result_pickle.exists():
         exc = job.exception()
         if exc is not None:
@@ -63,13 +63,13 @@ def job_reason(job: Any) -> tuple[str, str]:
     return state, f"job {job.job_id} ended {state}: {words}" + (f" (last log line: {log[:200]})" if log else "")
 
 
-def job_outcome(spec: JobSpec, job: Any, device: str) -> dict[str, Any]:
+def job_outcome(spec: JobSpec, job: Any, device: str, state: str | None = None) -> dict[str, Any]:
     """The run file of an ended job, or a failure written in its place (``device``: the fingerprint a lost job's
-    record is filed under, the submitting machine's)."""
+    record is filed under, the submitting machine's; ``state``: what the executor knows better than submitit)."""
     run = read_run(spec.run_file)
     if run is not None:
         return run
-    state, reason = job_reason(job)
+    state, reason = job_reason(job, state)
     rec = failure(spec.entry.name, spec.track, fingerprint(resolve_device(device)), reason,
                   failure_kind="job", job_id=str(job.job_id), job_state=state)
     run = {"job": {"key": spec.key, "job_id": str(job.job_id), "state": state, "reason": reason}, "records": [rec]}

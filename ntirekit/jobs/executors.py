@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -110,18 +111,22 @@ def make_executor(settings: ExecutorSettings, folder: str | os.PathLike) -> Any:
 class LocalBatch:
     """Local jobs started as slots free up: each gets one GPU (``CUDA_VISIBLE_DEVICES``) or the CPU."""
 
-    def __init__(self, executor: Any, fn: Any, specs: Sequence[Any], slots: list[int | None]):
+    def __init__(self, executor: Any, fn: Any, specs: Sequence[Any], slots: list[int | None],
+                 time_limit_min: float):
         self.executor, self.fn = executor, fn
         self.pending = list(specs)
         self.free = list(slots)
-        self.running: dict[int, tuple[Any, Any, int | None]] = {}   # id(job) -> (spec, job, slot)
+        self.time_limit_s = 60.0 * time_limit_min
+        self.running: dict[int, tuple[Any, Any, int | None, float]] = {}   # id(job) -> (spec, job, slot, started)
 
-    def tick(self) -> list[tuple[Any, Any]]:
-        """Start what fits, return the (spec, job) pairs that ended since the last tick."""
+    def tick(self) -> list[tuple[Any, Any, str | None]]:
+        """Start what fits; return (spec, job, state) for the jobs that ended since the last tick (``state``:
+        ``"TIMEOUT"`` for a job that ran to its time limit, else None: submitit's own)."""
         ended = []
-        for key, (spec, job, slot) in list(self.running.items()):
+        for key, (spec, job, slot, started) in list(self.running.items()):
             if job.done():
-                ended.append((spec, job))
+                timed_out = time.monotonic() - started >= self.time_limit_s
+                ended.append((spec, job, "TIMEOUT" if timed_out else None))
                 self.free.append(slot)
                 del self.running[key]
         while self.pending and self.free:
@@ -133,7 +138,7 @@ class LocalBatch:
                 self.executor.update_parameters(gpus_per_node=1, visible_gpus=(slot,))
             job = self.executor.submit(self.fn, spec)
             job._results_timeout_s = 1          # a local result pickle is there at once, or never (no NFS delay)
-            self.running[id(job)] = (spec, job, slot)
+            self.running[id(job)] = (spec, job, slot, time.monotonic())
         return ended
 
     @property
@@ -146,7 +151,7 @@ class LocalBatch:
 
     def cancel(self) -> None:
         self.pending.clear()
-        for _spec, job, _slot in self.running.values():
+        for _spec, job, _slot, _started in self.running.values():
             job.cancel(check=False)
 
 
@@ -164,10 +169,10 @@ class SlurmBatch:
                 from None
         self.waiting = list(zip(specs, jobs))
 
-    def tick(self) -> list[tuple[Any, Any]]:
+    def tick(self) -> list[tuple[Any, Any, str | None]]:
         ended = [(spec, job) for spec, job in self.waiting if job.done()]
         self.waiting = [pair for pair in self.waiting if pair not in ended]
-        return ended
+        return [(spec, job, None) for spec, job in ended]
 
     @property
     def done(self) -> bool:

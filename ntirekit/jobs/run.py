@@ -68,8 +68,19 @@ def run_jobs(entries: list[Entry], options: EvalOptions, out_dir: str | Path, se
     planned = plan(entries, options, jobs_dir, baseline, isolate, timeout_s, memory_mb)
     kept = {name: _ok_records(out_dir, name, options.track) for name in planned}
     todo = [s for name, specs in planned.items() if not kept[name] for s in specs if not _done(s)]
-    if todo:
-        _submit_and_watch(todo, options, settings, jobs_dir)
+    try:
+        if todo:
+            _submit_and_watch(todo, options, settings, jobs_dir)
+        return _collect(planned, kept, entries, options, out_dir, jobs_dir, baseline)
+    except OSError as exc:                      # a full or lost disk: what is written is whole (atomic writes)
+        raise ExecutorError(f"cannot write under {out_dir}: {exc.strerror or exc}; the records written so far are "
+                            "intact: free the space and run the same command again (it submits only what is "
+                            "missing)") from None
+
+
+def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, Any]]], entries: list[Entry],
+             options: EvalOptions, out_dir: Path, jobs_dir: Path, baseline: Entry | None) -> list[dict[str, Any]]:
+    """The records of every planned entry (kept or merged from its runs), the pooled baseline's in its place."""
     records: list[dict[str, Any]] = []
     for name, specs in planned.items():
         records += kept[name] or finalize_entry(specs, out_dir)
@@ -88,7 +99,8 @@ def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: Execu
                       jobs_dir: Path) -> None:
     executor = make_executor(settings, jobs_dir / "submitit" / "%j")
     if settings.kind == "local":
-        batch: Any = LocalBatch(executor, run_job, todo, local_slots(settings, _job_device(options.device)))
+        batch: Any = LocalBatch(executor, run_job, todo, local_slots(settings, _job_device(options.device)),
+                                settings.time_limit_min)
     else:
         batch = SlurmBatch(executor, run_job, todo)
     done = failed = 0
@@ -97,8 +109,8 @@ def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: Execu
               disable=not options.progress) as bar:
         try:
             while True:
-                for spec, job in batch.tick():
-                    rec = entry_record(job_outcome(spec, job, options.device), spec.entry.name)
+                for spec, job, state in batch.tick():
+                    rec = entry_record(job_outcome(spec, job, options.device, state), spec.entry.name)
                     if rec is not None and rec.get("status") == "ok":
                         done += 1
                     else:
@@ -112,7 +124,7 @@ def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: Execu
                 if batch.done:
                     break
                 time.sleep(POLL_S)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, OSError):
             batch.cancel()
             raise
 
