@@ -237,3 +237,40 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path, monkeypatch: 
     assert not list(out.glob("*.json"))                             # nothing half-written
     monkeypatch.undo()
     assert run_jobs([entry], options, out, ExecutorSettings("local"))[0]["psnr_db"] == 30.0   # the rerun merges it
+
+
+def test_local_jobs_get_one_gpu_each_and_never_share_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slot logic on a machine with two GPUs (stand-in executor: what it is told, and when)."""
+    from ntirekit.jobs.executors import LocalBatch, local_slots, slurm_parameters
+
+    class Job:
+        def __init__(self, gpus: tuple) -> None:
+            self.gpus, self.finished = gpus, False
+
+        def done(self) -> bool:
+            return self.finished
+
+    class Executor:
+        def __init__(self) -> None:
+            self.params: dict = {}
+            self.jobs: list[Job] = []
+
+        def update_parameters(self, **kwargs: object) -> None:
+            self.params.update(kwargs)
+
+        def submit(self, fn: object, spec: object) -> Job:
+            assert self.params["gpus_per_node"] == 1
+            self.jobs.append(Job(self.params["visible_gpus"]))
+            return self.jobs[-1]
+
+    monkeypatch.setattr("ntirekit.jobs.executors.visible_gpus", lambda: [2, 5])   # CUDA_VISIBLE_DEVICES=2,5
+    assert local_slots(ExecutorSettings("local"), "cuda") == [2, 5]
+    assert local_slots(ExecutorSettings("local", max_parallel=1), "cuda") == [2]
+    assert local_slots(ExecutorSettings("local", max_parallel=3), "cpu") == [None, None, None]
+    executor = Executor()
+    batch = LocalBatch(executor, None, ["j0", "j1", "j2"], [2, 5], time_limit_min=60)
+    assert batch.tick() == [] and [j.gpus for j in executor.jobs] == [(2,), (5,)] and batch.counts() == (2, 1)
+    executor.jobs[1].finished = True
+    assert batch.tick() == [("j1", executor.jobs[1], None)]
+    assert [j.gpus for j in executor.jobs] == [(2,), (5,), (5,)]          # the freed GPU, never a busy one
+    assert "gpus_per_node" not in slurm_parameters(ExecutorSettings("slurm"), gpu=False)

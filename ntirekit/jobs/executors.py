@@ -74,10 +74,13 @@ def local_slots(settings: ExecutorSettings, device: str) -> list[int | None]:
     return [None] * (settings.max_parallel or 1)
 
 
-def slurm_parameters(settings: ExecutorSettings) -> dict[str, Any]:
-    """The :class:`submitit.SlurmExecutor` parameters of one evaluation job (one task, one GPU)."""
-    params: dict[str, Any] = {"job_name": "ntirekit-eval", "nodes": 1, "ntasks_per_node": 1, "gpus_per_node": 1,
+def slurm_parameters(settings: ExecutorSettings, gpu: bool = True) -> dict[str, Any]:
+    """The :class:`submitit.SlurmExecutor` parameters of one evaluation job: one task with one GPU (none when
+    ``gpu`` is False: ``--device cpu``)."""
+    params: dict[str, Any] = {"job_name": "ntirekit-eval", "nodes": 1, "ntasks_per_node": 1,
                               "time": int(settings.time_limit_min)}
+    if gpu:
+        params["gpus_per_node"] = 1
     if settings.partition:
         params["partition"] = settings.partition
     if settings.mem_gb:
@@ -90,7 +93,7 @@ def slurm_parameters(settings: ExecutorSettings) -> dict[str, Any]:
     return params
 
 
-def make_executor(settings: ExecutorSettings, folder: str | os.PathLike) -> Any:
+def make_executor(settings: ExecutorSettings, folder: str | os.PathLike, gpu: bool = True) -> Any:
     """A submitit executor writing its logs under ``folder``; :class:`ExecutorError` when Slurm is absent."""
     import submitit
 
@@ -104,7 +107,7 @@ def make_executor(settings: ExecutorSettings, folder: str | os.PathLike) -> Any:
         raise ExecutorError(f"--executor slurm: no Slurm on this machine ({', '.join(missing)} not found on PATH); "
                             "run on a Slurm login node, or use --executor local")
     executor = submitit.SlurmExecutor(folder=folder)
-    executor.update_parameters(**slurm_parameters(settings))
+    executor.update_parameters(**slurm_parameters(settings, gpu))
     return executor
 
 

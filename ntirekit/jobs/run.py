@@ -97,7 +97,7 @@ def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, A
 
 def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: ExecutorSettings,
                       jobs_dir: Path) -> None:
-    executor = make_executor(settings, jobs_dir / "submitit" / "%j")
+    executor = make_executor(settings, jobs_dir / "submitit" / "%j", gpu=not str(options.device).startswith("cpu"))
     if settings.kind == "local":
         batch: Any = LocalBatch(executor, run_job, todo, local_slots(settings, _job_device(options.device)),
                                 settings.time_limit_min)
