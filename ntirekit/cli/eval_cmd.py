@@ -9,7 +9,7 @@ import click
 from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
-from ntirekit.jobs.cli import executor_options
+from ntirekit.jobs.cli import baseline_entry, executor_options
 from ntirekit.jobs.executors import ExecutorSettings
 from ntirekit.measure.runtime import headline
 from ntirekit.runner import run_track
@@ -166,7 +166,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
         records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate,
                             timeout_s=timeout_s, memory_mb=memory_mb)
     else:
-        from ntirekit.jobs import baseline_entry, run_jobs
+        from ntirekit.jobs import run_jobs
 
         records = run_jobs(entries, options, Path(out), executor, baseline=baseline_entry(registry, protocol_name),
                            isolate=isolate, timeout_s=timeout_s, memory_mb=memory_mb)

@@ -19,6 +19,6 @@ executors, GPU slots), :mod:`~ntirekit.jobs.collect` (job outcomes into records,
 """
 
 from ntirekit.jobs.executors import ExecutorError, ExecutorSettings
-from ntirekit.jobs.run import baseline_entry, regress_measure, remeasure_with_jobs, run_jobs
+from ntirekit.jobs.run import regress_measure, remeasure_with_jobs, run_jobs
 
-__all__ = ["ExecutorError", "ExecutorSettings", "baseline_entry", "regress_measure", "remeasure_with_jobs", "run_jobs"]
+__all__ = ["ExecutorError", "ExecutorSettings", "regress_measure", "remeasure_with_jobs", "run_jobs"]

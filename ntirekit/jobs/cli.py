@@ -3,16 +3,19 @@
 :func:`executor_options` adds ``--executor``, ``--partition``, ``--time-limit``, ``--mem-gb``, ``--max-parallel``,
 ``--cpus-per-task`` and ``--jobs-dir`` to a click command and hands the command one ``executor`` argument: an
 :class:`~ntirekit.jobs.executors.ExecutorSettings`, or None to evaluate in this process as before.
+:func:`baseline_entry` names the entry ``eval`` times beside every job (the ranking protocol's baseline; this module
+sits with the commands because it reads the protocols of :mod:`ntirekit.rank`).
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import click
 
+from ntirekit.entry import Entry
 from ntirekit.jobs.executors import DEFAULT_TIME_LIMIT_MIN, EXECUTORS, ExecutorError, ExecutorSettings
 
 _OPTIONS = [
@@ -54,3 +57,16 @@ def executor_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def baseline_entry(registry: Mapping[str, Entry], protocol_name: str | None) -> Entry | None:
+    """The entry a protocol normalises runtimes by (``[baseline] entry``), when the registry has it."""
+    if not protocol_name or protocol_name == "none":
+        return None
+    from ntirekit.rank import ProtocolError, load_protocol
+
+    try:
+        name = load_protocol(protocol_name).baseline_entry
+    except ProtocolError:
+        return None
+    return registry[name] if name and name in set(registry) else None

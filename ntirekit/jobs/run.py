@@ -129,19 +129,6 @@ def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: Execu
             raise
 
 
-def baseline_entry(registry: Mapping[str, Entry], protocol_name: str | None) -> Entry | None:
-    """The entry a protocol normalises runtimes by (``[baseline] entry``), when the registry has it."""
-    if not protocol_name or protocol_name == "none":
-        return None
-    from ntirekit.rank import ProtocolError, load_protocol
-
-    try:
-        name = load_protocol(protocol_name).baseline_entry
-    except ProtocolError:
-        return None
-    return registry[name] if name and name in set(registry) else None
-
-
 def regress_measure(settings: ExecutorSettings | None, out_dir: str | Path | None, **kwargs: Any,
                     ) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None:
     """The ``measure`` argument of :func:`ntirekit.regress.regress` that runs the re-measurement as jobs (None: in
