@@ -10,8 +10,9 @@ with :func:`ntirekit.runner.run_track` (torch already imported). Printed per job
 - ``first image``: submission -> the model's first forward (adds the kit's imports, data and model loading);
 - ``total``: submission -> the records merged into ``--out`` (adds the rest of the run and the collection).
 
-Measured on this CPU machine (2 cores shared with other work, torch 2.13.0+cpu; ``--jobs 3``): see docs/scale.md and
-the report of issue 13.
+Measured on CPU (torch 2.13.0+cpu, 2 cores shared with other work; ``--jobs 3``): submission -> first image 6.85 /
+7.88 / 6.94 s (median 6.94 s; the job function started after 6.2-7.2 s), in-process 0.09 s, so ~6.8 s of overhead per
+job; in a run while the cores carried a load of ~11 the same figures were 17.4-26.4 s (median 19.1 s) against 0.26 s.
 
     .venv/bin/python benchmarks/job_overhead.py --jobs 3
 """

@@ -22,7 +22,8 @@ _OPTIONS = [
     click.option("--executor", "executor_kind", type=click.Choice(["none", *EXECUTORS]), default="none",
                  show_default=True,
                  help="Run one job per entry, track and run through submitit: local (one process per visible GPU "
-                      "at a time) or slurm (a job array, one GPU per task). none: in this process."),
+                      "at a time) or slurm (a job array, one GPU per task); a rerun submits only what is missing or "
+                      "failed. none: in this process."),
     click.option("--partition", default=None, help="slurm: partition to submit to."),
     click.option("--time-limit", "time_limit_min", type=int, default=DEFAULT_TIME_LIMIT_MIN, show_default=True,
                  help="Time limit per job [min]; a job past it is recorded as failed."),

@@ -63,14 +63,25 @@ def job_reason(job: Any, state: str | None = None) -> tuple[str, str]:
     return state, f"job {job.job_id} ended {state}: {words}" + (f" (last log line: {log[:200]})" if log else "")
 
 
+def _submitter_fingerprint(device: str) -> dict[str, Any]:
+    """This machine's fingerprint of ``device``; its CPU's where this machine has no such device (a login node)."""
+    try:
+        return fingerprint(resolve_device(device))
+    except (RuntimeError, AssertionError, ValueError):
+        return fingerprint("cpu")
+
+
 def job_outcome(spec: JobSpec, job: Any, device: str, state: str | None = None) -> dict[str, Any]:
     """The run file of an ended job, or a failure written in its place (``device``: the fingerprint a lost job's
     record is filed under, the submitting machine's; ``state``: what the executor knows better than submitit)."""
     run = read_run(spec.run_file)
+    if run is None and job.paths.result_pickle.exists() and job.exception() is None:
+        run = job.result()                      # the run file is not visible here yet (a shared file system's lag)
+        write_json_atomic(spec.run_file, run)
     if run is not None:
         return run
     state, reason = job_reason(job, state)
-    rec = failure(spec.entry.name, spec.track, fingerprint(resolve_device(device)), reason,
+    rec = failure(spec.entry.name, spec.track, _submitter_fingerprint(device), reason,
                   failure_kind="job", job_id=str(job.job_id), job_state=state)
     run = {"job": {"key": spec.key, "job_id": str(job.job_id), "state": state, "reason": reason}, "records": [rec]}
     write_json_atomic(spec.run_file, run)

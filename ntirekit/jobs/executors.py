@@ -114,6 +114,8 @@ def make_executor(settings: ExecutorSettings, folder: str | os.PathLike, gpu: bo
 class LocalBatch:
     """Local jobs started as slots free up: each gets one GPU (``CUDA_VISIBLE_DEVICES``) or the CPU."""
 
+    poll_s = 0.5
+
     def __init__(self, executor: Any, fn: Any, specs: Sequence[Any], slots: list[int | None],
                  time_limit_min: float):
         self.executor, self.fn = executor, fn
@@ -161,6 +163,8 @@ class LocalBatch:
 class SlurmBatch:
     """All jobs as one Slurm job array (``map_array``); states come from ``sacct`` through submitit's watcher."""
 
+    poll_s = 5.0                                # each look at a job touches its folder on the shared file system
+
     def __init__(self, executor: Any, fn: Any, specs: Sequence[Any]):
         import submitit
 
@@ -174,7 +178,8 @@ class SlurmBatch:
 
     def tick(self) -> list[tuple[Any, Any, str | None]]:
         ended = [(spec, job) for spec, job in self.waiting if job.done()]
-        self.waiting = [pair for pair in self.waiting if pair not in ended]
+        gone = {id(job) for _spec, job in ended}
+        self.waiting = [(spec, job) for spec, job in self.waiting if id(job) not in gone]
         return [(spec, job, None) for spec, job in ended]
 
     @property

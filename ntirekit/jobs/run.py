@@ -25,9 +25,6 @@ from ntirekit.jobs.executors import ExecutorError, ExecutorSettings, LocalBatch,
 from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, read_run, run_file_path, run_job
 from ntirekit.tracks import EvalOptions
 
-POLL_S = 0.5
-
-
 def _job_device(device: str) -> str:
     """A job sees only its own GPU: ``cuda:N`` becomes ``cuda``."""
     return "cuda" if str(device).startswith("cuda") else str(device)
@@ -123,7 +120,7 @@ def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: Execu
                     shown = counts
                 if batch.done:
                     break
-                time.sleep(POLL_S)
+                time.sleep(batch.poll_s)
         except (KeyboardInterrupt, OSError):
             batch.cancel()
             raise
