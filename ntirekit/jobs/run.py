@@ -25,6 +25,7 @@ from ntirekit.jobs.executors import ExecutorError, ExecutorSettings, LocalBatch,
 from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, read_run, run_file_path, run_job
 from ntirekit.tracks import EvalOptions
 
+
 def _job_device(device: str) -> str:
     """A job sees only its own GPU: ``cuda:N`` becomes ``cuda``."""
     return "cuda" if str(device).startswith("cuda") else str(device)
@@ -55,7 +56,7 @@ def run_jobs(entries: list[Entry], options: EvalOptions, out_dir: str | Path, se
              baseline: Entry | None = None, isolate: bool | None = None, timeout_s: float | None = None,
              memory_mb: int | None = None) -> list[dict[str, Any]]:
     """Evaluate ``entries`` on ``options.track`` as jobs; the records in ``out_dir`` and returned in entry order
-    (the baseline's records, when it is not among the entries, after them).
+    (the baseline's pooled records, when it is not among the entries, after them).
 
     ``baseline``: the entry timed in every job of a timed track (None: no pairing). ``isolate``, ``timeout_s`` and
     ``memory_mb`` mean what they mean for :func:`ntirekit.runner.run_track`, inside each job.
@@ -68,28 +69,23 @@ def run_jobs(entries: list[Entry], options: EvalOptions, out_dir: str | Path, se
     try:
         if todo:
             _submit_and_watch(todo, options, settings, jobs_dir)
-        return _collect(planned, kept, entries, options, out_dir, jobs_dir, baseline)
+        return _collect(planned, kept, options, out_dir, jobs_dir, baseline)
     except OSError as exc:                      # a full or lost disk: what is written is whole (atomic writes)
         raise ExecutorError(f"cannot write under {out_dir}: {exc.strerror or exc}; the records written so far are "
                             "intact: free the space and run the same command again (it submits only what is "
                             "missing)") from None
 
 
-def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, Any]]], entries: list[Entry],
-             options: EvalOptions, out_dir: Path, jobs_dir: Path, baseline: Entry | None) -> list[dict[str, Any]]:
-    """The records of every planned entry (kept or merged from its runs), the pooled baseline's in its place."""
-    records: list[dict[str, Any]] = []
-    for name, specs in planned.items():
-        records += kept[name] or finalize_entry(specs, out_dir)
+def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, Any]]], options: EvalOptions,
+             out_dir: Path, jobs_dir: Path, baseline: Entry | None) -> list[dict[str, Any]]:
+    """The records of every planned entry (kept, or merged from its runs), then the baseline's pooled records (in
+    its place when it is one of the entries)."""
+    finals = {name: kept[name] or finalize_entry(specs, out_dir) for name, specs in planned.items()}
     if baseline is not None and options.track in TIMED_TRACKS:
         pooled = finalize_baseline(baseline.name, options.track, jobs_dir, out_dir)
-        if baseline.name in planned:
-            records = [r for r in records if r["entry"] != baseline.name or r.get("status") != "ok"]
-            at = next((i for i, e in enumerate(entries) if e.name == baseline.name), len(records))
-            records[at:at] = pooled
-        else:
-            records += pooled
-    return records
+        if pooled:
+            finals[baseline.name] = pooled
+    return [rec for recs in finals.values() for rec in recs]
 
 
 def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: ExecutorSettings,
