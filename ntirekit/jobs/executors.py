@@ -142,7 +142,6 @@ class LocalBatch:
             else:
                 self.executor.update_parameters(gpus_per_node=1, visible_gpus=(slot,))
             job = self.executor.submit(self.fn, spec)
-            job._results_timeout_s = 1          # a local result pickle is there at once, or never (no NFS delay)
             self.running[id(job)] = (spec, job, slot, time.monotonic())
         return ended
 
