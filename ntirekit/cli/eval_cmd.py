@@ -9,6 +9,8 @@ import click
 from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
+from ntirekit.jobs.cli import baseline_entry, executor_options
+from ntirekit.jobs.executors import ExecutorSettings
 from ntirekit.measure.runtime import headline
 from ntirekit.runner import run_track
 from ntirekit.tracks import TRACKS, EvalOptions, default_entry_track
@@ -132,6 +134,7 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--leaderboard", "protocol_name", default="ntire2022", show_default=True,
               help="Ranking protocol of the closing leaderboard (runtime/complexity/overall); 'none' to skip.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@executor_options
 @one_line_errors()
 def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str, protocol: str,
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int, repeats: int, runs: int,
@@ -139,7 +142,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                  chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
                  save_frames: str | None, out: str,
                  resume: bool, isolate: bool | None, timeout_s: float | None, memory_mb: int | None,
-                 protocol_name: str, quiet: bool) -> None:
+                 protocol_name: str, quiet: bool, executor: ExecutorSettings | None = None) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
 
     \b
@@ -148,6 +151,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     ntirekit eval --track runtime
     ntirekit eval --track vqe --data clips/ --entry pqf_basicvsrpp --chunk 20
     ntirekit eval --track psnr --entries team07.zip --entry team07_fastsr   (checked, unpacked, run isolated)
+    ntirekit eval --track overall --runs 5 --executor slurm --partition gpu --time-limit 60   (docs/scale.md)
     """
     registry = load_registry(entry_roots)
     entries = registry.select(names, track=None if names else default_entry_track(track))
@@ -158,8 +162,14 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                           input_shape=input_shape, threads=threads, weights=_parse_weights(weights),
                           progress=not quiet, extra=_video_options(chunk, overlap, keep_duplicates, max_frames,
                                                                    save_frames) if track == "vqe" else {})
-    records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate, timeout_s=timeout_s,
-                        memory_mb=memory_mb)
+    if executor is None:
+        records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate,
+                            timeout_s=timeout_s, memory_mb=memory_mb)
+    else:
+        from ntirekit.jobs import run_jobs
+
+        records = run_jobs(entries, options, Path(out), executor, baseline=baseline_entry(registry, protocol_name),
+                           isolate=isolate, timeout_s=timeout_s, memory_mb=memory_mb)
     click.echo(summary_table(records, track))
     click.echo(f"\nresults: {Path(out).resolve()}")
     if track in ("runtime", "complexity", "overall") and protocol_name != "none":

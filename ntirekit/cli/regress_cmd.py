@@ -9,6 +9,9 @@ import click
 from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, entry_root_paths, one_line_errors
+from ntirekit.jobs import regress_measure
+from ntirekit.jobs.cli import executor_options
+from ntirekit.jobs.executors import ExecutorSettings
 from ntirekit.tracks import TRACKS
 
 
@@ -31,10 +34,12 @@ from ntirekit.tracks import TRACKS
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Also write the fresh records here (CI artefact).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@executor_options
 @one_line_errors()
 def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: str, record: bool,
             names: tuple[str, ...], tracks: tuple[str, ...], device: str, data: str | None,
-            entry_roots: tuple[str, ...], out_dir: str | None, as_json: bool) -> None:
+            entry_roots: tuple[str, ...], out_dir: str | None, as_json: bool,
+            executor: ExecutorSettings | None = None) -> None:
     """Compare fresh measurements with metrics/<fingerprint id>/ (exit status 1 listing every regression).
 
     \b
@@ -60,7 +65,9 @@ def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: s
                 raise SystemExit(1)
             return
         report = do_regress(folder, tol_psnr=tol_psnr, tol_runtime=tol_runtime, baseline=baseline, device=device,
-                            data=data, entry_roots=roots, out_dir=out_dir)
+                            data=data, entry_roots=roots, out_dir=out_dir,
+                            measure=regress_measure(executor, out_dir, device=device, data=data, entry_roots=roots,
+                                                    baseline=baseline))
     except RegressError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

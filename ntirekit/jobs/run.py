@@ -1,0 +1,158 @@
+"""Plan the jobs, submit them, watch the whole array on the console, merge the records into ``--out``.
+
+Plan: one job per (entry, track, run); ``--runs N`` makes N jobs on the :data:`~ntirekit.jobs.spec.TIMED_TRACKS`,
+one job otherwise. A rerun skips an (entry, track) whose ok record is in ``--out`` (on any device) and every run
+whose run file holds an ok record, so it submits only what is missing or failed.
+
+Progress: one bar over the jobs with the counts done / failed / running / pending. Ctrl-C cancels the jobs still
+running or queued (their runs stay missing, so the next run submits them again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from tqdm import tqdm
+
+from ntirekit.entry import Entry
+from ntirekit.jobs.collect import existing_records, finalize_baseline, finalize_entry, job_outcome
+from ntirekit.jobs.executors import ExecutorError, ExecutorSettings, LocalBatch, SlurmBatch, local_slots, make_executor
+from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, read_run, run_file_path, run_job
+from ntirekit.tracks import EvalOptions
+
+
+def _job_device(device: str) -> str:
+    """A job sees only its own GPU: ``cuda:N`` becomes ``cuda``."""
+    return "cuda" if str(device).startswith("cuda") else str(device)
+
+
+def plan(entries: list[Entry], options: EvalOptions, jobs_dir: Path, baseline: Entry | None = None,
+         isolate: bool | None = None, timeout_s: float | None = None,
+         memory_mb: int | None = None) -> dict[str, list[JobSpec]]:
+    """Every job of every entry, by entry name (the runs of one entry in order)."""
+    timed = options.track in TIMED_TRACKS
+    runs = max(1, options.runs) if timed else 1
+    job_options = dataclasses.replace(options, runs=1, progress=False, device=_job_device(options.device))
+    return {entry.name: [JobSpec(entry, k, job_options, run_file_path(jobs_dir, entry.name, options.track, k),
+                                 baseline if timed else None, isolate, timeout_s, memory_mb) for k in range(runs)]
+            for entry in entries}
+
+
+def _done(spec: JobSpec) -> bool:
+    rec = entry_record(read_run(spec.run_file), spec.entry.name)
+    return rec is not None and rec.get("status") == "ok"
+
+
+def _ok_records(out_dir: Path, entry: str, track: str) -> list[dict[str, Any]]:
+    return [rec for _path, rec in existing_records(out_dir, entry, track) if rec.get("status") == "ok"]
+
+
+def run_jobs(entries: list[Entry], options: EvalOptions, out_dir: str | Path, settings: ExecutorSettings,
+             baseline: Entry | None = None, isolate: bool | None = None, timeout_s: float | None = None,
+             memory_mb: int | None = None) -> list[dict[str, Any]]:
+    """Evaluate ``entries`` on ``options.track`` as jobs; the records in ``out_dir`` and returned in entry order
+    (the baseline's pooled records, when it is not among the entries, after them).
+
+    ``baseline``: the entry timed in every job of a timed track (None: no pairing). ``isolate``, ``timeout_s`` and
+    ``memory_mb`` mean what they mean for :func:`ntirekit.runner.run_track`, inside each job.
+    """
+    out_dir = Path(out_dir)
+    jobs_dir = Path(settings.jobs_dir) if settings.jobs_dir else out_dir / ".jobs"
+    planned = plan(entries, options, jobs_dir, baseline, isolate, timeout_s, memory_mb)
+    kept = {name: _ok_records(out_dir, name, options.track) for name in planned}
+    todo = [s for name, specs in planned.items() if not kept[name] for s in specs if not _done(s)]
+    try:
+        if todo:
+            _submit_and_watch(todo, options, settings, jobs_dir)
+        return _collect(planned, kept, options, out_dir, jobs_dir, baseline)
+    except OSError as exc:                      # a full or lost disk: what is written is whole (atomic writes)
+        raise ExecutorError(f"cannot write under {out_dir}: {exc.strerror or exc}; the records written so far are "
+                            "intact: free the space and run the same command again (it submits only what is "
+                            "missing)") from None
+
+
+def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, Any]]], options: EvalOptions,
+             out_dir: Path, jobs_dir: Path, baseline: Entry | None) -> list[dict[str, Any]]:
+    """The records of every planned entry (kept, or merged from its runs), then the baseline's pooled records (in
+    its place when it is one of the entries)."""
+    finals = {name: kept[name] or finalize_entry(specs, out_dir) for name, specs in planned.items()}
+    if baseline is not None and options.track in TIMED_TRACKS:
+        pooled = finalize_baseline(baseline.name, options.track, jobs_dir, out_dir)
+        if pooled:
+            finals[baseline.name] = pooled
+    return [rec for recs in finals.values() for rec in recs]
+
+
+def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: ExecutorSettings,
+                      jobs_dir: Path) -> None:
+    executor = make_executor(settings, jobs_dir / "submitit" / "%j", gpu=not str(options.device).startswith("cpu"))
+    if settings.kind == "local":
+        batch: Any = LocalBatch(executor, run_job, todo, local_slots(settings, _job_device(options.device)),
+                                settings.time_limit_min)
+    else:
+        batch = SlurmBatch(executor, run_job, todo)
+    done = failed = 0
+    shown = ""
+    with tqdm(total=len(todo), desc=f"{options.track} jobs ({settings.kind})", unit="job",
+              disable=not options.progress) as bar:
+        try:
+            while True:
+                for spec, job, state in batch.tick():
+                    rec = entry_record(job_outcome(spec, job, options.device, state), spec.entry.name)
+                    if rec is not None and rec.get("status") == "ok":
+                        done += 1
+                    else:
+                        failed += 1
+                    bar.update(1)
+                running, pending = batch.counts()
+                counts = f"done {done}, failed {failed}, running {running}, pending {pending}"
+                if counts != shown:
+                    bar.set_postfix_str(counts, refresh=True)
+                    shown = counts
+                if batch.done:
+                    break
+                time.sleep(batch.poll_s)
+        except (KeyboardInterrupt, OSError):
+            batch.cancel()
+            raise
+
+
+def regress_measure(settings: ExecutorSettings | None, out_dir: str | Path | None, **kwargs: Any,
+                    ) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None:
+    """The ``measure`` argument of :func:`ntirekit.regress.regress` that runs the re-measurement as jobs (None: in
+    this process, as before); ``kwargs`` go to :func:`remeasure_with_jobs`."""
+    if settings is None:
+        return None
+    if out_dir is None:
+        raise ExecutorError("--executor needs --out (the folder the jobs' records are collected in)")
+    return lambda records: remeasure_with_jobs(records, settings, out_dir, **kwargs)
+
+
+def remeasure_with_jobs(records: Iterable[Mapping[str, Any]], settings: ExecutorSettings, out_dir: str | Path, *,
+                        device: str = "auto", data: str | None = None, entry_roots: Iterable[str] = (),
+                        baseline: str | None = None) -> list[dict[str, Any]]:
+    """``ntirekit regress``'s re-measurement as jobs: every recorded (entry, track), grouped by the options it ran
+    with, evaluated by :func:`run_jobs` (``baseline`` timed in every job of a timed track)."""
+    from ntirekit.entry import discover
+    from ntirekit.regress import options_for
+
+    registry = discover(list(entry_roots))
+    known = set(registry)                       # (Registry raises EntryError, not KeyError, for unknown names)
+    pair = registry[baseline] if baseline in known else None
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for rec in records:
+        groups[json.dumps(vars(options_for(rec, device=device, data=data)), sort_keys=True, default=str)].append(rec)
+    out: list[dict[str, Any]] = []
+    for recs in groups.values():
+        options = options_for(recs[0], device=device, data=data)
+        out += [{"entry": r["entry"], "track": r["track"], "status": "failed",
+                 "error": f"no entry named {r['entry']!r} is found now"} for r in recs if r["entry"] not in known]
+        entries = [registry[r["entry"]] for r in recs if r["entry"] in known]
+        if entries:
+            out += run_jobs(entries, options, out_dir, settings, baseline=pair)
+    return out
