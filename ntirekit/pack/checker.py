@@ -159,8 +159,10 @@ def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
                                  f"gives 3x{want[0]}x{want[1]}")
             if not bool(torch.isfinite(y).all()):
                 raise NonFiniteOutput("model output contains NaN or inf")
+            # entry.notes: what building and loading took (a CUDA constructor made on the CPU, an unwrapped
+            # checkpoint, the keys a non-strict load left missing or unused)
             yield record(entry.name, options.track, fp, params=sum(p.numel() for p in model.parameters()),
-                         output_shape=list(y.shape))
+                         output_shape=list(y.shape), **entry.notes)
         yield from failed
 
 
