@@ -219,35 +219,34 @@ def fit_checkpoint(model: nn.Module, obj: Any, spec: Any, what: str) -> tuple[di
 
     First the spec's own reading (``key``, ``strip_prefix``, ``rename``). When that does not fit exactly, every
     tensor dict under :data:`NESTING_KEYS` is tried with :data:`WRAPPER_PREFIXES` stripped, and the first that fits
-    exactly is taken; the notes then say ``unwrapped`` (e.g. ``"['params'], stripped netG."``). With
-    ``spec.strict`` false and no exact fit, the reading sharing the most keys with the model is returned and the
-    caller loads it non-strictly."""
+    exactly is taken; the notes then say ``unwrapped`` (e.g. ``"['params'], stripped netG."``). With no exact fit,
+    the reading sharing the most keys with the model is returned: the caller loads it non-strictly for a
+    ``strict = false`` spec, or reports the mismatch."""
     key = spec.key if spec else ""
     strip, rename = (spec.strip_prefix, spec.rename) if spec else ("", ())
     plain: dict[str, torch.Tensor] | None = None
-    try:
-        plain = normalise_keys(extract_state_dict(obj, key, what), strip, rename)
+    plain_notes: dict[str, Any] = {}
+    if key or not isinstance(obj, Mapping) or _is_tensor_dict(obj):     # stated nesting, or a flat dict
+        raw = extract_state_dict(obj, key, what)
+        plain = normalise_keys(raw, strip, rename)
+        if strip != "module." and any(k.startswith("module.") for k in raw):
+            plain_notes = {"unwrapped": f"{[key] if key else 'top level'}, stripped module."}
         if not describe_mismatch(model, plain):
-            return plain, {}
-    except WeightsError:
-        if not any(True for _ in _candidates(obj)):
-            raise
+            return plain, plain_notes
     readings: list[tuple[dict[str, torch.Tensor], dict[str, Any]]] = []
     for path, inner in _candidates(obj):
-        state, stripped = _strip_wrappers(normalise_keys(inner, strip, ()))
-        state = normalise_keys(state, "", rename)
+        state, stripped = _strip_wrappers(inner)
+        state = normalise_keys(state, strip, rename)
         how = (f"{list(path)}" if path else "top level") + (f", stripped {stripped}" if stripped else "")
         if not describe_mismatch(model, state):
             return state, {"unwrapped": how}
         readings.append((state, {"unwrapped": how}))
     if plain is not None:
-        readings.insert(0, (plain, {}))
-    if spec is not None and not spec.strict and readings:
-        own = set(model.state_dict())
-        return max(readings, key=lambda r: _overlap(own, r[0]))
-    if plain is None:
-        raise WeightsError(f"{what}: no nested state dict fits the model")
-    return plain, {}
+        readings.insert(0, (plain, plain_notes))
+    if not readings:
+        raise WeightsError(f"{what}: not a state dict of tensors")
+    own = set(model.state_dict())
+    return max(readings, key=lambda r: _overlap(own, r[0]))
 
 
 def load_state_dict(entry: "Entry", model: nn.Module, path: str | os.PathLike,

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ntirekit.cli.common import one_line_errors
+from ntirekit.cli.common import echo_json, json_output, one_line_errors
 
 
 @click.command("import-ntire")
@@ -23,6 +23,7 @@ from ntirekit.cli.common import one_line_errors
 @click.option("--check", "check_load", is_flag=True, help="Build each entry and load its weights, each in an "
                                                           "isolated child process.")
 @click.option("--json", "as_json", is_flag=True, help="Print the import report as JSON.")
+@json_output
 def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: str | None, copy_weights: bool,
                  force: bool, check_load: bool, as_json: bool) -> None:
     """Turn REPO_DIR (models/teamXX_Name.py + model_zoo/ + test_demo.py) into entry folders in --out.
@@ -48,7 +49,7 @@ def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: s
     records = _check(outcome.folders) if check_load else {}
     table = rows(outcome.teams, outcome.skipped, records)
     if as_json:
-        click.echo(json.dumps({"out": str(out_dir), "teams": table,
+        echo_json(json.dumps({"out": str(out_dir), "teams": table,
                                "evaluate": f"ntirekit eval --entries {out_dir} --track overall"}, indent=2))
     else:
         click.echo(render(table, out_dir))

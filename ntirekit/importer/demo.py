@@ -359,7 +359,7 @@ def _team_table(repo: Path, branch: _Branch) -> dict[str, Any]:
     module, attr, args, keywords = branch.build
     model_rel = _module_file(repo, module)
     if model_rel is None:
-        raise ValueError(f"model file of {module} is not in the repository")
+        raise ValueError(f"model file {Path(*module.split('.')).as_posix()}.py is absent")
     kwargs: dict[str, Any] = {}
     if args:
         names = signature_names(repo, model_rel, attr)

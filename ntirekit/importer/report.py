@@ -49,9 +49,13 @@ def rows(teams: list[Any], skipped: dict[int, str], records: dict[str, dict[str,
     return sorted(out, key=lambda r: r["team"])
 
 
+def _cut(text: str, width: int = 110) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def render(table: list[dict[str, Any]], out_dir: str | Path) -> str:
     """The report as text: the table, the keys non-strict loads left, and the command to evaluate every entry."""
-    body = tabulate([[r["team"], r["name"], r["status"], "" if r["params"] is None else f"{r['params']:,}"]
+    body = tabulate([[r["team"], r["name"], _cut(r["status"]), "" if r["params"] is None else f"{r['params']:,}"]
                      for r in table], headers=["team", "name", "status", "params"], tablefmt="simple",
                     disable_numparse=True)
     lines = [body]
