@@ -142,8 +142,9 @@ def import_model_file(name: str, folder: Path, rel: str) -> ModuleType:
         raise EntryError(f"{name}: model file {path} not found")
     parts = _identifier_parts(rel)
     dotted = ".".join(parts) if parts and parts[0] not in PROTECTED else f"{modules.private}_{path.stem}"
-    if dotted in modules.modules:
-        return modules.modules[dotted]
+    store = sys.modules if dotted.startswith(modules.private) else modules.modules   # a private name never clashes
+    if dotted in store:
+        return store[dotted]
     with modules.active():
         try:
             if dotted.startswith(modules.private):
