@@ -44,6 +44,7 @@ import torch
 
 def select_model(args, device):
     model_id = args.model_id
+    tile = None
     if model_id == -1:
         from models.plain_baseline import Plain
         name, data_range = f"{model_id:02}_Plain_baseline", 1.0
@@ -85,7 +86,6 @@ def select_model(args, device):
     else:
         raise NotImplementedError(f"Model {model_id} is not implemented.")
     model.eval()
-    tile = None
     return model, name, data_range, tile
 '''
 
@@ -136,6 +136,14 @@ def test_the_map_is_derived_from_test_demo(tmp_path: Path) -> None:
         "5": {"file": "models/team05_pkg/net.py", "class": "PkgNet", "kwargs": {"in_nc": 3},
               "checkpoint": "model_zoo/team05_pkg.pth", "data_range": 1.0}}
     assert derived.skipped == {2: "the branch is 'pass' (no submission)", 3: "model file models/team03_Gone.py is absent"}
+
+
+def test_what_select_model_sets_after_the_chain_wins(tmp_path: Path) -> None:
+    """The 2024 harness sets ``tile = None`` after the chain: no team is tiled, whatever its branch says."""
+    repo = demo_repo(tmp_path)
+    demo = (repo / "test_demo.py").read_text()
+    (repo / "test_demo.py").write_text(demo.replace("    model.eval()\n", "    model.eval()\n    tile = None\n"))
+    assert "tile" not in derive_map(repo).teams["4"]
 
 
 def test_import_without_a_map_skips_absent_teams_and_loads_the_rest(tmp_path: Path) -> None:

@@ -211,6 +211,16 @@ class _Branch:
             node = node.func.value
         return self.checkpoint_of(node)
 
+    def key_renames(self, node: ast.AST) -> None:
+        """The ``k.replace('module.', '')`` calls in code that rewrites a checkpoint's keys, as rename pairs."""
+        for call in ast.walk(node):
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "replace" \
+                    and len(call.args) == 2 and all(isinstance(a, ast.Constant) and isinstance(a.value, str)
+                                                    for a in call.args):
+                pair = [call.args[0].value, call.args[1].value]  # type: ignore[attr-defined]
+                if pair not in self.renames:
+                    self.renames.append(pair)
+
     def statement(self, stmt: ast.stmt, certain: bool = True) -> None:
         if isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
             for alias in stmt.names:
@@ -227,6 +237,7 @@ class _Branch:
             self.call(stmt.value)
         elif isinstance(stmt, ast.For) and self._source(stmt.iter) is not None:
             source = self._source(stmt.iter)             # for k, v in state.items(): new[k.replace(...)] = v
+            self.key_renames(stmt)
             for node in ast.walk(stmt):
                 if isinstance(node, ast.Assign):
                     for target in node.targets:
@@ -239,13 +250,6 @@ class _Branch:
             for handler in getattr(stmt, "handlers", []):
                 for inner in handler.body:
                     self.statement(inner, certain=False)
-        for node in ast.walk(stmt):                       # k.replace('module.', '') on checkpoint keys
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "replace" \
-                    and len(node.args) == 2 and all(isinstance(a, ast.Constant) and isinstance(a.value, str)
-                                                    for a in node.args):
-                pair = [node.args[0].value, node.args[1].value]  # type: ignore[attr-defined]
-                if pair not in self.renames:
-                    self.renames.append(pair)
 
     def assign(self, target: ast.expr, value: ast.expr, certain: bool) -> None:
         if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
@@ -273,6 +277,8 @@ class _Branch:
         ckpt = self.checkpoint_of(value)
         if ckpt is None and isinstance(value, ast.DictComp) and value.generators:
             ckpt = self._source(value.generators[0].iter)    # {k.replace(...): v for k, v in state.items()}
+            if ckpt is not None:
+                self.key_renames(value.key)
         if ckpt is not None:
             self.loaded[name] = ckpt
             return
@@ -407,6 +413,25 @@ def _team_table(repo: Path, branch: _Branch) -> dict[str, Any]:
     return table
 
 
+def _around_chain(tree: ast.Module) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The constants ``select_model`` sets before its model-id chain (defaults, e.g. ``tile = None``) and after it
+    (which override every branch), as far as they are constant."""
+    scope = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "select_model"), None)
+    if scope is None:
+        return {}, {}
+    chain = [i for i, s in enumerate(scope.body) if isinstance(s, ast.If) and _branch_ids(s.test) is not None]
+    if not chain:
+        return {}, {}
+    before = _Branch(0, {})
+    for stmt in scope.body[:chain[0]]:
+        before.statement(stmt)
+    after = _Branch(0, {})
+    for stmt in scope.body[chain[-1] + 1:]:
+        if isinstance(stmt, ast.Assign):
+            after.statement(stmt)
+    return before.env, after.env
+
+
 def derive_map(repo_dir: str | Path) -> DerivedMap:
     """Read ``REPO/test_demo.py`` and return every team's mapping table (see the module docstring)."""
     repo = Path(repo_dir).resolve()
@@ -420,6 +445,7 @@ def derive_map(repo_dir: str | Path) -> DerivedMap:
     found = branches(tree)
     if not found:
         raise ValueError(f"{demo}: no 'if model_id == N' chain found")
+    before, after = _around_chain(tree)
     derived = DerivedMap()
     for ids, body in found:
         only_pass = all(isinstance(s, ast.Pass) or isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
@@ -428,9 +454,10 @@ def derive_map(repo_dir: str | Path) -> DerivedMap:
             if only_pass:
                 derived.skipped[team] = "the branch is 'pass' (no submission)"
                 continue
-            branch = _Branch(team, {"model_id": team})
+            branch = _Branch(team, {**before, "model_id": team})
             for stmt in body:
                 branch.statement(stmt)
+            branch.env.update(after)
             try:
                 table = _team_table(repo, branch)
             except ValueError as exc:
