@@ -138,12 +138,10 @@ def plan_teams(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weights
             ok = False
         if not ok:
             continue
-        absent = [what for what, rel in (("model file", model_rel), ("checkpoint", ckpt_rel))
+        absent = [f"{what} {rel} is absent" for what, rel in (("model file", model_rel), ("checkpoint", ckpt_rel))
                   if not (repo / str(rel)).is_file()]
         if absent:
-            skipped[team_id] = " and ".join(f"{what} {rel} is absent" for what, rel in
-                                            (("model file", model_rel), ("checkpoint", ckpt_rel))
-                                            if what in absent)
+            skipped[team_id] = " and ".join(absent)
             continue
         assert model_rel is not None and ckpt_rel is not None
         name = str(team.get("name") or _default_name(team_id, model_rel))
