@@ -52,7 +52,7 @@ def profile(name: str, entries: Path, timeout_s: int) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s} s"}
     if done.returncode:
-        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1].removeprefix("Error: ")}
     return json.loads(done.stdout)                   # raises when anything but the JSON reached stdout
 
 
