@@ -44,7 +44,7 @@ PIP_NAMES = {"cv2": "opencv-python", "PIL": "pillow", "skimage": "scikit-image",
 
 #: phrases of torch's errors when code asks for a GPU that is not there
 CUDA_PHRASES = ("not compiled with cuda", "cuda driver", "nvidia driver", "no cuda gpus", "cuda is not available",
-                "cuda error", "cuda_home", "device_count")
+                "cuda error", "on a cuda device", "is_available() is false")
 
 _LOCK = threading.RLock()
 
