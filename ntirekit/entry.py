@@ -12,6 +12,7 @@ model from the spec, resolves and loads its weights strictly, and measures it th
     data_range = 255.0             # the model sees pixels in [0, data_range]
     description = "..."
     frames = 1                     # video entries: >1 means the model takes (N, T, C, H, W)
+    tile = 0                       # run on LR tiles of this size (pixels) unless the caller says otherwise; 0 = whole
 
     [model]
     factory = "model.py:RLFN"      # file inside the folder : class or function
@@ -24,6 +25,8 @@ model from the spec, resolves and loads its weights strictly, and measures it th
     key = ""                       # nested key holding the state dict ("" = detect params/net/...)
     strip_prefix = ""              # stripped from every key after "module."
     rename = [["fea_conv.", "conv_1."]]     # prefix renames for other upstream key layouts
+    strict = true                  # false: load as the upstream harness does (strict=False), listing the
+                                   # missing and unexpected keys in the record
 
     [published]                    # figures the entry must reproduce (units in the key names)
     params = 317218
@@ -33,10 +36,7 @@ Entries are looked up by name in a :class:`Registry`; two entries with one name 
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, ModuleType
@@ -94,10 +94,11 @@ class WeightsSpec:
     key: str = ""
     strip_prefix: str = ""
     rename: tuple[tuple[str, str], ...] = ()
+    strict: bool = True
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str) -> "WeightsSpec":
-        unknown = set(d) - {"file", "url", "sha256", "key", "strip_prefix", "rename"}
+        unknown = set(d) - {"file", "url", "sha256", "key", "strip_prefix", "rename", "strict"}
         if unknown:
             raise EntryError(f"{where}: unknown [weights] keys {sorted(unknown)}")
         if "file" not in d:
@@ -112,8 +113,10 @@ class WeightsSpec:
         sha = str(d.get("sha256", "")).lower()
         if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
             raise EntryError(f"{where}: [weights].sha256 is not 64 hex digits")
+        if not isinstance(d.get("strict", True), bool):
+            raise EntryError(f"{where}: [weights].strict must be true or false")
         return cls(file, str(d.get("url", "")), sha, str(d.get("key", "")),
-                   str(d.get("strip_prefix", "")), rename)
+                   str(d.get("strip_prefix", "")), rename, bool(d.get("strict", True)))
 
 
 @dataclass(frozen=True)
@@ -128,13 +131,15 @@ class EntrySpec:
     scale: int = 4
     data_range: float = 1.0
     frames: int = 1
+    tile: int = 0
     description: str = ""
     weights: WeightsSpec | None = None
     published: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "entry.toml") -> "EntrySpec":
-        known = {"name", "track", "task", "scale", "data_range", "frames", "description", "model", "weights", "published"}
+        known = {"name", "track", "task", "scale", "data_range", "frames", "tile", "description", "model", "weights",
+                 "published"}
         unknown = set(d) - known
         if unknown:
             raise EntryError(f"{where}: unknown keys {sorted(unknown)}")
@@ -161,24 +166,26 @@ class EntrySpec:
             raise EntryError(f"{where}: data_range must be 1.0 or 255.0, got {data_range}")
         scale = _number(d, "scale", 1 if d["task"] == "qe" else 4, int, where)
         frames = _number(d, "frames", 1, int, where)
-        if scale < 1 or frames < 1:
-            raise EntryError(f"{where}: scale and frames must be at least 1")
+        tile = _number(d, "tile", 0, int, where)
+        if scale < 1 or frames < 1 or tile < 0:
+            raise EntryError(f"{where}: scale and frames must be at least 1, tile at least 0")
         weights = WeightsSpec.from_dict(d["weights"], where) if "weights" in d else None
         return cls(name=name, track=str(d["track"]), task=str(d["task"]), factory=str(model["factory"]),
                    kwargs=_freeze(dict(model.get("kwargs", {}))), scale=scale, data_range=data_range,
-                   frames=frames, description=str(d.get("description", "")),
+                   frames=frames, tile=tile, description=str(d.get("description", "")),
                    weights=weights, published=_freeze(dict(d.get("published", {}))))
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a plain dict in ``entry.toml`` layout."""
         out: dict[str, Any] = {"name": self.name, "track": self.track, "task": self.task, "scale": self.scale,
                                "data_range": self.data_range, "frames": self.frames,
-                               "description": self.description,
+                               **({"tile": self.tile} if self.tile else {}), "description": self.description,
                                "model": {"factory": self.factory, "kwargs": thaw(self.kwargs)}}
         if self.weights is not None:
             w = self.weights
             out["weights"] = {"file": w.file, "url": w.url, "sha256": w.sha256, "key": w.key,
-                              "strip_prefix": w.strip_prefix, "rename": [list(r) for r in w.rename]}
+                              "strip_prefix": w.strip_prefix, "rename": [list(r) for r in w.rename],
+                              **({} if w.strict else {"strict": False})}
         if self.published:
             out["published"] = thaw(self.published)
         return out
@@ -198,6 +205,8 @@ class Entry:
     def __init__(self, spec: EntrySpec, folder: Path):
         self.spec = spec
         self.folder = Path(folder).resolve()
+        #: what the last build and load had to do: "build" (made on the CPU), "unwrapped", "missing", "unexpected"
+        self.notes: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -207,44 +216,23 @@ class Entry:
         return f"Entry({self.name!r}, {self.spec.track}/{self.spec.task}, x{self.spec.scale}, {self.folder})"
 
     def module(self) -> ModuleType:
-        """Import the entry's model file (once per process) under a private, collision-free module name."""
-        file_name = self.spec.factory.split(":", 1)[0]
-        path = (self.folder / file_name).resolve()
-        if self.folder not in path.parents:
-            raise EntryError(f"{self.name}: model file {file_name!r} lies outside the entry folder")
-        digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-        mod_name = f"ntirekit_entry_{self.name}_{digest}"
-        if mod_name in sys.modules:
-            return sys.modules[mod_name]
-        if not path.is_file():
-            raise EntryError(f"{self.name}: model file {path} not found")
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        # The folder is importable while the file runs, so that 2022-style team packages (``from models.teamXX...``)
-        # and helper files beside model.py resolve.
-        sys.path.insert(0, str(self.folder))
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            del sys.modules[mod_name]
-            raise EntryError(f"{self.name}: importing {path.name} failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            sys.path.remove(str(self.folder))
-        return module
+        """Import the entry's model file (once per process) as shipped, in the folder's own module namespace (see
+        :mod:`ntirekit.importer.sandbox`: relative imports and the folder's ``models``/helper modules resolve, and two
+        entries' modules of one name never clash)."""
+        from ntirekit.importer.sandbox import import_model_file
+
+        return import_model_file(self.name, self.folder, self.spec.factory.split(":", 1)[0])
 
     def build(self, **overrides: Any) -> nn.Module:
-        """The model with freshly initialised weights (``kwargs`` from the spec, updated by ``overrides``)."""
+        """The model with freshly initialised weights (``kwargs`` from the spec, updated by ``overrides``); what the
+        build had to do (a CUDA constructor made on the CPU) is in :attr:`notes`."""
+        from ntirekit.importer.sandbox import call_factory
+
         attr = self.spec.factory.split(":", 1)[1]
         factory = getattr(self.module(), attr, None)
         if factory is None:
             raise EntryError(f"{self.name}: {self.spec.factory} not found")
-        kwargs = {**thaw(self.spec.kwargs), **overrides}
-        try:
-            return factory(**kwargs)
-        except Exception as exc:
-            raise EntryError(f"{self.name}: building {attr}({kwargs}) failed: {type(exc).__name__}: {exc}") from exc
+        return call_factory(self.name, self.folder, factory, {**thaw(self.spec.kwargs), **overrides}, self.notes)
 
     def weights_path(self, explicit: str | os.PathLike | None = None, download: bool = True) -> Path | None:
         """The verified checkpoint file, or None for an entry without weights (see :mod:`ntirekit.weights`)."""
@@ -277,7 +265,7 @@ class Entry:
         if pretrained:
             path = self.weights_path(weights)
             if path is not None:
-                load_state_dict(self, model, path)
+                load_state_dict(self, model, path, self.notes)
         return model.eval().to(device)
 
 

@@ -14,17 +14,23 @@ once per team instead::
     kwargs = { in_nc = 3, out_nc = 3 }          # optional
     checkpoint = "model_zoo/team04_rlfn.pth"
     data_range = 255.0                          # 1.0 or 255.0: always stated, never guessed
-    # optional: name = "team04_rlfn", key = "params", strip_prefix = "", rename = [["old.", "new."]], scale = 4
+    # optional: name = "team04_rlfn", key = "params", strip_prefix = "", rename = [["old.", "new."]], scale = 4,
+    #           strict = false (load as the harness does, listing missing/unexpected keys), tile = 256, note = "..."
+
+Without a mapping file the map is derived from the repository's ``test_demo.py`` (:mod:`ntirekit.importer.demo`); a
+mapping file given as well overrides it team by team (a table with ``file`` replaces the derived one, a table without
+it changes only the keys it states). Team ids are integers; negative ones are the baselines (``baseline1_<file>``).
 
 Each team becomes ``OUT/<name>/`` holding ``entry.toml`` and the model code copied under its repository path
-(``models/team04_rlfn.py``; for a package, every ``.py`` file of its folder): the NTIRE layout inside an entry folder,
+(``models/team04_rlfn.py``, plus every repository module it imports, transitively, see :mod:`ntirekit.importer.code`;
+for a package, every ``.py`` file of its folder): the NTIRE layout inside an entry folder,
 which the kit can evaluate, rank and pack. The checkpoint is referenced by its absolute path and sha256, or copied to
 ``model_zoo/`` with ``copy_weights=True``. The default name is the model file's (or package folder's) name when it
 follows ``teamXX_Name``, else ``teamXX_<file name>``.
 
-Every problem of the mapping (unknown keys, missing files, paths outside the repository, bad data ranges, duplicate
-names) is collected and raised together in one :class:`LegacyError`; nothing is written unless the whole mapping is
-valid.
+Every problem of the mapping (unknown keys, paths outside the repository, bad data ranges, duplicate names) is
+collected and raised together in one :class:`LegacyError`; nothing is written unless the whole mapping is valid. A team
+whose model file or checkpoint is absent is skipped with its reason and never blocks the others.
 """
 
 from __future__ import annotations
@@ -36,11 +42,12 @@ from typing import Any, Mapping
 
 from ntirekit.entry import SPEC_FILE, EntryError, EntrySpec
 from ntirekit import tomlw
+from ntirekit.importer.code import code_files
 from ntirekit.pack.formats import TEAM_NAME, inside_path
 from ntirekit.weights import sha256_of
 
 TEAM_KEYS = frozenset({"file", "class", "kwargs", "checkpoint", "data_range", "name", "key", "strip_prefix", "rename",
-                       "scale"})
+                       "scale", "strict", "tile", "note"})
 
 
 class LegacyError(EntryError):
@@ -58,27 +65,37 @@ class TeamImport:
     checkpoint: Path
 
 
-def _code_files(repo: Path, model_rel: str) -> tuple[str, ...]:
-    """The model file alone, or every ``.py`` file of its package folder (a file below ``models/<package>/``)."""
-    path = repo / model_rel
-    parent = path.parent
-    if parent == repo or parent == repo / "models":
-        return (model_rel,)
-    return tuple(sorted(p.relative_to(repo).as_posix() for p in parent.rglob("*.py")
-                        if "__pycache__" not in p.parts))
-
-
 def _default_name(team: int, model_rel: str) -> str:
+    """The model file's (or package folder's) ``teamXX_Name`` when XX is this team, else ``teamXX_<name>``, or
+    ``baselineN_<name>`` for a negative (baseline) id."""
     path = Path(model_rel)
     candidates = [path.stem] + ([path.parent.name] if path.parent.name != "models" else [])
     for candidate in reversed(candidates):
-        if TEAM_NAME.match(candidate):
+        match = TEAM_NAME.match(candidate)
+        if match and int(match.group(1)) == team:
             return candidate
-    return f"team{team:02d}_{path.stem}"
+    match = next((m for m in map(TEAM_NAME.match, reversed(candidates)) if m), None)
+    stem = match.group(2) if match else path.stem
+    return f"baseline{-team}_{stem}" if team < 0 else f"team{team:02d}_{stem}"
+
+
+@dataclass
+class ImportPlan:
+    """The resolved teams of a mapping and, per skipped team id, why it is skipped."""
+
+    teams: list[TeamImport]
+    skipped: dict[int, str]
 
 
 def plan_import(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weights: bool = False) -> list[TeamImport]:
-    """Resolve and validate every team of ``mapping``; :class:`LegacyError` lists every problem found."""
+    """Resolve and validate every team of ``mapping``; :class:`LegacyError` lists every problem found (teams with
+    absent files are left out: :func:`plan_teams` also says which and why)."""
+    return plan_teams(repo_dir, mapping, copy_weights=copy_weights).teams
+
+
+def plan_teams(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weights: bool = False) -> ImportPlan:
+    """Resolve every team of ``mapping``: teams whose files are absent are skipped with their reason; every other
+    problem is collected into one :class:`LegacyError`."""
     repo = Path(repo_dir).resolve()
     problems: list[str] = []
     if not repo.is_dir():
@@ -86,20 +103,19 @@ def plan_import(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weight
     teams = mapping.get("teams")
     if not isinstance(teams, Mapping) or not teams:
         raise LegacyError("the mapping needs a [teams.NN] table per team")
-    unknown_top = set(mapping) - {"teams", "scale"}
+    unknown_top = set(mapping) - {"teams", "scale", "skipped"}
     if unknown_top:
         problems.append(f"unknown top-level keys {sorted(unknown_top)}")
     default_scale = mapping.get("scale", 4)
     plans: list[TeamImport] = []
+    skipped: dict[int, str] = {}
     names: dict[str, str] = {}
     for key, team in teams.items():
         where = f"[teams.{key}]"
         try:
             team_id = int(key)
-            if not 0 <= team_id <= 99:
-                raise ValueError
         except ValueError:
-            problems.append(f"{where}: the team id must be a number 0-99")
+            problems.append(f"{where}: the team id must be a number (negative for a baseline)")
             continue
         if not isinstance(team, Mapping):
             problems.append(f"{where}: must be a table")
@@ -117,16 +133,15 @@ def plan_import(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weight
         if model_rel is None or not model_rel.endswith(".py"):
             problems.append(f"{where}: file {team['file']!r} must be a .py path inside the repository")
             ok = False
-        elif not (repo / model_rel).is_file():
-            problems.append(f"{where}: model file {model_rel} not found in {repo}")
-            ok = False
         if ckpt_rel is None:
             problems.append(f"{where}: checkpoint {team['checkpoint']!r} must be a path inside the repository")
             ok = False
-        elif not (repo / ckpt_rel).is_file():
-            problems.append(f"{where}: checkpoint {ckpt_rel} not found in {repo}")
-            ok = False
         if not ok:
+            continue
+        absent = [f"{what} {rel} is absent" for what, rel in (("model file", model_rel), ("checkpoint", ckpt_rel))
+                  if not (repo / str(rel)).is_file()]
+        if absent:
+            skipped[team_id] = " and ".join(absent)
             continue
         assert model_rel is not None and ckpt_rel is not None
         name = str(team.get("name") or _default_name(team_id, model_rel))
@@ -143,27 +158,95 @@ def plan_import(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weight
                 weights[opt] = str(team[opt])
         if "rename" in team:
             weights["rename"] = [list(pair) for pair in team["rename"]]
+        if team.get("strict", True) is not True:
+            weights["strict"] = team["strict"]
+        note = f"; {team['note']}" if team.get("note") else ""
         spec = {"name": name, "track": "esr", "task": "sr", "scale": team.get("scale", default_scale),
                 "data_range": team["data_range"],
-                "description": f"NTIRE repository import: team {team_id:02d}, {model_rel} ({repo.name})",
+                "description": f"NTIRE repository import: team {team_id:02d}, {model_rel} ({repo.name}){note}",
                 "model": {"factory": f"{model_rel}:{team['class']}", "kwargs": dict(team.get("kwargs", {}))},
-                "weights": weights}
+                "weights": weights, **({"tile": team["tile"]} if team.get("tile") else {})}
         try:
             EntrySpec.from_dict(spec, where)
         except (EntryError, TypeError, ValueError) as exc:
             problems.append(str(exc))
             continue
-        plans.append(TeamImport(team_id, name, spec, _code_files(repo, model_rel), checkpoint))
+        plans.append(TeamImport(team_id, name, spec, code_files(repo, model_rel), checkpoint))
     if problems:
         raise LegacyError("cannot import the mapping:\n" + "\n".join(f"- {p}" for p in problems))
-    return plans
+    return ImportPlan(plans, skipped)
 
 
-def import_ntire(repo_dir: str | Path, map_path: str | Path, out_dir: str | Path, *, copy_weights: bool = False,
-                 force: bool = False) -> list[Path]:
-    """Write one entry folder per team of the mapping file into ``out_dir``; returns the folders."""
-    mapping = tomlw.load_file(map_path, LegacyError, "mapping file")
-    plans = plan_import(repo_dir, mapping, copy_weights=copy_weights)
+def merge_maps(derived: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``derived`` with ``override``'s teams laid over it team by team: a team table stating ``file`` replaces the
+    derived one, one without it changes only the keys it states; top-level keys of ``override`` win."""
+    teams = {str(k): dict(v) for k, v in dict(derived.get("teams", {})).items()}
+    for key, table in dict(override.get("teams", {})).items():
+        key = str(int(key)) if str(key).lstrip("-").isdigit() else str(key)
+        if isinstance(table, Mapping) and "file" not in table and key in teams:
+            teams[key] = {**teams[key], **table}
+        else:
+            teams[key] = table
+    merged = {**dict(derived), **{k: v for k, v in override.items() if k != "teams"}, "teams": teams}
+    skipped = {k: v for k, v in dict(merged.get("skipped", {})).items() if k not in teams}
+    merged.pop("skipped", None)
+    if skipped:
+        merged["skipped"] = skipped
+    return merged
+
+
+def repository_map(repo_dir: str | Path, map_path: str | Path | None = None) -> dict[str, Any]:
+    """The mapping of a repository: derived from its ``test_demo.py`` (teams it cannot derive under ``skipped``),
+    overridden by the mapping file ``map_path`` when given; with a file but no ``test_demo.py``, the file alone."""
+    from ntirekit.importer.demo import DEMO_FILE, derive_map
+
+    override = tomlw.load_file(map_path, LegacyError, "mapping file") if map_path is not None else {}
+    if map_path is not None and not (Path(repo_dir) / DEMO_FILE).is_file():
+        return override
+    try:
+        derived = derive_map(repo_dir)
+    except ValueError as exc:
+        if map_path is None:
+            raise LegacyError(str(exc)) from None
+        return override
+    base = {**derived.mapping(), "skipped": {str(k): v for k, v in derived.skipped.items()}}
+    return merge_maps(base, override) if override else base
+
+
+@dataclass
+class ImportOutcome:
+    """What :func:`import_repository` did: the entry folders written, the plans, and the skipped teams."""
+
+    folders: list[Path]
+    teams: list[TeamImport]
+    skipped: dict[int, str]
+
+
+def import_repository(repo_dir: str | Path, out_dir: str | Path, *, map_path: str | Path | None = None,
+                      write_map: str | Path | None = None, copy_weights: bool = False,
+                      force: bool = False) -> ImportOutcome:
+    """Write one entry folder per importable team into ``out_dir`` (see :func:`repository_map` for the map;
+    ``write_map`` also saves the map used, for review and as a later ``map_path``)."""
+    mapping = repository_map(repo_dir, map_path)
+    if write_map is not None:
+        Path(write_map).parent.mkdir(parents=True, exist_ok=True)
+        Path(write_map).write_text(tomlw.dumps(mapping), encoding="utf-8")
+    skipped = {int(k): str(v) for k, v in dict(mapping.get("skipped", {})).items()}
+    plan = plan_teams(repo_dir, {k: v for k, v in mapping.items() if k != "skipped"}, copy_weights=copy_weights)
+    skipped.update(plan.skipped)
+    folders = _write(repo_dir, plan.teams, out_dir, copy_weights=copy_weights, force=force)
+    return ImportOutcome(folders, plan.teams, dict(sorted(skipped.items())))
+
+
+def import_ntire(repo_dir: str | Path, map_path: str | Path | None, out_dir: str | Path, *,
+                 copy_weights: bool = False, force: bool = False) -> list[Path]:
+    """Write one entry folder per team into ``out_dir`` (``map_path`` None: the map derived from ``test_demo.py``);
+    returns the folders."""
+    return import_repository(repo_dir, out_dir, map_path=map_path, copy_weights=copy_weights, force=force).folders
+
+
+def _write(repo_dir: str | Path, plans: list[TeamImport], out_dir: str | Path, *, copy_weights: bool,
+           force: bool) -> list[Path]:
     out = Path(out_dir)
     clashes = [p.name for p in plans if (out / p.name).exists()]
     if clashes and not force:

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -38,6 +38,9 @@ from ntirekit.entry import EntryError
 
 #: Nesting keys met in practice (BasicSR "params"/"params_ema", KAIR/others "net", "model_state_dict", "state_dict").
 NESTING_KEYS = ("params_ema", "params", "net", "model_state_dict", "state_dict", "model")
+
+#: key prefixes that training wrappers leave behind (DataParallel, GAN generators), stripped when the plain load fails
+WRAPPER_PREFIXES = ("module.", "netG.")
 
 
 class WeightsError(EntryError):
@@ -181,14 +184,93 @@ def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor], limit
     return "; ".join(parts)
 
 
-def load_state_dict(entry: "Entry", model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load the checkpoint at ``path`` into ``model`` strictly, after the entry's key normalisation."""
+def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    """``state`` with every leading :data:`WRAPPER_PREFIXES` removed from its keys, and the prefixes removed."""
+    out: dict[str, torch.Tensor] = {}
+    stripped: set[str] = set()
+    for name, tensor in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in WRAPPER_PREFIXES:
+                if name.startswith(prefix):
+                    name, changed = name[len(prefix):], True
+                    stripped.add(prefix)
+        out[name] = tensor
+    return out, "+".join(sorted(stripped))
+
+
+def _candidates(obj: Any, path: tuple[str, ...] = (), depth: int = 3) -> Iterator[tuple[tuple[str, ...], Mapping]]:
+    """Every tensor dict reachable from ``obj`` through :data:`NESTING_KEYS`, with the keys that lead to it."""
+    if not isinstance(obj, Mapping):
+        return
+    if _is_tensor_dict(obj):
+        yield path, obj
+        return
+    if depth:
+        for key in NESTING_KEYS:
+            if key in obj:
+                yield from _candidates(obj[key], path + (key,), depth - 1)
+
+
+def _overlap(model_keys: set[str], state: Mapping[str, torch.Tensor]) -> int:
+    return len(model_keys & set(state))
+
+
+def fit_checkpoint(model: nn.Module, obj: Any, spec: Any, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict of the loaded checkpoint ``obj`` for ``model`` and what it took to get it.
+
+    First the spec's own reading (``key``, ``strip_prefix``, ``rename``). When that does not fit exactly, every
+    tensor dict under :data:`NESTING_KEYS` is tried with :data:`WRAPPER_PREFIXES` stripped, and the first that fits
+    exactly is taken; the notes then say ``unwrapped`` (e.g. ``"['params'], stripped netG."``). With no exact fit,
+    the reading sharing the most keys with the model is returned: the caller loads it non-strictly for a
+    ``strict = false`` spec, or reports the mismatch."""
+    key = spec.key if spec else ""
+    strip, rename = (spec.strip_prefix, spec.rename) if spec else ("", ())
+    plain: dict[str, torch.Tensor] | None = None
+    plain_notes: dict[str, Any] = {}
+    if key or not isinstance(obj, Mapping) or _is_tensor_dict(obj):     # stated nesting, or a flat dict
+        raw = extract_state_dict(obj, key, what)
+        plain = normalise_keys(raw, strip, rename)
+        if strip != "module." and any(k.startswith("module.") for k in raw):
+            plain_notes = {"unwrapped": f"{[key] if key else 'top level'}, stripped module."}
+        if not describe_mismatch(model, plain):
+            return plain, plain_notes
+    readings: list[tuple[dict[str, torch.Tensor], dict[str, Any]]] = []
+    for path, inner in _candidates(obj):
+        state, stripped = _strip_wrappers(inner)
+        state = normalise_keys(state, strip, rename)
+        how = (f"{list(path)}" if path else "top level") + (f", stripped {stripped}" if stripped else "")
+        if not describe_mismatch(model, state):
+            return state, {"unwrapped": how}
+        readings.append((state, {"unwrapped": how}))
+    if plain is not None:
+        readings.insert(0, (plain, plain_notes))
+    if not readings:
+        raise WeightsError(f"{what}: not a state dict of tensors")
+    own = set(model.state_dict())
+    return max(readings, key=lambda r: _overlap(own, r[0]))
+
+
+def load_state_dict(entry: "Entry", model: nn.Module, path: str | os.PathLike,
+                    notes: dict[str, Any] | None = None) -> nn.Module:
+    """Load the checkpoint at ``path`` into ``model`` after the entry's key normalisation (see
+    :func:`fit_checkpoint`): strictly, or, for a ``strict = false`` spec, non-strictly with the missing and
+    unexpected keys put in ``notes`` (shape mismatches are errors either way)."""
     spec = entry.spec.weights
     what = f"{entry.name}: {Path(path).name}"
-    state = extract_state_dict(read_checkpoint(path, what), spec.key if spec else "", what)
-    state = normalise_keys(state, spec.strip_prefix if spec else "", spec.rename if spec else ())
+    state, how = fit_checkpoint(model, read_checkpoint(path, what), spec, what)
+    if notes is not None:
+        notes.update(how)
     problem = describe_mismatch(model, state)
-    if problem:
+    if problem and (spec is None or spec.strict or "shape" in problem):
         raise WeightsError(f"{what} does not fit the model: {problem}")
+    if problem:
+        own = model.state_dict()
+        if notes is not None:
+            notes["missing"] = [k for k in own if k not in state]
+            notes["unexpected"] = [k for k in state if k not in own]
+        model.load_state_dict(state, strict=False)
+        return model
     model.load_state_dict(state, strict=True)
     return model

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from ntirekit.cli.import_cmd import import_ntire as import_cli
 from ntirekit.entry import discover, read_spec
-from ntirekit.legacy import LegacyError, import_ntire
+from ntirekit.legacy import LegacyError, import_ntire, import_repository
 from ntirekit.pack import check_zip, pack
 from ntirekit.weights import sha256_of
 
@@ -167,11 +167,25 @@ def test_every_mapping_problem_is_reported_and_nothing_written(tmp_path: Path) -
     with pytest.raises(LegacyError) as info:
         import_ntire(repo, tmp_path / "teams.toml", tmp_path / "out")
     message = str(info.value)
-    for part in ("model_zoo/missing.pth not found", "'../outside.py' must be a .py path inside",
+    for part in ("'../outside.py' must be a .py path inside",
                  "data_range must be 1.0 or 255.0", "unknown keys ['colour']", "[teams.07]: missing class",
                  "[teams.x]: the team id must be a number"):
         assert part in message, message
     assert not (tmp_path / "out").exists()
+
+
+def test_a_team_with_absent_files_is_skipped_and_blocks_no_other(tmp_path: Path) -> None:
+    repo = mini_repo(tmp_path)
+    (tmp_path / "teams.toml").write_text(MAPPING + textwrap.dedent('''
+        [teams.05]
+        file = "models/team04_rlfn.py"
+        class = "RLFN_cut"
+        checkpoint = "model_zoo/team05_never_uploaded.pth"
+        data_range = 255.0
+        '''))
+    outcome = import_repository(repo, tmp_path / "out", map_path=tmp_path / "teams.toml")
+    assert [f.name for f in outcome.folders] == ["team04_rlfn", "team02_nlffc", "team26_imdn_baseline"]
+    assert outcome.skipped == {5: "checkpoint model_zoo/team05_never_uploaded.pth is absent"}
 
 
 def test_cli_import_and_check(tmp_path: Path) -> None:
@@ -181,7 +195,7 @@ def test_cli_import_and_check(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(import_cli, [str(repo), "--map", str(tmp_path / "teams.toml"), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert res.output.count("wrote ") == 3
+    assert res.output.count("wrote /") == 3
     res = runner.invoke(import_cli, [str(repo), "--map", str(tmp_path / "teams.toml"), "--out", str(out)])
     assert res.exit_code == 1 and "--force" in res.output
     res = runner.invoke(import_cli, [str(repo), "--map", str(tmp_path / "teams.toml"), "--out", str(out), "--force"])
@@ -197,4 +211,5 @@ def test_cli_check_loads_each_entry_isolated(tmp_path: Path) -> None:
                                           str(tmp_path / "out"), "--check"])
     assert res.exit_code == 0, res.output
     params = (4 * 3 * 9 + 4) + (48 * 4 * 9 + 48)
-    assert f"team04_rlfn: loads strictly ({params:,} params)" in res.output
+    row = next(line for line in res.output.splitlines() if "team04_rlfn" in line and "wrote" not in line)
+    assert row.split() == ["4", "team04_rlfn", "loads", "strictly", f"{params:,}"]

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ntirekit.cli.common import echo_json, json_output
 from ntirekit.cli.pack_cmd import FORMAT_CHOICES
 
 
@@ -22,6 +23,7 @@ from ntirekit.cli.pack_cmd import FORMAT_CHOICES
 @click.option("--max-files", type=int, default=None, help="Reject archives with more files.")
 @click.option("--max-bytes", type=int, default=None, help="Reject archives that uncompress to more bytes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_output
 def check(zip_path: str, fmt: str, data: str | None, scale: int | None, load: bool, timeout_s: float,
           memory_mb: int, max_files: int | None, max_bytes: int | None, as_json: bool) -> None:
     """Check a submission zip without extracting outside a temporary folder (exit status 1 when REJECTED).
@@ -42,6 +44,6 @@ def check(zip_path: str, fmt: str, data: str | None, scale: int | None, load: bo
                                                                                            limits.max_file_bytes))
     report = check_zip(zip_path, fmt, data=data, scale=scale, limits=limits, load=load, timeout_s=timeout_s,
                        memory_mb=memory_mb)
-    click.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.render())
+    echo_json(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.render())
     if not report.ok:
         raise SystemExit(1)

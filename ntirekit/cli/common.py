@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import click
 
@@ -84,3 +85,27 @@ def one_line_errors(*errors: type[BaseException]) -> Callable[[Callable[..., Any
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
     sys.stderr.flush()
+
+
+_JSON_STREAMS: list[TextIO] = []
+
+
+def json_output(func: Callable[..., Any]) -> Callable[..., Any]:
+    """For a command with ``--json`` (its ``as_json`` parameter): while it runs with ``--json``, whatever the code
+    prints (a team model's own ``print``) goes to stderr, so that stdout holds only what :func:`echo_json` writes."""
+    @functools.wraps(func)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("as_json"):
+            return func(*args, **kwargs)
+        _JSON_STREAMS.append(sys.stdout)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                return func(*args, **kwargs)
+        finally:
+            _JSON_STREAMS.pop()
+    return inner
+
+
+def echo_json(text: str) -> None:
+    """Write ``text`` (the JSON document) to the real stdout, also inside :func:`json_output`."""
+    click.echo(text, file=_JSON_STREAMS[-1] if _JSON_STREAMS else None)

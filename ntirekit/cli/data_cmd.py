@@ -10,7 +10,7 @@ import click
 import numpy as np
 from tabulate import tabulate
 
-from ntirekit.cli.common import one_line_errors
+from ntirekit.cli.common import echo_json, json_output, one_line_errors
 from ntirekit.data import DataError
 
 _ERRORS: tuple[type[BaseException], ...] = (DataError, ValueError, RuntimeError, OSError)
@@ -150,12 +150,13 @@ def _fmt(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @_size_fps_options
 @one_line_errors(*_ERRORS)
+@json_output
 def inspect(clip: str, gt: str | None, pqf_period: int | None, as_json: bool, size: str | None,
             fps: float | None) -> None:
     """Frame count, size, duplicate frames, PQF positions (and how they were found), per-frame QP and PSNR."""
     report = inspect_clip(clip, gt=gt, size=size, fps=fps, pqf_period=pqf_period)
     if as_json:
-        click.echo(json.dumps(_strict(report), indent=2))
+        echo_json(json.dumps(_strict(report), indent=2))
         return
     w, h = report["size"]
     click.echo(f"{report['clip']}: {report['frames']} frames, {w}x{h}"

@@ -2,56 +2,70 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
 
-from ntirekit.cli.common import one_line_errors
+from ntirekit.cli.common import echo_json, json_output, one_line_errors
 
 
 @click.command("import-ntire")
 @click.argument("repo_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--map", "map_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="TOML mapping: per team id the model file, class, kwargs, checkpoint and data range.")
+@click.option("--map", "map_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="TOML mapping overriding, team by team, the map derived from the repository's test_demo.py.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the entries.")
+@click.option("--write-map", "write_map", default=None, type=click.Path(dir_okay=False),
+              help="Also write the map used (derived, merged with --map) to this TOML file for review.")
 @click.option("--copy-weights", is_flag=True, help="Copy checkpoints into the entries (default: reference by path "
                                                    "and sha256).")
 @click.option("--force", is_flag=True, help="Replace entry folders that already exist in --out.")
-@click.option("--check", "check_load", is_flag=True, help="Build each entry and load its weights strictly, each in "
-                                                          "an isolated child process.")
-def import_ntire(repo_dir: str, map_path: str, out_dir: str, copy_weights: bool, force: bool,
-                 check_load: bool) -> None:
-    """Turn REPO_DIR (models/teamXX_Name.py + model_zoo/) into entry folders in --out.
+@click.option("--check", "check_load", is_flag=True, help="Build each entry and load its weights, each in an "
+                                                          "isolated child process.")
+@click.option("--json", "as_json", is_flag=True, help="Print the import report as JSON.")
+@json_output
+def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: str | None, copy_weights: bool,
+                 force: bool, check_load: bool, as_json: bool) -> None:
+    """Turn REPO_DIR (models/teamXX_Name.py + model_zoo/ + test_demo.py) into entry folders in --out.
 
     \b
-    ntirekit import-ntire NTIRE2022_ESR --map teams.toml --out imported/
+    ntirekit import-ntire NTIRE2024_ESR --out imported/ --check --write-map imported/teams.toml
+    ntirekit import-ntire NTIRE2022_ESR --map fixes.toml --out imported/
     ntirekit eval --entries imported/ --track overall
     """
-    from ntirekit.legacy import LegacyError, import_ntire as do_import
+    from ntirekit.importer.report import render, rows
+    from ntirekit.legacy import LegacyError, import_repository
 
     try:
-        folders = do_import(repo_dir, map_path, out_dir, copy_weights=copy_weights, force=force)
+        outcome = import_repository(repo_dir, out_dir, map_path=map_path, write_map=write_map,
+                                    copy_weights=copy_weights, force=force)
     except LegacyError as exc:
         raise click.ClickException(str(exc)) from None
-    for folder in folders:
-        click.echo(f"wrote {folder}")
-    if check_load:
-        _check(folders)
+    if not as_json:
+        for folder in outcome.folders:
+            click.echo(f"wrote {folder}")
+        if write_map:
+            click.echo(f"wrote the map to {write_map}")
+    records = _check(outcome.folders) if check_load else {}
+    table = rows(outcome.teams, outcome.skipped, records)
+    if as_json:
+        echo_json(json.dumps({"out": str(out_dir), "teams": table,
+                               "evaluate": f"ntirekit eval --entries {out_dir} --track overall"}, indent=2))
+    else:
+        click.echo(render(table, out_dir))
+    if check_load and any(r["status"].startswith("failed") for r in table):
+        raise SystemExit(1)
 
 
 @one_line_errors()
-def _check(folders: list) -> None:
+def _check(folders: list) -> dict[str, dict[str, Any]]:
+    """Per entry name, the record of building it and loading its weights in an isolated child process."""
     from ntirekit.entry import discover
     from ntirekit.isolate import evaluate_isolated
     from ntirekit.tracks import EvalOptions
 
     registry = discover(folders, include_defaults=False)
     options = EvalOptions(track="load", device="cpu", progress=False)
-    failed = 0
-    for entry in registry.values():
-        rec = evaluate_isolated(entry, options, timeout_s=300, memory_mb=4096,
-                                evaluate="ntirekit.pack.checker:load_probe", check_finite=True, echo=False)
-        ok = rec.get("status") == "ok"
-        failed += not ok
-        click.echo(f"{entry.name}: " + (f"loads strictly ({rec.get('params'):,} params)" if ok else
-                                        f"FAILED: {rec.get('error')}"))
-    if failed:
-        raise SystemExit(1)
+    return {entry.name: evaluate_isolated(entry, options, timeout_s=300, memory_mb=4096,
+                                          evaluate="ntirekit.pack.checker:load_probe", check_finite=True, echo=False)
+            for entry in registry.values()}

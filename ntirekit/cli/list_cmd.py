@@ -8,7 +8,7 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from ntirekit.cli.common import entries_option, load_registry
+from ntirekit.cli.common import echo_json, entries_option, json_output, load_registry
 from ntirekit.entry import Entry, EntryError
 
 
@@ -44,6 +44,7 @@ def _params_cell(row: dict[str, Any]) -> str:
 @entries_option
 @click.option("--track", type=click.Choice(["esr", "vqe"]), help="Only entries of this track.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects instead of a table.")
+@json_output
 def list_entries(entry_roots: tuple[str, ...], track: str | None, as_json: bool) -> None:
     """List entries: name, track, task, scale, data range, params and whether weights are available.
 
@@ -51,7 +52,7 @@ def list_entries(entry_roots: tuple[str, ...], track: str | None, as_json: bool)
     """
     rows = [describe(e) for e in load_registry(entry_roots).select(track=track)]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        echo_json(json.dumps(rows, indent=2))
         return
     table = [[r["name"], r["track"], r["task"], f"x{r['scale']}", f"{r['data_range']:g}",
               _params_cell(r), r["weights"]] for r in rows]

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from ntirekit.cli.common import echo_json, json_output
+
 FORMAT_CHOICES = ["auto", "esr-code", "esr-results", "vqe-results"]
 
 
@@ -25,6 +27,7 @@ FORMAT_CHOICES = ["auto", "esr-code", "esr-results", "vqe-results"]
 @click.option("--extra-data", type=click.Choice(["0", "1"]), default=None, help="readme.txt: extra training data?")
 @click.option("--description", default=None, help="readme.txt: other description.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_output
 def pack(src: str, fmt: str, out: str | None, data: str | None, scale: int | None, result: str | None,
          entry: str | None, device: str, extra_data: str | None, description: str | None, as_json: bool) -> None:
     """Validate SRC as a submission and pack it into a zip (exit status 1 when it is rejected).
@@ -43,7 +46,7 @@ def pack(src: str, fmt: str, out: str | None, data: str | None, scale: int | Non
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     report = outcome.report
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "zip": str(outcome.zip_path) if outcome.zip_path else None},
+        echo_json(json.dumps({**report.to_dict(), "zip": str(outcome.zip_path) if outcome.zip_path else None},
                               indent=2, default=str))
     else:
         click.echo(report.render())

@@ -9,7 +9,8 @@ import click
 import torch
 from tabulate import tabulate
 
-from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors, parse_shape
+from ntirekit.cli.common import echo_err, echo_json, entries_option, json_output, load_registry, one_line_errors, \
+    parse_shape
 
 
 def video_input_shape(entry: Any, model: torch.nn.Module) -> tuple[int, int, int, int, int]:
@@ -123,6 +124,7 @@ def render(profile: dict[str, Any]) -> str:
 @click.option("--weights", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Checkpoint to load instead of the entry's own.")
 @one_line_errors(ValueError, RuntimeError, KeyError)
+@json_output
 def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape: tuple[int, ...], runtime: bool,
             memory: bool, device: str, timer: str, data: str, warmup: int, repeats: int, threads: int | None,
             weights: str | None) -> None:
@@ -139,7 +141,7 @@ def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape
     if as_json:
         from ntirekit.results import _finite, _json_default
 
-        click.echo(json.dumps(_finite(result), indent=2, default=_json_default))
+        echo_json(json.dumps(_finite(result), indent=2, default=_json_default))
     else:
         click.echo(render(result))
         if result["device"]["kind"] == "cpu" and (runtime or memory):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from ntirekit.cli.common import entries_option, entry_root_paths, one_line_errors
+from ntirekit.cli.common import echo_json, entries_option, entry_root_paths, json_output, one_line_errors
 from ntirekit.jobs import regress_measure
 from ntirekit.jobs.cli import executor_options
 from ntirekit.jobs.executors import ExecutorSettings
@@ -36,6 +36,7 @@ from ntirekit.tracks import TRACKS
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @executor_options
 @one_line_errors()
+@json_output
 def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: str, record: bool,
             names: tuple[str, ...], tracks: tuple[str, ...], device: str, data: str | None,
             entry_roots: tuple[str, ...], out_dir: str | None, as_json: bool,
@@ -71,7 +72,7 @@ def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: s
     except RegressError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        echo_json(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         rows = [[f.entry, f.track, f.metric, _show(f.recorded), _show(f.now), "ok" if f.ok else "REGRESSION",
                  f.note] for f in report.findings]

@@ -127,8 +127,9 @@ def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
     """A minimal track: build each entry, load its weights strictly, run one forward pass on a random input and
     check the output's size (x scale) and finiteness. Used by ``check --load`` (in a child process) and by ``pack``.
 
-    The input is 24x24 pixels, or the model's ``min_input_size`` when it declares a larger one (video entries); a
-    video entry gets ``spec.frames`` frames."""
+    The input is 24x24 pixels, or the model's ``min_input_size`` when it declares a larger one (video entries), then
+    64x64 and 256x256 when the model's forward raises on the smaller one; a video entry gets ``spec.frames``
+    frames."""
     import torch
 
     from ntirekit.inference import NonFiniteOutput
@@ -144,12 +145,18 @@ def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
             model = entry.load(device=device)
             spec = entry.spec
             size = max(24, int(getattr(model, "min_input_size", 24)))
-            generator = torch.Generator().manual_seed(0)
-            x = torch.rand(1, 3, size, size, generator=generator) * spec.data_range
-            if spec.frames > 1:
-                x = x.unsqueeze(1).repeat(1, spec.frames, 1, 1, 1)
-            with torch.inference_mode():
-                y = model(x.to(device))
+            for size in (size, 64, 256):          # a model that downsamples may need a larger input than 24x24
+                generator = torch.Generator().manual_seed(0)
+                x = torch.rand(1, 3, size, size, generator=generator) * spec.data_range
+                if spec.frames > 1:
+                    x = x.unsqueeze(1).repeat(1, spec.frames, 1, 1, 1)
+                try:
+                    with torch.inference_mode():
+                        y = model(x.to(device))
+                    break
+                except RuntimeError:
+                    if size == 256:
+                        raise
             if not isinstance(y, torch.Tensor):
                 raise TypeError(f"the model returns {type(y).__name__}, not a tensor")
             want = (size * spec.scale, size * spec.scale)
@@ -159,8 +166,10 @@ def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
                                  f"gives 3x{want[0]}x{want[1]}")
             if not bool(torch.isfinite(y).all()):
                 raise NonFiniteOutput("model output contains NaN or inf")
+            # entry.notes: what building and loading took (a CUDA constructor made on the CPU, an unwrapped
+            # checkpoint, the keys a non-strict load left missing or unused)
             yield record(entry.name, options.track, fp, params=sum(p.numel() for p in model.parameters()),
-                         output_shape=list(y.shape))
+                         output_shape=list(y.shape), **entry.notes)
         yield from failed
 
 

@@ -45,13 +45,14 @@ def _evaluate_entry(entry: Entry, options: EvalOptions, device: torch.device, fp
         datasets[scale] = open_image_dataset(options.data, scale=scale)
     dataset = datasets[scale]
     model = entry.load(options.weights.get(entry.name), device=device)
+    tile = options.tile or entry.spec.tile or None      # the caller's --tile, else the entry's own
     images = []
     start = time.perf_counter()
     for pair in tqdm(dataset, desc=entry.name, unit="img", disable=not options.progress, leave=False):
         if pair.hr is None:
             raise ValueError(f"{dataset.name}: {pair.name} has no HR image; PSNR needs HR")
         sr = upscale_image(model, pair.lr, scale=scale, data_range=entry.spec.data_range, device=device,
-                           tile=options.tile, overlap=options.tile_overlap)
+                           tile=tile, overlap=options.tile_overlap)
         images.append({"name": pair.name,
                        "psnr_db": psnr(sr, pair.hr, protocol=options.protocol, border=scale),
                        "ssim": ssim(sr, pair.hr, protocol=options.protocol, border=scale)})
@@ -62,4 +63,4 @@ def _evaluate_entry(entry: Entry, options: EvalOptions, device: torch.device, fp
                   psnr_db=sum(i["psnr_db"] for i in images) / n, ssim=sum(i["ssim"] for i in images) / n,
                   images=images, scale=scale, data_range=entry.spec.data_range,
                   weights="pretrained" if entry.spec.weights or entry.name in options.weights else "random",
-                  tile=options.tile, seconds=round(time.perf_counter() - start, 3))
+                  tile=tile, seconds=round(time.perf_counter() - start, 3))
