@@ -84,6 +84,18 @@ def _video_options(chunk: int | None, overlap: int, keep_duplicates: bool, max_f
     return extra
 
 
+def _track_options(track: str, chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
+                   save_frames: str | None, with_ssim: bool, save_sr: str | None) -> dict[str, Any]:
+    """``EvalOptions.extra`` of the track: the vqe options, the psnr track's ``ssim``/``save_sr``."""
+    if track == "vqe":
+        return _video_options(chunk, overlap, keep_duplicates, max_frames, save_frames)
+    if track == "psnr":
+        return {"ssim": with_ssim, **({"save_sr": save_sr} if save_sr else {})}
+    if with_ssim or save_sr:
+        raise click.BadParameter("--ssim and --save-sr belong to --track psnr")
+    return {}
+
+
 def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -122,6 +134,10 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--max-frames", type=int, default=None, help="vqe: only the first N frames of each video.")
 @click.option("--save-frames", type=click.Path(file_okay=False), default=None,
               help="vqe: write the enhanced frames to DIR/<entry>/<video>/.")
+@click.option("--ssim", "with_ssim", is_flag=True, help="psnr: also SSIM (on the device; off by default, as in the "
+              "official harness).")
+@click.option("--save-sr", type=click.Path(file_okay=False), default=None,
+              help="psnr: write the SR images to DIR/<entry>/<HR name>.png (for `ntirekit pack --format esr-results`).")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Folder for the result JSON files (one per entry).")
 @click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
@@ -137,13 +153,14 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int, repeats: int, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...],
                  chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
-                 save_frames: str | None, out: str,
+                 save_frames: str | None, with_ssim: bool, save_sr: str | None, out: str,
                  resume: bool, isolate: bool | None, timeout_s: float | None, memory_mb: int | None,
                  protocol_name: str, quiet: bool) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
 
     \b
     ntirekit eval --track psnr --data sample
+    ntirekit eval --track psnr --data DIV2K --entry rlfn_ntire --save-sr sr/   (then: ntirekit pack sr/rlfn_ntire)
     ntirekit eval --track psnr --data ../shared/data/images/Set5 --protocol paper --entry imdn
     ntirekit eval --track runtime
     ntirekit eval --track vqe --data clips/ --entry pqf_basicvsrpp --chunk 20
@@ -156,8 +173,8 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     options = EvalOptions(track=track, data=data, protocol=protocol, device=device, tile=tile,
                           tile_overlap=tile_overlap, timer=timer, warmup=warmup, repeats=repeats, runs=runs,
                           input_shape=input_shape, threads=threads, weights=_parse_weights(weights),
-                          progress=not quiet, extra=_video_options(chunk, overlap, keep_duplicates, max_frames,
-                                                                   save_frames) if track == "vqe" else {})
+                          progress=not quiet, extra=_track_options(track, chunk, overlap, keep_duplicates, max_frames,
+                                                                   save_frames, with_ssim, save_sr))
     records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate, timeout_s=timeout_s,
                         memory_mb=memory_mb)
     click.echo(summary_table(records, track))
