@@ -3,7 +3,8 @@
 :func:`prefetch` yields one :class:`Prepared` image after another, in dataset order. With ``workers > 0`` the next
 ``ahead`` images are read in worker threads while the model runs on the current one (PNG decoding in OpenCV and
 numpy's copies release the GIL): each worker decodes the LR and HR files, makes the model input exactly as the
-official harness does (:func:`ntirekit.quality.convert.to_model_input`), lays the HR out as ``CxHxW`` uint8 and moves
+official harness does (:func:`model_input`: the values and strides of :func:`ntirekit.quality.convert.to_model_input`,
+without torch kernels that would contend with the model's threads), lays the HR out as ``CxHxW`` uint8 and moves
 both to the device (pinned memory and ``non_blocking`` copies on CUDA). With ``workers = 0`` the same steps run inline
 in the caller's thread: the serial reference, which gives the same tensors.
 
@@ -17,6 +18,7 @@ forward is timed.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +32,7 @@ import torch
 from ntirekit.data.images import ImageDataset, write_image
 from ntirekit.quality.convert import to_model_input
 
-__all__ = ["Prepared", "default_workers", "prefetch", "ImageWriter"]
+__all__ = ["Prepared", "default_workers", "model_input", "prefetch", "ImageWriter"]
 
 
 def default_workers() -> int:
@@ -48,10 +50,29 @@ class Prepared:
     hr: torch.Tensor | None
 
 
+@functools.lru_cache(maxsize=None)
+def _input_values(data_range: float) -> np.ndarray:
+    """The model input value of each uint8 level, made by :func:`to_model_input` itself (so the same bits)."""
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    values = to_model_input(levels, data_range)[0, 0].reshape(-1).numpy().copy()
+    values.setflags(write=False)
+    return values
+
+
+def model_input(lr: np.ndarray, data_range: float) -> torch.Tensor:
+    """:func:`ntirekit.quality.convert.to_model_input` on the CPU without torch kernels: the same values (a lookup
+    of the 256 levels) and the same strides (``1x3xHxW`` over channels-last memory, as the harness's
+    ``permute(2, 0, 1).float()`` leaves them), so worker threads do not contend with the model's torch threads."""
+    img = np.asarray(lr)
+    if img.dtype != np.uint8 or img.ndim != 3:
+        return to_model_input(img, data_range)           # the reference path and its errors
+    return torch.from_numpy(_input_values(float(data_range))[img]).permute(2, 0, 1).unsqueeze(0)
+
+
 def _prepare(dataset: ImageDataset, index: int, data_range: float, device: torch.device) -> Prepared:
     pair = dataset[index]
     cuda = device.type == "cuda"
-    x = to_model_input(pair.lr, data_range, "cpu")
+    x = model_input(pair.lr, data_range)
     hr = None
     if pair.hr is not None:
         hr = torch.from_numpy(np.ascontiguousarray(pair.hr.transpose(2, 0, 1)))
