@@ -62,7 +62,8 @@ class NearestX4(nn.Module):
 
 # ------------------------------------------------------------------------------------------------- the data
 
-def make_div2k_like(root: Path, count: int, seed: int = 0) -> list[tuple[str, str]]:
+def make_div2k_like(root: Path, count: int, seed: int = 0,
+                    hr_size: tuple[int, int] = HR_SIZE) -> list[tuple[str, str]]:
     """``count`` HR/LR pairs in the NTIRE ESR layout under ``root``; returns the (LR, HR) paths in order."""
     from ntirekit.data.sample import SAMPLE_NAMES, sample_photo
 
@@ -72,7 +73,7 @@ def make_div2k_like(root: Path, count: int, seed: int = 0) -> list[tuple[str, st
     pairs = []
     for i in range(count):
         photo = sample_photo(SAMPLE_NAMES[i % len(SAMPLE_NAMES)])
-        h, w = HR_SIZE if i % 2 == 0 else HR_SIZE[::-1]
+        h, w = hr_size if i % 2 == 0 else hr_size[::-1]
         hr = cv2.resize(photo, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
         hr = np.clip(np.rint(hr + rng.normal(0.0, 2.0, hr.shape)), 0, 255).astype(np.uint8)
         lr = cv2.resize(hr, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
@@ -173,6 +174,7 @@ def _entries(root: Path, weights_dir: Path) -> dict[str, tuple[Any, str | None]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=10)
+    parser.add_argument("--hr-size", default="1356x2040", help="HxW of the HR images (multiples of 4).")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", nargs="+", default=["free_x4", "rlfn_ntire"])
@@ -190,8 +192,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="eval_throughput_") as tmp:
         tmp_path = Path(tmp)
         t0 = time.perf_counter()
-        pairs = make_div2k_like(tmp_path / "data", args.images)
-        print(f"{args.images} DIV2K-sized pairs written in {time.perf_counter() - t0:.1f} s; device {device}, "
+        hr_h, hr_w = (int(v) for v in args.hr_size.lower().split("x"))
+        pairs = make_div2k_like(tmp_path / "data", args.images, hr_size=(hr_h, hr_w))
+        print(f"{args.images} pairs of {hr_h}x{hr_w} HR written in {time.perf_counter() - t0:.1f} s; device {device}, "
               f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs", flush=True)
         entries = _entries(tmp_path / "entries", tmp_path)
         for name in args.models:
