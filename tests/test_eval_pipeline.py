@@ -3,6 +3,7 @@ its device conversions against the harness's, pipelined against serial evaluatio
 
 from __future__ import annotations
 
+import json
 import math
 import zipfile
 from pathlib import Path
@@ -202,3 +203,25 @@ def test_save_sr_then_pack_an_esr_results_zip(world: tuple[Path, Path], tmp_path
     assert check_zip(outcome.zip_path, data=data, scale=2).ok
     with zipfile.ZipFile(outcome.zip_path) as zf:
         assert {f"080{i}.png" for i in range(1, 6)} <= set(zf.namelist())
+
+
+# ------------------------------------------------------------------------------------------------ eval defaults
+
+def test_cpu_runtime_default_is_a_quick_run_and_says_so(world: tuple[Path, Path], tmp_path: Path) -> None:
+    entries, _ = world
+    runner = CliRunner()
+    common = ["eval", "--track", "runtime", "--entries", str(entries), "--entry", "tiny", "--device", "cpu",
+              "--quiet", "--leaderboard", "none"]
+    quick = runner.invoke(main, [*common, "--out", str(tmp_path / "q")])
+    assert quick.exit_code == 0, quick.output
+    assert "CPU quick run" in quick.output and "--full" in quick.output.split("tiny")[-1]   # note, then the hint
+    (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "q").glob("*.json")]
+    assert rec["runtime_images"] == 2 and "128x128" in rec["runtime_input"]
+    assert rec["options"]["warmup"] == 1 and rec["options"]["repeats"] == 3
+    assert rec["flops_torch"] is None and rec["max_memory_mib"] > 0          # no cross-check; memory on the crops
+    full = runner.invoke(main, [*common, "--full", "--warmup", "0", "--repeats", "1", "--cross-check",
+                                "--out", str(tmp_path / "f")])
+    assert full.exit_code == 0, full.output
+    assert "CPU quick run" not in full.output
+    (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "f").glob("*.json")]
+    assert rec["runtime_images"] == 6 and rec["runtime_input"] == "sample" and rec["flops_torch"] > 0

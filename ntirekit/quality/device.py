@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ntirekit.quality.convert import _check_range, _one_image
 from ntirekit.quality.metrics import PROTOCOLS, _WINDOW, _Y_WEIGHTS
 
 __all__ = ["output_to_uint8", "image_to_tensor", "squared_error_sum", "psnr_from_sse", "protocol_planes",
@@ -37,16 +38,8 @@ __all__ = ["output_to_uint8", "image_to_tensor", "squared_error_sum", "psnr_from
 
 def output_to_uint8(y: torch.Tensor, data_range: float) -> torch.Tensor:
     """Model output ``1xCxHxW`` (or ``CxHxW``) in [0, data_range] -> ``CxHxW`` uint8 on the same device."""
-    data_range = float(data_range)
-    if data_range not in (1.0, 255.0):
-        raise ValueError(f"data_range must be 1.0 or 255.0, got {data_range}")
-    t = y.detach()
-    if t.ndim == 4:
-        if t.shape[0] != 1:
-            raise ValueError(f"output_to_uint8 takes one image, got a batch of {t.shape[0]}")
-        t = t[0]
-    if t.ndim != 3:
-        raise ValueError(f"output_to_uint8 needs a 1xCxHxW or CxHxW tensor, got shape {tuple(t.shape)}")
+    data_range = _check_range(data_range)
+    t = _one_image(y, "output_to_uint8")
     if t.device.type == "cpu":              # numpy's single-threaded passes beat torch's on a busy CPU
         q = np.clip(t.float().numpy(), 0.0, data_range)   # a new array: the output is never written
         np.multiply(q, np.float32(255.0), out=q)

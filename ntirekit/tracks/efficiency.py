@@ -16,10 +16,11 @@ on the device) inside :func:`ntirekit.runner.guard`; then all entries that got s
 timer interleaves them). An entry that fails at any step becomes a failure record and the others go on.
 
 ``options.extra`` understands ``fvcore`` (bool, default True), ``cross_check`` (bool, default False: also torch's
-FlopCounterMode per operator, compared with fvcore), ``memory`` (bool, default True: the peak memory of the timed tracks,
-measured on their timing inputs), ``images`` (int: time on the first N images only), ``crop`` (int: centre-crop each LR input to at most
-``crop x crop`` pixels) and ``benchmark`` (bool: ``cudnn.benchmark`` for the robust timer, default False as in the
-challenge). Counting costs one shape-only pass plus one fvcore trace per entry (:func:`ntirekit.measure.counts.count`).
+FlopCounterMode per operator, compared with fvcore), ``memory`` (bool, default True: the peak memory of the timed
+tracks, on their timing inputs), ``images`` (int: time on the first N images only), ``crop`` (int: centre-crop each
+LR input to at most ``crop x crop`` pixels) and ``benchmark`` (bool: ``cudnn.benchmark`` for the robust timer,
+default False as in the challenge). Counting costs one shape-only pass plus one fvcore trace per entry
+(:func:`ntirekit.measure.counts.count`).
 
 Before the timing phase an estimate of its duration is printed (with progress on): the fvcore trace of the counting
 input is about one forward pass, scaled by the timing inputs' pixels and the number of timed runs. No background
