@@ -225,3 +225,23 @@ def test_cpu_runtime_default_is_a_quick_run_and_says_so(world: tuple[Path, Path]
     assert "CPU quick run" not in full.output
     (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "f").glob("*.json")]
     assert rec["runtime_images"] == 6 and rec["runtime_input"] == "sample" and rec["flops_torch"] > 0
+
+
+@pytest.mark.gpu
+def test_cuda_integer_psnr_and_pipeline(world: tuple[Path, Path]) -> None:
+    rng = np.random.default_rng(7)
+    hr = rng.integers(0, 256, (339, 510, 3), dtype=np.uint8)
+    sr = np.clip(hr + rng.normal(0, 6, hr.shape), 0, 255).astype(np.uint8)
+    on_gpu = psnr_tensor(_chw(sr).cuda(), _chw(hr).cuda(), border=4)
+    assert on_gpu == official_psnr(sr, hr, 4)
+    y = torch.rand(1, 3, 33, 47, device="cuda") * 1.2 - 0.1
+    assert np.array_equal(output_to_uint8(y, 1.0).permute(1, 2, 0).cpu().numpy(), to_uint8_output(y, 1.0))
+    entries, data = world
+    entry = discover([entries], include_defaults=False)["tiny"]
+    records = []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        options = EvalOptions(track="psnr", data=str(data), device="cuda", progress=False,
+                              extra={"workers": workers, "ssim": True})
+        records.append(run_track([entry], options, isolate=False)[0])
+    assert records[0]["status"] == "ok" and records[0]["images"] == records[1]["images"]

@@ -5,7 +5,8 @@
 numpy's copies release the GIL): each worker decodes the LR and HR files, makes the model input exactly as the
 official harness does (:func:`model_input`: the values and strides of :func:`ntirekit.quality.convert.to_model_input`,
 without torch kernels that would contend with the model's threads), lays the HR out as ``CxHxW`` uint8 and moves
-both to the device (pinned memory and ``non_blocking`` copies on CUDA). With ``workers = 0`` the same steps run inline
+both to the device (CUDA: pinned memory, ``non_blocking`` copies on the worker's own stream, so that they overlap
+the model's kernels). With ``workers = 0`` the same steps run inline
 in the caller's thread: the serial reference, which gives the same tensors.
 
 :class:`ImageWriter` encodes and writes uint8 RGB images in one background thread (bounded: at most ``pending``
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,10 +79,26 @@ def _prepare(dataset: ImageDataset, index: int, data_range: float, device: torch
     if pair.hr is not None:
         hr = torch.from_numpy(np.ascontiguousarray(pair.hr.transpose(2, 0, 1)))
     if cuda:
-        x = x.pin_memory().to(device, non_blocking=True)
-        hr = None if hr is None else hr.pin_memory().to(device, non_blocking=True)
-        torch.cuda.current_stream(device).synchronize()   # the copies are done before another thread uses them
+        x, hr = _to_cuda(device, x, hr)
     return Prepared(pair.name, x, hr)
+
+
+_LOCAL = threading.local()
+
+
+def _to_cuda(device: torch.device, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """Host -> device copies on this thread's own CUDA stream (so they overlap the model's kernels on the default
+    stream), finished before returning, and marked as used by the default stream for the caching allocator."""
+    streams = _LOCAL.__dict__.setdefault("streams", {})
+    side = streams.setdefault(device, torch.cuda.Stream(device))
+    with torch.cuda.stream(side):
+        out = [None if t is None else t.pin_memory().to(device, non_blocking=True) for t in tensors]
+    side.synchronize()
+    main = torch.cuda.default_stream(device)
+    for t in out:
+        if t is not None:
+            t.record_stream(main)
+    return out
 
 
 def prefetch(dataset: ImageDataset, device: torch.device, data_range: float, *, workers: int | None = None,
