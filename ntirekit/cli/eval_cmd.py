@@ -123,13 +123,15 @@ def _efficiency_options(track: str, quick: bool, n_images: int | None, crop: int
     return extra
 
 
-def _quick_note(extra: dict[str, Any], warmup: int, repeats: int, timer: str) -> str:
+def _quick_note(extra: dict[str, Any], warmup: int, repeats: int, timer: str,
+                input_shape: tuple[int, int, int, int]) -> str:
     runs = f"warm-up {warmup}, {repeats} repeats" if timer == "robust" else "the official loop"
     memory = "no memory estimate" if extra.get("memory") is False else "memory estimated on the same inputs"
     size = f"centre crops of at most {extra['crop']}x{extra['crop']}" if extra.get("crop") else "full size"
     images = f"the first {extra['images']} inputs" if extra.get("images") else "every input"
-    return (f"CPU quick run (about 3 minutes for the ESR baselines on 2 cores): {images}, {size}, {runs}, {memory}; "
-            f"counts on the full {'x'.join(['256'] * 2)} input. --full for the challenge's measurement.")
+    return (f"CPU quick run (sized for the ESR baselines in about 3 minutes on 2 idle cores): {images}, {size}, "
+            f"{runs}, {memory}; counts on the full {'x'.join(map(str, input_shape))} input. --full for the "
+            f"challenge's measurement.")
 
 
 def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
@@ -228,7 +230,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     if quick:
         warmup = QUICK_WARMUP if warmup is None else warmup
         repeats = QUICK_REPEATS if repeats is None else repeats
-        click.echo(_quick_note(extra, warmup, repeats, timer), err=True)
+        click.echo(_quick_note(extra, warmup, repeats, timer, input_shape), err=True)
     options = EvalOptions(track=track, data=data, protocol=protocol, device=device, tile=tile,
                           tile_overlap=tile_overlap, timer=timer, warmup=3 if warmup is None else warmup,
                           repeats=5 if repeats is None else repeats, runs=runs, input_shape=input_shape,
