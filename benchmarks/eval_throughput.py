@@ -19,6 +19,12 @@ Models: ``free`` (nearest-neighbour x4, nearly free: what is compared is the har
 Each round runs every configuration once, in a rotating order; the figure is the median wall time over the rounds,
 and the ratio is official / kit (the kit's throughput in multiples of the official loop's).
 
+Measured on CPU (torch 2.13.0+cpu, 2 shared cores, 10 images, PSNR identical to 0 dB in every run): free model,
+load ~18: official 32.6 s (no save) / 37.1 s (saves), kit 6.75 s / 11.0 s (--save-sr): 4.8x / 3.4x; free model,
+load ~5: 5.71 / 9.83 s against 2.76 / 5.83 s: 2.07x / 1.69x; rlfn_ntire (one round, load ~18): 233.7 / 212.8 s
+against 155.1 / 137.7 s: 1.51x / 1.55x. Pipelined against serial only gains where a core is free (1.47x at load ~18
+when the official loop's memory traffic dominated, 0.94x at load ~5): image decoding is half of the kit's time.
+
     .venv/bin/python benchmarks/eval_throughput.py                           # CPU, 10 images, 3 rounds
     .venv/bin/python benchmarks/eval_throughput.py --device cuda --rounds 5 --json out.json
 """
