@@ -8,6 +8,7 @@ with their own spread.
 
     .venv/bin/python benchmarks/runtime_spread.py                       # CPU, 5 runs, 3 crops of 64x64
     .venv/bin/python benchmarks/runtime_spread.py --device cuda --size 0 --images 6   # full DIV2K-like images on GPU
+    .venv/bin/python benchmarks/runtime_spread.py --device cuda --size 0 --memory     # + max_memory_allocated
 """
 
 from __future__ import annotations
@@ -53,7 +54,13 @@ def child(args: argparse.Namespace) -> None:
     if args.timer == "robust":
         kwargs.update(warmup=args.warmup, repeats=args.repeats)
     stats = time_models(models, inputs, args.timer, **kwargs)
-    print(json.dumps({name: headline(s) for name, s in stats.items()}))
+    out: dict[str, Any] = {name: headline(s) for name, s in stats.items()}
+    if args.memory:
+        from ntirekit.measure.memory import measure_memory
+
+        out["__memory_mib"] = {name: measure_memory(models[name], inputs[name], device)["max_memory_mib"]
+                               for name in args.entries}
+    print(json.dumps(out))
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
@@ -71,6 +78,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory", action="store_true",
+                        help="Also the peak memory per entry in every process (CUDA: max_memory_allocated).")
     parser.add_argument("--json", dest="json_out", default=None, help="Also write the raw figures here.")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--timer", default="robust", help=argparse.SUPPRESS)
@@ -83,6 +92,9 @@ def main() -> None:
               "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--entries", *args.entries]
     if args.threads:
         common += ["--threads", str(args.threads)]
+    if args.memory:
+        common += ["--memory"]
+    memory: list[dict[str, float]] = []
     runs: dict[str, list[dict[str, float]]] = {"ntire": [], "robust": []}
     started = time.perf_counter()
     for k in range(args.runs):
@@ -91,7 +103,10 @@ def main() -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
             if proc.returncode != 0:
                 sys.exit(f"run {k + 1} ({timer}) failed:\n{proc.stderr[-2000:]}")
-            runs[timer].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            figures = json.loads(proc.stdout.strip().splitlines()[-1])
+            if "__memory_mib" in figures:
+                memory.append(figures.pop("__memory_mib"))
+            runs[timer].append(figures)
             print(f"run {k + 1}/{args.runs} {timer:6s}: "
                   + ", ".join(f"{n} {v:.2f} ms" for n, v in runs[timer][-1].items()), flush=True)
     elapsed = time.perf_counter() - started
@@ -123,6 +138,13 @@ def main() -> None:
                                                for t, v in zip(("ntire", "robust"), row)}
         print(f"{name + ' / ' + base:28s} | {row[0][0]:8.3f} {row[0][1]:8.1%} {row[0][2]:8.3f} | "
               f"{row[1][0]:8.3f} {row[1][1]:8.1%} {row[1][2]:8.3f}")
+    if memory:
+        print(f"\npeak memory [MiB] over {len(memory)} processes (mean, rel std, max/min)")
+        summary["memory_mib"] = {"runs": memory, "entries": {}}
+        for name in args.entries:
+            mean, rel, ratio = spread([m[name] for m in memory])
+            summary["memory_mib"]["entries"][name] = {"mean": mean, "rel_std": rel, "max_over_min": ratio}
+            print(f"{name:16s} | {mean:10.2f} {rel:8.1%} {ratio:8.3f}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(summary, indent=2) + "\n")
 

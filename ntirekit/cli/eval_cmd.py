@@ -86,6 +86,56 @@ def _video_options(chunk: int | None, overlap: int, keep_duplicates: bool, max_f
     return extra
 
 
+def _track_options(track: str, chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
+                   save_frames: str | None, with_ssim: bool, save_sr: str | None) -> dict[str, Any]:
+    """``EvalOptions.extra`` of the track: the vqe options, the psnr track's ``ssim``/``save_sr``."""
+    if track == "vqe":
+        return _video_options(chunk, overlap, keep_duplicates, max_frames, save_frames)
+    if track == "psnr":
+        return {"ssim": with_ssim, **({"save_sr": save_sr} if save_sr else {})}
+    if with_ssim or save_sr:
+        raise click.BadParameter("--ssim and --save-sr belong to --track psnr")
+    return {}
+
+
+#: the timed tracks whose CPU default is a quick run, and its settings
+QUICK_TRACKS = ("runtime", "overall")
+QUICK_IMAGES, QUICK_CROP, QUICK_WARMUP, QUICK_REPEATS = 2, 128, 1, 3
+
+
+def _is_cpu(device: str) -> bool:
+    from ntirekit.measure.device import resolve_device
+
+    return resolve_device(device).type == "cpu"
+
+
+def _efficiency_options(track: str, quick: bool, n_images: int | None, crop: int | None, memory: bool | None,
+                        cross_check: bool) -> dict[str, Any]:
+    """``EvalOptions.extra`` of the efficiency tracks (see :mod:`ntirekit.tracks.efficiency`)."""
+    extra: dict[str, Any] = {"cross_check": cross_check}
+    if quick:
+        n_images = QUICK_IMAGES if n_images is None else n_images
+        crop = QUICK_CROP if crop is None else crop
+    if track != "complexity":
+        extra.update(images=n_images, crop=crop)
+        if memory is not None:
+            extra["memory"] = memory
+    elif n_images or crop or memory:
+        raise click.BadParameter("--images, --crop and --memory belong to --track runtime|overall")
+    return extra
+
+
+def _quick_note(extra: dict[str, Any], warmup: int, repeats: int, timer: str,
+                input_shape: tuple[int, int, int, int]) -> str:
+    runs = f"warm-up {warmup}, {repeats} repeats" if timer == "robust" else "the official loop"
+    memory = "no memory estimate" if extra.get("memory") is False else "memory estimated on the same inputs"
+    size = f"centre crops of at most {extra['crop']}x{extra['crop']}" if extra.get("crop") else "full size"
+    images = f"the first {extra['images']} inputs" if extra.get("images") else "every input"
+    return (f"CPU quick run (sized for the ESR baselines in about 3 minutes on 2 idle cores): {images}, {size}, "
+            f"{runs}, {memory}; counts on the full {'x'.join(map(str, input_shape))} input. --full for the "
+            f"challenge's measurement.")
+
+
 def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -110,8 +160,21 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--tile-overlap", type=int, default=16, show_default=True, help="Context around each tile (LR px).")
 @click.option("--timer", type=click.Choice(["robust", "ntire"]), default="robust", show_default=True,
               help="Runtime timer: robust (warm-up, repeats, median) or ntire (the official loop).")
-@click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up runs per entry (robust timer).")
-@click.option("--repeats", type=int, default=5, show_default=True, help="Timed runs per input (robust timer).")
+@click.option("--warmup", type=int, default=None, help="Warm-up runs per entry (robust timer). Default: 3 (CPU quick "
+              "run: 1).")
+@click.option("--repeats", type=int, default=None, help="Timed runs per input (robust timer). Default: 5 (CPU quick "
+              "run: 3).")
+@click.option("--images", "n_images", type=int, default=None,
+              help="runtime/overall: time on the first N inputs only. Default: all (CPU quick run: 2).")
+@click.option("--crop", type=int, default=None,
+              help="runtime/overall: centre-crop each LR input to at most NxN. Default: none (CPU quick run: 128).")
+@click.option("--full", is_flag=True, help="runtime/overall: the challenge's measurement on any device (all inputs, "
+              "full size, warm-up 3, 5 repeats, memory); on the CPU the default is a quick run.")
+@click.option("--memory/--no-memory", default=None,
+              help="runtime/overall: peak memory on the timing inputs (CUDA: max_memory_allocated; CPU: an "
+                   "estimate, one tracked forward per input). Default: on.")
+@click.option("--cross-check", is_flag=True, help="Also count with torch's FlopCounterMode and compare with fvcore "
+              "per operator (warnings in the record).")
 @click.option("--runs", type=int, default=1, show_default=True, help="Whole measurement repeated N times.")
 @click.option("--input-shape", default="1,3,256,256", show_default=True,
               callback=lambda c, p, v: parse_shape(v),
@@ -124,6 +187,10 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--max-frames", type=int, default=None, help="vqe: only the first N frames of each video.")
 @click.option("--save-frames", type=click.Path(file_okay=False), default=None,
               help="vqe: write the enhanced frames to DIR/<entry>/<video>/.")
+@click.option("--ssim", "with_ssim", is_flag=True, help="psnr: also SSIM (on the device; off by default, as in the "
+              "official harness).")
+@click.option("--save-sr", type=click.Path(file_okay=False), default=None,
+              help="psnr: write the SR images to DIR/<entry>/<HR name>.png (for `ntirekit pack --format esr-results`).")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Folder for the result JSON files (one per entry).")
 @click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
@@ -137,16 +204,19 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @executor_options
 @one_line_errors()
 def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str, protocol: str,
-                 device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int, repeats: int, runs: int,
+                 device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int | None,
+                 repeats: int | None, n_images: int | None, crop: int | None, full: bool, memory: bool | None,
+                 cross_check: bool, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...],
                  chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
-                 save_frames: str | None, out: str,
+                 save_frames: str | None, with_ssim: bool, save_sr: str | None, out: str,
                  resume: bool, isolate: bool | None, timeout_s: float | None, memory_mb: int | None,
                  protocol_name: str, quiet: bool, executor: ExecutorSettings | None = None) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
 
     \b
     ntirekit eval --track psnr --data sample
+    ntirekit eval --track psnr --data DIV2K --entry rlfn_ntire --save-sr sr/   (then: ntirekit pack sr/rlfn_ntire)
     ntirekit eval --track psnr --data ../shared/data/images/Set5 --protocol paper --entry imdn
     ntirekit eval --track runtime
     ntirekit eval --track vqe --data clips/ --entry pqf_basicvsrpp --chunk 20
@@ -157,11 +227,18 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     entries = registry.select(names, track=None if names else default_entry_track(track))
     if not entries:
         raise click.ClickException(f"no entries to evaluate on track {track}")
+    extra = _track_options(track, chunk, overlap, keep_duplicates, max_frames, save_frames, with_ssim, save_sr)
+    quick = track in QUICK_TRACKS and not full and _is_cpu(device)
+    if track in ("runtime", "complexity", "overall"):
+        extra.update(_efficiency_options(track, quick, n_images, crop, memory, cross_check))
+    if quick:
+        warmup = QUICK_WARMUP if warmup is None else warmup
+        repeats = QUICK_REPEATS if repeats is None else repeats
+        click.echo(_quick_note(extra, warmup, repeats, timer, input_shape), err=True)
     options = EvalOptions(track=track, data=data, protocol=protocol, device=device, tile=tile,
-                          tile_overlap=tile_overlap, timer=timer, warmup=warmup, repeats=repeats, runs=runs,
-                          input_shape=input_shape, threads=threads, weights=_parse_weights(weights),
-                          progress=not quiet, extra=_video_options(chunk, overlap, keep_duplicates, max_frames,
-                                                                   save_frames) if track == "vqe" else {})
+                          tile_overlap=tile_overlap, timer=timer, warmup=3 if warmup is None else warmup,
+                          repeats=5 if repeats is None else repeats, runs=runs, input_shape=input_shape,
+                          threads=threads, weights=_parse_weights(weights), progress=not quiet, extra=extra)
     if executor is None:
         records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate,
                             timeout_s=timeout_s, memory_mb=memory_mb)
@@ -171,6 +248,10 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
         records = run_jobs(entries, options, Path(out), executor, baseline=baseline_entry(registry, protocol_name),
                            isolate=isolate, timeout_s=timeout_s, memory_mb=memory_mb)
     click.echo(summary_table(records, track))
+    if quick:
+        click.echo(f"\nThis was a quick CPU run. For the full challenge measurement: ntirekit eval --track {track} "
+                   f"--full (every input at full size, warm-up 3, 5 repeats, memory estimate), or --device cuda on a "
+                   f"GPU, where that is the default.")
     click.echo(f"\nresults: {Path(out).resolve()}")
     if track in ("runtime", "complexity", "overall") and protocol_name != "none":
         click.echo("\n" + closing_leaderboard(records, protocol_name, track))

@@ -417,6 +417,54 @@ def activations_fvcore(model: nn.Module, input_shape: Sequence[int] | None = DEF
     return int(_fvcore(_fvcore_nn().ActivationCountAnalysis, model, input_shape).total())
 
 
+def _prefixed(prefix: str, kind: str, handle: Any) -> Any:
+    """An fvcore op handle whose counts come back keyed ``prefix + simplified op name``."""
+    op = kind[kind.find("::") + 2:] if "::" in kind else kind
+
+    def counted(inputs: Any, outputs: Any) -> Counter[str]:
+        value = handle(inputs, outputs)
+        if isinstance(value, dict):
+            return Counter({prefix + k: v for k, v in value.items()})
+        return Counter({prefix + op: value})
+    return counted
+
+
+def _joined(handles: list[Any]) -> Any:
+    def counted(inputs: Any, outputs: Any) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for h in handles:
+            out.update(h(inputs, outputs))
+        return out
+    return counted
+
+
+def fvcore_counts(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE) -> tuple[int, dict[str, int], int]:
+    """fvcore's MACs, its MACs per operator and its activations from **one** trace: ``(macs, by_operator, acts)``.
+
+    The op handles of ``FlopCountAnalysis`` and ``ActivationCountAnalysis`` are run side by side on the nodes of a
+    single traced graph, so the figures are those of the two analyses (:func:`macs_fvcore`,
+    :func:`activations_fvcore`) at the cost of one trace instead of two.
+    """
+    fv = _fvcore_nn()
+    from fvcore.nn.jit_analysis import JitModelAnalysis
+
+    x = make_input(model, input_shape)
+    per_kind: dict[str, list[Any]] = defaultdict(list)
+    for prefix, cls in (("macs/", fv.FlopCountAnalysis), ("acts/", fv.ActivationCountAnalysis)):
+        for kind, handle in cls(model, x)._op_handles.items():     # fvcore's default handles (built, not traced)
+            if handle is not None:
+                per_kind[kind].append(_prefixed(prefix, kind, handle))
+    with _quiet(), torch.no_grad():
+        analysis = JitModelAnalysis(model, x).set_op_handle(**{k: _joined(v) for k, v in per_kind.items()})
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        analysis.tracer_warnings("none")
+        totals = analysis.by_operator()
+    macs = {k[len("macs/"):]: int(v) for k, v in totals.items() if k.startswith("macs/")}
+    acts = sum(int(v) for k, v in totals.items() if k.startswith("acts/"))
+    return sum(macs.values()), macs, acts
+
+
 def compare_fvcore_torch(fvcore_ops: dict[str, int], torch_ops: dict[str, int]) -> list[str]:
     """Warnings where fvcore's MACs and torch's FlopCounterMode FLOPs (2 per MAC) disagree beyond the known
     differences (fvcore counts upsampling, norms, pooling and grid sampling; torch does not)."""
@@ -450,9 +498,13 @@ def compare_fvcore_torch(fvcore_ops: dict[str, int], torch_ops: dict[str, int]) 
 
 def count(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE, *, fvcore: bool = True,
           cross_check: bool = True) -> Counts:
-    """Every count at once, with the cross-check and the invisible-convolution detector's findings as warnings.
+    """Every count at once, with the invisible-convolution detector's findings (and, with ``cross_check``, the
+    fvcore-vs-torch per-operator cross-check's) as warnings.
 
-    The model is put in eval mode for the count and restored afterwards.
+    Cost: one instrumented pass (on a meta-device copy: shapes only, no arithmetic; a real forward only for models
+    whose forward needs values) for params, the 2022 MACs, activations, #conv and the detector (``cross_check`` adds
+    torch's FlopCounterMode to that same pass), plus one fvcore trace shared by its MACs and its activations
+    (:func:`fvcore_counts`). The model is put in eval mode for the count and restored afterwards.
     """
     shape = _shape(input_shape)
     was_training = model.training
@@ -464,10 +516,7 @@ def count(model: nn.Module, input_shape: Sequence[int] | None = DEFAULT_SHAPE, *
         by_op: dict[str, int] = {}
         if fvcore:
             try:
-                fa = fvcore_analysis(model, shape)
-                m_fv = int(fa.total())
-                by_op = {k: int(v) for k, v in fa.by_operator().items()}
-                a_fv = activations_fvcore(model, shape)
+                m_fv, by_op, a_fv = fvcore_counts(model, shape)
             except Exception as exc:  # a model fvcore cannot trace: say so, keep the other counts
                 notes.append(f"fvcore could not trace the model: {type(exc).__name__}: {str(exc).splitlines()[0]}")
         if cross_check and m_fv is not None:

@@ -26,6 +26,18 @@ def _check_range(data_range: float) -> float:
     return data_range
 
 
+def _one_image(tensor: "torch.Tensor", caller: str) -> "torch.Tensor":
+    """A ``1xCxHxW`` or ``CxHxW`` model output as ``CxHxW`` (detached); anything else is a ValueError."""
+    t = tensor.detach()
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"{caller} takes one image, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.ndim != 3:
+        raise ValueError(f"{caller} needs a 1xCxHxW or CxHxW tensor, got shape {tuple(t.shape)}")
+    return t
+
+
 def to_model_input(rgb_uint8: np.ndarray, data_range: float, device: Any = "cpu") -> "torch.Tensor":
     """RGB uint8 ``HxWx3`` (or ``HxW``) -> float32 ``1x3xHxW`` (``1x1xHxW``) in [0, data_range] on ``device``."""
     import torch
@@ -44,12 +56,5 @@ def to_model_input(rgb_uint8: np.ndarray, data_range: float, device: Any = "cpu"
 def to_uint8_output(tensor: "torch.Tensor", data_range: float) -> np.ndarray:
     """Model output ``1x3xHxW`` (or ``3xHxW``) in [0, data_range] -> RGB uint8 ``HxWx3``: clamp, scale, round."""
     data_range = _check_range(data_range)
-    t = tensor.detach()
-    if t.ndim == 4:
-        if t.shape[0] != 1:
-            raise ValueError(f"to_uint8_output takes one image, got a batch of {t.shape[0]}")
-        t = t[0]
-    if t.ndim != 3:
-        raise ValueError(f"to_uint8_output needs a 1xCxHxW or CxHxW tensor, got shape {tuple(t.shape)}")
-    img = t.float().clamp(0, data_range).cpu().numpy().transpose(1, 2, 0)
+    img = _one_image(tensor, "to_uint8_output").float().clamp(0, data_range).cpu().numpy().transpose(1, 2, 0)
     return np.ascontiguousarray(np.uint8((img * 255.0 / data_range).round()))

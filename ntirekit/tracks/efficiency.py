@@ -15,8 +15,16 @@ Order of work: each entry is loaded and counted (and, for runtime/overall, its m
 on the device) inside :func:`ntirekit.runner.guard`; then all entries that got so far are timed together (the robust
 timer interleaves them). An entry that fails at any step becomes a failure record and the others go on.
 
-``options.extra`` understands ``fvcore`` (bool, default True), ``memory`` (bool, default True) and ``benchmark``
-(bool: ``cudnn.benchmark`` for the robust timer, default False as in the challenge).
+``options.extra`` understands ``fvcore`` (bool, default True), ``cross_check`` (bool, default False: also torch's
+FlopCounterMode per operator, compared with fvcore), ``memory`` (bool, default True: the peak memory of the timed
+tracks, on their timing inputs), ``images`` (int: time on the first N images only), ``crop`` (int: centre-crop each
+LR input to at most ``crop x crop`` pixels) and ``benchmark`` (bool: ``cudnn.benchmark`` for the robust timer,
+default False as in the challenge). Counting costs one shape-only pass plus one fvcore trace per entry
+(:func:`ntirekit.measure.counts.count`).
+
+Before the timing phase an estimate of its duration is printed (with progress on): the fvcore trace of the counting
+input is about one forward pass, scaled by the timing inputs' pixels and the number of timed runs. No background
+work runs while a forward is timed (the image pipeline of the psnr track is not used here).
 """
 
 from __future__ import annotations
@@ -51,7 +59,29 @@ def load_for_measurement(entry: Entry, explicit: str | None = None,
 
 
 def _input_label(options: EvalOptions) -> str:
-    return "sample" if options.data in ("", "sample") else str(options.data)
+    label = "sample" if options.data in ("", "sample") else str(options.data)
+    extra = options.extra or {}
+    if extra.get("images"):
+        label += f", first {int(extra['images'])} images"
+    if extra.get("crop"):
+        label += f", centre crops of at most {int(extra['crop'])}x{int(extra['crop'])}"
+    return label
+
+
+def timing_images(data: str, scale: int, images: int | None = None, crop: int | None = None) -> list[np.ndarray]:
+    """The LR images a timed track runs on: the dataset's (``sample``: DIV2K-like), the first ``images`` of them,
+    each centre-cropped to at most ``crop x crop`` pixels."""
+    out = dataset_images(data, scale=scale)
+    if images:
+        out = out[:int(images)]
+    if crop:
+        out = [_centre_crop(img, int(crop)) for img in out]
+    return out
+
+
+def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    top, left = max(0, (img.shape[0] - size) // 2), max(0, (img.shape[1] - size) // 2)
+    return np.ascontiguousarray(img[top:top + size, left:left + size])
 
 
 def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, Any]]:
@@ -94,7 +124,22 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: str,
 
     if not timed or not pending:
         return
+    if options.progress:
+        tqdm.write(_timing_estimate(pending, images_by_scale, options))
     yield from _time_pending(pending, images_by_scale, options, device, fp, track)
+
+
+def _timing_estimate(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]],
+                     images_by_scale: dict[int, list[np.ndarray]], options: EvalOptions) -> str:
+    """``timing N entries: about S s`` from each entry's counting time (about one forward of the counting input:
+    the fvcore trace), scaled by the timing inputs' pixels and the number of timed runs."""
+    count_pixels = options.input_shape[-1] * options.input_shape[-2]
+    runs = max(1, options.runs) * (options.warmup + options.repeats if options.timer == "robust" else 1)
+    total = 0.0
+    for entry, _model, fields in pending.values():
+        pixels = sum(img.shape[0] * img.shape[1] for img in images_by_scale[entry.spec.scale])
+        total += fields.get("count_seconds", 0.0) * pixels / count_pixels * runs
+    return f"timing {len(pending)} entries ({options.timer} timer): about {total:.0f} s"
 
 
 def _prepare(entry: Entry, options: EvalOptions, device: torch.device, images_by_scale: dict[int, list[np.ndarray]],
@@ -104,7 +149,10 @@ def _prepare(entry: Entry, options: EvalOptions, device: torch.device, images_by
         raise ValueError(f"{entry.name} is a {entry.spec.track} entry; the {options.track} track runs esr entries")
     started = time.perf_counter()
     model, weights = load_for_measurement(entry, options.weights.get(entry.name))
-    counts = count(model, options.input_shape, fvcore=use_fvcore)
+    extra = options.extra or {}
+    counted = time.perf_counter()
+    counts = count(model, options.input_shape, fvcore=use_fvcore, cross_check=bool(extra.get("cross_check", False)))
+    count_seconds = time.perf_counter() - counted
     fields: dict[str, Any] = {
         "params": counts.params, "macs_ntire2022": counts.macs_ntire2022, "macs_fvcore": counts.macs_fvcore,
         "activations": counts.activations, "activations_fvcore": counts.activations_fvcore,
@@ -116,7 +164,7 @@ def _prepare(entry: Entry, options: EvalOptions, device: torch.device, images_by
     if timed:
         scale = entry.spec.scale
         if scale not in images_by_scale:
-            images_by_scale[scale] = dataset_images(options.data, scale=scale)
+            images_by_scale[scale] = timing_images(options.data, scale, extra.get("images"), extra.get("crop"))
         if with_memory:
             cpu_inputs = to_inputs(images_by_scale[scale], entry.spec.data_range, "cpu")
             model.to(device)
@@ -128,6 +176,7 @@ def _prepare(entry: Entry, options: EvalOptions, device: torch.device, images_by
                     torch.cuda.empty_cache()
             fields["memory_input"] = _input_label(options)
     fields["seconds"] = round(time.perf_counter() - started, 3)
+    fields["count_seconds"] = round(count_seconds, 3)
     return model, fields
 
 
