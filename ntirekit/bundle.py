@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,7 @@ class _Collector:
         self.done: set[tuple[str, str]] = set()
         self.owner: dict[str, str] = {}                         # emitted name -> kit module
         self.external: dict[str, str] = {}                      # local name -> import statement source
+        self.aliases: list[str] = []                            # "alias = name" of kit imports under another name
 
     def module(self, name: str) -> _Module:
         if name not in self.modules:
@@ -162,8 +164,8 @@ class _Collector:
                         raise BundleError(f"{wanted_by}: uses the kit module {target} itself ({used}); import the "
                                           "names it needs instead")
                     self.need(target, attr, wanted_by)
-                    if used != attr:
-                        self.external.setdefault(used, f"{used} = {attr}")
+                    if used != attr and f"{used} = {attr}" not in self.aliases:
+                        self.aliases.append(f"{used} = {attr}")          # after every definition
                 else:
                     self.external.setdefault(used, _import_source(stmt, used))
 
@@ -206,42 +208,60 @@ def _render(stmt: ast.stmt, source: str) -> str:
 def self_contained_source(source: str, filename: str = "model.py") -> str:
     """``source`` with every kit import replaced by the kit code it needs (see the module docstring).
 
-    A source that imports nothing from the kit is returned unchanged."""
+    The file's own text is kept line for line (comments included) but for its kit imports: top-level ones are
+    removed, nested ones become ``alias = name`` (or ``pass``). A source that imports nothing from the kit is returned
+    unchanged."""
     if not kit_imports(source, filename):
         return source
     tree = ast.parse(source, filename)
     collector = _Collector()
-    body: list[str] = []
     lines = source.splitlines()
-    docstring = ""
     stmts = list(tree.body)
+    head_end = 0                                                # lines kept above the kit code: comments, docstring
     if stmts and isinstance(stmts[0], ast.Expr) and isinstance(getattr(stmts[0], "value", None), ast.Constant) \
             and isinstance(stmts[0].value.value, str):
-        docstring = "\n".join(lines[stmts[0].lineno - 1:stmts[0].end_lineno])
+        head_end = stmts[0].end_lineno or 0
         stmts = stmts[1:]
+    elif stmts:
+        head_end = stmts[0].lineno - 1
+    replaced: dict[int, tuple[int, str]] = {}                  # first line (1-based) -> (last line, new text)
     aliases: list[str] = []
     for stmt in stmts:
         if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
-            continue
-        if isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and _is_kit(stmt.module):
+            replaced[stmt.lineno] = (stmt.end_lineno or stmt.lineno, "")
+        elif isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and _is_kit(stmt.module):
             for alias in stmt.names:
                 if alias.name == "*":
                     raise BundleError(f"{filename}: 'from {stmt.module} import *' cannot be resolved")
                 collector.need(str(stmt.module), alias.name, filename)
                 if alias.asname and alias.asname != alias.name:
                     aliases.append(f"{alias.asname} = {alias.name}")
-            continue
-        if isinstance(stmt, ast.Import) and any(_is_kit(a.name) for a in stmt.names):
+            replaced[stmt.lineno] = (stmt.end_lineno or stmt.lineno, "")
+        elif isinstance(stmt, ast.Import) and any(_is_kit(a.name) for a in stmt.names):
             raise BundleError(f"{filename}: 'import {', '.join(a.name for a in stmt.names)}' imports a kit module "
                               "itself; import the names it needs ('from ntirekit.x import Name')")
-        for imp in _nested_kit_imports(stmt):
-            for alias in imp.names:
-                collector.need(str(imp.module), alias.name, filename)
-        body.append(_render(stmt, source))
+        else:
+            for imp in _nested_kit_imports(stmt):
+                for alias in imp.names:
+                    collector.need(str(imp.module), alias.name, filename)
+                indent = lines[imp.lineno - 1][:imp.col_offset]
+                replaced[imp.lineno] = (imp.end_lineno or imp.lineno,
+                                        indent + ast.unparse(_StripKitImports().visit_ImportFrom(imp)))
+    body: list[str] = []
+    number = head_end + 1
+    while number <= len(lines):
+        if number in replaced:
+            last, text = replaced[number]
+            if text:
+                body.append(text)
+            number = last + 1
+        else:
+            body.append(lines[number - 1])
+            number += 1
+
     modules = list(dict.fromkeys(m for m, _ in collector.order))
-    out = [docstring] if docstring else []
-    out += ["", "from __future__ import annotations", ""]
-    out += sorted(set(collector.external.values()) - set(aliases), key=lambda s: (" = " in s, s.startswith("from "), s))
+    out = lines[:head_end] + ["", "from __future__ import annotations", ""]
+    out += sorted(set(collector.external.values()), key=lambda s: (s.startswith("from "), s))
     out += ["", "# " + "-" * 100,
             f"# Written by ntirekit from {', '.join(modules)}, so that this file runs without ntirekit installed.",
             "# " + "-" * 100]
@@ -254,9 +274,10 @@ def self_contained_source(source: str, filename: str = "model.py") -> str:
         text = _render(stmt, collector.modules[module].source)
         if text not in out:                                     # one assignment may define several names
             out += ["", text]
-    out += ["", *aliases, "", "# " + "-" * 100, "# the entry's own code", ""]
+    out += ["", *collector.aliases, *aliases, "", "# " + "-" * 100, "# the entry's own code", ""]
     out += body
-    return "\n".join(out).rstrip() + "\n"
+    text = "\n".join(out).strip("\n") + "\n"
+    return re.sub(r"\n{4,}", "\n\n\n", text)                  # at most two blank lines where imports were
 
 
 def make_self_contained(folder: str | os.PathLike) -> list[Path]:

@@ -799,4 +799,5 @@ class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
 # ----------------------------------------------------------------------------------------------------
 # the entry's own code
 
+
 __all__ = ["PQFBasicVSRPlusPlus"]
