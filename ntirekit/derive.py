@@ -3,7 +3,10 @@
 ``ntirekit reparam`` (deploy form), ``ntirekit prune`` (pruned widths) and ``ntirekit train``/``finetune`` (trained
 weights) all end the same way: a folder a team could submit, holding
 
-- the source entry's model code (every ``*.py`` file of its folder, sub-folders included, caches excluded);
+- the source entry's model code (every ``*.py`` file of its folder, sub-folders included, caches excluded), made
+  self-contained: kit code it imports (``from ntirekit.nn.blocks import RLFN``) is written into the file
+  (:func:`ntirekit.bundle.make_self_contained`), so the folder runs where ``ntirekit`` is not installed (the NTIRE
+  harness); where that cannot be done a warning says why and the import is left as it was;
 - ``<name>.pth``: a plain ``{name: tensor}`` state dict (``torch.save``), loadable with ``weights_only=True``;
 - ``entry.toml``: the source spec with a new ``name``/``description``, the model ``kwargs`` updated, ``[weights]``
   naming the new file with its sha256 (no URL: the file lives in the folder), and no ``[published]`` figures (they
@@ -17,12 +20,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from ntirekit import tomlw
+from ntirekit.bundle import BundleError, make_self_contained
 from ntirekit.entry import Entry, EntryError, discover, thaw
 
 __all__ = ["write_entry_folder", "save_state_dict", "factory_accepts", "reparameterize_entry"]
@@ -72,6 +77,11 @@ def write_entry_folder(source: Entry, out_dir: str | os.PathLike, state_dict: Ma
     _copy_code(source.folder, out)
     for file_name, text in (extra_files or {}).items():
         (out / file_name).write_text(text, encoding="utf-8")
+    try:
+        make_self_contained(out)
+    except BundleError as exc:
+        warnings.warn(f"{name}: the model code still imports ntirekit ({exc}); it will not run without the kit",
+                      stacklevel=2)
     weights_file = f"{name}.pth"
     save_state_dict(state_dict, out / weights_file)
     from ntirekit.weights import sha256_of

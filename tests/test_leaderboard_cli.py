@@ -30,8 +30,8 @@ def one_error_line(result, *fragments: str) -> None:
 
 
 @pytest.mark.parametrize("fmt, expected", [
-    ("table", "27.11 (1)"), ("md", " 27.11 (1) |"), ("latex", r"rlfn\_ntire & 29.00 & 28.72 & 27.11 (1)"),
-    ("csv", "1,rlfn_ntire,ranked,published (Titan Xp),29.0,28.72,27.11,1,"), ("json", '"entry": "rlfn_ntire"'),
+    ("table", "27.11 (1)"), ("md", " 27.11 (1) |"), ("latex", r"rlfn\_ntire & published & 29.00 & 28.72 & 27.11 (1)"),
+    ("csv", "1,rlfn_ntire,ranked,published (Titan Xp),published,29.0,28.72,27.11,1,"), ("json", '"entry": "rlfn_ntire"'),
 ])
 def test_published_table_in_every_format(fmt, expected):
     result = run("--published", "ntire2022", "--track", "overall", "--format", fmt)
@@ -61,7 +61,7 @@ def test_result_folder_score_protocol_with_measured_baseline(tmp_path):
         (folder / f"{entry}__overall.json").write_text(json.dumps(rec), encoding="utf-8")
     result = run(str(folder), "--protocol", "ntire2024", "--baseline", "measured", "--format", "json")
     assert result.exit_code == 0, result.output
-    rows = {r["entry"]: r for r in json.loads(result.output)["rows"]}
+    rows = {r["entry"]: r for r in json.loads(result.stdout)["rows"]}
     assert rows["mine"]["rank"] == 1 and rows["mine"]["total"] == pytest.approx(2.7183, abs=5e-5)
     assert rows["rlfn_ntire"]["status"] == "reference" and rows["rlfn_ntire"]["total"] == pytest.approx(7.3891, 1e-4)
     # published constants: the note says the devices differ
@@ -74,7 +74,7 @@ def test_plot_and_output_file(tmp_path):
     result = run("--published", "ntire2022", "--format", "md", "--plot", str(png), "--output", str(out))
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Pareto front: rlfn_ntire, rfdn, imdn_baseline" in result.output
+    assert "Pareto front: rlfn_ntire)" in result.output      # the reference rows are not ranked, so not on it
     assert "27.11 (1)" in out.read_text(encoding="utf-8")
 
 
@@ -134,3 +134,41 @@ def test_mixed_devices_refused(tmp_path):
 def test_nothing_to_rank():
     result = run()
     assert result.exit_code == 2 and "nothing to rank" in result.output
+
+
+def test_random_weights_apart_unless_allowed_and_the_ungated_warning(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for entry, ms, weights in [("rlfn", 20.0, "pretrained"), ("ecbsr", 5.0, "random")]:
+        rec = {"entry": entry, "track": "runtime", "status": "ok", "device": GPU, "weights": weights,
+               "runtime_ms": {"mean": ms, "median": ms}}
+        (folder / f"{entry}__runtime.json").write_text(json.dumps(rec), encoding="utf-8")
+    result = run(str(folder), "--track", "runtime", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = {r["entry"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert (rows["rlfn"]["rank"], rows["ecbsr"]["rank"], rows["ecbsr"]["status"]) == ("1", "", "random weights")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "GATE NOT APPLIED" in warnings[0] and "'valid'" in warnings[0]
+    allowed = run(str(folder), "--track", "runtime", "--format", "csv", "--allow-random")
+    rows = {r["entry"]: r for r in csv.DictReader(io.StringIO(allowed.stdout))}
+    assert (rows["ecbsr"]["rank"], rows["rlfn"]["rank"], rows["ecbsr"]["weights"]) == ("1", "2", "random")
+    quiet = run(str(folder), "--track", "runtime", "--gate", "none")
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+def test_refused_values_one_warning_line_each(tmp_path):
+    rec = {"entry": "bad", "track": "runtime", "status": "ok", "device": GPU, "params": -1,
+           "runtime_ms": {"mean": float("nan"), "median": float("nan")}}
+    good = {**rec, "entry": "good", "params": 100, "runtime_ms": {"mean": 1.0, "median": 1.0}}
+    for r in (rec, good):
+        (tmp_path / f"{r['entry']}.json").write_text(json.dumps(r), encoding="utf-8")     # NaN as JSON writes it
+    result = run(str(tmp_path), "--track", "runtime", "--gate", "none")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: bad: runtime_ms nan refused: not a positive finite number",
+                        "warning: bad: params_m -1 refused: not a positive finite number"]
+
+
+def test_help_states_the_split_naming_rule_and_allow_random():
+    text = " ".join(run("--help").output.split())
+    assert "contains 'valid'/'val'/'validation' or 'test'" in text and "--allow-random" in text

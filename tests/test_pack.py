@@ -130,13 +130,71 @@ def _legacy_folder(root: Path, *, factsheet: bool = True) -> Path:
     return folder
 
 
-def test_legacy_layout_needs_its_factsheet(tmp_path: Path) -> None:
-    outcome = pack(_legacy_folder(tmp_path / "a"), out=tmp_path / "a.zip")
+def _with_factsheet(folder: Path) -> Path:
+    (folder / "factsheet").mkdir()
+    (folder / "factsheet" / "team07_factsheet.pdf").write_bytes(b"%PDF-1.5\n%%EOF\n")
+    zip_of(folder / "factsheet" / "team07_factsheet_src.zip", {"main.tex": "\\documentclass{article}"})
+    return folder
+
+
+@pytest.mark.parametrize("layout", ["entry folder", "NTIRE layout"])
+def test_one_factsheet_rule_for_both_layouts(tmp_path: Path, layout: str) -> None:
+    """Without a factsheet: packed with a warning while developing, rejected with final=True (pack and check)."""
+    def folder(name: str, factsheet: bool) -> Path:
+        if layout == "NTIRE layout":
+            return _legacy_folder(tmp_path / name, factsheet=factsheet)
+        made = team_entry(tmp_path / name)
+        return _with_factsheet(made) if factsheet else made
+
+    bare = pack(folder("bare", False), out=tmp_path / "bare.zip")
+    assert bare.zip_path is not None, bare.report.render()
+    assert [w.code for w in bare.report.warnings].count("missing-factsheet") >= 2
+    assert "--final" in next(w.message for w in bare.report.warnings if w.code == "missing-factsheet")
+    assert check_zip(bare.zip_path).verdict == ACCEPTED
+    final = check_zip(bare.zip_path, final=True)
+    assert final.verdict != ACCEPTED and final.codes() == ["missing-factsheet", "missing-factsheet"]
+    refused = pack(folder("bare_final", False), out=tmp_path / "bare_final.zip", final=True)
+    assert refused.zip_path is None and refused.report.codes() == ["missing-factsheet", "missing-factsheet"]
+    assert not (tmp_path / "bare_final.zip").exists()
+
+    full = pack(folder("full", True), out=tmp_path / "full.zip", final=True)
+    assert full.zip_path is not None, full.report.render()
+    assert "missing-factsheet" not in [w.code for w in full.report.warnings]
+    assert check_zip(full.zip_path, final=True).verdict == ACCEPTED
+    if layout == "NTIRE layout":
+        assert "models/team07_tiny.py" in zip_names(full.zip_path)
+
+
+def test_pack_never_overwrites_a_zip_without_force(tmp_path: Path) -> None:
+    folder = team_entry(tmp_path / "src")
+    out = tmp_path / "team.zip"
+    out.write_bytes(b"an earlier zip")
+    outcome = pack(folder, out=out)
+    assert outcome.zip_path is None and outcome.report.codes() == ["zip-exists"]
+    assert "--force" in outcome.report.problems[0].message and out.read_bytes() == b"an earlier zip"
+    res = CliRunner().invoke(pack_cli, [str(folder), "--out", str(out)])
+    assert res.exit_code == 1 and "zip-exists" in res.output and out.read_bytes() == b"an earlier zip"
+    res = CliRunner().invoke(pack_cli, [str(folder), "--out", str(out), "--force"])
+    assert res.exit_code == 0, res.output
+    assert check_zip(out).verdict == ACCEPTED and "model.py" in zip_names(out)
+    # a forced pack that fails its checks leaves the zip that was there
+    before = out.read_bytes()
+    (folder / "tiny.pth").write_bytes(b"not a checkpoint")
+    assert pack(folder, out=out, force=True).zip_path is None and out.read_bytes() == before
+
+
+def test_code_that_imports_the_kit_is_a_warning(tmp_path: Path) -> None:
+    folder = team_entry(tmp_path / "src")
+    model = folder / "model.py"
+    model.write_text("from ntirekit.nn.blocks import conv_layer  # noqa: F401\n" + model.read_text())
+    outcome = pack(folder, out=tmp_path / "kit.zip")
     assert outcome.zip_path is not None, outcome.report.render()
-    assert "models/team07_tiny.py" in zip_names(outcome.zip_path)
-    assert check_zip(outcome.zip_path).verdict == ACCEPTED
-    outcome = pack(_legacy_folder(tmp_path / "b", factsheet=False), out=tmp_path / "b.zip")
-    assert outcome.zip_path is None and outcome.report.codes() == ["missing-factsheet", "missing-factsheet"]
+    (warning,) = [w for w in outcome.report.warnings if w.code == "imports-kit"]
+    assert warning.path == "model.py" and "ntirekit.nn.blocks" in warning.message and "NTIRE harness" in warning.message
+    report = check_zip(outcome.zip_path, load=True, timeout_s=120)
+    assert report.verdict == ACCEPTED and "imports-kit" in [w.code for w in report.warnings]
+    clean = pack(team_entry(tmp_path / "clean"), out=tmp_path / "clean.zip").report
+    assert "imports-kit" not in [w.code for w in clean.warnings]
 
 
 # ---------------------------------------------------------------------------------------------------------- results

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -271,3 +273,78 @@ def test_reparameterized_rlfn_rep_prunes_by_family_widths(registry) -> None:
     target = entry.build(**dict(small, feature_channels=9, mid_channels=7), deploy=True)
     target.load_state_dict(result.model.state_dict(), strict=True)
     assert params(target) == params(RLFN(feature_channels=9, mid_channels=7, num_blocks=2, esa_channels=4))
+
+
+_PASS_THROUGH = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    """1x1 head (4 channels) -> 1x1 tail -> pixel shuffle; the test sets weights that make it nearest upsampling."""
+
+    def __init__(self, scale=4):
+        super().__init__()
+        self.head = nn.Conv2d(3, 4, 1)
+        self.tail = nn.Conv2d(4, 3 * scale * scale, 1)
+        self.up = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        return self.up(self.tail(self.head(x)))
+'''
+
+
+def _nearest_psnr_on_the_check_crops(size: int = 96, scale: int = 4) -> float:
+    """Independent figure: PSNR of nearest-neighbour upsampling on the centre crops, RGB, border = scale."""
+    from ntirekit.data.bicubic import imresize
+    from ntirekit.data.sample import SAMPLE_NAMES, sample_photo
+
+    values = []
+    for name in SAMPLE_NAMES:
+        img = sample_photo(name)
+        top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+        hr = img[top:top + size, left:left + size].astype(np.float64)
+        lr = imresize(np.ascontiguousarray(img[top:top + size, left:left + size]), 1 / scale)
+        sr = np.repeat(np.repeat(lr.astype(np.float64), scale, 0), scale, 1)
+        diff = (sr - hr)[scale:-scale, scale:-scale]
+        values.append(10 * np.log10(255.0 ** 2 / np.mean(diff ** 2)))
+    return float(np.mean(values))
+
+
+def test_prune_reports_psnr_and_warns_loudly_on_a_collapse(tmp_path) -> None:
+    """The image runs through head channels 0-2, whose filters are tiny (0.01, read x100); channel 3 has big filters
+    that nothing reads. ``l1`` keeps channel 3 and drops a colour (collapse, warned); ``act`` drops channel 3 and
+    loses nothing."""
+    from click.testing import CliRunner
+
+    from ntirekit.cli import main
+    from ntirekit.derive import save_state_dict
+    from tests.helpers.entries import write_entry
+
+    folder = write_entry(tmp_path / "src", "net", model_code=_PASS_THROUGH, factory="model.py:Net",
+                         extra_toml='\n[weights]\nfile = "net.pth"\n')
+    head_w, tail_w = torch.zeros(4, 3, 1, 1), torch.zeros(48, 4, 1, 1)
+    for c in range(3):
+        head_w[c, c] = 0.01
+        tail_w[c * 16:(c + 1) * 16, c] = 100.0
+    head_w[3] = 10.0
+    save_state_dict({"head.weight": head_w, "head.bias": torch.zeros(4), "tail.weight": tail_w,
+                     "tail.bias": torch.zeros(48)}, folder / "net.pth")
+    expected_before = _nearest_psnr_on_the_check_crops()
+
+    def prune(criterion: str):
+        return CliRunner().invoke(main, ["prune", "net", "--entries", str(tmp_path / "src"), "--widths", "head=3",
+                                         "--criterion", criterion, "--out", str(tmp_path / criterion)])
+
+    collapsed = prune("l1")
+    assert collapsed.exit_code == 0, collapsed.output
+    line = next(l for l in collapsed.stdout.splitlines() if "PSNR (challenge, 5 sample crops of 96x96" in l)
+    before, after = (float(v) for v in re.findall(r"(-?\d+\.\d+) dB", line)[:2])
+    assert before == pytest.approx(expected_before, abs=0.01) and after < before - 3
+    (warning,) = [l for l in collapsed.stderr.splitlines() if l.startswith("WARNING")]
+    assert "collapsed net" in warning and "--criterion act" in warning
+
+    kept = prune("act")
+    assert kept.exit_code == 0, kept.output
+    line = next(l for l in kept.stdout.splitlines() if "PSNR (challenge" in l)
+    before, after = (float(v) for v in re.findall(r"(-?\d+\.\d+) dB", line)[:2])
+    assert before == after == pytest.approx(expected_before, abs=0.01) and "WARNING" not in kept.stderr

@@ -256,10 +256,16 @@ def test_ranks_use_unrounded_values():
     assert "10.00 (1)" in text and "10.00 (3)" in text
 
 
-def test_a_gate_on_a_metric_no_result_has_is_skipped_with_a_note():
+def test_a_gate_on_a_metric_no_result_has_is_refused_loudly_and_rows_marked_ungated():
     lb = build_leaderboard([row("a", runtime_ms=2.0), row("b", runtime_ms=1.0)], "ntire2022", "runtime")
     assert [(r.label, r.rank) for r in lb.rows] == [("b", 1), ("a", 2)]
-    assert "gate on psnr_val not checked: no result has psnr_val" in lb.notes
+    assert lb.notes[0].startswith("GATE NOT APPLIED: gate 'final' has no psnr_val and psnr_test to check")
+    assert "'valid'" in lb.notes[0] and "'test'" in lb.notes[0]          # the naming rule, in the same line
+    assert lb.ungated == ("psnr_val", "psnr_test")
+    assert all(r.notes == ["ungated (no psnr_val or psnr_test)"] for r in lb.rows)
+    # a gate of none: nothing ungated
+    lb = build_leaderboard([row("a", runtime_ms=2.0)], "ntire2022", "runtime", gate="none")
+    assert lb.ungated == () and lb.rows[0].notes == []
     # but where some results have it, a result without it is not ranked
     lb = build_leaderboard([row("a", 29.0, 28.7, runtime_ms=2.0), row("b", runtime_ms=1.0)], "ntire2022", "runtime")
     assert by_entry(lb)["b"].reason == "no psnr_val for the gate (psnr_val ≥ 28.95 dB)"
@@ -421,7 +427,7 @@ def test_a_failed_run_beside_good_ones_is_noted():
     records = [eval_record("a", runtime_ms={"mean": 10.0}),
                {**eval_record("a"), "status": "failed", "error": "RuntimeError: flaky"}]
     (only,) = build_leaderboard(records, "ntire2022", "runtime").rows
-    assert only.rank == 1 and only.notes == ["1 failed record(s) ignored: RuntimeError: flaky"]
+    assert only.rank == 1 and only.notes[-1] == "1 failed record(s) ignored: RuntimeError: flaky"
 
 
 def test_published_and_measured_rows_stay_apart():
@@ -538,16 +544,16 @@ def test_published_2022_ranked_together_every_format():
     assert [r["metrics"]["mem_mb"]["rank"] for r in data["rows"]] == [1, 3, 2]
 
     tex = render(lb, "latex")
-    assert r"1 & rlfn\_ntire & 29.00 & 28.72 & 27.11 (1) & 0.317 (1) & 19.70 (1) & 80.05 (1) & 377.91 (1) & 39 & 5 \\" \
+    assert r"1 & rlfn\_ntire & published & 29.00 & 28.72 & 27.11 (1) & 0.317 (1) & 19.70 (1) & 80.05 (1) & 377.91 (1) & 39 & 5 \\" \
         in tex
-    assert r"3 & imdn\_baseline & 29.13 & 28.78 & 50.86 (3)" in tex
+    assert r"3 & imdn\_baseline & published & 29.13 & 28.78 & 50.86 (3)" in tex
     assert tex.count(r"\toprule") == 1 and r"\end{tabular}" in tex
 
 
 def test_published_2022_runtime_track_latex_and_gates():
     lb = build_leaderboard(published_table("ntire2022"), "ntire2022", "runtime")
     tex = render(lb, "latex")
-    assert r"1 & rlfn\_ntire & 29.00 & 28.72 & 27.11 (1) & 0.317 & 19.70" in tex   # only runtime is ranked here
+    assert r"1 & rlfn\_ntire & published & 29.00 & 28.72 & 27.11 (1) & 0.317 & 19.70" in tex   # only runtime is ranked here
     assert r"ref & imdn\_baseline" in tex and "Rank-sum" not in tex
     # RLFN's 29.00 dB meets the rules' 29.00 dB exactly
     lb = build_leaderboard(published_table("ntire2022"), "ntire2022", "runtime", gate="rules")
@@ -577,16 +583,17 @@ def test_pareto_png_is_written_and_shows_the_front(tmp_path):
 
     from ntirekit.rank.plot import pareto_plot
 
-    lb = published_overall()
-    out = tmp_path / "plots" / "pareto.png"
-    front = pareto_plot(lb, out)
-    assert front == ["rlfn_ntire", "rfdn", "imdn_baseline"]
+    def front_red(path):
+        pixels = imread(path)[..., :3]
+        return int(((abs(pixels[..., 0] - 0xc4 / 255) < 0.04) & (abs(pixels[..., 1] - 0x4e / 255) < 0.04) &
+                    (abs(pixels[..., 2] - 0x52 / 255) < 0.04)).sum())
+
+    out, single = tmp_path / "plots" / "pareto.png", tmp_path / "single.png"
+    assert pareto_plot(published_overall(rank_references=True), out) == ["rlfn_ntire", "rfdn", "imdn_baseline"]
+    assert pareto_plot(published_overall(), single) == ["rlfn_ntire"]   # reference rows are never on the front
     width, height = png_size(out)
     assert width >= 600 and height >= 400
-    pixels = imread(out)[..., :3]
-    front_red = (abs(pixels[..., 0] - 0xc4 / 255) < 0.04) & (abs(pixels[..., 1] - 0x4e / 255) < 0.04) & \
-        (abs(pixels[..., 2] - 0x52 / 255) < 0.04)
-    assert front_red.sum() > 500          # the front line is drawn
+    assert front_red(out) > front_red(single) + 300          # the front line through three rows is drawn
 
 
 def test_pareto_plot_needs_psnr_and_runtime(tmp_path):
@@ -595,3 +602,101 @@ def test_pareto_plot_needs_psnr_and_runtime(tmp_path):
     lb = build_leaderboard([row("a", runtime_ms=1.0)], "ntire2022", "runtime")
     with pytest.raises(LeaderboardError, match="nothing to plot"):
         pareto_plot(lb, tmp_path / "x.png")
+
+
+# ------------------------------------------------------------------------------- weights, refused values, the tour's plot
+
+CPU = {"device": "cpu", "kind": "cpu", "cpu": "Intel Xeon", "threads": 2, "torch": "2.13.0", "precision": "fp32"}
+#: entry, DIV2K valid PSNR, CPU ms, params, MACs, weights: shaped like the README tour's own results
+TOUR = [("imdn_baseline", 29.13, 4210, 893936, 58.53e9, "pretrained"), ("rfdn", 29.04, 3560, 433448, 27.10e9, "pretrained"),
+        ("imdn", 29.10, 3270, 715176, 46.6e9, "pretrained"), ("rlfn", 29.07, 2259, 543740, 35.6e9, "pretrained"),
+        ("rlfn_ntire", 29.00, 1850, 317218, 19.70e9, "pretrained"), ("efdn", 28.98, 1900, 276192, 16.70e9, "pretrained"),
+        ("span", 28.99, 1020, 150688, 9.83e9, "pretrained"),
+        ("team99_rlfn_pruned", 28.96, 1700, 430000, 28.2e9, "pretrained"),
+        ("ecbsr", 24.55, 640, 599000, 39.3e9, "random"), ("rlfn_rep", 6.755, 9012, 543740, 35.6e9, "random"),
+        ("gated_out", 28.80, 1200, 300000, 18e9, "pretrained")]
+
+
+def tour_records(psnr_dataset="DIV2K_valid"):
+    records = []
+    for entry, psnr, ms, params, macs, weights in TOUR:
+        records.append(eval_record(entry, device=CPU, params=params, macs_ntire2022=macs, activations=80e6,
+                                   max_memory_mib=300.0, weights=weights,
+                                   runtime_ms={"timer": "robust", "median": ms, "mean": ms}))
+        records.append({**eval_record(entry, device=CPU, psnr_db=psnr, weights=weights), "track": "psnr",
+                        "dataset": psnr_dataset})
+    return records
+
+
+def test_random_weights_are_listed_apart_in_every_format_and_ranked_only_when_allowed():
+    lb = build_leaderboard(tour_records(), "ntire2022", "overall", gate="none")
+    rows = by_entry(lb)
+    assert rows["ecbsr"].status == rows["rlfn_rep"].status == "random weights"
+    assert rows["ecbsr"].rank is None and rows["span"].rank == 1 and rows["rlfn"].weights == "pretrained"
+    assert [r.entry for r in lb.rows][-2:] == ["ecbsr", "rlfn_rep"]          # after every other group
+    table = render(lb, "table")
+    ecbsr_line = next(l for l in table.splitlines() if " ecbsr " in l)
+    assert ecbsr_line.split()[:3] == ["–", "ecbsr", "random"] and "not ranked: random weights" in ecbsr_line
+    assert "Weights" in table.splitlines()[2]
+    md = markdown_rows(render(lb, "md"))
+    assert {r["Entry"]: r["Weights"] for r in md}["rlfn_rep"] == "random"
+    assert r"ecbsr & random &" in render(lb, "latex")
+    csv_rows = {r["entry"]: r for r in csv.DictReader(io.StringIO(render(lb, "csv")))}
+    assert csv_rows["ecbsr"]["weights"] == "random" and csv_rows["ecbsr"]["status"] == "random weights"
+    assert csv_rows["ecbsr"]["rank"] == "" and csv_rows["span"]["weights"] == "pretrained"
+    assert {r["entry"]: r["weights"] for r in json.loads(render(lb, "json"))["rows"]}["rlfn_rep"] == "random"
+
+    allowed = by_entry(build_leaderboard(tour_records(), "ntire2022", "overall", gate="none", allow_random=True))
+    # 9 ranked rows (the two references are not): ecbsr's 640 ms is the fastest (1); its 0.599 M params come after
+    # .151 .276 .300 .317 .430 .544 .544 (8th), its 39.3 G after 9.83 16.7 18 19.7 28.2 35.6 35.6 (8th)
+    assert allowed["ecbsr"].status == "ranked" and allowed["ecbsr"].ranks["runtime_ms"] == 1
+    assert allowed["ecbsr"].ranks["params_m"] == 8 and allowed["ecbsr"].ranks["flops_g"] == 8
+
+
+@pytest.mark.parametrize("field, value, shown", [
+    ("runtime_ms", {"mean": -3.0, "median": -3.0}, "-3.0"), ("runtime_ms", {"mean": 0.0, "median": 0.0}, "0.0"),
+    ("runtime_ms", {"mean": float("nan"), "median": float("nan")}, "nan"), ("params", 0, "0"),
+    ("params", -5, "-5"), ("macs_ntire2022", float("inf"), "inf"), ("macs_ntire2022", "lots", "'lots'"),
+])
+def test_non_positive_or_non_finite_runtime_params_flops_are_refused(field, value, shown):
+    good = dict(params=317218, macs_ntire2022=19.7e9, activations=80e6, max_memory_mib=300.0,
+                runtime_ms={"mean": 9.0, "median": 9.0})
+    records = [eval_record("good", **good), eval_record("bad", **{**good, field: value})]
+    lb = build_leaderboard(records, "ntire2022", "overall", gate="none")
+    rows = by_entry(lb)
+    assert rows["good"].rank == 1 and rows["bad"].status == "not ranked"
+    metric = {"runtime_ms": "runtime_ms", "params": "params_m", "macs_ntire2022": "flops_g"}[field]
+    assert metric not in rows["bad"].values                       # the value is refused, never shown as a figure
+    refused_notes = [n for n in lb.notes if "refused" in n]
+    assert refused_notes == [f"bad: {metric} {shown} refused: not a positive finite number"]
+
+
+def test_tour_pareto_plot_axes_front_and_labels(tmp_path):
+    from matplotlib.text import Text
+
+    from ntirekit.rank.plot import pareto_figure, pareto_plot
+
+    lb = build_leaderboard(tour_records(), "ntire2022", "overall", gate="rules")   # rules gate: psnr_val >= 29.00
+    fig, front = pareto_figure(lb)
+    # ranked by hand: rules gate 29.00 keeps imdn 29.10, rlfn 29.07, rlfn_ntire 29.00; references imdn_baseline, rfdn
+    # front among the ranked (min runtime, max PSNR): rlfn_ntire 1850 ms, rlfn 2259 ms, imdn 3270 ms
+    assert front == ["rlfn_ntire", "rlfn", "imdn"]
+    assert by_entry(lb)["span"].status == "not ranked"             # span 28.99 fails the rules gate: off the front
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0.0 and ax.get_xlim()[1] > 9012
+    low, high = ax.get_ylim()
+    assert 28.0 < low < 28.80 and 29.13 < high < 29.5             # random 6.75 / 24.55 dB do not stretch it
+    labels = [t for t in ax.texts if t.get_text() and not t.get_text().startswith("gate")]
+    assert {t.get_text() for t in labels} >= {"rlfn_rep (6.75 dB)", "ecbsr (24.55 dB)", "rlfn ★", "span"}
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), "labels overlap"
+    assert pareto_plot(lb, tmp_path / "tour.png") == front
+
+    # runtimes over a wide range: log axis
+    spread = [r if r.get("track") != "overall" or r["entry"] != "rlfn_rep" else
+              {**r, "runtime_ms": {"timer": "robust", "median": 90120.0, "mean": 90120.0}} for r in tour_records()]
+    fig, _ = pareto_figure(build_leaderboard(spread, "ntire2022", "overall", allow_random=True, gate="none"))
+    assert fig.axes[0].get_xscale() == "log"

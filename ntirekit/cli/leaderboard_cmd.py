@@ -8,14 +8,30 @@ import click
 
 from ntirekit.cli.common import echo_err, one_line_errors
 from ntirekit.rank.inputs import PUBLISHED, InputError, load_results, published_table
-from ntirekit.rank.leaderboard import BASELINE_MODES, LeaderboardError, build_leaderboard
+from ntirekit.rank.leaderboard import BASELINE_MODES, SPLIT_RULE, LeaderboardError, build_leaderboard
 from ntirekit.rank.metrics import RUNTIME_STATS
 from ntirekit.rank.protocol import ProtocolError, available_protocols, load_protocol, load_protocol_file
 from ntirekit.rank.render import FORMATS, render
 from ntirekit.results import ResultError
 
 
-@click.command("leaderboard")
+_HELP = f"""Rank RESULTS (result JSON files, folders of them, published-figures CSV files) under an NTIRE protocol.
+
+\b
+ntirekit leaderboard results/ --protocol ntire2022 --track overall --format md
+ntirekit leaderboard --published ntire2022 --track overall --format latex --plot pareto.png
+ntirekit leaderboard results/ --protocol ntire2024 --baseline measured
+
+Every table has a Weights column; entries measured with random weights are listed apart and not ranked unless
+--allow-random. A runtime, params or FLOPs figure that is not a positive finite number is refused (the row is not
+ranked; one line says which). PSNR gates are applied, or, where no result carries the PSNR a gate needs, a line
+says the gate was not applied and the ranked rows are marked ungated.
+
+Which split a PSNR measured: {SPLIT_RULE}.
+"""
+
+
+@click.command("leaderboard", help=_HELP)
 @click.argument("results", nargs=-1, type=click.Path())
 @click.option("--protocol", "-p", default=None,
               help=f"Packaged protocol: {', '.join(available_protocols())} (default ntire2022).")
@@ -36,19 +52,14 @@ from ntirekit.results import ResultError
               help="Which statistic of the results' runtime_ms is ranked (default: the protocol's: headline, the "
                    "timer's own figure: mean for the ntire timer, median for robust).")
 @click.option("--rank-references", is_flag=True, help="Rank the protocol's reference rows like any entry.")
+@click.option("--allow-random", is_flag=True, help="Rank entries measured with random weights (by default they are "
+                                                   "listed apart as 'random weights', not ranked).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the leaderboard to a file.")
 @one_line_errors(ResultError, InputError, ProtocolError, LeaderboardError, OSError)
 def leaderboard(results: tuple[str, ...], protocol: str | None, protocol_file: str | None, track: str | None,
                 fmt: str, plot: str | None, baseline: str, baseline_entry: str | None, gate: str | None,
-                published: tuple[str, ...], runtime_stat: str | None, rank_references: bool,
+                published: tuple[str, ...], runtime_stat: str | None, rank_references: bool, allow_random: bool,
                 output: str | None) -> None:
-    """Rank RESULTS (result JSON files, folders of them, published-figures CSV files) under an NTIRE protocol.
-
-    \b
-    ntirekit leaderboard results/ --protocol ntire2022 --track overall --format md
-    ntirekit leaderboard --published ntire2022 --track overall --format latex --plot pareto.png
-    ntirekit leaderboard results/ --protocol ntire2024 --baseline measured
-    """
     if protocol_file and protocol:
         raise click.UsageError("give --protocol or --protocol-file, not both")
     proto = load_protocol_file(protocol_file) if protocol_file else load_protocol(protocol or "ntire2022")
@@ -56,7 +67,10 @@ def leaderboard(results: tuple[str, ...], protocol: str | None, protocol_file: s
     if not records:
         raise click.UsageError("nothing to rank: give result files or folders, a CSV, or --published NAME")
     lb = build_leaderboard(records, proto, track, baseline=baseline, baseline_entry=baseline_entry, gate=gate,
-                           runtime_stat=runtime_stat, rank_references=rank_references)
+                           runtime_stat=runtime_stat, rank_references=rank_references, allow_random=allow_random)
+    for note in lb.notes:
+        if note.startswith(("GATE NOT APPLIED", "GATE PARTLY APPLIED")) or " refused: " in note:
+            echo_err(f"warning: {note}")
     text = render(lb, fmt)
     if output:
         Path(output).write_text(text, encoding="utf-8")

@@ -7,11 +7,22 @@ import json
 import click
 
 from ntirekit.cli.common import echo_json, json_output
+from ntirekit.pack.formats import FACTSHEET_RULE
 
 FORMAT_CHOICES = ["auto", "esr-code", "esr-results", "vqe-results"]
 
 
-@click.command("pack")
+@click.command("pack", help=f"""Validate SRC as a submission and pack it into a zip (exit status 1 when it is rejected).
+
+\b
+ntirekit pack submissions/team99_rlfn_pruned                     # ESR code (entry folder or NTIRE layout)
+ntirekit pack submissions/team99_rlfn_pruned --final --force     # the final submission, replacing the zip
+ntirekit pack sr_results/ --format esr-results --data DIV2K --result results/team99__overall__DEVICE.json
+ntirekit pack vqe_results/ --format vqe-results --result results/x__vqe__DEVICE.json --extra-data 0
+
+Factsheet: {FACTSHEET_RULE}. An existing zip is not overwritten without --force. Code that imports ntirekit is
+a warning: the NTIRE harness runs submissions without the kit.
+""")
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True,
               help="Submission format (auto: from the files).")
@@ -26,22 +37,20 @@ FORMAT_CHOICES = ["auto", "esr-code", "esr-results", "vqe-results"]
 @click.option("--device", default="auto", show_default=True, help="Device for --entry timing.")
 @click.option("--extra-data", type=click.Choice(["0", "1"]), default=None, help="readme.txt: extra training data?")
 @click.option("--description", default=None, help="readme.txt: other description.")
+@click.option("--final", is_flag=True, help="The final submission: a code submission without a factsheet is "
+                                            "rejected (a warning otherwise).")
+@click.option("--force", is_flag=True, help="Overwrite an existing zip (by default pack refuses to).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @json_output
 def pack(src: str, fmt: str, out: str | None, data: str | None, scale: int | None, result: str | None,
-         entry: str | None, device: str, extra_data: str | None, description: str | None, as_json: bool) -> None:
-    """Validate SRC as a submission and pack it into a zip (exit status 1 when it is rejected).
-
-    \b
-    ntirekit pack submissions/team99_rlfn_pruned                     # ESR code (entry folder or NTIRE layout)
-    ntirekit pack sr_results/ --format esr-results --data DIV2K --result results/team99__overall__<device>.json
-    ntirekit pack vqe_results/ --format vqe-results --result results/x__vqe__<device>.json --extra-data 0
-    """
+         entry: str | None, device: str, extra_data: str | None, description: str | None, final: bool, force: bool,
+         as_json: bool) -> None:
     from ntirekit.pack import pack as do_pack
 
     try:
         outcome = do_pack(src, fmt, out, data=data, scale=scale, result=result, entry=entry, device=device,
-                          extra_data=None if extra_data is None else int(extra_data), description=description)
+                          extra_data=None if extra_data is None else int(extra_data), description=description,
+                          final=final, force=force)
     except OSError as exc:                      # e.g. the zip cannot be written where --out says
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     report = outcome.report

@@ -25,7 +25,7 @@ from ntirekit.pack.safezip import Limits, extract_members, member_parts, open_zi
 
 
 def _inspect(path: Path, dest: Path, fmt: str, report: Report, *, data: str | Path | None, scale: int | None,
-             limits: Limits) -> tuple[Path, Any] | None:
+             limits: Limits, final: bool = False) -> tuple[Path, Any] | None:
     """Extract into ``dest`` and run every check; ``(submission root inside dest, EntrySpec or None)``."""
     zf = open_zip(path, report)
     if zf is None:
@@ -63,23 +63,24 @@ def _inspect(path: Path, dest: Path, fmt: str, report: Report, *, data: str | Pa
             content = {k[len(prefix):]: v for k, v in tree.items() if k.startswith(prefix)}
             broken = {k[len(prefix):] for k in broken if k.startswith(prefix)}
             root = dest / prefix.rstrip("/")
-    spec = validate(content, fmt, report, data=data, scale=scale, broken=broken)
+    spec = validate(content, fmt, report, data=data, scale=scale, broken=broken, final=final)
     return root, spec
 
 
 def check_zip(path: str | os.PathLike, fmt: str = "auto", *, data: str | Path | None = None,
               scale: int | None = None, limits: Limits = Limits(), load: bool = False,
               work_dir: str | os.PathLike | None = None, timeout_s: float = 300.0,
-              memory_mb: int | None = 4096) -> Report:
+              memory_mb: int | None = 4096, final: bool = False) -> Report:
     """Check the submission zip at ``path``; extraction happens in a temporary folder (below ``work_dir`` when
     given) that is removed afterwards.
 
     ``load`` (ESR code only) also builds the model and loads its weights strictly in an isolated child process.
+    ``final`` checks it as the final submission (a code submission without a factsheet is rejected).
     """
     report = Report(source=str(path))
     try:
         with tempfile.TemporaryDirectory(prefix="ntirekit-check-", dir=work_dir) as tmp:
-            found = _inspect(Path(path), Path(tmp), fmt, report, data=data, scale=scale, limits=limits)
+            found = _inspect(Path(path), Path(tmp), fmt, report, data=data, scale=scale, limits=limits, final=final)
             if load and found is not None and report.format == "esr-code":
                 root, spec = found
                 if spec is None:

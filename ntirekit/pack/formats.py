@@ -5,12 +5,16 @@ local file}`` (the extracted files of a zip, or the files a packer is about to w
 
 ``esr-code`` (ESR code submission), either layout:
 
-- **entry folder**: ``entry.toml`` + the model file it names + the checkpoint named by ``[weights].file``
-  (a factsheet is optional here; a warning says when there is none);
+- **entry folder**: ``entry.toml`` + the model file it names + the checkpoint named by ``[weights].file``;
 - **NTIRE layout** (protocols §1.4): ``models/[TeamID]_[ModelName].py`` (2022 also allowed a package folder
-  ``models/[TeamID]_[ModelName]/``) + ``model_zoo/[TeamID]_[ModelName].[pth|pt|ckpt]`` + a factsheet (a PDF and a
-  zip of its LaTeX sources, e.g. in ``factsheet/``). An ``entry.toml`` whose factory points into ``models/`` lets the
-  kit build and evaluate it; without one the names, checkpoint and factsheet are still checked.
+  ``models/[TeamID]_[ModelName]/``) + ``model_zoo/[TeamID]_[ModelName].[pth|pt|ckpt]``. An ``entry.toml`` whose
+  factory points into ``models/`` lets the kit build and evaluate it; without one the names and checkpoint are still
+  checked.
+
+The factsheet rule is one for both layouts (:data:`FACTSHEET_RULE`): a factsheet PDF and a zip of its LaTeX sources
+(e.g. in ``factsheet/``); missing, a warning while developing and an error for the final submission (``final=True``:
+``pack --final``, ``check --final``). Files that are there are checked either way (a real PDF, a zip holding a
+``.tex``). Code that imports ``ntirekit`` is a warning: the plain NTIRE harness runs without the kit.
 
 TeamID is ``team`` + the team number zero-padded to two digits (``team04_rlfn``). Checkpoints must be plain state
 dicts: they are read with ``torch.load(weights_only=True)`` only, which refuses pickles that carry code.
@@ -378,12 +382,33 @@ def check_checkpoint(path: Path, rel: str, report: Report, key: str = "") -> dic
         return None
 
 
+#: The factsheet rule, as ``pack --help`` and the README state it.
+FACTSHEET_RULE = ("a code submission carries a factsheet (a PDF and a zip of its LaTeX sources, e.g. in factsheet/), "
+                  "in an entry folder and in the NTIRE models/ + model_zoo/ layout alike: without one, a warning "
+                  "while developing and an error with --final")
+
+
+def _check_kit_imports(tree: Tree, report: Report, broken: frozenset[str]) -> None:
+    """Warn for each Python file that imports ``ntirekit``: such code cannot run in the plain NTIRE harness."""
+    from ntirekit.bundle import kit_imports
+
+    for rel in sorted(p for p in tree if p.endswith(".py") and p not in broken):
+        try:
+            found = kit_imports(tree[rel].read_text(encoding="utf-8", errors="replace"), rel)
+        except (SyntaxError, ValueError):
+            continue                                      # not Python the kit can read: loading it will say so
+        if found:
+            report.warn("imports-kit", f"imports {', '.join(found)}: this code cannot run in the plain NTIRE harness, "
+                                       "where ntirekit is not installed (write the code it needs into the file)", rel)
+
+
 def _check_factsheet(tree: Tree, report: Report, required: bool, present: set[str]) -> None:
     say = report.error if required else report.warn
+    when = "" if required else " (required in the final submission: --final)"
     if not any(p.lower().endswith(".pdf") for p in present):
-        say("missing-factsheet", "no factsheet PDF in the submission")
+        say("missing-factsheet", f"no factsheet PDF in the submission{when}")
     if not any(p.lower().endswith(".zip") for p in present):
-        say("missing-factsheet", "no zip of the factsheet's LaTeX sources in the submission")
+        say("missing-factsheet", f"no zip of the factsheet's LaTeX sources in the submission{when}")
     pdfs = [p for p in tree if p.lower().endswith(".pdf")]
     zips = [p for p in tree if p.lower().endswith(".zip")]
     for rel in pdfs:
@@ -427,11 +452,12 @@ def inside_path(rel: str) -> str | None:
     return None if ".." in parts or not parts else "/".join(parts)
 
 
-def validate_esr_code(tree: Tree, report: Report, broken: frozenset[str] = frozenset()) -> Any:
+def validate_esr_code(tree: Tree, report: Report, broken: frozenset[str] = frozenset(), final: bool = False) -> Any:
     """Check an ESR code submission; returns its :class:`~ntirekit.entry.EntrySpec` when it has a valid one.
 
     ``broken`` names files the archive holds but that could not be extracted (already reported): they count as
-    present, and their content is not checked.
+    present, and their content is not checked. ``final``: the final submission, where a missing factsheet is an error
+    (a warning otherwise), whatever the layout.
     """
     from ntirekit.weights import sha256_of
 
@@ -482,7 +508,8 @@ def validate_esr_code(tree: Tree, report: Report, broken: frozenset[str] = froze
 
     if legacy:
         _check_legacy_layout(tree, report, present, skip_checkpoint=spec_checkpoint)
-    _check_factsheet(tree, report, required=legacy, present=present)
+    _check_factsheet(tree, report, required=final, present=present)
+    _check_kit_imports(tree, report, frozenset(broken))
     return spec if report.ok else None
 
 
@@ -659,13 +686,14 @@ def validate_vqe_results(tree: Tree, report: Report, data: str | Path | None = N
 
 
 def validate(tree: Tree, fmt: str, report: Report, *, data: str | Path | None = None, scale: int | None = None,
-             broken: Iterable[str] = ()) -> Any:
+             broken: Iterable[str] = (), final: bool = False) -> Any:
     """Run the content checks of ``fmt`` on ``tree`` (the manifest is left out). ``broken``: files the archive
-    holds but that could not be extracted (reported already; they count as present but are not read)."""
+    holds but that could not be extracted (reported already; they count as present but are not read). ``final``:
+    check as the final submission (a missing factsheet of a code submission is an error)."""
     tree = {k: v for k, v in tree.items() if k != MANIFEST}
     gone = frozenset(broken) - {MANIFEST}
     if fmt == "esr-code":
-        return validate_esr_code(tree, report, gone)
+        return validate_esr_code(tree, report, gone, final)
     if fmt == "esr-results":
         return validate_esr_results(tree, report, data, 4 if scale is None else scale, gone)
     if fmt == "vqe-results":

@@ -12,9 +12,12 @@ Before anything is written the folder is checked as its format demands (:mod:`nt
   over up to five LR images of ``data``). Typed values in an existing ``readme.txt`` are used only when nothing was
   measured (a warning says so). Extra data and the description come from the options or the existing readme.
 
+``final`` packs the final submission (a code submission without a factsheet is rejected; a warning otherwise). An
+existing zip is never overwritten unless ``force``.
+
 Hidden files, ``__pycache__``, ``__MACOSX`` and ``*.pyc`` are left out; anything else that does not belong to the
-format is a problem to fix, never silently dropped. The written zip is checked again (exactly as ``check`` would);
-a zip that fails is deleted.
+format is a problem to fix, never silently dropped. The written zip is checked again (exactly as ``check`` would)
+before it takes its name; a zip that fails is deleted.
 """
 
 from __future__ import annotations
@@ -237,7 +240,8 @@ def _stage_readme(tree: dict[str, Path], fmt: str, tmp: Path, report: Report, *,
 def pack(src: str | os.PathLike, fmt: str = "auto", out: str | os.PathLike | None = None, *,
          data: str | Path | None = None, scale: int | None = None, result: str | Path | None = None,
          entry: str | None = None, device: str = "auto", extra_data: int | None = None,
-         description: str | None = None, limits: Limits = Limits()) -> PackResult:
+         description: str | None = None, limits: Limits = Limits(), final: bool = False,
+         force: bool = False) -> PackResult:
     """Validate the folder ``src`` as ``fmt`` and write the zip (default ``<entry name or folder name>.zip``).
 
     Returns the report and the zip's path (None when the folder was REJECTED: nothing is written then).
@@ -265,13 +269,17 @@ def pack(src: str | os.PathLike, fmt: str = "auto", out: str | os.PathLike | Non
         else:
             _stage_readme(tree, fmt, tmp, report, result=result, entry=entry, data=data, scale=scale, device=device,
                           extra_data=extra_data, description=description)
-        spec = validate(tree, fmt, report, data=data, scale=scale)
+        spec = validate(tree, fmt, report, data=data, scale=scale, final=final)
         if fmt == "esr-code" and spec is not None and report.ok:
             _probe_code(tree, tmp, report)
         if not report.ok:
             return PackResult(report, None)
         name = spec.name if spec is not None else src.resolve().name
         out_path = Path(out) if out is not None else Path(f"{name}.zip")
+        if out_path.exists() and not force:
+            report.error("zip-exists", f"{out_path} exists: not overwritten (--force to replace it, --out to write "
+                                       "elsewhere)")
+            return PackResult(report, None)
         fields: dict[str, Any] = {"source": src.resolve().name}
         if spec is not None:
             fields["entry"] = spec.name
@@ -280,11 +288,15 @@ def pack(src: str | os.PathLike, fmt: str = "auto", out: str | os.PathLike | Non
         manifest = build_manifest(tree, fmt, **fields)
         manifest_path = tmp / MANIFEST
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        write_zip({**tree, MANIFEST: manifest_path}, out_path)
-    check = check_zip(out_path, fmt, data=data, scale=scale, limits=limits)
-    report.extend(Report(source=str(out_path), problems=check.problems))
-    report.info.update(zip=str(out_path), files=check.info.get("files"), bytes=check.info.get("bytes"))
-    if not check.ok:
-        out_path.unlink(missing_ok=True)
-        return PackResult(report, None)
+        staged = out_path.with_name(f".{out_path.name}.checking.zip")   # an existing zip stays until this passes
+        write_zip({**tree, MANIFEST: manifest_path}, staged)
+    try:
+        check = check_zip(staged, fmt, data=data, scale=scale, limits=limits, final=final)
+        report.extend(Report(source=str(out_path), problems=check.problems))
+        report.info.update(zip=str(out_path), files=check.info.get("files"), bytes=check.info.get("bytes"))
+        if not check.ok:
+            return PackResult(report, None)
+        os.replace(staged, out_path)
+    finally:
+        staged.unlink(missing_ok=True)
     return PackResult(report, out_path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -25,7 +26,16 @@ from ntirekit.prune.groups import ChannelGraph, trace_channels
 from ntirekit.prune.prune import (PruneError, PruneResult, WidthSpec, named_groups, prune_model, resolve_widths,
                                   width_spec_of)
 
-__all__ = ["prune_entry", "widths_for_macs_ratio", "parse_widths", "pruned_macs", "calibration_inputs"]
+__all__ = ["prune_entry", "widths_for_macs_ratio", "parse_widths", "pruned_macs", "calibration_inputs",
+           "PsnrCheck", "psnr_check", "COLLAPSE_DB", "DEFAULT_CRITERION"]
+
+#: The criterion ``prune`` uses unless told: ``act`` (data-aware), because the L1 norm of the filters alone collapses
+#: families whose channels differ in scale across layers (RLFN pruned to 46/48: about 5.8 dB with ``l1``).
+DEFAULT_CRITERION = "act"
+#: A PSNR drop (dB, on the calibration crops) above which a pruned model is said to have collapsed.
+COLLAPSE_DB = 3.0
+#: The calibration crops of :func:`psnr_check`: the centre ``CHECK_HR`` x ``CHECK_HR`` pixels of each sample photo.
+CHECK_HR = 96
 
 _GENERIC_MODEL = '''"""Pruned {source}: ``{factory}`` shrunk to the channel widths given in entry.toml (written by `ntirekit prune`).
 
@@ -136,13 +146,68 @@ def calibration_inputs(entry: Entry, spec: str = "skimage", batches: int = 2, ba
     return [source.sample(rng)[0] for _ in range(batches)]
 
 
+@dataclass(frozen=True)
+class PsnrCheck:
+    """PSNR (challenge protocol, dB, mean over the crops) of a model before and after pruning."""
+
+    before_db: float
+    after_db: float
+    images: int
+    size: int                                   # HR crop side in pixels
+
+    @property
+    def drop_db(self) -> float:
+        return self.before_db - self.after_db
+
+    @property
+    def collapsed(self) -> bool:
+        return self.drop_db > COLLAPSE_DB
+
+
+def _check_pairs(scale: int, size: int = CHECK_HR) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(LR, HR)`` uint8 pairs: the centre ``size`` crop of each sample photo, LR by the MATLAB-exact bicubic."""
+    from ntirekit.data.bicubic import imresize
+    from ntirekit.data.sample import SAMPLE_NAMES, sample_photo
+
+    side = size - size % scale
+    pairs = []
+    for name in SAMPLE_NAMES:
+        img = sample_photo(name)
+        top, left = (img.shape[0] - side) // 2, (img.shape[1] - side) // 2
+        hr = np.ascontiguousarray(img[top:top + side, left:left + side])
+        pairs.append((imresize(hr, 1.0 / scale), hr))
+    return pairs
+
+
+def psnr_check(entry: Entry, before: nn.Module, after: nn.Module, size: int = CHECK_HR) -> PsnrCheck:
+    """PSNR of ``before`` and ``after`` on the calibration crops (the five embedded sample photos, centre ``size``
+    pixels: a second or two on a CPU), challenge protocol (RGB, border = scale)."""
+    from ntirekit.quality.convert import to_model_input, to_uint8_output
+    from ntirekit.quality.metrics import psnr
+
+    scale, data_range = entry.spec.scale, entry.spec.data_range
+    pairs = _check_pairs(scale, size)
+    means = []
+    for model in (before, after):
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            values = [psnr(to_uint8_output(model(to_model_input(lr, data_range)), data_range), hr,
+                           protocol="challenge", border=scale) for lr, hr in pairs]
+        model.train(was_training)
+        means.append(float(np.mean(values)))
+    return PsnrCheck(means[0], means[1], len(pairs), pairs[0][1].shape[0])
+
+
 def prune_entry(entry: Entry, out_dir: str | os.PathLike, *, widths: Mapping[str, int] | None = None,
-                target_macs_ratio: float | None = None, criterion: str = "l1",
+                target_macs_ratio: float | None = None, criterion: str = DEFAULT_CRITERION,
                 weights: str | os.PathLike | None = None, name: str | None = None,
                 calibration: str = "skimage", overwrite: bool = False) -> tuple[Entry, PruneResult]:
     """Prune ``entry`` and write the pruned entry folder; returns the new entry and the pruning result.
 
     ``calibration`` (HR images: ``"skimage"`` or a folder) feeds the ``act`` criterion; other criteria ignore it.
+    When the source has weights, ``result.psnr`` holds the PSNR before and after on the calibration crops
+    (:func:`psnr_check`); with random weights it is None (nothing to compare).
     """
     from ntirekit.derive import factory_accepts, write_entry_folder
 
@@ -155,6 +220,8 @@ def prune_entry(entry: Entry, out_dir: str | os.PathLike, *, widths: Mapping[str
         widths = widths_for_macs_ratio(model, float(target_macs_ratio), graph)
     calib = calibration_inputs(entry, calibration) if criterion == "act" else None
     result = prune_model(model, widths, criterion=criterion, graph=graph, calibration=calib)
+    if pretrained:
+        result.psnr = psnr_check(entry, model, result.model)
     spec = width_spec_of(model)
     per_group = result.widths
     name = name or f"{entry.name}_pruned"

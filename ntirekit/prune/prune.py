@@ -256,6 +256,7 @@ class PruneResult:
     widths: dict[str, int]                      # group name -> new width
     kept: dict[str, list[int]]                  # group name -> kept channel positions (group order)
     original: dict[str, int] = field(default_factory=dict)
+    psnr: Any = None                            # ntirekit.prune.entry.PsnrCheck, when prune_entry measured it
 
 
 def prune_model(model: nn.Module, widths: Mapping[str, int], *, criterion: str = "l1",

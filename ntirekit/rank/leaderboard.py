@@ -12,8 +12,18 @@ Devices
     protocols rank the ratios; score protocols use the measured baseline as ``X_baseline``).
 Status
     ``ranked``; ``reference`` (the protocol's reference entries: shown, never ranked); ``not ranked`` with the reason
-    (a failed record, a missing metric, a PSNR gate). Gates on a metric that no row has are skipped with a note
-    (for example a runtime-only ``eval``), never silently.
+    (a failed record, a missing metric, a refused value, a PSNR gate); ``random weights`` (a record of the row was
+    measured with randomly initialised weights: listed apart and not ranked unless ``allow_random``).
+Weights
+    Every row carries ``weights``: ``pretrained`` or ``random`` as the records say (``random`` when any record of the
+    row says so), ``published`` for published rows, None when the records do not say.
+Refused values
+    A runtime, params or FLOPs figure that is not a positive finite number (negative, zero, NaN, infinite) is refused:
+    the row is not ranked, and the leaderboard carries one note per refused value.
+Gates
+    A gate on a metric that no row has cannot be applied: the leaderboard says so in its first note, lists the metric
+    in ``ungated`` and marks every ranked row ``ungated`` (for example a runtime-only ``eval``, or PSNR measured on a
+    dataset whose name says neither valid nor test). ``gate="none"`` ranks without a gate.
 Ranks
     Per-metric competition ranks on unrounded values (ties share the best rank, the next is skipped: 1, 1, 3); the
     rank-sum or the score is ranked the same way.
@@ -26,12 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from ntirekit.measure.device import comparable
-from ntirekit.rank.metrics import METRICS, extract, runtime_runs, runtime_timer
+from ntirekit.rank.metrics import METRICS, extract, refused, runtime_runs, runtime_timer
 from ntirekit.rank.protocol import GateSet, Protocol, Track, load_protocol
 from ntirekit.rank.ranking import competition_ranks, score
 
 BASELINE_MODES = ("published", "measured")
-RANKED, REFERENCE, NOT_RANKED = "ranked", "reference", "not ranked"
+RANKED, REFERENCE, NOT_RANKED, RANDOM = "ranked", "reference", "not ranked", "random weights"
+#: statuses in the order rows are listed
+STATUSES = (RANKED, REFERENCE, NOT_RANKED, RANDOM)
 
 
 class LeaderboardError(ValueError):
@@ -74,6 +86,8 @@ class Row:
     stats: dict[str, Stat]                  # as measured, table units
     errors: list[str] = field(default_factory=list)   # failed records of this entry
     files: list[str] = field(default_factory=list)
+    weights: str | None = None              # pretrained | random | published | None (not said)
+    refused: dict[str, Any] = field(default_factory=dict)   # metric -> value refused (not positive finite)
     label: str = ""
     device_label: str = ""
     values: dict[str, Stat] = field(default_factory=dict)   # as ranked (device-bound metrics may be ratios)
@@ -87,7 +101,7 @@ class Row:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rank": self.rank, "entry": self.entry, "label": self.label, "status": self.status,
+            "rank": self.rank, "entry": self.entry, "label": self.label, "status": self.status, "weights": self.weights,
             "reason": self.reason or None, "source": self.source, "device": self.device_label or None,
             "metrics": {m: {**s.to_dict(), "rank": self.ranks.get(m)} for m, s in self.values.items()},
             "measured": {m: s.to_dict() for m, s in self.stats.items()} if self.values != self.stats else None,
@@ -106,6 +120,8 @@ class Leaderboard:
     baseline_entry: str | None
     normalised: tuple[str, ...] = ()        # metrics shown and ranked as ratios to the baseline on the same device
     notes: list[str] = field(default_factory=list)
+    ungated: tuple[str, ...] = ()           # gate metrics no row has: the gate could not be applied on them
+    allow_random: bool = False              # rows measured with random weights are ranked
 
     @property
     def total_heading(self) -> str | None:
@@ -130,7 +146,8 @@ class Leaderboard:
             "baseline": {"mode": self.baseline_mode, "entry": self.baseline_entry,
                          "published": dict(self.protocol.baseline) or None,
                          "device": self.protocol.baseline_device or None},
-            "normalised": list(self.normalised), "columns": self.columns,
+            "normalised": list(self.normalised), "columns": self.columns, "ungated": list(self.ungated),
+            "allow_random": self.allow_random,
             "rows": [r.to_dict() for r in self.rows], "notes": self.notes,
         }
 
@@ -189,13 +206,16 @@ def merge_records(records: Iterable[Mapping[str, Any]], flops_field: str, runtim
         free: dict[str, list[float]] = {}
         bound: dict[int, tuple[Any, dict[str, list[float]]]] = {}
         errors: list[str] = []
+        bad: dict[str, Any] = {}
         for rec in recs:
             if rec.get("status", "ok") != "ok":
                 errors.append(str(rec.get("error") or rec.get("status")))
                 continue
             fp = rec.get("device") if isinstance(rec.get("device"), Mapping) else {}
             member = devices.find(fp, runtime_timer(rec))
-            values = {m: [v] for m, v in extract(rec, flops_field, runtime_stat).items()}
+            rejected = refused(rec, flops_field, runtime_stat)
+            bad.update(rejected)
+            values = {m: [v] for m, v in extract(rec, flops_field, runtime_stat).items() if m not in rejected}
             if "runtime_ms" in values:
                 values["runtime_ms"] = runtime_runs(rec, runtime_stat) or values["runtime_ms"]
             for metric, vs in values.items():
@@ -204,10 +224,13 @@ def merge_records(records: Iterable[Mapping[str, Any]], flops_field: str, runtim
                 else:
                     free.setdefault(metric, []).extend(vs)
         files = [str(r["file"]) for r in recs if r.get("file")]
+        said = {str(r["weights"]) for r in recs if r.get("status", "ok") == "ok" and r.get("weights")}
+        weights = "random" if "random" in said else (
+            next(iter(sorted(said)), None) if said else ("published" if source == "published" else None))
         shared = {m: Stat(tuple(v)) for m, v in free.items()}
         for member, metrics in list(bound.values()) or [(None, {})]:
             stats = {**shared, **{m: Stat(tuple(v)) for m, v in metrics.items()}}
-            rows.append(Row(entry, source, member, stats, list(errors), files))
+            rows.append(Row(entry, source, member, stats, list(errors), files, weights, dict(bad)))
 
     labels = devices.labels()
     names = [r.entry for r in rows]
@@ -306,13 +329,14 @@ def _missing_reason(row: Row, metrics: Iterable[str], mode: str, entry: str | No
 def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Protocol = "ntire2022",
                       track: str | None = None, *, baseline: str = "published", baseline_entry: str | None = None,
                       gate: str | None = None, runtime_stat: str | None = None,
-                      rank_references: bool = False) -> Leaderboard:
+                      rank_references: bool = False, allow_random: bool = False) -> Leaderboard:
     """Rank ``records`` (``ntirekit eval`` results and/or published rows) under ``protocol``'s ``track``.
 
     ``baseline``: ``"published"`` (score constants from the protocol; runtimes must come from one device) or
     ``"measured"`` (the baseline entry measured on each row's device: score constants, or rank-sum ratios).
     ``gate``: a gate set of the protocol (default: the protocol's), or ``"none"``. ``rank_references`` ranks the
-    protocol's reference rows like any entry.
+    protocol's reference rows like any entry. ``allow_random`` ranks rows measured with random weights (otherwise
+    they are listed apart, status ``random weights``).
     """
     proto = load_protocol(protocol)
     trk = proto.track(track)
@@ -333,13 +357,14 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
 
     # status: reference / missing / gate
     gates = list(gate_set.gates) if gate_set else []
-    for g in list(gates):
-        if not any(g.metric in r.stats for r in rows):
-            gates.remove(g)
-            notes.append(f"gate on {g.metric} not checked: no result has {g.metric}")
+    ungated = tuple(dict.fromkeys(g.metric for g in gates if not any(g.metric in r.stats for r in rows)))
+    gates = [g for g in gates if g.metric not in ungated]
     references = set() if rank_references else set(proto.reference)
     for row in rows:
-        reason = _missing_reason(row, trk.metrics, baseline, base_entry)
+        reason = ""
+        if row.refused:
+            reason = "; ".join(f"{m} {v!r} refused (not a positive finite number)" for m, v in row.refused.items())
+        reason = reason or _missing_reason(row, trk.metrics, baseline, base_entry)
         lacking = [m for m in trk.metrics if m not in row.baseline] if trk.method == "score" else []
         if lacking and not reason:
             reason = f"no {base_entry} {', '.join(lacking)} to score against"
@@ -352,12 +377,16 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
                 reason = f"{g.metric} {value:.{m.decimals}f} {m.unit} fails the gate ({g.describe()})"
             if reason:
                 break
+        random = row.weights == "random" and not allow_random
         if row.entry in references:
             row.status = REFERENCE
-            if reason:
-                row.notes.append(reason)
+            row.notes += [n for n in (reason, "random weights" if row.weights == "random" else "") if n]
+        elif random:
+            row.status, row.reason = RANDOM, "random weights (--allow-random to rank)"
         elif reason:
             row.status, row.reason = NOT_RANKED, reason
+        elif ungated:
+            row.notes.append(f"ungated (no {' or '.join(ungated)})")
         if row.errors and not reason:
             row.notes.append(f"{len(row.errors)} failed record(s) ignored: {row.errors[0]}")
         if trk.method == "score" and all(m in row.values and m in row.baseline for m in trk.metrics):
@@ -375,7 +404,7 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
     for row, r in zip(ranked, competition_ranks([row.total for row in ranked])):
         row.rank = r
 
-    order = {RANKED: 0, REFERENCE: 1, NOT_RANKED: 2}
+    order = {status: i for i, status in enumerate(STATUSES)}
     rows.sort(key=lambda r: (order[r.status], r.rank or 0, r.total if r.total is not None else float("inf"),
                              r.label))
 
@@ -385,7 +414,32 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
     notes[:0] = _notes(rows, trk, proto, gate_set, baseline, base_entry, normalised, stat, columns)
     if "mem_mb" in columns and any(r.get("memory_kind") == "cpu_estimate" for r in records):
         notes.append("memory on CPU is the kit's estimate (peak of live tensors), not a CUDA figure")
-    return Leaderboard(proto, trk, rows, columns, gate_set, baseline, base_entry, normalised, notes)
+    notes += [f"{row.label}: {m} {v!r} refused: not a positive finite number" for row in rows
+              for m, v in row.refused.items()]
+    if any(r.status == RANDOM for r in rows):
+        notes.append("random weights: measured with randomly initialised weights, listed apart and not ranked "
+                     "(--allow-random ranks them)")
+    elif allow_random and any(r.weights == "random" for r in rows):
+        notes.append("random weights ranked (--allow-random): their PSNR is meaningless")
+    if ungated:
+        notes.insert(0, ungated_note(gate_set.name, ungated, partly=bool(gates)))  # type: ignore[union-attr]
+    return Leaderboard(proto, trk, rows, columns, gate_set, baseline, base_entry, normalised, notes, ungated,
+                       allow_random)
+
+
+#: How a PSNR result says which split it measured (also in ``ntirekit leaderboard --help``).
+SPLIT_RULE = ("a PSNR counts as val or test when its record's split says so, else when the dataset folder's name "
+              "contains 'valid'/'val'/'validation' or 'test' as a word (DIV2K_valid_HR: val; Set5, sample: neither)")
+
+
+def ungated_note(gate: str, metrics: Iterable[str], partly: bool = False) -> str:
+    """The one line saying a gate could not be applied (first note of the leaderboard; printed by the CLI);
+    ``partly``: its rules on other metrics were applied."""
+    names = " and ".join(metrics)
+    what = f"GATE PARTLY APPLIED: gate {gate!r} has no {names} to check" if partly else \
+        f"GATE NOT APPLIED: gate {gate!r} has no {names} to check"
+    return (f"{what} (no result carries it), so ranked rows are marked ungated; {SPLIT_RULE}; "
+            "--gate none ranks without a gate")
 
 
 def _notes(rows: list[Row], track: Track, proto: Protocol, gate_set: GateSet | None, mode: str,

@@ -160,6 +160,36 @@ _READERS: dict[str, Callable[[Record, str, str], float | None]] = {
 }
 
 
+#: Metrics whose value must be a positive finite number; anything else in a record is refused, not ranked.
+POSITIVE = ("runtime_ms", "params_m", "flops_g")
+
+
+def _raw(record: Record, name: str, flops_field: str, runtime_stat: str) -> Any:
+    """The value a record gives for ``name`` before any filtering (None when it gives none)."""
+    if record.get(name) is not None and not isinstance(record.get(name), Mapping):
+        return record[name]
+    if name == "runtime_ms":
+        runtime = record.get("runtime_ms")
+        if not isinstance(runtime, Mapping):
+            return None
+        if runtime_stat != "headline":
+            return runtime.get(runtime_stat)
+        first = "mean" if runtime.get("timer") == "ntire" else "median"
+        return next((runtime[k] for k in (first, "mean", "median") if runtime.get(k) is not None), None)
+    return record.get({"params_m": "params", "flops_g": flops_field}[name])
+
+
+def refused(record: Record, flops_field: str = "macs_ntire2022", runtime_stat: str = "headline") -> dict[str, Any]:
+    """``{metric: value}`` for each :data:`POSITIVE` metric the record gives as something other than a positive finite
+    number (negative, zero, NaN, infinite, not a number): such values are refused, never ranked."""
+    out: dict[str, Any] = {}
+    for name in POSITIVE:
+        value = _raw(record, name, flops_field, runtime_stat)
+        if value is not None and not (number(value) is not None and value > 0):
+            out[name] = value
+    return out
+
+
 def extract(record: Record, flops_field: str = "macs_ntire2022", runtime_stat: str = "headline") -> dict[str, float]:
     """Every metric the record carries, in table units (canonical fields in table units first, then raw fields)."""
     values: dict[str, float] = {}

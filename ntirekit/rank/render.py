@@ -1,7 +1,8 @@
 """Leaderboards as people read them: terminal table, Markdown, CSV, JSON and LaTeX (report style).
 
 Every format shows the same rows in the same order (ranked, then reference rows, then the rows not ranked with their
-reason). Text formats print each ranked metric as ``value (rank)``, e.g. ``27.11 (1)``, and several runs as
+reason, then the rows measured with random weights), and every format has a weights column (``pretrained``,
+``random``, ``published``; ``–`` where the records do not say). Text formats print each ranked metric as ``value (rank)``, e.g. ``27.11 (1)``, and several runs as
 ``mean±std``; CSV and JSON carry the unrounded values, the ranks and the spread in fields of their own.
 """
 
@@ -14,7 +15,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tabulate import SEPARATING_LINE, tabulate
 
-from ntirekit.rank.leaderboard import NOT_RANKED, RANKED, REFERENCE, Leaderboard, Row, build_leaderboard
+from ntirekit.rank.leaderboard import (NOT_RANKED, RANDOM, RANKED, REFERENCE, STATUSES, Leaderboard, Row,
+                                       build_leaderboard)
 from ntirekit.rank.metrics import METRICS
 
 FORMATS = ("table", "md", "csv", "json", "latex")
@@ -48,7 +50,7 @@ def _rank(row: Row) -> str:
 
 
 def _note(row: Row) -> str:
-    parts = [f"not ranked: {row.reason}"] if row.status == NOT_RANKED else []
+    parts = [f"not ranked: {row.reason}"] if row.status in (NOT_RANKED, RANDOM) else []
     return "; ".join(parts + row.notes)
 
 
@@ -57,13 +59,14 @@ def _grid(lb: Leaderboard, pm: str = "±", missing: str = "–",
     """Headings and the rows in groups (ranked, reference, not ranked), as strings."""
     with_device = len({r.device_label for r in lb.rows if r.device_label}) > 1
     with_note = any(_note(r) for r in lb.rows)
-    headings = ["#", "Entry", *(["Device"] if with_device else []), *(lb.heading(m) for m in lb.columns),
+    headings = ["#", "Entry", *(["Device"] if with_device else []), "Weights", *(lb.heading(m) for m in lb.columns),
                 *([lb.total_heading] if lb.total_heading else []), *(["Note"] if with_note else [])]
     groups: list[list[list[str]]] = []
-    for status in (RANKED, REFERENCE, NOT_RANKED):
+    for status in STATUSES:
         group = []
         for row in (r for r in lb.rows if r.status == status):
             cells = [_rank(row), text(row.label), *([text(row.device_label or "–")] if with_device else []),
+                     text(row.weights or missing),
                      *(_value(lb, row, m, pm, missing) for m in lb.columns),
                      *([_total(lb, row, missing)] if lb.total_heading else []), *([text(_note(row))] if with_note else [])]
             group.append(cells)
@@ -78,7 +81,7 @@ def _title(lb: Leaderboard) -> str:
 
 
 def _align(headings: list[str]) -> tuple[str, ...]:
-    return tuple("left" if h in ("Entry", "Device", "Note") else "right" for h in headings)
+    return tuple("left" if h in ("Entry", "Device", "Weights", "Note") else "right" for h in headings)
 
 
 def to_table(lb: Leaderboard) -> str:
@@ -129,7 +132,7 @@ def to_csv(lb: Leaderboard) -> str:
     """One line per row, unrounded values; ``<metric>_rank`` beside each ranked metric, ``_std``/``_n`` where runs
     were combined; ratios to the baseline are named ``<metric>_ratio``."""
     spread = [m for m in lb.columns if any(r.values.get(m) and r.values[m].n > 1 for r in lb.rows)]
-    header = ["rank", "entry", "status", "device"]
+    header = ["rank", "entry", "status", "device", "weights"]
     for m in lb.columns:
         name = f"{m}_ratio" if m in lb.normalised else m
         header += [name] + ([f"{m}_rank"] if m in lb.track.metrics else []) + \
@@ -140,7 +143,8 @@ def to_csv(lb: Leaderboard) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     for row in lb.rows:
-        line: list[Any] = [row.rank if row.rank is not None else "", row.label, row.status, row.device_label]
+        line: list[Any] = [row.rank if row.rank is not None else "", row.label, row.status, row.device_label,
+                           row.weights or ""]
         for m in lb.columns:
             stat = row.values.get(m)
             line.append("" if stat is None else _csv_number(stat.mean, m))
