@@ -33,6 +33,8 @@ SCHEMA: tuple[SpecKey, ...] = (
     SpecKey("", "scale", "integer", "4 (`sr`), 1 (`qe`)", "Output size / input size."),
     SpecKey("", "data_range", "float", "1.0", "The model sees pixels in [0, data_range]: `1.0` or `255.0`."),
     SpecKey("", "frames", "integer", "1", "Video entries: more than 1 means the model takes (N, T, C, H, W)."),
+    SpecKey("", "tile", "integer", "0", "Run on LR tiles of this size (pixels) unless `--tile` says otherwise; "
+            "0 = the whole image."),
     SpecKey("", "description", "string", "\"\"", "One line shown by `ntirekit list` and in results."),
     SpecKey("model", "factory", "string", "required", "`file.py:Name`: the class or function in the entry folder "
                                                       "that builds the model."),
@@ -45,6 +47,8 @@ SCHEMA: tuple[SpecKey, ...] = (
     SpecKey("weights", "key", "string", "\"\"", "Key holding the state dict inside the checkpoint (`\"\"`: detect "
                                                 "`params_ema`/`params`/`state_dict`/...)."),
     SpecKey("weights", "strip_prefix", "string", "\"\"", "Prefix stripped from every key (after `module.`)."),
+    SpecKey("weights", "strict", "boolean", "true", "`false`: load as the upstream harness does "
+            "(`strict=False`), listing missing and unexpected keys in the record."),
     SpecKey("weights", "rename", "list of [old, new]", "[]", "Key prefix renames for other upstream key layouts."),
     SpecKey("published", "*", "number", "none", "Figures the entry must reproduce, units in the key names "
                                                 "(`params = 317218`, `psnr_set5_y_db = 32.24`)."),
