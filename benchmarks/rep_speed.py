@@ -19,7 +19,7 @@ import json
 import torch
 from tabulate import tabulate
 
-from ntirekit.entry import discover
+from ntirekit.core.spec import discover
 from ntirekit.measure.counts import activations_and_convs, macs_ntire2022, params
 from ntirekit.measure.device import fingerprint, resolve_device
 from ntirekit.measure.runtime import time_robust

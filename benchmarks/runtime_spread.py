@@ -32,7 +32,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from ntirekit.data.sample import div2k_like_inputs
-    from ntirekit.entry import discover
+    from ntirekit.core.spec import discover
     from ntirekit.measure.device import resolve_device
     from ntirekit.measure.runtime import headline, time_models, to_inputs
 

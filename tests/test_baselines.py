@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from ntirekit.data.images import open_image_dataset
-from ntirekit.entry import discover
-from ntirekit.inference import upscale_image
+from ntirekit.core.spec import discover
+from ntirekit.eval.inference import upscale_image
 from ntirekit.quality import psnr
-from ntirekit.weights import WeightsError, extract_state_dict, normalise_keys, read_checkpoint, sha256_of
+from ntirekit.core.weights import WeightsError, extract_state_dict, normalise_keys, read_checkpoint, sha256_of
 
 # name: (parameters, data_range, checkpoint file, upstream repository)
 BASELINES: dict[str, tuple[int, float, str, str]] = {

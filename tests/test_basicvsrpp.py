@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ntirekit.entry import Entry, discover, read_spec
-from ntirekit.weights import extract_state_dict, normalise_keys, read_checkpoint
-from ntirekit.video.basicvsrpp import BasicVSRPlusPlus
+from ntirekit.core.spec import Entry, discover, read_spec
+from ntirekit.core.weights import extract_state_dict, normalise_keys, read_checkpoint
+from ntirekit.models.basicvsrpp import BasicVSRPlusPlus
 
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.basicvsrpp_ref import CheapFlow, randomise_offsets, reference_features, reference_forward
@@ -168,7 +168,7 @@ def test_x4_output_shape():
 
 def test_zero_flow_form_equals_a_zeroed_spynet() -> None:
     """``flow="zero"`` (no flow network) is the same function as SPyNet with every level's last conv zeroed."""
-    from ntirekit.video.basicvsrpp import PQFBasicVSRPlusPlus
+    from ntirekit.models.basicvsrpp import PQFBasicVSRPlusPlus
 
     torch.manual_seed(0)
     kwargs = dict(mid_channels=8, num_blocks=1, num_blocks_reconstruction=1, is_low_res_input=True)

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from ntirekit import tracks
-from ntirekit.entry import discover
-from ntirekit.isolate import evaluate_isolated, is_untrusted, mark_untrusted, options_from_dict
-from ntirekit.results import read_result, result_path
-from ntirekit.runner import run_track
-from ntirekit.tracks import EvalOptions
+from ntirekit.eval import track as tracks
+from ntirekit.core.spec import discover
+from ntirekit.eval.isolate import evaluate_isolated, is_untrusted, mark_untrusted, options_from_dict
+from ntirekit.core.records import read_result, result_path
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import EvalOptions
 from tests.helpers.entries import write_entry
 
 pytestmark = pytest.mark.slow
@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 TINY_TRACK = '''
 import torch
 from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.results import record
-from ntirekit.runner import guard
+from ntirekit.core.records import record
+from ntirekit.eval.runner import guard
 
 
 def evaluate(entries, options):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ntirekit import tracks
+from ntirekit.eval import track as tracks
 from ntirekit.cli.regress_cmd import regress as regress_cli
 from ntirekit.measure.device import fingerprint, fingerprint_id
-from ntirekit.regress import RegressError, compare, figure, record_reference, regress
+from ntirekit.eval.regress import RegressError, compare, figure, record_reference, regress
 from tests.helpers.entries import write_entry
 
 #: Deterministic figures: counts from the model, a PSNR-like figure from a fixed input, and a "runtime" that the
@@ -22,7 +22,7 @@ REGRESS_TRACK = '''
 import math
 import torch
 from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.results import record
+from ntirekit.core.records import record
 
 
 def evaluate(entries, options):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit.entry import discover
+from ntirekit.core.spec import discover
 from ntirekit.nn.rep import (ECB, Conv3XC, RepBlock, RepVGGBlock, is_reparameterized, reparameterize_model)
 
 BOUNDS = {torch.float64: 1e-9, torch.float32: 1e-5}

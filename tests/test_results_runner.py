@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit import runner
-from ntirekit.entry import Entry, discover
-from ntirekit.inference import NonFiniteOutput, run_tiled, upscale_image
+from ntirekit.eval import runner
+from ntirekit.core.spec import Entry, discover
+from ntirekit.eval.inference import NonFiniteOutput, run_tiled, upscale_image
 from ntirekit.measure.device import fingerprint, fingerprint_id
-from ntirekit.results import ResultError, failure, read_result, record, result_path, write_json_atomic
-from ntirekit.tracks import EvalOptions
+from ntirekit.core.records import ResultError, failure, read_result, record, result_path, write_json_atomic
+from ntirekit.eval.track import EvalOptions
 from tests.helpers.entries import write_entry
 
 

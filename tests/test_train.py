@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit.entry import discover
+from ntirekit.core.spec import discover
 from ntirekit.train.data import SRPatchSource, augment
 from ntirekit.train.losses import charbonnier, get_loss
 from ntirekit.train.loop import TrainConfig, Trainer

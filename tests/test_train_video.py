@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ntirekit.data.video import write_png_folder, write_qp_file
-from ntirekit.entry import EntryError, discover
+from ntirekit.core.spec import EntryError, discover
 from ntirekit.train.loop import TrainConfig, Trainer
 from ntirekit.train.losses import StagedLoss, staged_loss, switch_step
 from ntirekit.train.video import (ClipSequenceSource, TrainClip, augment_sequence, flow_freezer, grow_from_state,
@@ -157,7 +157,7 @@ def _perturbed(model: nn.Module, seed: int) -> nn.Module:
 def test_depth_growth_keeps_the_output() -> None:
     """A BasicVSR++-family model grown from 1 to 3 reconstruction blocks and 1 to 2 blocks per propagation branch
     gives exactly the shallower model's output; without zeroing the new blocks it would not."""
-    from ntirekit.video.basicvsrpp import PQFBasicVSRPlusPlus
+    from ntirekit.models.basicvsrpp import PQFBasicVSRPlusPlus
 
     small_kw = dict(mid_channels=16, num_blocks=1, num_blocks_reconstruction=1, is_low_res_input=False)
     torch.manual_seed(0)
@@ -177,7 +177,7 @@ def test_depth_growth_keeps_the_output() -> None:
 
 
 def test_growth_refuses_models_that_are_not_shallower() -> None:
-    from ntirekit.video.basicvsrpp import BasicVSRPlusPlus
+    from ntirekit.models.basicvsrpp import BasicVSRPlusPlus
 
     kw = dict(mid_channels=16, num_blocks=1, num_blocks_reconstruction=2, is_low_res_input=False)
     deep = BasicVSRPlusPlus(**kw)

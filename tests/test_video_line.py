@@ -17,12 +17,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ntirekit.entry import Entry, discover, read_spec
-from ntirekit.nn.edvr import EDVRNet, ModulatedDCNPack, generate_frame_indices, window_indices
+from ntirekit.core.spec import Entry, discover, read_spec
+from ntirekit.models.edvr import EDVRNet, ModulatedDCNPack, generate_frame_indices, window_indices
 from ntirekit.nn.flow import flow_warp
-from ntirekit.nn.propagation import BasicVSRNet, IconVSR, keyframe_indices, refill_windows
+from ntirekit.models.basicvsr import BasicVSRNet, IconVSR, keyframe_indices, refill_windows
 from ntirekit.nn.recurrent import pad_frames
-from ntirekit.video.inference import enhance_clip
+from ntirekit.eval.clip_inference import enhance_clip
 
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.basicvsrpp_ref import CheapFlow
@@ -468,7 +468,7 @@ def test_building_blocks_do_not_import_the_video_models():
     import subprocess
     import sys
 
-    code = ("import sys, ntirekit.nn.propagation, ntirekit.nn.edvr, ntirekit.nn.recurrent; "
+    code = ("import sys, ntirekit.models.basicvsr, ntirekit.models.edvr, ntirekit.nn.recurrent; "
             "print(sorted(m for m in sys.modules if m.startswith('ntirekit.video')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

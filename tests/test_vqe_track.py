@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from ntirekit.data.video import write_png_folder, write_qp_file
-from ntirekit.entry import discover
-from ntirekit.runner import run_track
-from ntirekit.tracks import EvalOptions
-from ntirekit.tracks.vqe import VqeDataError, find_videos
+from ntirekit.core.spec import discover
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import EvalOptions
+from ntirekit.eval.tracks.vqe import VqeDataError, find_videos
 
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.entries import write_entry

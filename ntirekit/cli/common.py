@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from ntirekit.entry import EntryError, Registry, discover
+from ntirekit.core.spec import EntryError, Registry, discover
 
 
 def entries_option(func: Callable[..., Any]) -> Callable[..., Any]:

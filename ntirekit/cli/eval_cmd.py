@@ -10,8 +10,8 @@ from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
 from ntirekit.measure.runtime import headline
-from ntirekit.runner import run_track
-from ntirekit.tracks import TRACKS, EvalOptions, default_entry_track
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import TRACKS, EvalOptions, default_entry_track
 
 
 def _get(*keys: str, scale: float = 1.0, fmt: str = "{:.2f}") -> Callable[[dict[str, Any]], str]:
@@ -73,7 +73,7 @@ def closing_leaderboard(records: list[dict[str, Any]], protocol_name: str, track
 
 def _video_options(chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
                    save_frames: str | None) -> dict[str, Any]:
-    """``EvalOptions.extra`` of the vqe track (see :mod:`ntirekit.tracks.vqe`); duplicates are dropped by default."""
+    """``EvalOptions.extra`` of the vqe track (see :mod:`ntirekit.eval.tracks.vqe`); duplicates are dropped by default."""
     extra: dict[str, Any] = {"chunk": chunk, "overlap": overlap}
     if keep_duplicates:
         extra["drop_duplicates"] = False

@@ -25,7 +25,7 @@ def import_ntire(repo_dir: str, map_path: str, out_dir: str, copy_weights: bool,
     ntirekit import-ntire NTIRE2022_ESR --map teams.toml --out imported/
     ntirekit eval --entries imported/ --track overall
     """
-    from ntirekit.legacy import LegacyError, import_ntire as do_import
+    from ntirekit.pack.legacy import LegacyError, import_ntire as do_import
 
     try:
         folders = do_import(repo_dir, map_path, out_dir, copy_weights=copy_weights, force=force)
@@ -39,9 +39,9 @@ def import_ntire(repo_dir: str, map_path: str, out_dir: str, copy_weights: bool,
 
 @one_line_errors()
 def _check(folders: list) -> None:
-    from ntirekit.entry import discover
-    from ntirekit.isolate import evaluate_isolated
-    from ntirekit.tracks import EvalOptions
+    from ntirekit.core.spec import discover
+    from ntirekit.eval.isolate import evaluate_isolated
+    from ntirekit.eval.track import EvalOptions
 
     registry = discover(folders, include_defaults=False)
     options = EvalOptions(track="load", device="cpu", progress=False)

@@ -12,7 +12,7 @@ from ntirekit.rank.leaderboard import BASELINE_MODES, LeaderboardError, build_le
 from ntirekit.rank.metrics import RUNTIME_STATS
 from ntirekit.rank.protocol import ProtocolError, available_protocols, load_protocol, load_protocol_file
 from ntirekit.rank.render import FORMATS, render
-from ntirekit.results import ResultError
+from ntirekit.core.records import ResultError
 
 
 @click.command("leaderboard")

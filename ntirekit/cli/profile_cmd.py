@@ -27,7 +27,7 @@ def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: 
     from ntirekit.measure.device import fingerprint, fingerprint_id, resolve_device
     from ntirekit.measure.memory import measure_memory
     from ntirekit.measure.runtime import dataset_images, fixed_threads, time_models, to_inputs
-    from ntirekit.tracks.efficiency import load_for_measurement
+    from ntirekit.eval.tracks.efficiency import load_for_measurement
 
     entry = load_registry(entry_roots)[name]
     dev = resolve_device(device)
@@ -40,7 +40,7 @@ def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: 
     counts = count(model, input_shape)
     out: dict[str, Any] = {"entry": entry.name, "weights": weights_kind, **counts.to_dict()}
     if video:
-        from ntirekit.tracks.vqe import macs_per_frame
+        from ntirekit.eval.tracks.vqe import macs_per_frame
 
         out["macs_per_frame"] = macs_per_frame(model, input_shape[-2], input_shape[-1])
     with fixed_threads(threads if dev.type == "cpu" else None):
@@ -137,7 +137,7 @@ def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape
                            device=device, timer=timer, data=data, warmup=warmup, repeats=repeats, threads=threads,
                            weights=weights)
     if as_json:
-        from ntirekit.results import _finite, _json_default
+        from ntirekit.core.records import _finite, _json_default
 
         click.echo(json.dumps(_finite(result), indent=2, default=_json_default))
     else:

@@ -9,7 +9,7 @@ import click
 from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, entry_root_paths, one_line_errors
-from ntirekit.tracks import TRACKS
+from ntirekit.eval.track import TRACKS
 
 
 @click.command("regress")
@@ -43,7 +43,7 @@ def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: s
     ntirekit regress --against metrics/cuda-nvidia-h100-...-cu12.4 --tolerance-runtime 0.15
     """
     from ntirekit.measure.device import fingerprint, fingerprint_id, resolve_device
-    from ntirekit.regress import RegressError, record_reference, regress as do_regress
+    from ntirekit.eval.regress import RegressError, record_reference, regress as do_regress
 
     if folder is None:
         folder = str(Path("metrics") / fingerprint_id(fingerprint(resolve_device(device))))

@@ -186,7 +186,7 @@ class EntrySpec:
 
 def read_spec(folder: Path) -> EntrySpec:
     """Parse and validate ``folder/entry.toml``."""
-    from ntirekit.tomlw import load_file
+    from ntirekit.core.tomlw import load_file
 
     path = Path(folder) / SPEC_FILE
     return EntrySpec.from_dict(load_file(path, EntryError, SPEC_FILE), str(path))
@@ -247,8 +247,8 @@ class Entry:
             raise EntryError(f"{self.name}: building {attr}({kwargs}) failed: {type(exc).__name__}: {exc}") from exc
 
     def weights_path(self, explicit: str | os.PathLike | None = None, download: bool = True) -> Path | None:
-        """The verified checkpoint file, or None for an entry without weights (see :mod:`ntirekit.weights`)."""
-        from ntirekit.weights import resolve_weights
+        """The verified checkpoint file, or None for an entry without weights (see :mod:`ntirekit.core.weights`)."""
+        from ntirekit.core.weights import resolve_weights
 
         if self.spec.weights is None and explicit is None:
             return None
@@ -256,7 +256,7 @@ class Entry:
 
     def has_weights(self) -> bool:
         """Whether the checkpoint is available locally (never downloads)."""
-        from ntirekit.weights import WeightsError
+        from ntirekit.core.weights import WeightsError
 
         if self.spec.weights is None:
             return False
@@ -271,7 +271,7 @@ class Entry:
 
         ``pretrained=False`` skips the weights (random initialisation: counting and timing need no weights).
         """
-        from ntirekit.weights import load_state_dict
+        from ntirekit.core.weights import load_state_dict
 
         model = self.build()
         if pretrained:

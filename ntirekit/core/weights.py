@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from ntirekit.entry import Entry
+    from ntirekit.core.spec import Entry
 
-from ntirekit.entry import EntryError
+from ntirekit.core.spec import EntryError
 
 #: Nesting keys met in practice (BasicSR "params"/"params_ema", KAIR/others "net", "model_state_dict", "state_dict").
 NESTING_KEYS = ("params_ema", "params", "net", "model_state_dict", "state_dict", "model")

@@ -30,7 +30,7 @@ from torch import nn
 
 from ntirekit.data.frames import drop_duplicates as _drop_duplicates
 from ntirekit.data.frames import positions_after_drop, restore_duplicates
-from ntirekit.inference import NonFiniteOutput
+from ntirekit.eval.inference import NonFiniteOutput
 from ntirekit.nn.recurrent import reflect_pad
 from ntirekit.quality.convert import to_model_input, to_uint8_output
 

@@ -1,8 +1,8 @@
 """Running one entry's evaluation in a child process, with a time limit, a memory limit and a NaN/inf guard.
 
-:func:`evaluate_isolated` runs a track's ``evaluate([entry], options)`` in ``python -m ntirekit.isolate REQUEST.json``
+:func:`evaluate_isolated` runs a track's ``evaluate([entry], options)`` in ``python -m ntirekit.eval.isolate REQUEST.json``
 (a fresh interpreter in its own process group; the request and the result travel as JSON files in a temporary
-folder) and returns the entry's record, or a failure record (:func:`ntirekit.results.failure`) that says what went
+folder) and returns the entry's record, or a failure record (:func:`ntirekit.core.records.failure`) that says what went
 wrong. ``failure_kind`` names the kind:
 
 ``crash``
@@ -20,7 +20,7 @@ wrong. ``failure_kind`` names the kind:
     ``torch.cuda.set_per_process_memory_fraction``.
 ``nonfinite``
     the model returned NaN or inf. Outside the timing tracks the child installs a forward hook on every model an
-    entry builds (``Entry.build``) that raises :class:`ntirekit.inference.NonFiniteOutput` on a non-finite output.
+    entry builds (``Entry.build``) that raises :class:`ntirekit.eval.inference.NonFiniteOutput` on a non-finite output.
     Timing tracks (``runtime``, ``complexity``, ``overall``) run without it so that it never adds to a timing.
 ``error``
     the track itself recorded a failure (an exception in the entry's code, bad weights, ...): its record is kept.
@@ -50,8 +50,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from ntirekit.entry import REPO_ROOT, Entry, EntrySpec
-from ntirekit.tracks import TRACKS, EvalOptions
+from ntirekit.core.spec import REPO_ROOT, Entry, EntrySpec
+from ntirekit.eval.track import TRACKS, EvalOptions
 
 UNTRUSTED_MARKER = ".ntirekit-untrusted"
 DEFAULT_TIMEOUT_S = 3600.0
@@ -121,7 +121,7 @@ def _last_words(lines: list[str]) -> str:
 
 def _failure(entry: Entry, options: EvalOptions, kind: str, message: str) -> dict[str, Any]:
     from ntirekit.measure.device import fingerprint, resolve_device
-    from ntirekit.results import failure
+    from ntirekit.core.records import failure
 
     return failure(entry.name, options.track, fingerprint(resolve_device(options.device)), message,
                    failure_kind=kind, isolated=True)
@@ -179,7 +179,7 @@ def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | 
             return _failure(entry, options, "error", f"options cannot be sent to the child process ({exc})")
         env = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONUNBUFFERED": "1"}
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "ntirekit.isolate", str(request_path)],
+            proc = subprocess.Popen([sys.executable, "-m", "ntirekit.eval.isolate", str(request_path)],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     env=env, start_new_session=True)
         except OSError as exc:
@@ -268,7 +268,7 @@ def install_finite_guard() -> None:
     """From now on every model an :class:`Entry` builds raises ``NonFiniteOutput`` when its output holds NaN/inf."""
     import torch
 
-    from ntirekit.inference import NonFiniteOutput
+    from ntirekit.eval.inference import NonFiniteOutput
 
     original = Entry.build
     if getattr(original, "_finite_guard", False):
@@ -337,7 +337,7 @@ def _child(request_path: str) -> int:
     except (ImportError, ValueError, OSError):
         pass
     from ntirekit.measure.device import fingerprint, resolve_device
-    from ntirekit.results import failure, write_json_atomic
+    from ntirekit.core.records import failure, write_json_atomic
 
     options = options_from_dict(request["options"])
     entry = Entry(EntrySpec.from_dict(request["spec"], f"{request['folder']}/entry.toml"), Path(request["folder"]))
@@ -360,5 +360,5 @@ def _child(request_path: str) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m ntirekit.isolate REQUEST.json (internal: started by evaluate_isolated)")
+        sys.exit("usage: python -m ntirekit.eval.isolate REQUEST.json (internal: started by evaluate_isolated)")
     sys.exit(_child(sys.argv[1]))

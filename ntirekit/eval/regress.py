@@ -1,12 +1,12 @@
 """CI regression: re-measure the entries recorded under ``metrics/<fingerprint id>/`` and list every regression.
 
 Layout of the reference figures: one folder per device fingerprint (:func:`ntirekit.measure.device.fingerprint_id`),
-holding the records exactly as ``ntirekit eval --out`` writes them (:func:`ntirekit.results.result_path`)::
+holding the records exactly as ``ntirekit eval --out`` writes them (:func:`ntirekit.core.records.result_path`)::
 
     metrics/<fingerprint id>/<entry>__<track>__<fingerprint id>.json
 
 so ``ntirekit eval --track overall --out metrics/<id>`` (or ``ntirekit regress --record``) records them. A record's
-``options`` (the :class:`~ntirekit.tracks.EvalOptions` it ran with, as a dict), when present, is used to re-run it;
+``options`` (the :class:`~ntirekit.eval.track.EvalOptions` it ran with, as a dict), when present, is used to re-run it;
 otherwise the track's defaults with ``--data`` and the record's ``protocol``.
 
 What counts as a regression, per recorded successful record:
@@ -154,7 +154,7 @@ def compare(recorded: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, An
 
 def load_records(folder: str | Path) -> list[dict[str, Any]]:
     """The records of a reference folder; :class:`RegressError` when there are none or one is unreadable."""
-    from ntirekit.results import ResultError, iter_result_files, read_result
+    from ntirekit.core.records import ResultError, iter_result_files, read_result
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -171,7 +171,7 @@ def load_records(folder: str | Path) -> list[dict[str, Any]]:
 
 def options_for(rec: Mapping[str, Any], *, device: str, data: str | None) -> Any:
     """The :class:`EvalOptions` to re-run a record with."""
-    from ntirekit.isolate import options_from_dict
+    from ntirekit.eval.isolate import options_from_dict
 
     base = dict(rec.get("options") or {})
     base.pop("weights", None)
@@ -187,8 +187,8 @@ def remeasure(records: Sequence[Mapping[str, Any]], *, device: str = "auto", dat
               entry_roots: Iterable[str] = (), out_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Run every recorded (entry, track) again, grouped by track and options, as ``ntirekit eval`` would (the fresh
     records carry the ``options`` they ran with, so that they can be run again exactly)."""
-    from ntirekit.entry import discover
-    from ntirekit.runner import run_track
+    from ntirekit.core.spec import discover
+    from ntirekit.eval.runner import run_track
 
     registry = discover(list(entry_roots))
     groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -235,8 +235,8 @@ def record_reference(folder: str | Path, *, entries: Sequence[str] = (), tracks:
                      entry_roots: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Write the reference records into ``folder``: the named entries on the named tracks, or, when none are named,
     the (entry, track) pairs already recorded there (measured again and overwritten)."""
-    from ntirekit.entry import discover
-    from ntirekit.runner import run_track
+    from ntirekit.core.spec import discover
+    from ntirekit.eval.runner import run_track
 
     folder = Path(folder)
     if entries or tracks:

@@ -14,10 +14,10 @@ from typing import Any, Iterator
 
 import torch
 
-from ntirekit.entry import Entry
+from ntirekit.core.spec import Entry
 from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.results import failure, read_result, ResultError, result_path, write_json_atomic
-from ntirekit.tracks import EvalOptions, track_function
+from ntirekit.core.records import failure, read_result, ResultError, result_path, write_json_atomic
+from ntirekit.eval.track import EvalOptions, track_function
 
 
 class EntryFailed(Exception):
@@ -60,9 +60,9 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
               memory_mb: int | None = None) -> list[dict[str, Any]]:
     """Evaluate ``entries`` on ``options.track``; write ``OUT/<entry>__<track>__<device>.json`` for each.
 
-    ``isolate``: True runs every entry in its own child process (:func:`ntirekit.isolate.evaluate_isolated`, with
+    ``isolate``: True runs every entry in its own child process (:func:`ntirekit.eval.isolate.evaluate_isolated`, with
     ``timeout_s`` and ``memory_mb``), False none; None (default) isolates the untrusted ones (submissions, unpacked
-    zips: :func:`ntirekit.isolate.is_untrusted`).
+    zips: :func:`ntirekit.eval.isolate.is_untrusted`).
     """
     device = fingerprint(resolve_device(options.device))
     records: list[dict[str, Any]] = []
@@ -85,7 +85,7 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
 def _evaluate(entries: list[Entry], options: EvalOptions, evaluate: Any, isolate: bool | None,
               timeout_s: float | None, memory_mb: int | None) -> Iterator[dict[str, Any]]:
     """In-process entries through the track, then each isolated entry in its own child process."""
-    from ntirekit.isolate import DEFAULT_TIMEOUT_S, evaluate_isolated, is_untrusted
+    from ntirekit.eval.isolate import DEFAULT_TIMEOUT_S, evaluate_isolated, is_untrusted
 
     isolated = [e for e in entries if (is_untrusted(e) if isolate is None else isolate)]
     local = [e for e in entries if e not in isolated]

@@ -1,8 +1,8 @@
 """Evaluation tracks: what ``ntirekit eval --track NAME`` measures.
 
 A track is a module exposing ``evaluate(entries, options) -> Iterator[dict]`` that yields one result record per entry
-(see :mod:`ntirekit.results`), failed entries included, as soon as each is known. The runner
-(:func:`ntirekit.runner.run_track`) writes each record atomically as it arrives and prints the table.
+(see :mod:`ntirekit.core.records`), failed entries included, as soon as each is known. The runner
+(:func:`ntirekit.eval.runner.run_track`) writes each record atomically as it arrives and prints the table.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from ntirekit.entry import Entry
+from ntirekit.core.spec import Entry
 
 #: track name -> (module, the entry track it applies to by default)
 TRACKS: dict[str, tuple[str, str]] = {
-    "psnr": ("ntirekit.tracks.psnr", "esr"),
-    "runtime": ("ntirekit.tracks.efficiency", "esr"),
-    "complexity": ("ntirekit.tracks.efficiency", "esr"),
-    "overall": ("ntirekit.tracks.efficiency", "esr"),
-    "vqe": ("ntirekit.tracks.vqe", "vqe"),
+    "psnr": ("ntirekit.eval.tracks.psnr", "esr"),
+    "runtime": ("ntirekit.eval.tracks.efficiency", "esr"),
+    "complexity": ("ntirekit.eval.tracks.efficiency", "esr"),
+    "overall": ("ntirekit.eval.tracks.efficiency", "esr"),
+    "vqe": ("ntirekit.eval.tracks.vqe", "vqe"),
 }
 
 

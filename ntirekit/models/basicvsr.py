@@ -4,7 +4,7 @@ The networks follow mmediting's ``mmedit/models/backbones/sr_backbones/basicvsr_
 ``iconvsr.py`` (``IconVSR``): SPyNet flow between neighbouring frames, a backward and a forward propagation branch,
 each a residual trunk (``ResidualBlocksWithInputConv``) fed with the current frame and the flow-warped propagated
 feature, and a x4 pixel-shuffle reconstruction. IconVSR adds *information refill* (at keyframes, an EDVR-M front end,
-:class:`ntirekit.nn.edvr.EDVRFeatureExtractor`, computes a feature from a window of 2 * padding + 1 frames, fused into
+:class:`ntirekit.models.edvr.EDVRFeatureExtractor`, computes a feature from a window of 2 * padding + 1 frames, fused into
 the propagated feature by ``backward_fusion`` / ``forward_fusion``) and *coupled propagation* (the forward branch
 also sees the backward branch's feature). Module names equal upstream's, so mmediting checkpoints load strictly
 once ``generator.`` is stripped. Pieces reused: :class:`~ntirekit.nn.spynet.SPyNet`,
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ntirekit.nn.edvr import EDVRFeatureExtractor, generate_frame_indices, window_indices
+from ntirekit.models.edvr import EDVRFeatureExtractor, generate_frame_indices, window_indices
 from ntirekit.nn.flow import flow_warp
 from ntirekit.nn.recurrent import ResidualBlocksWithInputConv, X4Head, bidirectional_flows, check_clip, pad_frames
 from ntirekit.nn.spynet import SPyNet
@@ -59,7 +59,7 @@ def refill_windows(num_frames: int, padding: int = 2) -> list[list[int]]:
     them: the clip is padded once, before with the frames ``2p, ..., p+1`` and after with ``T-p-2, ..., T-2p-1``
     (``lrs[:, [4, 3]]`` and ``lrs[:, [-4, -5]]`` for ``p = 2``), and frame ``i``'s window is ``padded[i:i + 2p + 1]``.
 
-    The first and last windows equal ``reflection_circle``'s (:func:`ntirekit.nn.edvr.generate_frame_indices`), the
+    The first and last windows equal ``reflection_circle``'s (:func:`ntirekit.models.edvr.generate_frame_indices`), the
     ones next to them do not (frame 1: ``[3, 0, 1, 2, 3]`` here, ``[4, 0, 1, 2, 3]`` there). A clip shorter than a
     window (upstream fails on it) gets ``replicate`` windows.
     """

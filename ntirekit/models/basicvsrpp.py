@@ -17,7 +17,7 @@ Forms:
 
 Differences from upstream, none of which changes an output: the mirror-extension shortcut (reusing backward flows for a
 palindromic training clip) and the CPU feature cache (``cpu_cache_length``) are left out; long clips are cut into
-chunks by :func:`ntirekit.video.inference.enhance_clip` instead. The alignment always runs (upstream skipped it when
+chunks by :func:`ntirekit.eval.clip_inference.enhance_clip` instead. The alignment always runs (upstream skipped it when
 mmcv's CUDA op was missing; here the deformable convolution has a pure-torch path).
 """
 
@@ -34,7 +34,7 @@ from ntirekit.nn.deform import SecondOrderDeformableAlignment
 from ntirekit.nn.flow import chain_flows, flow_warp
 from ntirekit.nn.recurrent import ResidualBlocksWithInputConv, X4Head, bidirectional_flows, check_clip
 from ntirekit.nn.spynet import SPyNet
-from ntirekit.video.propagation import Step, plan
+from ntirekit.nn.propagation_steps import Step, plan
 
 __all__ = ["BasicVSRPlusPlus", "PQFBasicVSRPlusPlus", "BRANCHES"]
 
@@ -189,7 +189,7 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
 
 class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
     """PQF-BasicVSR++ (NTIRE 2022 VQE winner): BasicVSR++ whose second-order neighbour is the most recent
-    peak-quality frame (see :mod:`ntirekit.video.propagation`), with a deeper reconstruction.
+    peak-quality frame (see :mod:`ntirekit.nn.propagation_steps`), with a deeper reconstruction.
 
     ``forward(lqs, pqf=None)``: ``pqf`` lists the PQF frame indices of this clip (e.g. from the clip's QPs); without
     it every ``period``-th frame from frame 0 is a PQF (the pattern "1000 1000 ..." for ``period=4``).

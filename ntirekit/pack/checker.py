@@ -3,7 +3,7 @@
 The archive is vetted member by member (:mod:`ntirekit.pack.safezip`), extracted into a fresh temporary folder only,
 its ``MANIFEST.json`` verified, and its content checked for its format (:mod:`ntirekit.pack.formats`). Checkpoints are
 read with ``weights_only=True`` only. Submitted code is never imported by ``check`` unless ``load=True``, and then only
-in a child process with time and memory limits (:func:`ntirekit.isolate.evaluate_isolated`), which builds the model,
+in a child process with time and memory limits (:func:`ntirekit.eval.isolate.evaluate_isolated`), which builds the model,
 loads its weights strictly and runs one small forward pass.
 
 Any unexpected failure of the checker itself becomes a ``check-error`` problem: the caller always gets a report,
@@ -99,7 +99,7 @@ def unpack(path: str | os.PathLike, dest: str | os.PathLike, fmt: str = "auto", 
     Returns ``(report, submission root)``; the root is None, and ``dest`` holds nothing but the marker, when the zip
     is REJECTED.
     """
-    from ntirekit.isolate import mark_untrusted
+    from ntirekit.eval.isolate import mark_untrusted
 
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
@@ -131,10 +131,10 @@ def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
     video entry gets ``spec.frames`` frames."""
     import torch
 
-    from ntirekit.inference import NonFiniteOutput
+    from ntirekit.eval.inference import NonFiniteOutput
     from ntirekit.measure.device import fingerprint, resolve_device
-    from ntirekit.results import record
-    from ntirekit.runner import guard
+    from ntirekit.core.records import record
+    from ntirekit.eval.runner import guard
 
     device = resolve_device(options.device)
     fp = fingerprint(device)
@@ -165,9 +165,9 @@ def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
 
 
 def _load_isolated(spec: Any, root: Path, report: Report, *, timeout_s: float, memory_mb: int | None) -> None:
-    from ntirekit.entry import Entry
-    from ntirekit.isolate import evaluate_isolated
-    from ntirekit.tracks import EvalOptions
+    from ntirekit.core.spec import Entry
+    from ntirekit.eval.isolate import evaluate_isolated
+    from ntirekit.eval.track import EvalOptions
 
     entry = Entry(spec, root)
     options = EvalOptions(track="load", device="cpu", progress=False)

@@ -344,7 +344,7 @@ def pickled_globals(path: Path) -> list[str]:
 
 def check_checkpoint(path: Path, rel: str, report: Report, key: str = "") -> dict[str, Any] | None:
     """Read a checkpoint the safe way only; a pickle with code, a broken file or a non-state-dict is a problem."""
-    from ntirekit.weights import WeightsError, extract_state_dict, read_checkpoint
+    from ntirekit.core.weights import WeightsError, extract_state_dict, read_checkpoint
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -396,7 +396,7 @@ def _check_factsheet(tree: Tree, report: Report, required: bool, present: set[st
 
 
 def _read_spec(tree: Tree, report: Report) -> Any:
-    from ntirekit.entry import EntryError, EntrySpec
+    from ntirekit.core.spec import EntryError, EntrySpec
 
     try:
         import tomllib
@@ -421,12 +421,12 @@ def inside_path(rel: str) -> str | None:
 
 
 def validate_esr_code(tree: Tree, report: Report, broken: frozenset[str] = frozenset()) -> Any:
-    """Check an ESR code submission; returns its :class:`~ntirekit.entry.EntrySpec` when it has a valid one.
+    """Check an ESR code submission; returns its :class:`~ntirekit.core.spec.EntrySpec` when it has a valid one.
 
     ``broken`` names files the archive holds but that could not be extracted (already reported): they count as
     present, and their content is not checked.
     """
-    from ntirekit.weights import sha256_of
+    from ntirekit.core.weights import sha256_of
 
     for rel in sorted(tree):
         suffix = Path(rel).suffix.lower()

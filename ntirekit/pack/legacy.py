@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ntirekit.entry import SPEC_FILE, EntryError, EntrySpec
-from ntirekit import tomlw
+from ntirekit.core.spec import SPEC_FILE, EntryError, EntrySpec
+from ntirekit.core import tomlw
 from ntirekit.pack.formats import TEAM_NAME, inside_path
-from ntirekit.weights import sha256_of
+from ntirekit.core.weights import sha256_of
 
 TEAM_KEYS = frozenset({"file", "class", "kwargs", "checkpoint", "data_range", "name", "key", "strip_prefix", "rename",
                        "scale"})

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 import ntirekit
 from ntirekit.pack.formats import FORMATS, MANIFEST
 from ntirekit.pack.report import Report
-from ntirekit.weights import sha256_of
+from ntirekit.core.weights import sha256_of
 
 MANIFEST_VERSION = 1
 

@@ -98,8 +98,8 @@ def write_zip(tree: dict[str, Path], out: Path) -> Path:
 
 def _stage_code(src: Path, tree: dict[str, Path], tmp: Path, report: Report) -> Any:
     """Add the checkpoint to ``tree`` when it lives outside the folder; the spec, or None when it cannot be read."""
-    from ntirekit.entry import Entry, EntryError, read_spec
-    from ntirekit import tomlw
+    from ntirekit.core.spec import Entry, EntryError, read_spec
+    from ntirekit.core import tomlw
 
     if SPEC not in tree:
         return None
@@ -135,9 +135,9 @@ def _stage_code(src: Path, tree: dict[str, Path], tmp: Path, report: Report) -> 
 
 def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
     """Build the model from exactly the files to be packed, load its weights strictly, run one forward pass."""
-    from ntirekit.entry import Entry, read_spec
+    from ntirekit.core.spec import Entry, read_spec
     from ntirekit.pack.checker import load_probe
-    from ntirekit.tracks import EvalOptions
+    from ntirekit.eval.track import EvalOptions
 
     stage = tmp / "stage"
     for rel, path in tree.items():
@@ -155,8 +155,8 @@ def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
 # ---------------------------------------------------------------------------------------------------------- results
 
 def _measured_from_result(path: str | Path, fmt: str, report: Report) -> dict[str, Any]:
-    from ntirekit.regress import figure
-    from ntirekit.results import ResultError, read_result
+    from ntirekit.eval.regress import figure
+    from ntirekit.core.records import ResultError, read_result
 
     try:
         rec = read_result(path)
@@ -182,7 +182,7 @@ def _measured_from_result(path: str | Path, fmt: str, report: Report) -> dict[st
 
 def _measured_by_timing(entry_name: str, data: str | Path | None, scale: int | None, device: str,
                         report: Report) -> dict[str, Any]:
-    from ntirekit.entry import discover
+    from ntirekit.core.spec import discover
     from ntirekit.measure.device import resolve_device
     from ntirekit.measure.runtime import dataset_images, headline, time_models, to_inputs
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ntirekit.rank.metrics import number
-from ntirekit.results import iter_result_files, read_result
+from ntirekit.core.records import iter_result_files, read_result
 
 REQUIRED_COLUMNS = ("entry", "psnr_val", "psnr_test", "runtime_ms", "params_m", "flops_g", "acts_m", "mem_mb")
 OPTIONAL_COLUMNS = ("convs",)

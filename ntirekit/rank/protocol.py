@@ -293,7 +293,7 @@ def parse_protocol(data: Mapping[str, Any], source: str = "<protocol>") -> Proto
 
 def load_protocol_file(path: str | os.PathLike) -> Protocol:
     """A protocol from a TOML file."""
-    from ntirekit.tomlw import load_file
+    from ntirekit.core.tomlw import load_file
 
     path = Path(path)
     return parse_protocol(load_file(path, ProtocolError, "protocol file"), str(path))

@@ -22,8 +22,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ntirekit import tomlw
-from ntirekit.entry import Entry, EntryError, discover, thaw
+from ntirekit.core import tomlw
+from ntirekit.core.spec import Entry, EntryError, discover, thaw
 
 __all__ = ["write_entry_folder", "save_state_dict", "factory_accepts", "reparameterize_entry"]
 
@@ -74,7 +74,7 @@ def write_entry_folder(source: Entry, out_dir: str | os.PathLike, state_dict: Ma
         (out / file_name).write_text(text, encoding="utf-8")
     weights_file = f"{name}.pth"
     save_state_dict(state_dict, out / weights_file)
-    from ntirekit.weights import sha256_of
+    from ntirekit.core.weights import sha256_of
 
     spec = source.spec.to_dict()
     spec.pop("published", None)

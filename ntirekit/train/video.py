@@ -1,6 +1,6 @@
 """Training and fine-tuning video QE entries (BasicVSR++, PQF-BasicVSR++, ...) on compressed/clean clip pairs.
 
-Data (:func:`load_clip_pairs`): any folder the ``vqe`` track reads (:func:`ntirekit.tracks.vqe.find_videos`): the
+Data (:func:`load_clip_pairs`): any folder the ``vqe`` track reads (:func:`ntirekit.eval.tracks.vqe.find_videos`): the
 output of ``ntirekit data compress CLIPS --out DATA`` (each clip's ``clip.json`` names its clean source), or
 ``DATA/lq/<video>`` + ``DATA/gt/<video>``. Every clip is read once into memory as RGB ``uint8``. Consecutive
 byte-identical compressed frames (duplicates) are dropped with their clean frames, as the winner of NTIRE 2022 did,
@@ -29,7 +29,7 @@ Model (:func:`model_for_video_training`): the entry's factory with ``--set`` ove
 ``fix_flow`` keeps the flow network frozen for the first steps (upstream BasicVSR++: ``fix_iter = 5000``). The loss
 compares output and clean frames in [0, 1] (:class:`ntirekit.train.losses.StagedLoss`: e.g. Charbonnier then L2).
 Validation (:func:`vqe_validator`) runs each validation clip whole through
-:func:`ntirekit.video.inference.enhance_clip` (duplicates, padding, PQFs as ``ntirekit eval --track vqe`` does) and
+:func:`ntirekit.eval.clip_inference.enhance_clip` (duplicates, padding, PQFs as ``ntirekit eval --track vqe`` does) and
 returns the mean over videos of ΔPSNR = PSNR(output) - PSNR(compressed input), RGB, peak 255, per-frame mean.
 """
 
@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ntirekit.data.video import ClipError
-from ntirekit.entry import Entry, EntryError
+from ntirekit.core.spec import Entry, EntryError
 from ntirekit.train.loop import TrainConfig, TrainResult, Trainer
 
 __all__ = ["TrainClip", "load_clip_pairs", "ClipSequenceSource", "augment_sequence", "vqe_validator",
@@ -74,7 +74,7 @@ def load_clip_pairs(data: str | os.PathLike, *, default_pqf: Callable[[int], Seq
     the clip's QPs, else ``default_pqf(n)``, else None."""
     from ntirekit.data.frames import drop_duplicates, find_pqf, positions_after_drop
     from ntirekit.data.video import read_clip
-    from ntirekit.tracks.vqe import find_videos
+    from ntirekit.eval.tracks.vqe import find_videos
 
     clips = []
     for pair in find_videos(data):
@@ -198,8 +198,8 @@ def vqe_validator(data: str | os.PathLike, data_range: float, device: torch.devi
     from ntirekit.data.frames import find_pqf
     from ntirekit.data.video import read_clip
     from ntirekit.quality import mean_over_videos, psnr, video_psnr
-    from ntirekit.tracks.vqe import find_videos
-    from ntirekit.video.inference import enhance_clip
+    from ntirekit.eval.tracks.vqe import find_videos
+    from ntirekit.eval.clip_inference import enhance_clip
 
     videos = []
     for pair in find_videos(data):
@@ -317,7 +317,7 @@ def model_for_video_training(entry: Entry, *, finetune: bool, weights: str | os.
                              log: Callable[[str], None] | None = None) -> nn.Module:
     """The model to train (module docstring); seed torch first for a reproducible initialisation."""
     from ntirekit.train.image import model_for_training
-    from ntirekit.weights import extract_state_dict, normalise_keys, read_checkpoint
+    from ntirekit.core.weights import extract_state_dict, normalise_keys, read_checkpoint
 
     log = log or (lambda message: None)
     if (identity or flow_zero) and (finetune or grow_from is not None):
@@ -371,7 +371,7 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
                       ) -> tuple[Entry | None, TrainResult]:
     """Train (seeded random initialisation, or ``grow_from``) or fine-tune a vqe/qe entry on clip pairs; writes the
     best weights (highest validation ΔPSNR; the last ones without validation) as an entry folder at ``out_dir``."""
-    from ntirekit.derive import write_entry_folder
+    from ntirekit.train.derive import write_entry_folder
     from ntirekit.measure.device import resolve_device
     from ntirekit.train.losses import staged_loss
 

@@ -5,11 +5,11 @@ x4 network (the propagation trunks' input convs read 64 + 48 channels instead of
 bicubically downsampled by 4 (as BasicVSR++'s QE form); the x4 upsampler brings the features back to full size and
 the input frame is added as the residual base. Features therefore live at 1/4 size, as in BasicVSR++'s QE form, but
 the downsampling is parameter-free (pixel unshuffle) instead of two stride-2 convolutions. Frames >= 256x256, sides
-padded to a multiple of 4 inside the model. 6,343,151 parameters. See :mod:`ntirekit.nn.propagation`.
+padded to a multiple of 4 inside the model. 6,343,151 parameters. See :mod:`ntirekit.models.basicvsr`.
 """
 
 from __future__ import annotations
 
-from ntirekit.nn.propagation import BasicVSRNet
+from ntirekit.models.basicvsr import BasicVSRNet
 
 __all__ = ["BasicVSRNet"]

@@ -4,11 +4,11 @@
 Clip interface: ``forward(lqs)`` maps a clip (N, T, 3, H, W) to (N, T, 3, 4H, 4W), each output frame restored from the
 5-frame window centred on it (``reflection_circle`` at the clip's ends, as mmediting's REDS test pipeline;
 ``replicate`` for clips under 5 frames); ``forward_window`` is upstream's window -> centre-frame forward. The network
-lives in :mod:`ntirekit.nn.edvr`; mmediting checkpoints load with ``strip_prefix = "generator."``.
+lives in :mod:`ntirekit.models.edvr`; mmediting checkpoints load with ``strip_prefix = "generator."``.
 """
 
 from __future__ import annotations
 
-from ntirekit.nn.edvr import EDVRNet
+from ntirekit.models.edvr import EDVRNet
 
 __all__ = ["EDVRNet"]

@@ -9,11 +9,11 @@ the output is cropped back.
 
 Clip interface: ``forward(lqs)`` maps a clip (N, T, 3, H, W) to (N, T, 3, H, W), each output frame restored from the
 5-frame window centred on it (``reflection_circle`` at the clip's ends; ``replicate`` for clips under 5 frames).
-See :mod:`ntirekit.nn.edvr`.
+See :mod:`ntirekit.models.edvr`.
 """
 
 from __future__ import annotations
 
-from ntirekit.nn.edvr import EDVRNet
+from ntirekit.models.edvr import EDVRNet
 
 __all__ = ["EDVRNet"]

@@ -5,11 +5,11 @@ the x4 network reads one (the propagation trunks' input convs and the refill ext
 on the frames bicubically downsampled by 4 (as BasicVSR++'s QE form); the x4 upsampler brings the features back to
 full size and the input frame is added as the residual base. Frames >= 256x256; sides are reflect-padded to a
 multiple of 16 inside the model (the refill's PCD pyramid halves the 1/4-size features twice) and the output is
-cropped back. 8,772,751 parameters. See :mod:`ntirekit.nn.propagation`.
+cropped back. 8,772,751 parameters. See :mod:`ntirekit.models.basicvsr`.
 """
 
 from __future__ import annotations
 
-from ntirekit.nn.propagation import IconVSR
+from ntirekit.models.basicvsr import IconVSR
 
 __all__ = ["IconVSR"]

@@ -12,7 +12,7 @@ the LR images of ``options.data`` (``"sample"``: the kit's DIV2K-like images). `
 (``memory_kind = "cpu_estimate"``).
 
 Order of work: each entry is loaded and counted (and, for runtime/overall, its memory measured with no other entry
-on the device) inside :func:`ntirekit.runner.guard`; then all entries that got so far are timed together (the robust
+on the device) inside :func:`ntirekit.eval.runner.guard`; then all entries that got so far are timed together (the robust
 timer interleaves them). An entry that fails at any step becomes a failure record and the others go on.
 
 ``options.extra`` understands ``fvcore`` (bool, default True), ``memory`` (bool, default True) and ``benchmark``
@@ -29,14 +29,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ntirekit.entry import Entry
+from ntirekit.core.spec import Entry
 from ntirekit.measure.counts import count
 from ntirekit.measure.device import fingerprint, resolve_device
 from ntirekit.measure.memory import measure_memory
 from ntirekit.measure.runtime import dataset_images, pool_runs, time_models, to_inputs
-from ntirekit.results import record
-from ntirekit.runner import guard
-from ntirekit.tracks import EvalOptions
+from ntirekit.core.records import record
+from ntirekit.eval.runner import guard
+from ntirekit.eval.track import EvalOptions
 
 TRACK_NAMES = ("runtime", "complexity", "overall")
 

@@ -14,13 +14,13 @@ import torch
 from tqdm import tqdm
 
 from ntirekit.data.images import open_image_dataset
-from ntirekit.entry import Entry
-from ntirekit.inference import upscale_image
+from ntirekit.core.spec import Entry
+from ntirekit.eval.inference import upscale_image
 from ntirekit.measure.device import fingerprint, resolve_device
 from ntirekit.quality import psnr, ssim
-from ntirekit.results import record
-from ntirekit.runner import guard
-from ntirekit.tracks import EvalOptions
+from ntirekit.core.records import record
+from ntirekit.eval.runner import guard
+from ntirekit.eval.track import EvalOptions
 
 
 def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, Any]]:

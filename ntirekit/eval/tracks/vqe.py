@@ -12,7 +12,7 @@ Data (``options.data``), either layout:
 A compressed clip's ``qp.txt`` gives its PQF positions (:func:`ntirekit.data.frames.find_pqf`); without one, a PQF
 model falls back to its own pattern (every 4th frame for PQF-BasicVSR++).
 
-Per entry and video: the clip goes through :func:`ntirekit.video.inference.enhance_clip` (duplicates dropped and
+Per entry and video: the clip goes through :func:`ntirekit.eval.clip_inference.enhance_clip` (duplicates dropped and
 restored for QE entries, frames reflect-padded to the model's ``min_input_size``/``input_multiple`` (default 256/4),
 optional chunks), then per-frame PSNR (``options.protocol``: ``challenge`` = RGB, peak 255, no border) of the output
 and of the compressed input against the clean frames; a video's PSNR is the mean over its frames with zero-error
@@ -48,14 +48,14 @@ from tqdm import tqdm
 
 from ntirekit.data.frames import find_pqf
 from ntirekit.data.video import CLIP_JSON, Clip, read_clip, write_png_folder, yuv_name_info
-from ntirekit.entry import Entry
+from ntirekit.core.spec import Entry
 from ntirekit.measure.device import fingerprint, resolve_device
 from ntirekit.quality import mean_over_videos, psnr, video_psnr
-from ntirekit.results import record
-from ntirekit.runner import guard
-from ntirekit.tracks import EvalOptions
-from ntirekit.tracks.efficiency import load_for_measurement
-from ntirekit.video.inference import enhance_clip
+from ntirekit.core.records import record
+from ntirekit.eval.runner import guard
+from ntirekit.eval.track import EvalOptions
+from ntirekit.eval.tracks.efficiency import load_for_measurement
+from ntirekit.eval.clip_inference import enhance_clip
 
 TRACK = "vqe"
 

@@ -1,14 +1,14 @@
 """Structured channel pruning: coupled channel groups (traced), L1 importance, surgery, pruned entries.
 
-- :func:`trace_channels` (:mod:`ntirekit.prune.groups`): the coupled channel groups of any ``torch.fx``-traceable
+- :func:`trace_channels` (:mod:`ntirekit.train.prune.groups`): the coupled channel groups of any ``torch.fx``-traceable
   model (residual adds, gates, concatenations; splits, pixel-shuffle inputs and the model's input/output are kept);
-- :func:`prune_model` / :func:`apply_widths` (:mod:`ntirekit.prune.prune`): prune groups (by group name or by a
+- :func:`prune_model` / :func:`apply_widths` (:mod:`ntirekit.train.prune.prune`): prune groups (by group name or by a
   family's width names such as RLFN's ``trunk``/``mid``) to given widths by L1 importance;
-- :func:`prune_entry` (:mod:`ntirekit.prune.entry`): the same for an entry, written as a new entry folder.
+- :func:`prune_entry` (:mod:`ntirekit.train.prune.entry`): the same for an entry, written as a new entry folder.
 """
 
-from ntirekit.prune.groups import ChannelGraph, ChannelGroup, TraceError, trace_channels
-from ntirekit.prune.prune import (CRITERIA, PruneError, WidthSpec, apply_widths, channel_importance, named_groups,
+from ntirekit.train.prune.groups import ChannelGraph, ChannelGroup, TraceError, trace_channels
+from ntirekit.train.prune.prune import (CRITERIA, PruneError, WidthSpec, apply_widths, channel_importance, named_groups,
                                   prune_model, select_channels, width_spec_of)
 
 __all__ = ["ChannelGraph", "ChannelGroup", "TraceError", "trace_channels", "CRITERIA", "PruneError", "WidthSpec",
@@ -18,7 +18,7 @@ __all__ = ["ChannelGraph", "ChannelGroup", "TraceError", "trace_channels", "CRIT
 
 def __getattr__(name: str):  # the entry-level helpers import the measuring code: load them on first use
     if name in ("prune_entry", "widths_for_macs_ratio", "parse_widths", "pruned_macs", "calibration_inputs"):
-        from ntirekit.prune import entry
+        from ntirekit.train.prune import entry
 
         return getattr(entry, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

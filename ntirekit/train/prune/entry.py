@@ -2,11 +2,11 @@
 
 A pruned entry is configuration plus a strict state dict:
 
-- when the model family has a width spec (:mod:`ntirekit.prune.prune`) and every pruned name maps to a constructor
+- when the model family has a width spec (:mod:`ntirekit.train.prune.prune`) and every pruned name maps to a constructor
   argument, the pruned entry is the source's model code with those arguments changed (RLFN: ``feature_channels``,
   ``mid_channels``): exactly what a team would submit;
 - otherwise the folder gets a generated ``pruned_model.py`` whose factory builds the source model and shrinks it to
-  ``widths`` (group name -> width, in ``entry.toml``) with :func:`ntirekit.prune.apply_widths`.
+  ``widths`` (group name -> width, in ``entry.toml``) with :func:`ntirekit.train.prune.apply_widths`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ntirekit.entry import Entry
+from ntirekit.core.spec import Entry
 from ntirekit.measure.counts import macs_ntire2022
-from ntirekit.prune.groups import ChannelGraph, trace_channels
-from ntirekit.prune.prune import (PruneError, PruneResult, WidthSpec, named_groups, prune_model, resolve_widths,
+from ntirekit.train.prune.groups import ChannelGraph, trace_channels
+from ntirekit.train.prune.prune import (PruneError, PruneResult, WidthSpec, named_groups, prune_model, resolve_widths,
                                   width_spec_of)
 
 __all__ = ["prune_entry", "widths_for_macs_ratio", "parse_widths", "pruned_macs", "calibration_inputs"]
@@ -30,7 +30,7 @@ __all__ = ["prune_entry", "widths_for_macs_ratio", "parse_widths", "pruned_macs"
 _GENERIC_MODEL = '''"""Pruned {source}: ``{factory}`` shrunk to the channel widths given in entry.toml (written by `ntirekit prune`).
 
 ``widths`` maps each coupled channel group (named after its first producing conv) to its width; the groups are found
-by tracing the model (:func:`ntirekit.prune.groups.trace_channels`), and the weights are loaded afterwards.
+by tracing the model (:func:`ntirekit.train.prune.groups.trace_channels`), and the weights are loaded afterwards.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from ntirekit.prune import apply_widths
+from ntirekit.train.prune import apply_widths
 
 
 def _source_factory():
@@ -144,7 +144,7 @@ def prune_entry(entry: Entry, out_dir: str | os.PathLike, *, widths: Mapping[str
 
     ``calibration`` (HR images: ``"skimage"`` or a folder) feeds the ``act`` criterion; other criteria ignore it.
     """
-    from ntirekit.derive import factory_accepts, write_entry_folder
+    from ntirekit.train.derive import factory_accepts, write_entry_folder
 
     if (widths is None) == (target_macs_ratio is None):
         raise PruneError("give exactly one of widths or a target MACs ratio")

@@ -16,7 +16,7 @@ Within a group the ``width`` channels of highest importance are kept (ties: lowe
 
 A width spec names widths of a model family (e.g. RLFN: ``trunk`` = every trunk feature map, built by the
 ``feature_channels`` argument; ``mid`` = the two inner maps of every block, ``mid_channels``); the groups found by
-:func:`ntirekit.prune.groups.trace_channels` are matched to names by their producer modules (glob patterns). A width
+:func:`ntirekit.train.prune.groups.trace_channels` are matched to names by their producer modules (glob patterns). A width
 name sets the same width for all its groups, which is what the family's constructor can build.
 """
 
@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ntirekit.prune.groups import ChannelGraph, ChannelGroup, trace_channels
+from ntirekit.train.prune.groups import ChannelGraph, ChannelGroup, trace_channels
 
 __all__ = ["WidthSpec", "width_spec_of", "channel_importance", "input_statistics", "select_channels", "prune_model", "apply_widths",
            "PruneError", "named_groups", "resolve_widths", "CRITERIA"]
