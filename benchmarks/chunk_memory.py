@@ -38,9 +38,9 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
+    from ntirekit.eval.clip_inference import enhance_clip
     from ntirekit.measure.memory import MIB, StoragePeakTracker
     from ntirekit.models.basicvsrpp import PQFBasicVSRPlusPlus
-    from ntirekit.eval.clip_inference import enhance_clip
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -19,9 +19,9 @@ import json
 import torch
 from tabulate import tabulate
 
-from ntirekit.core.spec import discover
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.registry import discover
 from ntirekit.measure.counts import activations_and_convs, macs_ntire2022, params
-from ntirekit.measure.device import fingerprint, resolve_device
 from ntirekit.measure.runtime import time_robust
 from ntirekit.nn.rep import reparameterize_model
 

@@ -31,9 +31,9 @@ def child(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
     import torch
 
+    from ntirekit.core.device import resolve_device
+    from ntirekit.core.registry import discover
     from ntirekit.data.sample import div2k_like_inputs
-    from ntirekit.core.spec import discover
-    from ntirekit.measure.device import resolve_device
     from ntirekit.measure.runtime import headline, time_models, to_inputs
 
     device = resolve_device(args.device)

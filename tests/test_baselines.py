@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from ntirekit.core.registry import discover
+from ntirekit.core.weights import WeightsError, extract_state_dict, normalise_keys, read_checkpoint, sha256_of
 from ntirekit.data.images import open_image_dataset
-from ntirekit.core.spec import discover
 from ntirekit.eval.inference import upscale_image
 from ntirekit.quality import psnr
-from ntirekit.core.weights import WeightsError, extract_state_dict, normalise_keys, read_checkpoint, sha256_of
 
 # name: (parameters, data_range, checkpoint file, upstream repository)
 BASELINES: dict[str, tuple[int, float, str, str]] = {

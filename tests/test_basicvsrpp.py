@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from ntirekit.core.spec import Entry, discover, read_spec
-from ntirekit.core.weights import extract_state_dict, normalise_keys, read_checkpoint
-from ntirekit.models.basicvsrpp import BasicVSRPlusPlus
-
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.basicvsrpp_ref import CheapFlow, randomise_offsets, reference_features, reference_forward
+
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import Entry, read_spec
+from ntirekit.core.weights import extract_state_dict, normalise_keys, read_checkpoint
+from ntirekit.models.basicvsrpp import BasicVSRPlusPlus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ntirekit.core.spec import DuplicateEntryError, EntryError, EntrySpec, discover, read_spec
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import DuplicateEntryError, EntryError, EntrySpec, read_spec
 from tests.helpers.entries import write_entry
 
 

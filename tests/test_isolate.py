@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from ntirekit.eval import track as tracks
-from ntirekit.core.spec import discover
-from ntirekit.eval.isolate import evaluate_isolated, is_untrusted, mark_untrusted, options_from_dict
 from ntirekit.core.records import read_result, result_path
+from ntirekit.core.registry import discover
+from ntirekit.eval import track as tracks
+from ntirekit.eval.isolate import evaluate_isolated, is_untrusted, mark_untrusted, options_from_dict
 from ntirekit.eval.runner import run_track
 from ntirekit.eval.track import EvalOptions
 from tests.helpers.entries import write_entry
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 #: A tiny track: one fixed random 8x8 input through the model, the output's mean and the parameter count.
 TINY_TRACK = '''
 import torch
-from ntirekit.measure.device import fingerprint, resolve_device
+from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import record
 from ntirekit.eval.runner import guard
 

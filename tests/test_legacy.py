@@ -12,10 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from ntirekit.cli.import_cmd import import_ntire as import_cli
-from ntirekit.core.spec import discover, read_spec
-from ntirekit.pack.legacy import LegacyError, import_ntire
-from ntirekit.pack import check_zip, pack
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import read_spec
 from ntirekit.core.weights import sha256_of
+from ntirekit.pack import check_zip, pack
+from ntirekit.pack.legacy import LegacyError, import_ntire
 
 TEAM04 = '''
 import torch

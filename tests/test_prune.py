@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit.core.spec import discover
+from ntirekit.core.registry import discover
 from ntirekit.measure.counts import macs_ntire2022, params
-from ntirekit.nn.blocks import RLFN
-from ntirekit.train.prune import (PruneError, apply_widths, channel_importance, named_groups, prune_model, select_channels,
-                            trace_channels, width_spec_of)
+from ntirekit.models.rlfn import RLFN
+from ntirekit.train.prune import (PruneError, apply_widths, channel_importance, named_groups, prune_model,
+                                  select_channels, trace_channels, width_spec_of)
 from ntirekit.train.prune.prune import _module_tensor
 
 BOUNDS = {torch.float64: 1e-9, torch.float32: 1e-5}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ntirekit.eval import track as tracks
 from ntirekit.cli.regress_cmd import regress as regress_cli
-from ntirekit.measure.device import fingerprint, fingerprint_id
+from ntirekit.core.device import fingerprint, fingerprint_id
+from ntirekit.eval import track as tracks
 from ntirekit.eval.regress import RegressError, compare, figure, record_reference, regress
 from tests.helpers.entries import write_entry
 
@@ -21,7 +21,7 @@ from tests.helpers.entries import write_entry
 REGRESS_TRACK = '''
 import math
 import torch
-from ntirekit.measure.device import fingerprint, resolve_device
+from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import record
 
 

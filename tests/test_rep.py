@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit.core.spec import discover
-from ntirekit.nn.rep import (ECB, Conv3XC, RepBlock, RepVGGBlock, is_reparameterized, reparameterize_model)
+from ntirekit.core.registry import discover
+from ntirekit.nn.rep import ECB, Conv3XC, RepBlock, RepVGGBlock, is_reparameterized, reparameterize_model
 
 BOUNDS = {torch.float64: 1e-9, torch.float32: 1e-5}
 
@@ -216,8 +216,8 @@ def test_reparam_writes_a_deploy_entry(registry, tmp_path) -> None:
 def test_reparam_refuses_an_entry_without_deploy_form(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from tests.helpers.entries import write_entry
     from ntirekit.cli import main
+    from tests.helpers.entries import write_entry
 
     write_entry(tmp_path / "e", "tiny")
     result = CliRunner().invoke(main, ["reparam", "tiny", "--entries", str(tmp_path / "e"), "--out",

@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit.eval import runner
-from ntirekit.core.spec import Entry, discover
-from ntirekit.eval.inference import NonFiniteOutput, run_tiled, upscale_image
-from ntirekit.measure.device import fingerprint, fingerprint_id
+from ntirekit.core.device import fingerprint, fingerprint_id
 from ntirekit.core.records import ResultError, failure, read_result, record, result_path, write_json_atomic
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import Entry
+from ntirekit.eval import runner
+from ntirekit.eval.inference import NonFiniteOutput, run_tiled, upscale_image
 from ntirekit.eval.track import EvalOptions
 from tests.helpers.entries import write_entry
 

@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit.measure import runtime as R
 from ntirekit.eval.track import EvalOptions
-
+from ntirekit.measure import runtime as R
 
 # --- statistics ------------------------------------------------------------------------------------------------------
 
@@ -183,7 +182,7 @@ class Broken(nn.Module):
 
 @pytest.fixture()
 def tiny_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    from ntirekit.core.spec import discover
+    from ntirekit.core.registry import discover
     from tests.helpers.entries import write_entry
 
     write_entry(tmp_path, "tiny_a")

@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from ntirekit.core.spec import Entry, discover, read_spec
-from ntirekit.models.edvr import EDVRNet, ModulatedDCNPack, generate_frame_indices, window_indices
-from ntirekit.nn.flow import flow_warp
-from ntirekit.models.basicvsr import BasicVSRNet, IconVSR, keyframe_indices, refill_windows
-from ntirekit.nn.recurrent import pad_frames
-from ntirekit.eval.clip_inference import enhance_clip
-
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.basicvsrpp_ref import CheapFlow
+
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import Entry, read_spec
+from ntirekit.eval.clip_inference import enhance_clip
+from ntirekit.models.basicvsr import BasicVSRNet, IconVSR, keyframe_indices, refill_windows
+from ntirekit.models.edvr import EDVRNet, ModulatedDCNPack, generate_frame_indices, window_indices
+from ntirekit.nn.flow import flow_warp
+from ntirekit.nn.recurrent import pad_frames
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

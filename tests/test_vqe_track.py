@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
+from helpers.entries import write_entry
 
+from ntirekit.core.registry import discover
 from ntirekit.data.video import write_png_folder, write_qp_file
-from ntirekit.core.spec import discover
 from ntirekit.eval.runner import run_track
 from ntirekit.eval.track import EvalOptions
 from ntirekit.eval.tracks.vqe import VqeDataError, find_videos
-
-from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
-from helpers.entries import write_entry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,6 +7,7 @@ import json
 import click
 
 from ntirekit.cli.pack_cmd import FORMAT_CHOICES
+from ntirekit.pack import Limits, check_zip
 
 
 @click.command("check")
@@ -31,8 +32,6 @@ def check(zip_path: str, fmt: str, data: str | None, scale: int | None, load: bo
     ntirekit check results.zip --format esr-results --data DIV2K --json
     """
     import dataclasses
-
-    from ntirekit.pack import Limits, check_zip
 
     limits = Limits()
     if max_files is not None:

@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 import click
 
-from ntirekit.core.spec import EntryError, Registry, discover
+from ntirekit.core.registry import Registry, discover
+from ntirekit.core.spec import EntryError
+from ntirekit.pack import unpack
 
 
 def entries_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,8 +28,6 @@ def unpack_submission(zip_path: str) -> Path:
     """Check a submission zip and extract it into a new temporary folder marked untrusted (its entries then run
     isolated), removed when the command exits; a rejected zip is a :class:`click.ClickException` listing its
     problems."""
-    from ntirekit.pack import unpack
-
     dest = Path(tempfile.mkdtemp(prefix="ntirekit-submission-"))
     atexit.register(shutil.rmtree, dest, ignore_errors=True)
     report, root = unpack(zip_path, dest)

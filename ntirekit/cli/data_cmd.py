@@ -12,6 +12,10 @@ from tabulate import tabulate
 
 from ntirekit.cli.common import one_line_errors
 from ntirekit.data import DataError
+from ntirekit.data.compress import compress_clip
+from ntirekit.data.frames import find_pqf, frame_psnr, quality_proxy
+from ntirekit.data.video import read_clip
+from ntirekit.quality import video_psnr
 
 _ERRORS: tuple[type[BaseException], ...] = (DataError, ValueError, RuntimeError, OSError)
 
@@ -49,10 +53,6 @@ def compress(clips: tuple[str, ...], out_dir: str, qp: int, pqf_period: int, fra
     Writes OUT/<clip>/ with the decoded frames, qp.txt (per-frame QPs), clip.json and the .hevc bitstream.
     Needs x265 and ffmpeg (apt-get install x265 ffmpeg).
     """
-    from ntirekit.data.compress import compress_clip
-    from ntirekit.data.frames import frame_psnr
-    from ntirekit.data.video import read_clip
-
     for path in clips:
         source = read_clip(path, size=size, fps=fps).head(frames)
         out = compress_clip(source, out_dir, qp=qp, pqf_period=pqf_period, preset=preset, qp_model=hm_qp_model)
@@ -68,8 +68,6 @@ def compress(clips: tuple[str, ...], out_dir: str, qp: int, pqf_period: int, fra
 
 def _mean(values: list[float]) -> float:
     """Mean PSNR the challenge's way: frames with zero error (inf) skipped."""
-    from ntirekit.quality import video_psnr
-
     return video_psnr(values)
 
 
@@ -88,9 +86,6 @@ def _runs(mask: list[bool]) -> list[list[int]]:
 def inspect_clip(path: str, *, gt: str | None = None, size: str | None = None, fps: float | None = None,
                  pqf_period: int | None = None) -> dict[str, Any]:
     """What ``ntirekit data inspect`` reports, as a dict (one pass over the frames, and over ``gt`` when given)."""
-    from ntirekit.data.frames import find_pqf, frame_psnr, quality_proxy
-    from ntirekit.data.video import read_clip
-
     clip = read_clip(path, size=size, fps=fps)
     reference = read_clip(gt, size=size, fps=fps) if gt is not None else None
     n = len(clip)

@@ -9,59 +9,26 @@ import click
 from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
-from ntirekit.measure.runtime import headline
 from ntirekit.eval.runner import run_track
-from ntirekit.eval.track import TRACKS, EvalOptions, default_entry_track
-
-
-def _get(*keys: str, scale: float = 1.0, fmt: str = "{:.2f}") -> Callable[[dict[str, Any]], str]:
-    def get(rec: dict[str, Any]) -> str:
-        value: Any = rec
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
-        return "" if value is None else fmt.format(value / scale if scale != 1.0 else value)
-    return get
-
-
-def _runtime(rec: dict[str, Any]) -> str:
-    stats = rec.get("runtime_ms")
-    return "" if not stats else f"{headline(stats):.2f} ({stats.get('timer')})"
-
-
-_PSNR = [("PSNR [dB]", _get("psnr_db", fmt="{:.3f}")), ("SSIM", _get("ssim", fmt="{:.4f}"))]
-_COUNTS = [("Params [M]", _get("params", scale=1e6, fmt="{:.4f}")),
-           ("FLOPs [G] (2022)", _get("macs_ntire2022", scale=1e9)),
-           ("FLOPs [G] (fvcore)", _get("macs_fvcore", scale=1e9, fmt="{:.4f}")),
-           ("Acts [M]", _get("activations", scale=1e6)), ("#Conv", _get("convs", fmt="{:d}"))]
-_RUNTIME = [("Runtime [ms]", _runtime), ("CV", _get("runtime_ms", "cv", fmt="{:.3f}"))]
-_MEMORY = [("Mem [MiB]", _get("max_memory_mib"))]
-#: the columns of the closing table, per track
-COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
-    "psnr": _PSNR,
-    "runtime": _RUNTIME + _MEMORY,
-    "complexity": _COUNTS,
-    "overall": _RUNTIME + _COUNTS + _MEMORY,
-    "vqe": [("PSNR [dB]", _get("psnr_db", fmt="{:.3f}")), ("ΔPSNR [dB]", _get("delta_psnr_db", fmt="{:+.3f}")),
-            ("ms/frame", _get("runtime_ms_per_frame")), ("Params [M]", _get("params", scale=1e6, fmt="{:.3f}"))],
-}
+from ntirekit.eval.track import EvalOptions, Track
+from ntirekit.eval.tracks import TRACKS, get_track
+from ntirekit.rank import LeaderboardError, ProtocolError, load_protocol, render_records
 
 
 def summary_table(records: list[dict[str, Any]], track: str) -> str:
     """One row per entry: its figures, or its failure reason."""
-    columns = COLUMNS[track]
+    columns = get_track(track).columns
     rows = []
     for rec in records:
         if rec.get("status") == "ok":
-            rows.append([rec["entry"], *(get(rec) for _, get in columns), "ok"])
+            rows.append([rec["entry"], *(c.cell(rec) for c in columns), "ok"])
         else:
             rows.append([rec["entry"], *([""] * len(columns)), f"FAILED: {rec.get('error', '')}"])
-    return tabulate(rows, headers=["entry", *(h for h, _ in columns), "status"], disable_numparse=True)
+    return tabulate(rows, headers=["entry", *(c.header for c in columns), "status"], disable_numparse=True)
 
 
 def closing_leaderboard(records: list[dict[str, Any]], protocol_name: str, track: str) -> str:
     """The leaderboard of what eval measured: the protocol's track of the same name, else its main track."""
-    from ntirekit.rank import LeaderboardError, ProtocolError, load_protocol, render_records
-
     try:
         protocol = load_protocol(protocol_name)
         board_track = track if track in protocol.tracks else None
@@ -71,16 +38,37 @@ def closing_leaderboard(records: list[dict[str, Any]], protocol_name: str, track
         return f"no leaderboard: {exc}"
 
 
-def _video_options(chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
-                   save_frames: str | None) -> dict[str, Any]:
-    """``EvalOptions.extra`` of the vqe track (see :mod:`ntirekit.eval.tracks.vqe`); duplicates are dropped by default."""
-    extra: dict[str, Any] = {"chunk": chunk, "overlap": overlap}
-    if keep_duplicates:
-        extra["drop_duplicates"] = False
-    if max_frames is not None:
-        extra["frames"] = max_frames
-    if save_frames is not None:
-        extra["save"] = save_frames
+def track_option_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    """One ``eval`` flag per track option that declares one (:class:`ntirekit.eval.track.TrackOption`), into the
+    ``track_options`` dict of the command (None: not given)."""
+    seen: set[str] = set()
+    for track in reversed(list(TRACKS.values())):
+        for option in reversed(track.options):
+            if option.flag is None or option.flag in seen:
+                continue
+            seen.add(option.flag)
+            default = "" if option.default is None else f" [default: {option.default}]"
+            help_text = f"{track.name}: {option.help}{default}"
+            if option.type is bool:
+                func = click.option(option.flag, option.name, is_flag=True, default=None,
+                                    flag_value=not option.negate, help=help_text)(func)
+            else:
+                kind = click.Path(file_okay=False) if option.name == "save" else option.type
+                func = click.option(option.flag, option.name, type=kind, default=None, help=help_text)(func)
+    return func
+
+
+def track_extra(track: Track, given: dict[str, Any]) -> dict[str, Any]:
+    """The ``EvalOptions.extra`` of ``track`` from the flags given; a flag of another track is an error."""
+    mine = {o.name for o in track.options}
+    extra: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in mine:
+            flag = next(o.flag for t in TRACKS.values() for o in t.options if o.name == name and o.flag)
+            raise click.BadParameter(f"{flag} does not apply to the {track.name} track")
+        extra[name] = value
     return extra
 
 
@@ -96,11 +84,12 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 
 @click.command("eval")
 @click.option("--track", type=click.Choice(list(TRACKS)), default="psnr", show_default=True,
-              help="What to measure.")
+              help="What to measure: " + "; ".join(f"{t.name}: {t.description}" for t in TRACKS.values()) + ".")
 @click.option("--entry", "names", multiple=True, help="Entry name (repeatable). Default: every entry of the track.")
 @entries_option
-@click.option("--data", default="sample", show_default=True,
-              help="Dataset folder (DIV2K, DIV2K_LSDIR, HR/ + LR_bicubic/X4/, HR-only, clips) or 'sample'.")
+@click.option("--data", default=None,
+              help="Dataset folder (DIV2K, DIV2K_LSDIR, HR/ + LR_bicubic/X4/, HR-only, clips) or 'sample' (the "
+                   "embedded photos). Default: the track's own (psnr: sample; runtime/overall: div2k-like).")
 @click.option("--protocol", type=click.Choice(["challenge", "paper"]), default="challenge", show_default=True,
               help="PSNR protocol: challenge = RGB on rounded output; paper = Y channel.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
@@ -116,12 +105,7 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
               help="Input for counting FLOPs/activations/#conv.")
 @click.option("--threads", type=int, default=None, help="CPU threads for timing (default: torch's).")
 @click.option("--weights", "weights", multiple=True, help="ENTRY=PATH: use this checkpoint (repeatable).")
-@click.option("--chunk", type=int, default=None, help="vqe: frames per inference window (default: whole clip).")
-@click.option("--overlap", type=int, default=2, show_default=True, help="vqe: frames shared by adjacent windows.")
-@click.option("--keep-duplicates", is_flag=True, help="vqe: do not drop repeated frames before enhancement.")
-@click.option("--max-frames", type=int, default=None, help="vqe: only the first N frames of each video.")
-@click.option("--save-frames", type=click.Path(file_okay=False), default=None,
-              help="vqe: write the enhanced frames to DIR/<entry>/<video>/.")
+@track_option_flags
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Folder for the result JSON files (one per entry).")
 @click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
@@ -133,13 +117,11 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
               help="Ranking protocol of the closing leaderboard (runtime/complexity/overall); 'none' to skip.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @one_line_errors()
-def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str, protocol: str,
+def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None, protocol: str,
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int, repeats: int, runs: int,
-                 input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...],
-                 chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
-                 save_frames: str | None, out: str,
+                 input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
                  resume: bool, isolate: bool | None, timeout_s: float | None, memory_mb: int | None,
-                 protocol_name: str, quiet: bool) -> None:
+                 protocol_name: str, quiet: bool, **track_options: Any) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
 
     \b
@@ -149,20 +131,21 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     ntirekit eval --track vqe --data clips/ --entry pqf_basicvsrpp --chunk 20
     ntirekit eval --track psnr --entries team07.zip --entry team07_fastsr   (checked, unpacked, run isolated)
     """
+    declared = get_track(track)
+    extra = track_extra(declared, track_options)
     registry = load_registry(entry_roots)
-    entries = registry.select(names, track=None if names else default_entry_track(track))
+    entries = registry.select(names, track=None if names else declared.entries)
     if not entries:
         raise click.ClickException(f"no entries to evaluate on track {track}")
     options = EvalOptions(track=track, data=data, protocol=protocol, device=device, tile=tile,
                           tile_overlap=tile_overlap, timer=timer, warmup=warmup, repeats=repeats, runs=runs,
                           input_shape=input_shape, threads=threads, weights=_parse_weights(weights),
-                          progress=not quiet, extra=_video_options(chunk, overlap, keep_duplicates, max_frames,
-                                                                   save_frames) if track == "vqe" else {})
+                          progress=not quiet, extra=extra)
     records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate, timeout_s=timeout_s,
                         memory_mb=memory_mb)
     click.echo(summary_table(records, track))
     click.echo(f"\nresults: {Path(out).resolve()}")
-    if track in ("runtime", "complexity", "overall") and protocol_name != "none":
+    if declared.leaderboard and protocol_name != "none":
         click.echo("\n" + closing_leaderboard(records, protocol_name, track))
     if any(r.get("status") != "ok" for r in records):
         raise SystemExit(1)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import click
 
 from ntirekit.cli.common import one_line_errors
+from ntirekit.pack.legacy import LegacyError, import_ntire as do_import
+from ntirekit.core.registry import discover
+from ntirekit.eval.isolate import call_isolated
+from ntirekit.eval.probe import load_probe
 
 
 @click.command("import-ntire")
@@ -25,8 +29,6 @@ def import_ntire(repo_dir: str, map_path: str, out_dir: str, copy_weights: bool,
     ntirekit import-ntire NTIRE2022_ESR --map teams.toml --out imported/
     ntirekit eval --entries imported/ --track overall
     """
-    from ntirekit.pack.legacy import LegacyError, import_ntire as do_import
-
     try:
         folders = do_import(repo_dir, map_path, out_dir, copy_weights=copy_weights, force=force)
     except LegacyError as exc:
@@ -39,16 +41,10 @@ def import_ntire(repo_dir: str, map_path: str, out_dir: str, copy_weights: bool,
 
 @one_line_errors()
 def _check(folders: list) -> None:
-    from ntirekit.core.spec import discover
-    from ntirekit.eval.isolate import evaluate_isolated
-    from ntirekit.eval.track import EvalOptions
-
     registry = discover(folders, include_defaults=False)
-    options = EvalOptions(track="load", device="cpu", progress=False)
     failed = 0
     for entry in registry.values():
-        rec = evaluate_isolated(entry, options, timeout_s=300, memory_mb=4096,
-                                evaluate="ntirekit.pack.checker:load_probe", check_finite=True, echo=False)
+        rec = call_isolated(entry, load_probe, timeout_s=300, memory_mb=4096)
         ok = rec.get("status") == "ok"
         failed += not ok
         click.echo(f"{entry.name}: " + (f"loads strictly ({rec.get('params'):,} params)" if ok else

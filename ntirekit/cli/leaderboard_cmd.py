@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 
 from ntirekit.cli.common import echo_err, one_line_errors
+from ntirekit.core.records import ResultError
 from ntirekit.rank.inputs import PUBLISHED, InputError, load_results, published_table
 from ntirekit.rank.leaderboard import BASELINE_MODES, LeaderboardError, build_leaderboard
 from ntirekit.rank.metrics import RUNTIME_STATS
+from ntirekit.rank.plot import pareto_plot
 from ntirekit.rank.protocol import ProtocolError, available_protocols, load_protocol, load_protocol_file
 from ntirekit.rank.render import FORMATS, render
-from ntirekit.core.records import ResultError
 
 
 @click.command("leaderboard")
@@ -64,7 +65,5 @@ def leaderboard(results: tuple[str, ...], protocol: str | None, protocol_file: s
     else:
         click.echo(text, nl=False)
     if plot:
-        from ntirekit.rank.plot import pareto_plot
-
         front = pareto_plot(lb, plot)
         echo_err(f"wrote {plot} (Pareto front: {', '.join(front)})")

@@ -10,13 +10,12 @@ from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, load_registry
 from ntirekit.core.spec import Entry, EntryError
+from ntirekit.eval.isolate import is_untrusted
 
 
 def describe(entry: Entry) -> dict[str, Any]:
     """The row ``list`` shows for one entry; ``params`` is counted from the built model (None if it fails to build,
     and for an untrusted entry, whose code ``list`` never imports: :func:`ntirekit.eval.isolate.is_untrusted`)."""
-    from ntirekit.eval.isolate import is_untrusted
-
     params: int | None = None
     error = None
     untrusted = is_untrusted(entry)

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from ntirekit.pack import pack as do_pack
+
 FORMAT_CHOICES = ["auto", "esr-code", "esr-results", "vqe-results"]
 
 
@@ -34,8 +36,6 @@ def pack(src: str, fmt: str, out: str | None, data: str | None, scale: int | Non
     ntirekit pack sr_results/ --format esr-results --data DIV2K --result results/team99__overall__<device>.json
     ntirekit pack vqe_results/ --format vqe-results --result results/x__vqe__<device>.json --extra-data 0
     """
-    from ntirekit.pack import pack as do_pack
-
     try:
         outcome = do_pack(src, fmt, out, data=data, scale=scale, result=result, entry=entry, device=device,
                           extra_data=None if extra_data is None else int(extra_data), description=description)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import click
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors
+from ntirekit.core.spec import thaw
+from ntirekit.measure.counts import macs_ntire2022, params
+from ntirekit.train.prune import named_groups, trace_channels, width_spec_of
+from ntirekit.train.prune.entry import parse_widths, prune_entry
 
 
 @click.command("prune")
@@ -30,11 +34,6 @@ from ntirekit.cli.common import entries_option, load_registry, one_line_errors
 def prune(entry_name: str, out_dir: str | None, widths: str | None, target_macs_ratio: float | None, criterion: str,
           calibration: str, weights: str | None, name: str | None, list_groups: bool, force: bool, entry_roots: tuple[str, ...]) -> None:
     """Prune coupled channel groups of ENTRY by importance and write the pruned entry."""
-    from ntirekit.core.spec import thaw
-    from ntirekit.measure.counts import macs_ntire2022, params
-    from ntirekit.train.prune import named_groups, trace_channels, width_spec_of
-    from ntirekit.train.prune.entry import parse_widths, prune_entry
-
     entry = load_registry(entry_roots)[entry_name]
     if list_groups:
         model = entry.build()

@@ -1,7 +1,7 @@
 """Result records: one JSON object per entry × track × device, written atomically.
 
 Every record carries ``entry``, ``track``, ``status`` (``"ok"`` or ``"failed"``), ``device`` (the fingerprint of
-:mod:`ntirekit.measure.device`), ``versions`` and ``created`` (UTC, ISO 8601). A failed entry is recorded with its
+:mod:`ntirekit.core.device`), ``versions`` and ``created`` (UTC, ISO 8601). A failed entry is recorded with its
 ``error`` (one line) and never stops or spoils the other entries' records.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import torch
 
 import ntirekit
-from ntirekit.measure.device import fingerprint_id
+from ntirekit.core.device import fingerprint_id
 
 
 class ResultError(Exception):

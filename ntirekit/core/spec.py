@@ -1,7 +1,9 @@
 """Entries: the one interface behind which every baseline and team submission sits.
 
-An entry is a folder holding ``entry.toml`` (a small declarative spec) and the model code it names. The kit builds the
-model from the spec, resolves and loads its weights strictly, and measures it the same way as every other entry.
+An entry is a folder holding ``entry.toml`` (a small declarative spec) and, for a team entry, the model code it names;
+a baseline names a network of :mod:`ntirekit.models` instead. The kit builds the model from the spec, resolves and
+loads its weights strictly, and measures it the same way as every other entry. Finding entries is
+:mod:`ntirekit.core.registry`'s job.
 
 ``entry.toml`` layout (all keys but ``name``, ``track``, ``task`` and ``[model].factory`` are optional)::
 
@@ -15,7 +17,12 @@ model from the spec, resolves and loads its weights strictly, and measures it th
 
     [model]
     factory = "model.py:RLFN"      # file inside the folder : class or function
+    # factory = "ntirekit.models.rlfn:RLFN"   # or an importable module : class or function (baselines)
     kwargs = { feature_channels = 46 }
+
+    [input]                        # the input contract (see InputContract); omitted keys take its defaults
+    min_size = 256                 # smallest side in pixels the model accepts
+    multiple = 4                   # sides must be multiples of this (callers pad, then crop back)
 
     [weights]                      # omitted: the entry has no pretrained weights
     file = "rlfn_ntire_x4.pth"     # file name looked up in local folders and the cache
@@ -28,7 +35,7 @@ model from the spec, resolves and loads its weights strictly, and measures it th
     [published]                    # figures the entry must reproduce (units in the key names)
     params = 317218
 
-Entries are looked up by name in a :class:`Registry`; two entries with one name are an error (timm's convention).
+Every consumer reads the input contract through :func:`input_contract`, never from attributes of the model.
 """
 
 from __future__ import annotations
@@ -40,23 +47,25 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
+from ntirekit.core.errors import DuplicateEntryError, EntryError
+from ntirekit.core.tomlw import load_file
+from ntirekit.core.weights import WeightsError, load_state_dict, resolve_weights
+
+__all__ = ["TRACKS", "TASKS", "SPEC_FILE", "KIT_ROOT", "REPO_ROOT", "EntryError", "DuplicateEntryError",
+           "WeightsSpec", "InputContract", "EntrySpec", "read_spec", "input_contract", "Entry", "thaw"]
+
 TRACKS = ("esr", "vqe")
 TASKS = ("sr", "qe")
 SPEC_FILE = "entry.toml"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-class EntryError(Exception):
-    """A problem with one entry (spec, code or weights); the message is one line naming the entry."""
-
-
-class DuplicateEntryError(EntryError):
-    """Two discovered entries carry the same name."""
+#: the installed ``ntirekit`` package folder (it holds ``baselines/``)
+KIT_ROOT = Path(__file__).resolve().parents[1]
+#: the folder above the package: the checkout for an editable install, ``site-packages`` for a wheel
+REPO_ROOT = KIT_ROOT.parent
 
 
 def _freeze(value: Any) -> Any:
@@ -117,6 +126,28 @@ class WeightsSpec:
 
 
 @dataclass(frozen=True)
+class InputContract:
+    """What a model accepts: every caller pads an input up to it (and crops the output back), never guesses it.
+
+    ``min_size``: smallest height and width in pixels (after padding); ``multiple``: height and width must be
+    multiples of it; ``data_range``: pixels in ``[0, data_range]`` (1.0 or 255.0); ``frames``: clip length the model
+    takes at once (1: images ``N×C×H×W``; >1: clips ``N×T×C×H×W``).
+    """
+
+    min_size: int = 1
+    multiple: int = 1
+    data_range: float = 1.0
+    frames: int = 1
+
+    def padded(self, h: int, w: int) -> tuple[int, int]:
+        """The smallest ``(H, W)`` >= ``(h, w)`` that meets the contract."""
+        def side(s: int) -> int:
+            s = max(s, self.min_size)
+            return -(-s // self.multiple) * self.multiple
+        return side(h), side(w)
+
+
+@dataclass(frozen=True)
 class EntrySpec:
     """The frozen, validated content of one ``entry.toml``."""
 
@@ -131,10 +162,13 @@ class EntrySpec:
     description: str = ""
     weights: WeightsSpec | None = None
     published: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    min_size: int = 1
+    multiple: int = 1
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "entry.toml") -> "EntrySpec":
-        known = {"name", "track", "task", "scale", "data_range", "frames", "description", "model", "weights", "published"}
+        known = {"name", "track", "task", "scale", "data_range", "frames", "description", "model", "weights", "published",
+                 "input"}
         unknown = set(d) - known
         if unknown:
             raise EntryError(f"{where}: unknown keys {sorted(unknown)}")
@@ -149,11 +183,11 @@ class EntrySpec:
         if d["task"] not in TASKS:
             raise EntryError(f"{where}: task must be one of {TASKS}, got {d['task']!r}")
         model = d["model"]
-        for table in ("model", "weights", "published"):
+        for table in ("model", "weights", "published", "input"):
             if table in d and not isinstance(d[table], Mapping):
                 raise EntryError(f"{where}: [{table}] must be a table")
         if "factory" not in model or ":" not in str(model["factory"]):
-            raise EntryError(f"{where}: [model].factory must look like 'model.py:ClassName'")
+            raise EntryError(f"{where}: [model].factory must look like 'model.py:ClassName' or 'package.module:Name'")
         if not isinstance(model.get("kwargs", {}), Mapping):
             raise EntryError(f"{where}: [model].kwargs must be a table")
         data_range = _number(d, "data_range", 1.0, float, where)
@@ -164,10 +198,29 @@ class EntrySpec:
         if scale < 1 or frames < 1:
             raise EntryError(f"{where}: scale and frames must be at least 1")
         weights = WeightsSpec.from_dict(d["weights"], where) if "weights" in d else None
+        contract = d.get("input", {})
+        unknown = set(contract) - {"min_size", "multiple"}
+        if unknown:
+            raise EntryError(f"{where}: unknown [input] keys {sorted(unknown)}")
+        min_size = _number(contract, "min_size", 1, int, where)
+        multiple = _number(contract, "multiple", 1, int, where)
+        if min_size < 1 or multiple < 1:
+            raise EntryError(f"{where}: [input] min_size and multiple must be at least 1")
         return cls(name=name, track=str(d["track"]), task=str(d["task"]), factory=str(model["factory"]),
                    kwargs=_freeze(dict(model.get("kwargs", {}))), scale=scale, data_range=data_range,
                    frames=frames, description=str(d.get("description", "")),
-                   weights=weights, published=_freeze(dict(d.get("published", {}))))
+                   weights=weights, published=_freeze(dict(d.get("published", {}))),
+                   min_size=min_size, multiple=multiple)
+
+    @property
+    def input(self) -> InputContract:
+        """The declared input contract (read it through :func:`input_contract`)."""
+        return InputContract(self.min_size, self.multiple, self.data_range, self.frames)
+
+    @property
+    def factory_in_folder(self) -> bool:
+        """Whether the factory is a file of the entry's folder (``model.py:Name``), not an importable module."""
+        return self.factory.split(":", 1)[0].endswith(".py")
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a plain dict in ``entry.toml`` layout."""
@@ -181,15 +234,25 @@ class EntrySpec:
                               "strip_prefix": w.strip_prefix, "rename": [list(r) for r in w.rename]}
         if self.published:
             out["published"] = thaw(self.published)
+        if (self.min_size, self.multiple) != (1, 1):
+            out["input"] = {"min_size": self.min_size, "multiple": self.multiple}
         return out
 
 
 def read_spec(folder: Path) -> EntrySpec:
     """Parse and validate ``folder/entry.toml``."""
-    from ntirekit.core.tomlw import load_file
-
     path = Path(folder) / SPEC_FILE
     return EntrySpec.from_dict(load_file(path, EntryError, SPEC_FILE), str(path))
+
+
+def input_contract(entry: "Entry | EntrySpec") -> InputContract:
+    """The input contract an entry declares in its spec: the one place every consumer reads it from."""
+    spec = entry.spec if isinstance(entry, Entry) else entry
+    return spec.input
+
+
+#: called with every model an entry builds (see :meth:`Entry.add_build_hook`)
+BuildHook = Callable[["Entry", nn.Module], None]
 
 
 class Entry:
@@ -198,6 +261,12 @@ class Entry:
     def __init__(self, spec: EntrySpec, folder: Path):
         self.spec = spec
         self.folder = Path(folder).resolve()
+        self._build_hooks: list[BuildHook] = []
+
+    def add_build_hook(self, hook: BuildHook) -> None:
+        """Call ``hook(entry, model)`` on every model this entry builds from now on (e.g. the isolation layer's
+        NaN/inf guard); only this :class:`Entry` object is affected."""
+        self._build_hooks.append(hook)
 
     @property
     def name(self) -> str:
@@ -207,8 +276,14 @@ class Entry:
         return f"Entry({self.name!r}, {self.spec.track}/{self.spec.task}, x{self.spec.scale}, {self.folder})"
 
     def module(self) -> ModuleType:
-        """Import the entry's model file (once per process) under a private, collision-free module name."""
+        """The module holding the factory: a kit module by import, or the entry's model file (imported once per
+        process under a private, collision-free module name)."""
         file_name = self.spec.factory.split(":", 1)[0]
+        if not self.spec.factory_in_folder:
+            try:
+                return importlib.import_module(file_name)
+            except ImportError as exc:
+                raise EntryError(f"{self.name}: factory module {file_name!r} cannot be imported: {exc}") from exc
         path = (self.folder / file_name).resolve()
         if self.folder not in path.parents:
             raise EntryError(f"{self.name}: model file {file_name!r} lies outside the entry folder")
@@ -242,22 +317,21 @@ class Entry:
             raise EntryError(f"{self.name}: {self.spec.factory} not found")
         kwargs = {**thaw(self.spec.kwargs), **overrides}
         try:
-            return factory(**kwargs)
+            model = factory(**kwargs)
         except Exception as exc:
             raise EntryError(f"{self.name}: building {attr}({kwargs}) failed: {type(exc).__name__}: {exc}") from exc
+        for hook in self._build_hooks:
+            hook(self, model)
+        return model
 
     def weights_path(self, explicit: str | os.PathLike | None = None, download: bool = True) -> Path | None:
         """The verified checkpoint file, or None for an entry without weights (see :mod:`ntirekit.core.weights`)."""
-        from ntirekit.core.weights import resolve_weights
-
         if self.spec.weights is None and explicit is None:
             return None
         return resolve_weights(self, explicit=explicit, download=download)
 
     def has_weights(self) -> bool:
         """Whether the checkpoint is available locally (never downloads)."""
-        from ntirekit.core.weights import WeightsError
-
         if self.spec.weights is None:
             return False
         try:
@@ -271,92 +345,9 @@ class Entry:
 
         ``pretrained=False`` skips the weights (random initialisation: counting and timing need no weights).
         """
-        from ntirekit.core.weights import load_state_dict
-
         model = self.build()
         if pretrained:
             path = self.weights_path(weights)
             if path is not None:
                 load_state_dict(self, model, path)
         return model.eval().to(device)
-
-
-class Registry(Mapping[str, Entry]):
-    """Entries by name, in discovery order."""
-
-    def __init__(self, entries: Iterable[Entry] = ()):
-        self._entries: dict[str, Entry] = {}
-        for entry in entries:
-            self.add(entry)
-
-    def add(self, entry: Entry) -> None:
-        if entry.name in self._entries:
-            other = self._entries[entry.name]
-            raise DuplicateEntryError(f"entry name {entry.name!r} is used by both {other.folder} and {entry.folder}")
-        self._entries[entry.name] = entry
-
-    def __getitem__(self, name: str) -> Entry:
-        try:
-            return self._entries[name]
-        except KeyError:
-            known = ", ".join(sorted(self._entries)) or "none"
-            raise EntryError(f"no entry named {name!r} (known: {known})") from None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def select(self, names: Iterable[str] = (), track: str | None = None) -> list[Entry]:
-        """The named entries (in the given order), or every entry of ``track`` when no names are given."""
-        names = list(names)
-        if names:
-            return [self[n] for n in names]
-        return [e for e in self._entries.values() if track is None or e.spec.track == track]
-
-
-def default_roots() -> list[Path]:
-    """Folders searched when none are given: the kit's ``baselines/``, ``./submissions`` and ``$NTIREKIT_ENTRIES``."""
-    roots = [REPO_ROOT / "baselines", Path.cwd() / "submissions"]
-    if REPO_ROOT / "submissions" != roots[1]:
-        roots.append(REPO_ROOT / "submissions")
-    roots += [Path(p) for p in os.environ.get("NTIREKIT_ENTRIES", "").split(os.pathsep) if p]
-    return roots
-
-
-def iter_entry_folders(root: Path) -> Iterator[Path]:
-    """``root`` itself if it is an entry, else every folder below it holding an ``entry.toml`` (sorted)."""
-    root = Path(root)
-    if (root / SPEC_FILE).is_file():
-        yield root
-        return
-    if root.is_dir():
-        for spec_file in sorted(root.rglob(SPEC_FILE)):
-            if not any(part.startswith(".") for part in spec_file.relative_to(root).parts):
-                yield spec_file.parent
-
-
-def discover(roots: Iterable[str | os.PathLike] | None = None, *, include_defaults: bool = True) -> Registry:
-    """Find every entry under ``roots`` (plus the default roots unless ``include_defaults`` is False).
-
-    A folder reached twice (through two roots) is taken once; two different folders with one name are an error.
-    """
-    paths = [Path(r) for r in (roots or ())]
-    if include_defaults:
-        paths = default_roots() + paths
-    registry = Registry()
-    seen: set[Path] = set()
-    for root in paths:
-        if not root.exists():
-            continue
-        for folder in iter_entry_folders(root):
-            folder = folder.resolve()
-            if folder in seen:
-                continue
-            seen.add(folder)
-            registry.add(Entry(read_spec(folder), folder))
-    return registry

@@ -33,7 +33,7 @@ from torch import nn
 if TYPE_CHECKING:
     from ntirekit.core.spec import Entry
 
-from ntirekit.core.spec import EntryError
+from ntirekit.core.errors import EntryError
 
 #: Nesting keys met in practice (BasicSR "params"/"params_ema", KAIR/others "net", "model_state_dict", "state_dict").
 NESTING_KEYS = ("params_ema", "params", "net", "model_state_dict", "state_dict", "model")

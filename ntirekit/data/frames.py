@@ -34,6 +34,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ntirekit.quality import psnr
+
 __all__ = [
     "duplicate_mask", "drop_duplicates", "restore_duplicates", "positions_after_drop", "PqfEstimate", "find_pqf",
     "pqf_positions", "frame_psnr", "quality_proxy",
@@ -108,8 +110,6 @@ def positions_after_drop(positions: Iterable[int], index_map: Sequence[int]) -> 
 def frame_psnr(frames: Iterable[np.ndarray], reference: Iterable[np.ndarray]) -> list[float]:
     """Per-frame PSNR (dB) of RGB ``uint8`` frames: :func:`ntirekit.quality.psnr` under the challenge protocol (RGB,
     peak 255, float64 MSE, no border); identical frames give ``inf``."""
-    from ntirekit.quality import psnr
-
     return [psnr(a, b, protocol="challenge", border=0) for a, b in zip(frames, reference, strict=True)]
 
 

@@ -1,9 +1,10 @@
 """Running one entry's evaluation in a child process, with a time limit, a memory limit and a NaN/inf guard.
 
-:func:`evaluate_isolated` runs a track's ``evaluate([entry], options)`` in ``python -m ntirekit.eval.isolate REQUEST.json``
-(a fresh interpreter in its own process group; the request and the result travel as JSON files in a temporary
-folder) and returns the entry's record, or a failure record (:func:`ntirekit.core.records.failure`) that says what went
-wrong. ``failure_kind`` names the kind:
+:func:`evaluate_isolated` runs a track's ``evaluate([entry], options)`` in ``python -m ntirekit.eval.isolate
+REQUEST.json`` (a fresh interpreter in its own process group; the request and the result travel as JSON files in a
+temporary folder) and returns the entry's record, or a failure record (:func:`ntirekit.core.records.failure`) that
+says what went wrong. :func:`call_isolated` runs a plain function of one entry the same way (the checker's
+:func:`ntirekit.eval.probe.load_probe`), and returns its dict with ``status``. ``failure_kind`` names the kind:
 
 ``crash``
     the process exited with a non-zero status (``os._exit(3)``, an uncaught error outside the track) or was killed by
@@ -19,9 +20,10 @@ wrong. ``failure_kind`` names the kind:
     ``RLIMIT_AS`` cannot be used) ``memory_mb`` caps torch's GPU allocator through
     ``torch.cuda.set_per_process_memory_fraction``.
 ``nonfinite``
-    the model returned NaN or inf. Outside the timing tracks the child installs a forward hook on every model an
-    entry builds (``Entry.build``) that raises :class:`ntirekit.eval.inference.NonFiniteOutput` on a non-finite output.
-    Timing tracks (``runtime``, ``complexity``, ``overall``) run without it so that it never adds to a timing.
+    the model returned NaN or inf. Outside the timing tracks (:attr:`ntirekit.eval.track.Track.times`) the child adds
+    a build hook to the entry (:meth:`ntirekit.core.spec.Entry.add_build_hook`) that puts a forward hook on every model
+    it builds, raising :class:`ntirekit.eval.inference.NonFiniteOutput` on a non-finite output; timing tracks run
+    without it so that it never adds to a timing.
 ``error``
     the track itself recorded a failure (an exception in the entry's code, bad weights, ...): its record is kept.
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import importlib
 import json
 import os
 import re
@@ -48,28 +51,34 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from ntirekit.core.spec import REPO_ROOT, Entry, EntrySpec
-from ntirekit.eval.track import TRACKS, EvalOptions
+import torch
+from torch import nn
+
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.records import failure, write_json_atomic
+from ntirekit.core.spec import Entry, EntrySpec
+from ntirekit.eval.inference import NonFiniteOutput
+from ntirekit.eval.track import EvalOptions, options_from_dict
+from ntirekit.eval.tracks import TRACKS, get_track
 
 UNTRUSTED_MARKER = ".ntirekit-untrusted"
 DEFAULT_TIMEOUT_S = 3600.0
 #: the child's start-up (interpreter, torch, the track's imports) has its own limit, outside ``timeout_s``
 STARTUP_TIMEOUT_S = 300.0
 _READY = "\x1entirekit-isolate-ready"
-#: tracks whose figures a per-forward NaN check would disturb (it adds work to each timed call)
-TIMING_TRACKS = frozenset({"runtime", "complexity", "overall"})
 _OOM_PATTERN = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|out of memory|bad_alloc",
                           re.IGNORECASE)
 
 
 def is_untrusted(entry: Entry) -> bool:
-    """Whether ``entry`` runs isolated by default: under a default ``submissions`` root or below the marker file."""
+    """Whether ``entry`` runs isolated by default: under the working directory's ``submissions`` (a default root) or
+    below the marker file."""
     folder = entry.folder
-    for root in {(REPO_ROOT / "submissions").resolve(), (Path.cwd() / "submissions").resolve()}:
-        if folder == root or root in folder.parents:
-            return True
+    root = (Path.cwd() / "submissions").resolve()
+    if folder == root or root in folder.parents:
+        return True
     return any((p / UNTRUSTED_MARKER).is_file() for p in (folder, *folder.parents))
 
 
@@ -78,18 +87,6 @@ def mark_untrusted(folder: str | os.PathLike) -> Path:
     marker = Path(folder) / UNTRUSTED_MARKER
     marker.write_text("Entries below this folder come from a submission: ntirekit evaluates them isolated.\n")
     return marker
-
-
-def options_from_dict(data: dict[str, Any]) -> EvalOptions:
-    """An :class:`EvalOptions` from its ``asdict`` form (unknown keys ignored, tuples restored)."""
-    defaults = EvalOptions()
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(EvalOptions):
-        if f.name in data:
-            value = data[f.name]
-            kwargs[f.name] = tuple(value) if isinstance(getattr(defaults, f.name), tuple) and value is not None \
-                else value
-    return EvalOptions(**kwargs)
 
 
 def _wait(proc: subprocess.Popen, ready: threading.Event, timeout_s: float | None) -> bool:
@@ -120,9 +117,6 @@ def _last_words(lines: list[str]) -> str:
 
 
 def _failure(entry: Entry, options: EvalOptions, kind: str, message: str) -> dict[str, Any]:
-    from ntirekit.measure.device import fingerprint, resolve_device
-    from ntirekit.core.records import failure
-
     return failure(entry.name, options.track, fingerprint(resolve_device(options.device)), message,
                    failure_kind=kind, isolated=True)
 
@@ -152,38 +146,56 @@ def _classify(record: dict[str, Any], memory_mb: int | None) -> dict[str, Any]:
 
 
 def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
-                      memory_mb: int | None = None, evaluate: str | None = None, check_finite: bool | None = None,
-                      echo: bool | None = None) -> dict[str, Any]:
-    """The record of ``evaluate([entry], options)`` run in a child process, or a failure record saying why not.
+                      memory_mb: int | None = None, echo: bool | None = None) -> dict[str, Any]:
+    """The record of ``options.track``'s ``evaluate([entry], options)`` run in a child process, or a failure record
+    saying why not.
 
-    ``evaluate`` is ``"module:function"`` (default: the ``evaluate`` of ``options.track``'s module). ``timeout_s``
-    (None: no limit) bounds the whole child; ``memory_mb`` is the memory the evaluation may add (see the module
-    docstring). ``check_finite`` installs the NaN/inf guard (default: on outside the timing tracks). ``echo``
-    (default: ``options.progress``) passes the child's output on to this process's stderr.
+    ``timeout_s`` (None: no limit) bounds the whole child; ``memory_mb`` is the memory the evaluation may add (see
+    the module docstring). The NaN/inf guard is on unless the track times. ``echo`` (default: ``options.progress``)
+    passes the child's output on to this process's stderr.
     """
-    if evaluate is None:
-        if options.track not in TRACKS:
-            return _failure(entry, options, "error", f"unknown track {options.track!r}")
-        evaluate = f"{TRACKS[options.track][0]}:evaluate"
-    if check_finite is None:
-        check_finite = options.track not in TIMING_TRACKS
-    echo = options.progress if echo is None else echo
+    if options.track not in TRACKS:
+        return _failure(entry, options, "error", f"unknown track {options.track!r}")
+    job = {"track": options.track, "options": dataclasses.asdict(options)}
+    return _run_child(entry, job, check_finite=TRACKS[options.track].finite_guard, timeout_s=timeout_s,
+                      memory_mb=memory_mb, echo=options.progress if echo is None else echo,
+                      fail=lambda kind, message: _failure(entry, options, kind, message))
+
+
+def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                  memory_mb: int | None = None, check_finite: bool = True, echo: bool = False,
+                  **kwargs: Any) -> dict[str, Any]:
+    """``{"status": "ok", **function(entry, **kwargs)}`` run in a child process, or ``{"status": "failed", "error":
+    ..., "failure_kind": ...}`` saying why not. ``function`` is a module-level function (it is imported by name in
+    the child) and ``kwargs`` travel as JSON."""
+    job = {"call": f"{function.__module__}:{function.__qualname__}", "kwargs": kwargs}
+
+    def fail(kind: str, message: str) -> dict[str, Any]:
+        return {"entry": entry.name, "status": "failed", "error": message, "failure_kind": kind, "isolated": True}
+
+    return _run_child(entry, job, check_finite=check_finite, timeout_s=timeout_s, memory_mb=memory_mb, echo=echo,
+                      fail=fail)
+
+
+def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout_s: float | None,
+               memory_mb: int | None, echo: bool, fail: Callable[[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``job`` on ``entry`` in ``python -m ntirekit.eval.isolate``; its record, or ``fail(kind, message)``."""
     with tempfile.TemporaryDirectory(prefix="ntirekit-isolate-") as tmp:
-        request = {"folder": str(entry.folder), "spec": entry.spec.to_dict(), "options": dataclasses.asdict(options),
-                   "evaluate": evaluate, "memory_mb": memory_mb, "check_finite": bool(check_finite),
+        request = {"folder": str(entry.folder), "spec": entry.spec.to_dict(), **job,
+                   "memory_mb": memory_mb, "check_finite": bool(check_finite),
                    "sys_path": [p for p in sys.path if p], "result": str(Path(tmp) / "result.json")}
         request_path = Path(tmp) / "request.json"
         try:
             request_path.write_text(json.dumps(request))
         except (TypeError, ValueError) as exc:
-            return _failure(entry, options, "error", f"options cannot be sent to the child process ({exc})")
+            return fail("error", f"options cannot be sent to the child process ({exc})")
         env = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONUNBUFFERED": "1"}
         try:
             proc = subprocess.Popen([sys.executable, "-m", "ntirekit.eval.isolate", str(request_path)],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     env=env, start_new_session=True)
         except OSError as exc:
-            return _failure(entry, options, "crash", f"the evaluation process could not be started ({exc})")
+            return fail("crash", f"the evaluation process could not be started ({exc})")
         tail: collections.deque[str] = collections.deque(maxlen=50)
         ready = threading.Event()
 
@@ -224,36 +236,34 @@ def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | 
     context = f" (last output: {last[:200]})" if last else ""
     if timed_out:
         what = f"{timeout_s:g} s of evaluation" if ready.is_set() else f"{STARTUP_TIMEOUT_S:g} s of start-up"
-        return _failure(entry, options, "timeout", f"timed out after {what}: the evaluation process group was "
+        return fail("timeout", f"timed out after {what}: the evaluation process group was "
                                                    "killed")
     code = proc.returncode
     if code is not None and code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         if -code == signal.SIGKILL:
-            return _failure(entry, options, "oom", f"out of memory: the evaluation process was killed by SIGKILL "
+            return fail("oom", f"out of memory: the evaluation process was killed by SIGKILL "
                                                    f"(the kernel's out-of-memory killer sends it){context}")
-        return _failure(entry, options, "crash", f"crashed: the evaluation process was killed by signal {name}"
+        return fail("crash", f"crashed: the evaluation process was killed by signal {name}"
                                                  f"{context}")
     if _OOM_PATTERN.search(last):
-        return _failure(entry, options, "oom", f"out of memory: {last[:200]}")
+        return fail("oom", f"out of memory: {last[:200]}")
     if code:
-        return _failure(entry, options, "crash", f"crashed: the evaluation process exited with status {code}"
+        return fail("crash", f"crashed: the evaluation process exited with status {code}"
                                                  f"{context}")
-    return _failure(entry, options, "crash", f"the evaluation process ended without a result{context}")
+    return fail("crash", f"the evaluation process ended without a result{context}")
 
 
 # ---------------------------------------------------------------------------------------------------------- child
 
+# ---------------------------------------------------------------------------------------------------------- child
+
 def _resolve(target: str) -> Any:
-    import importlib
-
     module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr or "evaluate")
+    return getattr(importlib.import_module(module_name), attr)
 
 
-def _tensors(value: Any) -> Iterator[Any]:
-    import torch
-
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (list, tuple)):
@@ -264,31 +274,18 @@ def _tensors(value: Any) -> Iterator[Any]:
             yield from _tensors(v)
 
 
-def install_finite_guard() -> None:
-    """From now on every model an :class:`Entry` builds raises ``NonFiniteOutput`` when its output holds NaN/inf."""
-    import torch
+def finite_guard(entry: Entry, model: nn.Module) -> None:
+    """A build hook (:meth:`Entry.add_build_hook`): ``model``'s forward raises ``NonFiniteOutput`` when its output
+    holds NaN or inf."""
+    name = entry.name
 
-    from ntirekit.eval.inference import NonFiniteOutput
+    def hook(_module: Any, _inputs: Any, output: Any) -> None:
+        for t in _tensors(output):
+            if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise NonFiniteOutput(f"{name}: model output contains NaN or inf ({bad} of {t.numel()} values)")
 
-    original = Entry.build
-    if getattr(original, "_finite_guard", False):
-        return
-
-    def build(self: Entry, **overrides: Any) -> Any:
-        model = original(self, **overrides)
-        name = self.name
-
-        def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            for t in _tensors(output):
-                if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
-                    bad = int((~torch.isfinite(t)).sum())
-                    raise NonFiniteOutput(f"{name}: model output contains NaN or inf ({bad} of {t.numel()} values)")
-
-        model.register_forward_hook(hook)
-        return model
-
-    build._finite_guard = True  # type: ignore[attr-defined]
-    Entry.build = build  # type: ignore[method-assign]
+    model.register_forward_hook(hook)
 
 
 def _vm_size() -> int | None:
@@ -304,8 +301,6 @@ def _vm_size() -> int | None:
 
 def _limit_memory(memory_mb: int, device: Any) -> str:
     """Cap this process's memory; says how (for the log)."""
-    import torch
-
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, memory_mb * 2**20 / total), device)
@@ -336,26 +331,42 @@ def _child(request_path: str) -> int:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))          # no core dumps from crashing entries
     except (ImportError, ValueError, OSError):
         pass
-    from ntirekit.measure.device import fingerprint, resolve_device
-    from ntirekit.core.records import failure, write_json_atomic
-
-    options = options_from_dict(request["options"])
     entry = Entry(EntrySpec.from_dict(request["spec"], f"{request['folder']}/entry.toml"), Path(request["folder"]))
-    records: list[dict[str, Any]] = []
-    device = resolve_device(options.device)
-    try:
-        evaluate = _resolve(request["evaluate"])
-        if request["check_finite"]:
-            install_finite_guard()
-        if request.get("memory_mb"):
-            _limit_memory(int(request["memory_mb"]), device)
-        print(_READY, flush=True)
-        for rec in evaluate([entry], options):
-            records.append(rec)
-    except BaseException as exc:  # noqa: BLE001 - anything the track let through becomes this entry's failure
-        records.append(failure(entry.name, options.track, fingerprint(device), exc))
+    if request["check_finite"]:
+        entry.add_build_hook(finite_guard)
+    records = _run_call(entry, request) if "call" in request else _run_track(entry, request)
     write_json_atomic(request["result"], records)
     return 0
+
+
+def _start(request: dict[str, Any], device: torch.device) -> None:
+    if request.get("memory_mb"):
+        _limit_memory(int(request["memory_mb"]), device)
+    print(_READY, flush=True)
+
+
+def _run_track(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
+    options = options_from_dict(request["options"])
+    device = resolve_device(options.device)
+    records: list[dict[str, Any]] = []
+    try:
+        track = get_track(options.track)
+        _start(request, device)
+        records.extend(track.evaluate([entry], track.resolve(options)))
+    except BaseException as exc:  # noqa: BLE001 - anything the track let through becomes this entry's failure
+        records.append(failure(entry.name, options.track, fingerprint(device), exc))
+    return records
+
+
+def _run_call(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        function = _resolve(request["call"])
+        _start(request, torch.device("cpu"))
+        return [{"entry": entry.name, "status": "ok", **function(entry, **request["kwargs"])}]
+    except BaseException as exc:  # noqa: BLE001 - a failing entry is a result, not a crash
+        lines = str(exc).strip().splitlines()
+        return [{"entry": entry.name, "status": "failed",
+                 "error": f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")}]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """CI regression: re-measure the entries recorded under ``metrics/<fingerprint id>/`` and list every regression.
 
-Layout of the reference figures: one folder per device fingerprint (:func:`ntirekit.measure.device.fingerprint_id`),
+Layout of the reference figures: one folder per device fingerprint (:func:`ntirekit.core.device.fingerprint_id`),
 holding the records exactly as ``ntirekit eval --out`` writes them (:func:`ntirekit.core.records.result_path`)::
 
     metrics/<fingerprint id>/<entry>__<track>__<fingerprint id>.json
@@ -29,6 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
+from ntirekit.core.records import ResultError, iter_result_files, read_result
+from ntirekit.core.registry import discover
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import options_from_dict
+from ntirekit.measure.runtime import headline
+
 COUNT_KEYS = ("params", "macs_ntire2022", "macs_fvcore", "activations", "convs")
 RUNTIME_KEYS = ("runtime_ms", "runtime_ms_per_frame")
 DEFAULT_BASELINE = "rlfn_ntire"
@@ -42,8 +49,6 @@ def figure(rec: Mapping[str, Any], key: str) -> float | None:
     """A record's figure: a finite number, or the headline of a timer's stats dict; None when absent."""
     value = rec.get(key)
     if isinstance(value, Mapping):
-        from ntirekit.measure.runtime import headline
-
         try:
             value = headline(value)
         except (KeyError, TypeError, ValueError):
@@ -154,8 +159,6 @@ def compare(recorded: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, An
 
 def load_records(folder: str | Path) -> list[dict[str, Any]]:
     """The records of a reference folder; :class:`RegressError` when there are none or one is unreadable."""
-    from ntirekit.core.records import ResultError, iter_result_files, read_result
-
     folder = Path(folder)
     if not folder.is_dir():
         raise RegressError(f"{folder}: no such folder of reference figures (record them with "
@@ -171,8 +174,6 @@ def load_records(folder: str | Path) -> list[dict[str, Any]]:
 
 def options_for(rec: Mapping[str, Any], *, device: str, data: str | None) -> Any:
     """The :class:`EvalOptions` to re-run a record with."""
-    from ntirekit.eval.isolate import options_from_dict
-
     base = dict(rec.get("options") or {})
     base.pop("weights", None)
     base.update(track=rec["track"], device=device, progress=False)
@@ -187,9 +188,6 @@ def remeasure(records: Sequence[Mapping[str, Any]], *, device: str = "auto", dat
               entry_roots: Iterable[str] = (), out_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Run every recorded (entry, track) again, grouped by track and options, as ``ntirekit eval`` would (the fresh
     records carry the ``options`` they ran with, so that they can be run again exactly)."""
-    from ntirekit.core.spec import discover
-    from ntirekit.eval.runner import run_track
-
     registry = discover(list(entry_roots))
     groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for rec in records:
@@ -212,8 +210,6 @@ def regress(folder: str | Path, *, tol_psnr: float = 0.01, tol_runtime: float = 
             entry_roots: Iterable[str] = (), out_dir: str | Path | None = None,
             measure: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> RegressReport:
     """Re-measure the records in ``folder`` (``measure``: how; default :func:`remeasure`) and compare."""
-    from ntirekit.measure.device import fingerprint, fingerprint_id, resolve_device
-
     records = load_records(folder)
     report = RegressReport(str(folder))
     here = fingerprint_id(fingerprint(resolve_device(device)))
@@ -235,9 +231,6 @@ def record_reference(folder: str | Path, *, entries: Sequence[str] = (), tracks:
                      entry_roots: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Write the reference records into ``folder``: the named entries on the named tracks, or, when none are named,
     the (entry, track) pairs already recorded there (measured again and overwritten)."""
-    from ntirekit.core.spec import discover
-    from ntirekit.eval.runner import run_track
-
     folder = Path(folder)
     if entries or tracks:
         if not entries or not tracks:

@@ -2,41 +2,22 @@
 
 One failing entry (broken spec, import error, missing weights, crash, out of memory, NaN output) is recorded as
 failed with its reason; the others run on and their files are never touched by it. ``resume=True`` skips entries
-whose successful record for this track and device already exists in the output folder.
+whose successful record for this track and device already exists in the output folder. Which entries a track takes,
+its default dataset and its options come from its :class:`~ntirekit.eval.track.Track` declaration.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.records import ResultError, read_result, result_path, write_json_atomic
 from ntirekit.core.spec import Entry
-from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.core.records import failure, read_result, ResultError, result_path, write_json_atomic
-from ntirekit.eval.track import EvalOptions, track_function
-
-
-class EntryFailed(Exception):
-    """Raised inside :func:`guard` to end one entry's evaluation with a recorded reason."""
-
-
-@contextlib.contextmanager
-def guard(entry: Entry, track: str, device: dict[str, Any], sink: list[dict[str, Any]]) -> Iterator[None]:
-    """Turn any exception of one entry's evaluation into a failure record appended to ``sink``."""
-    try:
-        yield
-    except (KeyboardInterrupt, GeneratorExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - an entry may fail in any way; record it and go on
-        if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-            exc = EntryFailed(f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        sink.append(failure(entry.name, track, device, exc))
+from ntirekit.eval.isolate import DEFAULT_TIMEOUT_S, evaluate_isolated, is_untrusted
+from ntirekit.eval.track import EvalOptions, Track
+from ntirekit.eval.tracks import get_track
 
 
 def existing_ok(out_dir: Path, entry: Entry, track: str, device: dict[str, Any]) -> dict[str, Any] | None:
@@ -60,10 +41,13 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
               memory_mb: int | None = None) -> list[dict[str, Any]]:
     """Evaluate ``entries`` on ``options.track``; write ``OUT/<entry>__<track>__<device>.json`` for each.
 
-    ``isolate``: True runs every entry in its own child process (:func:`ntirekit.eval.isolate.evaluate_isolated`, with
-    ``timeout_s`` and ``memory_mb``), False none; None (default) isolates the untrusted ones (submissions, unpacked
-    zips: :func:`ntirekit.eval.isolate.is_untrusted`).
+    ``isolate``: True runs every entry in its own child process (:func:`ntirekit.eval.isolate.evaluate_isolated`,
+    with ``timeout_s`` and ``memory_mb``), False none; None (default) isolates the untrusted ones (submissions,
+    unpacked zips: :func:`ntirekit.eval.isolate.is_untrusted`). Unknown tracks and options of the wrong type are an
+    :class:`~ntirekit.core.errors.OptionError` before anything runs.
     """
+    track = get_track(options.track)
+    options = track.resolve(options)
     device = fingerprint(resolve_device(options.device))
     records: list[dict[str, Any]] = []
     todo = entries
@@ -71,8 +55,7 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
         done = {e.name: existing_ok(Path(out_dir), e, options.track, device) for e in entries}
         records += [r for r in done.values() if r is not None]
         todo = [e for e in entries if done[e.name] is None]
-    evaluate = track_function(options.track)
-    for rec in _evaluate(todo, options, evaluate, isolate, timeout_s, memory_mb):
+    for rec in _evaluate(todo, options, track, isolate, timeout_s, memory_mb):
         rec.setdefault("track", options.track)
         rec.setdefault("options", options_record(options))
         if out_dir is not None:
@@ -82,14 +65,12 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
     return sorted(records, key=lambda r: order.get(r["entry"], len(order)))
 
 
-def _evaluate(entries: list[Entry], options: EvalOptions, evaluate: Any, isolate: bool | None,
+def _evaluate(entries: list[Entry], options: EvalOptions, track: Track, isolate: bool | None,
               timeout_s: float | None, memory_mb: int | None) -> Iterator[dict[str, Any]]:
     """In-process entries through the track, then each isolated entry in its own child process."""
-    from ntirekit.eval.isolate import DEFAULT_TIMEOUT_S, evaluate_isolated, is_untrusted
-
     isolated = [e for e in entries if (is_untrusted(e) if isolate is None else isolate)]
     local = [e for e in entries if e not in isolated]
     if local:
-        yield from evaluate(local, options)
+        yield from track.evaluate(local, options)
     for entry in isolated:
         yield evaluate_isolated(entry, options, timeout_s=timeout_s or DEFAULT_TIMEOUT_S, memory_mb=memory_mb)

@@ -32,9 +32,9 @@ from torch import nn
 from ntirekit.data.frames import pqf_positions
 from ntirekit.nn.deform import SecondOrderDeformableAlignment
 from ntirekit.nn.flow import chain_flows, flow_warp
+from ntirekit.nn.propagation_steps import Step, plan
 from ntirekit.nn.recurrent import ResidualBlocksWithInputConv, X4Head, bidirectional_flows, check_clip
 from ntirekit.nn.spynet import SPyNet
-from ntirekit.nn.propagation_steps import Step, plan
 
 __all__ = ["BasicVSRPlusPlus", "PQFBasicVSRPlusPlus", "BRANCHES"]
 

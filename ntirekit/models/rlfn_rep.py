@@ -1,6 +1,6 @@
 """RLFN with re-parameterizable 3x3 convolutions: the training form of an RLFN-family entry.
 
-The network is :class:`ntirekit.nn.blocks.RLFN` (bytedance/RLFN: ``conv_1``, ``num_blocks`` residual local feature
+The network is :class:`ntirekit.models.rlfn.RLFN` (bytedance/RLFN: ``conv_1``, ``num_blocks`` residual local feature
 blocks, ``conv_2``, global residual, pixel-shuffle upsampler; its forward is used unchanged) with every 3x3 convolution
 outside the ESA attention (``conv_1``, each block's ``c1_r``/``c2_r``/``c3_r``, ``conv_2`` and ``upsampler.0``)
 replaced by a linear re-parameterizable block of :mod:`ntirekit.nn.rep`: ``rep = "conv3xc"`` (1x1 expand x``gain`` ->
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ntirekit.nn.blocks import RLFN
+from ntirekit.models.rlfn import RLFN
 from ntirekit.nn.rep import ECB, Conv3XC, RepVGGBlock, reparameterize_model
 
 

@@ -14,8 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from ntirekit.rank.metrics import number
 from ntirekit.core.records import iter_result_files, read_result
+from ntirekit.rank.metrics import number
 
 REQUIRED_COLUMNS = ("entry", "psnr_val", "psnr_test", "runtime_ms", "params_m", "flops_g", "acts_m", "mem_mb")
 OPTIONAL_COLUMNS = ("convs",)

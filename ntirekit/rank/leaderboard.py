@@ -3,7 +3,7 @@
 Rows
     Records of one entry (and one source: ``measured`` or ``published``) are merged: machine-independent metrics (PSNR,
     params, FLOPs, activations, #conv) over all its records, machine-dependent ones (runtime, memory) per device
-    (fingerprints compared with :func:`ntirekit.measure.device.comparable`). So one file per track of the same entry
+    (fingerprints compared with :func:`ntirekit.core.device.comparable`). So one file per track of the same entry
     makes one row, and an entry measured on two devices makes two rows. Several values of one metric (several runs)
     are averaged, as the organisers average runs; their spread (sample standard deviation, min, max) is kept.
 Devices
@@ -25,7 +25,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ntirekit.measure.device import comparable
+from ntirekit.core.device import comparable
 from ntirekit.rank.metrics import METRICS, extract, runtime_runs, runtime_timer
 from ntirekit.rank.protocol import GateSet, Protocol, Track, load_protocol
 from ntirekit.rank.ranking import competition_ranks, score

@@ -54,6 +54,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ntirekit.core.tomlw import load_file
 from ntirekit.rank.metrics import FLOPS_FIELDS, METRICS, RUNTIME_STATS
 
 METHODS = ("rank_sum", "score")
@@ -293,8 +294,6 @@ def parse_protocol(data: Mapping[str, Any], source: str = "<protocol>") -> Proto
 
 def load_protocol_file(path: str | os.PathLike) -> Protocol:
     """A protocol from a TOML file."""
-    from ntirekit.core.tomlw import load_file
-
     path = Path(path)
     return parse_protocol(load_file(path, ProtocolError, "protocol file"), str(path))
 

@@ -23,7 +23,10 @@ from typing import Any, Mapping
 import torch
 
 from ntirekit.core import tomlw
-from ntirekit.core.spec import Entry, EntryError, discover, thaw
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import Entry, EntryError, thaw
+from ntirekit.core.weights import sha256_of
+from ntirekit.nn.rep import is_reparameterized, reparameterize_model
 
 __all__ = ["write_entry_folder", "save_state_dict", "factory_accepts", "reparameterize_entry"]
 
@@ -74,7 +77,6 @@ def write_entry_folder(source: Entry, out_dir: str | os.PathLike, state_dict: Ma
         (out / file_name).write_text(text, encoding="utf-8")
     weights_file = f"{name}.pth"
     save_state_dict(state_dict, out / weights_file)
-    from ntirekit.core.weights import sha256_of
 
     spec = source.spec.to_dict()
     spec.pop("published", None)
@@ -122,8 +124,6 @@ def reparameterize_entry(entry: Entry, out_dir: str | os.PathLike, *, weights: s
     kwargs, and its weights are the reparameterized state dict (strict load checked).
     """
     import copy
-
-    from ntirekit.nn.rep import is_reparameterized, reparameterize_model
 
     if not factory_accepts(entry, "deploy"):
         raise EntryError(f"{entry.name}: its factory {entry.spec.factory} has no 'deploy' argument, so no deploy form "

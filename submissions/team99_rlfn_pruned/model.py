@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ntirekit.nn.blocks import RLFN
+from ntirekit.models.rlfn import RLFN
 
 __all__ = ["RLFN"]

@@ -29,29 +29,21 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ntirekit.core.spec import Entry
-from ntirekit.measure.counts import count
-from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.measure.memory import measure_memory
-from ntirekit.measure.runtime import dataset_images, pool_runs, time_models, to_inputs
+from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import record
-from ntirekit.eval.runner import guard
-from ntirekit.eval.track import EvalOptions
+from ntirekit.core.spec import Entry
+from ntirekit.data.timing import DIV2K_LIKE, timing_images
+from ntirekit.eval.columns import COUNTS, MEMORY, RUNTIME
+from ntirekit.eval.guard import guard
+from ntirekit.eval.pipeline import entry_inputs, load_for_measurement, memory_of, time_entries
+from ntirekit.eval.track import EvalOptions, Track, TrackOption
+from ntirekit.measure.counts import count
 
 TRACK_NAMES = ("runtime", "complexity", "overall")
 
 
-def load_for_measurement(entry: Entry, explicit: str | None = None,
-                         device: torch.device | str = "cpu") -> tuple[nn.Module, str]:
-    """The entry's model in eval mode on ``device`` and ``"pretrained"`` when weights are given or available locally
-    (never downloaded), else the randomly initialised model and ``"random"``."""
-    if explicit is not None or entry.has_weights():
-        return entry.load(explicit, pretrained=True, device=device), "pretrained"
-    return entry.load(pretrained=False, device=device), "random"
-
-
 def _input_label(options: EvalOptions) -> str:
-    return "sample" if options.data in ("", "sample") else str(options.data)
+    return str(options.data)
 
 
 def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, Any]]:
@@ -116,16 +108,9 @@ def _prepare(entry: Entry, options: EvalOptions, device: torch.device, images_by
     if timed:
         scale = entry.spec.scale
         if scale not in images_by_scale:
-            images_by_scale[scale] = dataset_images(options.data, scale=scale)
+            images_by_scale[scale] = timing_images(options.data, scale=scale)
         if with_memory:
-            cpu_inputs = to_inputs(images_by_scale[scale], entry.spec.data_range, "cpu")
-            model.to(device)
-            try:
-                fields.update(measure_memory(model, cpu_inputs, device))
-            finally:
-                model.to("cpu")
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+            fields.update(memory_of(model, entry_inputs(entry, options.data, "cpu", images_by_scale[scale]), device))
             fields["memory_input"] = _input_label(options)
     fields["seconds"] = round(time.perf_counter() - started, 3)
     return model, fields
@@ -141,20 +126,12 @@ def _time_pending(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]],
     for name, (entry, model, _fields) in pending.items():
         with guard(entry, track, fp, failed):
             models[name] = model.to(device)
-            inputs[name] = to_inputs(images_by_scale[entry.spec.scale], entry.spec.data_range, device)
+            inputs[name] = entry_inputs(entry, options.data, device, images_by_scale[entry.spec.scale])
     yield from failed
     errors: dict[str, BaseException] = {}
-    per_run: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
-    kwargs: dict[str, Any] = {"device": device}
-    if options.timer == "robust":
-        kwargs.update(warmup=options.warmup, repeats=options.repeats, benchmark=bool(extra.get("benchmark", False)))
-    for _ in range(max(1, options.runs)):
-        alive = {n: m for n, m in models.items() if n not in errors}
-        if not alive:
-            break
-        stats = time_models(alive, {n: inputs[n] for n in alive}, options.timer, errors=errors, **kwargs)
-        for name, s in stats.items():
-            per_run[name].append(s)
+    timings = time_entries(models, inputs, timer=options.timer, device=device, warmup=options.warmup,
+                           repeats=options.repeats, runs=options.runs, benchmark=bool(extra.get("benchmark", False)),
+                           errors=errors)
     for name, (entry, model, fields) in pending.items():
         if name not in models:
             continue
@@ -164,11 +141,31 @@ def _time_pending(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]],
                 raise errors[name]
             yield from sink
             continue
-        runtime = pool_runs(per_run[name])
-        fields.update(runtime_ms=runtime, timer=options.timer, runtime_input=_input_label(options),
+        fields.update(runtime_ms=timings[name], timer=options.timer, runtime_input=_input_label(options),
                       runtime_images=len(inputs[name]))
         yield record(name, track, fp, **fields)
     for model in models.values():
         model.to("cpu")
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+_COUNT_FIELDS = ("params", "macs_ntire2022", "macs_fvcore", "activations", "activations_fvcore", "convs",
+                 "input_shape", "warnings", "weights", "scale", "data_range", "max_memory_mib", "memory_kind")
+_TIMED_FIELDS = (*_COUNT_FIELDS, "runtime_ms", "timer", "runtime_input", "runtime_images")
+_OPTIONS = (
+    TrackOption("fvcore", bool, True, "also count with fvcore (macs_fvcore, activations_fvcore)"),
+    TrackOption("memory", bool, True, "measure the peak memory (timed tracks)"),
+    TrackOption("benchmark", bool, False, "cudnn.benchmark for the robust timer (the challenge had it off)"),
+)
+TRACKS = (
+    Track("runtime", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, columns=RUNTIME + MEMORY,
+          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          description="runtime (timer statistics) and peak memory, with the counts"),
+    Track("complexity", evaluate, "esr", times=False, record_fields=_COUNT_FIELDS, columns=COUNTS,
+          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          description="params, MACs, activations, #conv on --input-shape"),
+    Track("overall", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, columns=RUNTIME + COUNTS + MEMORY,
+          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          description="runtime, memory and counts"),
+)

@@ -16,11 +16,12 @@ from tqdm import tqdm
 from ntirekit.data.images import open_image_dataset
 from ntirekit.core.spec import Entry
 from ntirekit.eval.inference import upscale_image
-from ntirekit.measure.device import fingerprint, resolve_device
+from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.quality import psnr, ssim
 from ntirekit.core.records import record
-from ntirekit.eval.runner import guard
-from ntirekit.eval.track import EvalOptions
+from ntirekit.eval.columns import cell
+from ntirekit.eval.guard import guard
+from ntirekit.eval.track import Column, EvalOptions, Track
 
 
 def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, Any]]:
@@ -63,3 +64,10 @@ def _evaluate_entry(entry: Entry, options: EvalOptions, device: torch.device, fp
                   images=images, scale=scale, data_range=entry.spec.data_range,
                   weights="pretrained" if entry.spec.weights or entry.name in options.weights else "random",
                   tile=options.tile, seconds=round(time.perf_counter() - start, 3))
+
+
+TRACKS = (Track("psnr", evaluate, "esr", times=False,
+                record_fields=("protocol", "dataset", "psnr_db", "ssim", "images", "scale", "data_range", "weights",
+                               "tile"),
+                columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")), Column("SSIM", cell("ssim", fmt="{:.4f}"))),
+                description="PSNR/SSIM of ESR entries on an image dataset"),)

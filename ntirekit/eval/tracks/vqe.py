@@ -13,7 +13,7 @@ A compressed clip's ``qp.txt`` gives its PQF positions (:func:`ntirekit.data.fra
 model falls back to its own pattern (every 4th frame for PQF-BasicVSR++).
 
 Per entry and video: the clip goes through :func:`ntirekit.eval.clip_inference.enhance_clip` (duplicates dropped and
-restored for QE entries, frames reflect-padded to the model's ``min_input_size``/``input_multiple`` (default 256/4),
+restored for QE entries, frames reflect-padded to the entry's declared input contract (``[input]``: ``min_size``, ``multiple``),
 optional chunks), then per-frame PSNR (``options.protocol``: ``challenge`` = RGB, peak 255, no border) of the output
 and of the compressed input against the clean frames; a video's PSNR is the mean over its frames with zero-error
 frames skipped, the entry's the mean over videos; ``delta_psnr_db`` = output minus input. For an SR entry (x4 VSR)
@@ -43,24 +43,25 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.records import record
+from ntirekit.core.spec import Entry, input_contract
+from ntirekit.data import DataError
 from ntirekit.data.frames import find_pqf
 from ntirekit.data.video import CLIP_JSON, Clip, read_clip, write_png_folder, yuv_name_info
-from ntirekit.core.spec import Entry
-from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.quality import mean_over_videos, psnr, video_psnr
-from ntirekit.core.records import record
-from ntirekit.eval.runner import guard
-from ntirekit.eval.track import EvalOptions
-from ntirekit.eval.tracks.efficiency import load_for_measurement
 from ntirekit.eval.clip_inference import enhance_clip
+from ntirekit.eval.columns import cell
+from ntirekit.eval.guard import guard
+from ntirekit.eval.pipeline import load_for_measurement, macs_per_frame
+from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
+from ntirekit.quality import mean_over_videos, psnr, video_psnr
 
 TRACK = "vqe"
 
 
-class VqeDataError(ValueError):
+class VqeDataError(DataError, ValueError):
     """A data folder that is not in one of the track's layouts."""
 
 
@@ -134,16 +135,6 @@ def _input_for_comparison(lq: np.ndarray, gt_shape: tuple[int, ...]) -> np.ndarr
     return cv2.resize(lq, (gt_shape[1], gt_shape[0]), interpolation=cv2.INTER_CUBIC)
 
 
-def macs_per_frame(model: nn.Module, height: int, width: int) -> int:
-    """fvcore MACs of a 3-frame clip minus a 2-frame clip: what one more frame costs (deformable convs counted
-    through the pure-torch path, whose matmul fvcore sees)."""
-    from ntirekit.measure.counts import macs_fvcore
-    from ntirekit.nn.deform import implementation
-
-    with implementation("torch"):
-        return macs_fvcore(model, (1, 3, 3, height, width)) - macs_fvcore(model, (1, 2, 3, height, width))
-
-
 def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, Any]]:
     device = resolve_device(options.device)
     fp = fingerprint(device)
@@ -172,8 +163,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
     limit = extra.get("frames")
     started = time.perf_counter()
     model, weights = load_for_measurement(entry, options.weights.get(entry.name), device)
-    min_size = int(getattr(model, "min_input_size", 256))
-    multiple = int(getattr(model, "input_multiple", 4))
+    contract = input_contract(entry)
 
     per_video: list[dict[str, Any]] = []
     model_seconds, total_frames = 0.0, 0
@@ -185,8 +175,8 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
         if len(lq) != len(gt):
             raise ValueError(f"{pair.name}: {len(lq)} compressed frames but {len(gt)} clean frames")
         pqf, pqf_source = _pqf_of(lq)
-        out, stats = enhance_clip(model, lq.frames, chunk=chunk, overlap=overlap, pad_to_multiple=multiple,
-                                  min_size=min_size, drop_duplicates=drop, device=device,
+        out, stats = enhance_clip(model, lq.frames, chunk=chunk, overlap=overlap, pad_to_multiple=contract.multiple,
+                                  min_size=contract.min_size, drop_duplicates=drop, device=device,
                                   data_range=spec.data_range, pqf=pqf)
         if first_padded is None:
             first_padded = (stats["padded_size"][1], stats["padded_size"][0])
@@ -232,3 +222,21 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
 
 
 __all__ = ["evaluate", "find_videos", "macs_per_frame", "VideoPair", "VqeDataError"]
+
+TRACKS = (Track(
+    TRACK, evaluate, "vqe", times=True,
+    record_fields=("psnr_db", "psnr_input_db", "delta_psnr_db", "protocol", "dataset", "videos", "frames",
+                   "runtime_ms_per_frame", "params", "macs_per_frame", "max_memory_mib", "weights", "chunk",
+                   "overlap", "drop_duplicates"),
+    columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")),
+             Column("ΔPSNR [dB]", cell("delta_psnr_db", fmt="{:+.3f}")),
+             Column("ms/frame", cell("runtime_ms_per_frame")),
+             Column("Params [M]", cell("params", scale=1e6, fmt="{:.3f}"))),
+    options=(TrackOption("chunk", int, None, "frames per inference window (default: whole clip)", "--chunk"),
+             TrackOption("overlap", int, 2, "frames shared by adjacent windows", "--overlap"),
+             TrackOption("drop_duplicates", bool, None, "drop repeated frames before enhancement (default: for QE "
+                         "entries)", "--keep-duplicates", negate=True),
+             TrackOption("frames", int, None, "only the first N frames of each video", "--max-frames"),
+             TrackOption("save", str, None, "write the enhanced frames to DIR/<entry>/<video>/", "--save-frames"),
+             TrackOption("macs", bool, True, "count the MACs per frame")),
+    default_data="", description="ΔPSNR of video entries on compressed clips, runtime per frame"),)

@@ -9,7 +9,7 @@
 
 from ntirekit.train.prune.groups import ChannelGraph, ChannelGroup, TraceError, trace_channels
 from ntirekit.train.prune.prune import (CRITERIA, PruneError, WidthSpec, apply_widths, channel_importance, named_groups,
-                                  prune_model, select_channels, width_spec_of)
+                                        prune_model, select_channels, width_spec_of)
 
 __all__ = ["ChannelGraph", "ChannelGroup", "TraceError", "trace_channels", "CRITERIA", "PruneError", "WidthSpec",
            "apply_widths", "channel_importance", "named_groups", "prune_model", "select_channels", "width_spec_of",

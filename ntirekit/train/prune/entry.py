@@ -21,9 +21,11 @@ from torch import nn
 
 from ntirekit.core.spec import Entry
 from ntirekit.measure.counts import macs_ntire2022
+from ntirekit.train.data import SRPatchSource, load_hr_images
+from ntirekit.train.derive import factory_accepts, write_entry_folder
 from ntirekit.train.prune.groups import ChannelGraph, trace_channels
 from ntirekit.train.prune.prune import (PruneError, PruneResult, WidthSpec, named_groups, prune_model, resolve_widths,
-                                  width_spec_of)
+                                        width_spec_of)
 
 __all__ = ["prune_entry", "widths_for_macs_ratio", "parse_widths", "pruned_macs", "calibration_inputs"]
 
@@ -128,8 +130,6 @@ def _family_kwargs(model: nn.Module, graph: ChannelGraph, spec: WidthSpec | None
 def calibration_inputs(entry: Entry, spec: str = "skimage", batches: int = 2, batch_size: int = 8,
                        lr_patch: int = 48, seed: int = 0) -> list[torch.Tensor]:
     """LR patches (in the entry's data range) from HR images (``"skimage"`` or a folder) for the ``act`` criterion."""
-    from ntirekit.train.data import SRPatchSource, load_hr_images
-
     source = SRPatchSource(load_hr_images(spec), entry.spec.scale, lr_patch=lr_patch, batch_size=batch_size,
                            data_range=entry.spec.data_range)
     rng = np.random.default_rng(seed)
@@ -144,8 +144,6 @@ def prune_entry(entry: Entry, out_dir: str | os.PathLike, *, widths: Mapping[str
 
     ``calibration`` (HR images: ``"skimage"`` or a folder) feeds the ``act`` criterion; other criteria ignore it.
     """
-    from ntirekit.train.derive import factory_accepts, write_entry_folder
-
     if (widths is None) == (target_macs_ratio is None):
         raise PruneError("give exactly one of widths or a target MACs ratio")
     pretrained = entry.spec.weights is not None or weights is not None
