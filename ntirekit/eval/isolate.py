@@ -61,7 +61,7 @@ from ntirekit.core.records import failure, write_json_atomic
 from ntirekit.core.spec import Entry, EntrySpec
 from ntirekit.eval.inference import NonFiniteOutput
 from ntirekit.eval.track import EvalOptions, options_from_dict
-from ntirekit.eval.tracks import TRACKS, get_track
+from ntirekit.eval.tracks import TRACKS, get_track, register
 
 UNTRUSTED_MARKER = ".ntirekit-untrusted"
 DEFAULT_TIMEOUT_S = 3600.0
@@ -156,8 +156,9 @@ def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | 
     """
     if options.track not in TRACKS:
         return _failure(entry, options, "error", f"unknown track {options.track!r}")
-    job = {"track": options.track, "options": dataclasses.asdict(options)}
-    return _run_child(entry, job, check_finite=TRACKS[options.track].finite_guard, timeout_s=timeout_s,
+    track = TRACKS[options.track]
+    job = {"track": options.track, "track_module": track.evaluate.__module__, "options": dataclasses.asdict(options)}
+    return _run_child(entry, job, check_finite=track.finite_guard, timeout_s=timeout_s,
                       memory_mb=memory_mb, echo=options.progress if echo is None else echo,
                       fail=lambda kind, message: _failure(entry, options, kind, message))
 
@@ -350,6 +351,9 @@ def _run_track(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
     device = resolve_device(options.device)
     records: list[dict[str, Any]] = []
     try:
+        if options.track not in TRACKS:      # a track declared outside ntirekit.eval.tracks: its module declares it
+            for declared in getattr(importlib.import_module(request["track_module"]), "TRACKS", ()):
+                register(declared)
         track = get_track(options.track)
         _start(request, device)
         records.extend(track.evaluate([entry], track.resolve(options)))

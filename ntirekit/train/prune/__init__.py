@@ -7,6 +7,7 @@
 - :func:`prune_entry` (:mod:`ntirekit.train.prune.entry`): the same for an entry, written as a new entry folder.
 """
 
+from ntirekit.train.prune.entry import calibration_inputs, parse_widths, prune_entry, pruned_macs, widths_for_macs_ratio
 from ntirekit.train.prune.groups import ChannelGraph, ChannelGroup, TraceError, trace_channels
 from ntirekit.train.prune.prune import (CRITERIA, PruneError, WidthSpec, apply_widths, channel_importance, named_groups,
                                         prune_model, select_channels, width_spec_of)
@@ -14,11 +15,3 @@ from ntirekit.train.prune.prune import (CRITERIA, PruneError, WidthSpec, apply_w
 __all__ = ["ChannelGraph", "ChannelGroup", "TraceError", "trace_channels", "CRITERIA", "PruneError", "WidthSpec",
            "apply_widths", "channel_importance", "named_groups", "prune_model", "select_channels", "width_spec_of",
            "prune_entry", "widths_for_macs_ratio", "parse_widths"]
-
-
-def __getattr__(name: str):  # the entry-level helpers import the measuring code: load them on first use
-    if name in ("prune_entry", "widths_for_macs_ratio", "parse_widths", "pruned_macs", "calibration_inputs"):
-        from ntirekit.train.prune import entry
-
-        return getattr(entry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
