@@ -12,8 +12,9 @@ from typing import Any, Callable
 
 import click
 
+from ntirekit.cli import one_line
+from ntirekit.core.errors import EntryError, NtirekitError
 from ntirekit.core.registry import Registry, discover
-from ntirekit.core.spec import EntryError
 from ntirekit.pack import unpack
 
 
@@ -66,8 +67,10 @@ def parse_shape(text: str, ranks: tuple[int, ...] = (4,)) -> tuple[int, ...]:
 
 
 def one_line_errors(*errors: type[BaseException]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn the listed exception types (plus :class:`EntryError`) into one clear error line and exit status 1."""
-    caught = (EntryError, *errors)
+    """Turn :class:`~ntirekit.core.errors.NtirekitError` (and the listed types, e.g. ``OSError`` for files the user
+    named) into one clear error line and exit status 1; anything else is a bug and keeps its traceback. (The
+    ``ntirekit`` group does the same for NtirekitError; this serves commands invoked on their own.)"""
+    caught = (NtirekitError, *errors)
 
     def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
@@ -75,8 +78,7 @@ def one_line_errors(*errors: type[BaseException]) -> Callable[[Callable[..., Any
             try:
                 return func(*args, **kwargs)
             except caught as exc:
-                raise click.ClickException(str(exc).strip().splitlines()[0] if str(exc).strip() else
-                                           type(exc).__name__) from None
+                raise click.ClickException(one_line(exc)) from None
         return inner
     return wrap
 

@@ -11,13 +11,13 @@ import numpy as np
 from tabulate import tabulate
 
 from ntirekit.cli.common import one_line_errors
-from ntirekit.data import DataError
+from ntirekit.core.errors import OptionError
 from ntirekit.data.compress import compress_clip
 from ntirekit.data.frames import find_pqf, frame_psnr, quality_proxy
 from ntirekit.data.video import read_clip
 from ntirekit.quality import video_psnr
 
-_ERRORS: tuple[type[BaseException], ...] = (DataError, ValueError, RuntimeError, OSError)
+_ERRORS: tuple[type[BaseException], ...] = (OSError,)
 
 
 @click.group("data")
@@ -90,7 +90,7 @@ def inspect_clip(path: str, *, gt: str | None = None, size: str | None = None, f
     reference = read_clip(gt, size=size, fps=fps) if gt is not None else None
     n = len(clip)
     if reference is not None and len(reference) < n:
-        raise ValueError(f"--gt has {len(reference)} frames, fewer than the clip's {n}")
+        raise OptionError(f"--gt has {len(reference)} frames, fewer than the clip's {n}")
     # The no-reference proxy is only needed when nothing better tells where the PQFs are.
     qps_informative = clip.qps is not None and len(set(clip.qps[1:])) > 1
     need_proxy = reference is None and pqf_period is None and not qps_informative

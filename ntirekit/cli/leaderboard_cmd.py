@@ -7,12 +7,11 @@ from pathlib import Path
 import click
 
 from ntirekit.cli.common import echo_err, one_line_errors
-from ntirekit.core.records import ResultError
-from ntirekit.rank.inputs import PUBLISHED, InputError, load_results, published_table
-from ntirekit.rank.leaderboard import BASELINE_MODES, LeaderboardError, build_leaderboard
+from ntirekit.rank.inputs import PUBLISHED, load_results, published_table
+from ntirekit.rank.leaderboard import BASELINE_MODES, build_leaderboard
 from ntirekit.rank.metrics import RUNTIME_STATS
 from ntirekit.rank.plot import pareto_plot
-from ntirekit.rank.protocol import ProtocolError, available_protocols, load_protocol, load_protocol_file
+from ntirekit.rank.protocol import available_protocols, load_protocol, load_protocol_file
 from ntirekit.rank.render import FORMATS, render
 
 
@@ -38,7 +37,7 @@ from ntirekit.rank.render import FORMATS, render
                    "timer's own figure: mean for the ntire timer, median for robust).")
 @click.option("--rank-references", is_flag=True, help="Rank the protocol's reference rows like any entry.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the leaderboard to a file.")
-@one_line_errors(ResultError, InputError, ProtocolError, LeaderboardError, OSError)
+@one_line_errors(OSError)
 def leaderboard(results: tuple[str, ...], protocol: str | None, protocol_file: str | None, track: str | None,
                 fmt: str, plot: str | None, baseline: str, baseline_entry: str | None, gate: str | None,
                 published: tuple[str, ...], runtime_stat: str | None, rank_references: bool,

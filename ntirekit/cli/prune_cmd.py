@@ -30,7 +30,7 @@ from ntirekit.train.prune.entry import parse_widths, prune_entry
 @click.option("--list", "list_groups", is_flag=True, help="Only list the prunable widths and channel groups.")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder.")
 @entries_option
-@one_line_errors(ValueError, RuntimeError)
+@one_line_errors()
 def prune(entry_name: str, out_dir: str | None, widths: str | None, target_macs_ratio: float | None, criterion: str,
           calibration: str, weights: str | None, name: str | None, list_groups: bool, force: bool, entry_roots: tuple[str, ...]) -> None:
     """Prune coupled channel groups of ENTRY by importance and write the pruned entry."""

@@ -18,7 +18,7 @@ from ntirekit.train.derive import reparameterize_entry
 @click.option("--name", help="Name of the deploy entry (default: ENTRY_deploy).")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder.")
 @entries_option
-@one_line_errors(ValueError, RuntimeError)
+@one_line_errors()
 def reparam(entry_name: str, out_dir: str, weights: str | None, name: str | None, force: bool,
             entry_roots: tuple[str, ...]) -> None:
     """Merge every re-parameterizable block of ENTRY into plain convs and write the result as a deploy entry."""

@@ -8,7 +8,6 @@ from typing import Any, Callable
 import click
 
 from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors
-from ntirekit.data import DataError
 from ntirekit.train.image import ImageTrainOptions, default_ckpt_dir, train_image_entry
 from ntirekit.train.loop import TrainConfig
 from ntirekit.train.video import VideoTrainOptions, train_video_entry
@@ -167,7 +166,7 @@ def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
         click.echo(f"{derived.name}: written to {derived.folder}")
 
 
-_ERRORS = (ValueError, RuntimeError, OSError, DataError)
+_ERRORS = (OSError,)
 
 
 @click.command("train")

@@ -19,9 +19,10 @@ import torch
 
 import ntirekit
 from ntirekit.core.device import fingerprint_id
+from ntirekit.core.errors import NtirekitError
 
 
-class ResultError(Exception):
+class ResultError(NtirekitError):
     """A result file that cannot be read as a result record."""
 
 

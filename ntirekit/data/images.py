@@ -36,6 +36,7 @@ from typing import Callable, Iterator, Sequence, Union
 import cv2
 import numpy as np
 
+from ntirekit.core.errors import OptionError
 from ntirekit.data import DataError
 from ntirekit.data.bicubic import imresize
 from ntirekit.data.sample import SAMPLE_NAMES, writable_photo
@@ -187,7 +188,7 @@ class ImageDataset:
     def __init__(self, name: str, scale: int, sources: Sequence[PairSource], *, layout: str = "",
                  root: Path | None = None):
         if scale < 1:
-            raise ValueError(f"scale must be a positive integer, got {scale}")
+            raise OptionError(f"scale must be a positive integer, got {scale}")
         if not sources:
             raise DataError(f"{name}: the dataset has no images")
         self.name = name

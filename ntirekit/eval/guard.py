@@ -11,13 +11,14 @@ from typing import Any, Iterator
 
 import torch
 
+from ntirekit.core.errors import NtirekitError
 from ntirekit.core.records import failure
 from ntirekit.core.spec import Entry
 
 __all__ = ["EntryFailed", "guard"]
 
 
-class EntryFailed(Exception):
+class EntryFailed(NtirekitError):
     """Raised inside :func:`guard` to end one entry's evaluation with a recorded reason."""
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ntirekit.core.errors import NtirekitError
 from ntirekit.quality.convert import to_model_input, to_uint8_output
 
 
-class NonFiniteOutput(RuntimeError):
+class NonFiniteOutput(NtirekitError, RuntimeError):
     """A model returned NaN or inf."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
+from ntirekit.core.errors import NtirekitError
 from ntirekit.core.records import ResultError, iter_result_files, read_result
 from ntirekit.core.registry import discover
 from ntirekit.eval.runner import run_track
@@ -41,7 +42,7 @@ RUNTIME_KEYS = ("runtime_ms", "runtime_ms_per_frame")
 DEFAULT_BASELINE = "rlfn_ntire"
 
 
-class RegressError(Exception):
+class RegressError(NtirekitError):
     """The reference folder cannot be used (missing, empty, unreadable records)."""
 
 

@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from ntirekit.core.errors import OptionError
+
 TIMERS = ("robust", "ntire")
 
 Model = Callable[[torch.Tensor], Any]
@@ -171,7 +173,7 @@ def time_robust(models: Mapping[str, Model], inputs: Sequence[torch.Tensor] | Ma
     the others go on.
     """
     if repeats < 1:
-        raise ValueError("repeats must be >= 1")
+        raise OptionError("repeats must be >= 1")
     per = _per_entry_inputs(models, inputs)
     dev = _device_of(per, device)
     clock = _Clock(dev, sync_before=True)
@@ -216,7 +218,7 @@ def time_models(models: Mapping[str, Model], inputs: Sequence[torch.Tensor] | Ma
         for key in ("warmup", "repeats", "benchmark"):
             kwargs.pop(key, None)
         return time_ntire(models, inputs, **kwargs)
-    raise ValueError(f"unknown timer {timer!r} (known: {', '.join(TIMERS)})")
+    raise OptionError(f"unknown timer {timer!r} (known: {', '.join(TIMERS)})")
 
 
 def pool_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from ntirekit.core.device import comparable
+from ntirekit.core.errors import NtirekitError
 from ntirekit.rank.metrics import METRICS, extract, runtime_runs, runtime_timer
 from ntirekit.rank.protocol import GateSet, Protocol, Track, load_protocol
 from ntirekit.rank.ranking import competition_ranks, score
@@ -34,7 +35,7 @@ BASELINE_MODES = ("published", "measured")
 RANKED, REFERENCE, NOT_RANKED = "ranked", "reference", "not ranked"
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(NtirekitError, ValueError):
     """Results that cannot be ranked as asked; the message is one line saying why and what to do."""
 
 

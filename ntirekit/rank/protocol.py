@@ -54,6 +54,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ntirekit.core.errors import NtirekitError
 from ntirekit.core.tomlw import load_file
 from ntirekit.rank.metrics import FLOPS_FIELDS, METRICS, RUNTIME_STATS
 
@@ -61,7 +62,7 @@ METHODS = ("rank_sum", "score")
 NO_GATE = "none"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(NtirekitError, ValueError):
     """A protocol that does not exist or does not validate; the message is one line."""
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ntirekit.core.errors import OptionError
 from ntirekit.data.video import ClipError, read_clip
 from ntirekit.core.spec import Entry, EntryError, InputContract, input_contract
 from ntirekit.train.loop import TrainConfig, TrainResult, Trainer
@@ -132,7 +133,7 @@ class ClipSequenceSource:
     def __init__(self, clips: Sequence[TrainClip], frames: int, patch: int, *, batch_size: int = 1,
                  data_range: float = 1.0, augment: bool = True, reverse: bool = True, pass_pqf: bool = False):
         if frames < 1 or patch < 1 or batch_size < 1:
-            raise ValueError(f"frames, patch and batch size must be positive (got {frames}, {patch}, {batch_size})")
+            raise OptionError(f"frames, patch and batch size must be positive (got {frames}, {patch}, {batch_size})")
         self.clips, self.frames, self.patch, self.batch_size = list(clips), int(frames), int(patch), int(batch_size)
         self.data_range, self.augment, self.reverse, self.pass_pqf = float(data_range), augment, reverse, pass_pqf
         groups: dict[tuple[int, ...] | None, list[_Candidate]] = {}
@@ -315,10 +316,10 @@ def model_for_video_training(entry: Entry, *, finetune: bool, weights: str | os.
     """The model to train (module docstring); seed torch first for a reproducible initialisation."""
     log = log or (lambda message: None)
     if (identity or flow_zero) and (finetune or grow_from is not None):
-        raise ValueError("identity and zero-flow initialisations apply to a random initialisation only (`train` "
+        raise OptionError("identity and zero-flow initialisations apply to a random initialisation only (`train` "
                          "without --grow-from)")
     if grow_from is not None and weights is not None:
-        raise ValueError("give either --grow-from or --weights")
+        raise OptionError("give either --grow-from or --weights")
     if grow_from is not None:
         model = entry.build(**dict(overrides or {}))
         state = normalise_keys(extract_state_dict(read_checkpoint(grow_from, "--grow-from"), what="--grow-from"))
@@ -371,7 +372,7 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
     device = resolve_device(options.device)
     frames = options.frames or entry.spec.frames
     if frames < 2:
-        raise ValueError(f"{entry.name}: training sequences need at least 2 frames (give --frames)")
+        raise OptionError(f"{entry.name}: training sequences need at least 2 frames (give --frames)")
     torch.manual_seed(options.config.seed)
     model = model_for_video_training(entry, finetune=finetune, weights=weights, overrides=options.overrides,
                                      grow_from=options.grow_from, identity=options.identity_init,

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ntirekit.core.errors import OptionError
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import record
 from ntirekit.core.spec import Entry
@@ -49,7 +50,7 @@ def _input_label(options: EvalOptions) -> str:
 def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, Any]]:
     track = options.track
     if track not in TRACK_NAMES:
-        raise ValueError(f"the efficiency module runs tracks {TRACK_NAMES}, not {track!r}")
+        raise OptionError(f"the efficiency module runs tracks {TRACK_NAMES}, not {track!r}")
     device = resolve_device(options.device)
     threads_before = torch.get_num_threads()
     if options.threads and device.type == "cpu":

@@ -14,4 +14,4 @@ from ntirekit.train.prune.prune import (CRITERIA, PruneError, WidthSpec, apply_w
 
 __all__ = ["ChannelGraph", "ChannelGroup", "TraceError", "trace_channels", "CRITERIA", "PruneError", "WidthSpec",
            "apply_widths", "channel_importance", "named_groups", "prune_model", "select_channels", "width_spec_of",
-           "prune_entry", "widths_for_macs_ratio", "parse_widths"]
+           "prune_entry", "widths_for_macs_ratio", "parse_widths", "pruned_macs", "calibration_inputs"]

@@ -37,10 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ntirekit.core.errors import NtirekitError
+
 __all__ = ["Role", "Channel", "ChannelGroup", "ChannelGraph", "trace_channels", "TraceError"]
 
 
-class TraceError(RuntimeError):
+class TraceError(NtirekitError, RuntimeError):
     """The model cannot be traced (``torch.fx`` refuses its ``forward``) or run on the tracing input."""
 
 

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from ntirekit.core.errors import NtirekitError
 from ntirekit.train.prune.groups import ChannelGraph, ChannelGroup, trace_channels
 
 __all__ = ["WidthSpec", "width_spec_of", "channel_importance", "input_statistics", "select_channels", "prune_model", "apply_widths",
@@ -38,7 +39,7 @@ __all__ = ["WidthSpec", "width_spec_of", "channel_importance", "input_statistics
 CRITERIA = ("l1", "l1_inout", "act")
 
 
-class PruneError(ValueError):
+class PruneError(NtirekitError, ValueError):
     """A pruning request that cannot be met (unknown group, width out of range, model not prunable)."""
 
 
