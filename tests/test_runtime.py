@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from ntirekit.eval.pipeline import to_inputs
 from ntirekit.eval.track import EvalOptions
 from ntirekit.measure import runtime as R
 
@@ -160,9 +161,9 @@ def test_real_model_on_cpu_gives_positive_figures() -> None:
 
 def test_to_inputs_scales_to_data_range() -> None:
     img = np.full((5, 7, 3), 255, dtype=np.uint8)
-    x = R.to_inputs([img], 1.0, "cpu")[0]
+    x = to_inputs([img], 1.0, "cpu")[0]
     assert x.shape == (1, 3, 5, 7) and x.dtype == torch.float32 and float(x.max()) == 1.0
-    assert float(R.to_inputs([img], 255.0, "cpu")[0].max()) == 255.0
+    assert float(to_inputs([img], 255.0, "cpu")[0].max()) == 255.0
 
 
 # --- the efficiency tracks on tiny entries ---------------------------------------------------------------------------
@@ -190,7 +191,7 @@ def tiny_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     write_entry(tmp_path, "tiny_broken", model_code=BROKEN, factory="model.py:Broken")
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (12, 10, 3), dtype=np.uint8), rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)]
-    monkeypatch.setattr("ntirekit.eval.tracks.efficiency.dataset_images", lambda data, scale=4: images)
+    monkeypatch.setattr("ntirekit.eval.tracks.efficiency.timing_images", lambda data, scale=4: images)
     registry = discover([tmp_path], include_defaults=False)
     return [registry[n] for n in ("tiny_a", "tiny_broken", "tiny_b")]
 

@@ -64,14 +64,16 @@ def memory_of(model: nn.Module, inputs: Sequence[torch.Tensor], device: torch.de
 
 def time_entries(models: Mapping[str, nn.Module], inputs: Mapping[str, Sequence[torch.Tensor]], *, timer: str,
                  device: torch.device, warmup: int = 3, repeats: int = 5, runs: int = 1, benchmark: bool = False,
+                 threads: int | None = None,
                  errors: dict[str, BaseException] | None = None) -> dict[str, dict[str, Any]]:
     """The timer's statistics per entry (models and inputs already on ``device``), ``runs`` whole runs pooled
-    (:func:`ntirekit.measure.runtime.pool_runs`). An entry whose call fails lands in ``errors`` (when given; else
+    (:func:`ntirekit.measure.runtime.pool_runs`); ``warmup``, ``repeats``, ``benchmark`` and ``threads`` (CPU
+    threads pinned while timing) are the robust timer's. An entry whose call fails lands in ``errors`` (when given; else
     the error is raised) and is left out of the later runs."""
     caught: dict[str, BaseException] = {} if errors is None else errors
     kwargs: dict[str, Any] = {"device": device}
     if timer == "robust":
-        kwargs.update(warmup=warmup, repeats=repeats, benchmark=benchmark)
+        kwargs.update(warmup=warmup, repeats=repeats, benchmark=benchmark, threads=threads)
     per_run: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
     for _ in range(max(1, runs)):
         alive = {n: m for n, m in models.items() if n not in caught}
