@@ -71,15 +71,18 @@ def record(entry: str, track: str, device: dict[str, Any], **fields: Any) -> dic
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **fields}
 
 
-def failure(entry: str, track: str, device: dict[str, Any], error: BaseException | str, **fields: Any) -> dict[str, Any]:
-    """A failed result record; ``error`` is reduced to one line."""
+def error_line(error: BaseException | str) -> str:
+    """An error as the one line a record carries: ``"Type: first line"`` for an exception."""
     if isinstance(error, BaseException):
         text = str(error).strip().splitlines()
-        message = f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
-    else:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else "failed"
+        return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    return str(error).strip().splitlines()[0] if str(error).strip() else "failed"
+
+
+def failure(entry: str, track: str, device: dict[str, Any], error: BaseException | str, **fields: Any) -> dict[str, Any]:
+    """A failed result record; ``error`` is reduced to one line (:func:`error_line`)."""
     rec = record(entry, track, device, **fields)
-    rec.update(status="failed", error=message)
+    rec.update(status="failed", error=error_line(error))
     return rec
 
 

@@ -167,8 +167,8 @@ class EntrySpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "entry.toml") -> "EntrySpec":
-        known = {"name", "track", "task", "scale", "data_range", "frames", "description", "model", "weights", "published",
-                 "input"}
+        known = {"name", "track", "task", "scale", "data_range", "frames", "description", "model", "weights",
+                 "published", "input"}
         unknown = set(d) - known
         if unknown:
             raise EntryError(f"{where}: unknown keys {sorted(unknown)}")

@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from ntirekit.core.device import fingerprint, resolve_device
-from ntirekit.core.records import failure, write_json_atomic
+from ntirekit.core.records import error_line, failure, write_json_atomic
 from ntirekit.core.spec import Entry, EntrySpec
 from ntirekit.eval.inference import NonFiniteOutput
 from ntirekit.eval.track import EvalOptions, options_from_dict
@@ -368,9 +368,7 @@ def _run_call(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
         _start(request, torch.device("cpu"))
         return [{"entry": entry.name, "status": "ok", **function(entry, **request["kwargs"])}]
     except BaseException as exc:  # noqa: BLE001 - a failing entry is a result, not a crash
-        lines = str(exc).strip().splitlines()
-        return [{"entry": entry.name, "status": "failed",
-                 "error": f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")}]
+        return [{"entry": entry.name, "status": "failed", "error": error_line(exc)}]
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 
 from ntirekit.core import tomlw
 from ntirekit.core.device import resolve_device
-from ntirekit.core.records import ResultError, read_result
+from ntirekit.core.records import ResultError, error_line, read_result
 from ntirekit.core.registry import discover
 from ntirekit.core.spec import Entry, EntryError, read_spec
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
@@ -153,9 +153,7 @@ def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
     try:
         report.info["params"] = load_probe(entry)["params"]
     except Exception as exc:  # noqa: BLE001 - the entry's code may fail in any way; the report says how
-        lines = str(exc).strip().splitlines()
-        error = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-        report.error("load-failed", f"building the model and loading its weights strictly failed: {error}")
+        report.error("load-failed", f"building the model and loading its weights strictly failed: {error_line(exc)}")
 
 
 # ---------------------------------------------------------------------------------------------------------- results

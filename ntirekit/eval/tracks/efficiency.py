@@ -8,12 +8,12 @@ Every record carries the counts of :func:`ntirekit.measure.counts.count` on ``op
 ``runtime`` and ``overall`` add ``runtime_ms`` (the timer's statistics, :mod:`ntirekit.measure.runtime`) and the peak
 memory (``max_memory_mib``, ``memory_kind``, ``nvml_memory_mib``; :mod:`ntirekit.measure.memory`), both measured on
 the LR images of ``options.data`` (default ``"div2k-like"``: DIV2K-shaped crops; :mod:`ntirekit.data.timing`) through
-:mod:`ntirekit.eval.pipeline`. ``complexity`` measures no memory (its memory keys are ``None``). A CPU fingerprint labels CPU timings as such; CPU memory is an estimate
-(``memory_kind = "cpu_estimate"``).
+:mod:`ntirekit.eval.pipeline`. ``complexity`` measures no memory (its memory keys are ``None``). A CPU fingerprint
+labels CPU timings as such; CPU memory is an estimate (``memory_kind = "cpu_estimate"``).
 
 Order of work: each entry is loaded and counted (and, for runtime/overall, its memory measured with no other entry
-on the device) inside :func:`ntirekit.eval.runner.guard`; then all entries that got so far are timed together (the robust
-timer interleaves them). An entry that fails at any step becomes a failure record and the others go on.
+on the device) inside :func:`ntirekit.eval.guard.guard`; then all entries that got so far are timed together (the
+robust timer interleaves them). An entry that fails at any step becomes a failure record and the others go on.
 
 ``options.extra`` (declared in :data:`TRACKS`): ``fvcore`` (bool, default True), ``memory`` (bool, default True) and
 ``benchmark`` (bool: ``cudnn.benchmark`` for the robust timer, default False as in the challenge).

@@ -69,5 +69,6 @@ def _evaluate_entry(entry: Entry, options: EvalOptions, device: torch.device, fp
 TRACKS = (Track("psnr", evaluate, "esr", times=False,
                 record_fields=("protocol", "dataset", "psnr_db", "ssim", "images", "scale", "data_range", "weights",
                                "tile"),
-                columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")), Column("SSIM", cell("ssim", fmt="{:.4f}"))),
+                columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")),
+                         Column("SSIM", cell("ssim", fmt="{:.4f}"))),
                 description="PSNR/SSIM of ESR entries on an image dataset"),)

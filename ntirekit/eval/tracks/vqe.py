@@ -13,8 +13,8 @@ A compressed clip's ``qp.txt`` gives its PQF positions (:func:`ntirekit.data.fra
 model falls back to its own pattern (every 4th frame for PQF-BasicVSR++).
 
 Per entry and video: the clip goes through :func:`ntirekit.eval.clip_inference.enhance_clip` (duplicates dropped and
-restored for QE entries, frames reflect-padded to the entry's declared input contract (``[input]``: ``min_size``, ``multiple``),
-optional chunks), then per-frame PSNR (``options.protocol``: ``challenge`` = RGB, peak 255, no border) of the output
+restored for QE entries, frames reflect-padded to the entry's declared input contract (``[input]``: ``min_size``,
+``multiple``), optional chunks), then per-frame PSNR (``options.protocol``: ``challenge`` = RGB, peak 255, no border) of the output
 and of the compressed input against the clean frames; a video's PSNR is the mean over its frames with zero-error
 frames skipped, the entry's the mean over videos; ``delta_psnr_db`` = output minus input. For an SR entry (x4 VSR)
 the input is bicubic-upscaled (OpenCV) to compare it with the clean frames.
