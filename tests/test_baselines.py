@@ -7,6 +7,8 @@ Expected figures are written out here (upstream checkpoints and papers), indepen
 
 from __future__ import annotations
 
+import importlib
+
 import re
 from pathlib import Path
 
@@ -67,7 +69,8 @@ def test_discovered_with_spec(registry, name: str) -> None:  # noqa: ANN001
     assert w is not None and w.file == file and len(w.sha256) == 64
     # pinned upstream URL: https://github.com/<repo>/raw/<40-hex commit>/<path>
     assert re.fullmatch(rf"https://github\.com/{re.escape(repo)}/raw/[0-9a-f]{{40}}/\S+\.pth", w.url), w.url
-    assert Path(registry[name].folder, "model.py").is_file()
+    module, _, attr = spec.factory.partition(":")                      # a network of ntirekit.models
+    assert module.startswith("ntirekit.models.") and hasattr(importlib.import_module(module), attr)
 
 
 @pytest.mark.parametrize("name", NAMES)

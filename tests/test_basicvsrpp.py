@@ -12,7 +12,7 @@ import torch
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.basicvsrpp_ref import CheapFlow, randomise_offsets, reference_features, reference_forward
 
-from ntirekit.core.registry import discover
+from ntirekit.core.registry import BASELINES, discover
 from ntirekit.core.spec import Entry, read_spec
 from ntirekit.core.weights import extract_state_dict, normalise_keys, read_checkpoint
 from ntirekit.models.basicvsrpp import BasicVSRPlusPlus
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def registry():
-    return discover([REPO / "baselines"], include_defaults=False)
+    return discover([BASELINES], include_defaults=False)
 
 
 def test_x4_form_has_the_published_parameter_count(registry):
@@ -84,7 +84,7 @@ TINY = dict(mid_channels=16, num_blocks=1)
 
 def _tiny_entry(tmp_path: Path, name: str = "basicvsrpp") -> Entry:
     """The baseline's folder copied with tiny widths and a [weights] section for an mmediting-style checkpoint."""
-    src = REPO / "baselines" / name
+    src = BASELINES / name
     folder = tmp_path / name
     shutil.copytree(src, folder)
     spec = (folder / "entry.toml").read_text()

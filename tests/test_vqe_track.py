@@ -13,7 +13,7 @@ import pytest
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.entries import write_entry
 
-from ntirekit.core.registry import discover
+from ntirekit.core.registry import BASELINES, discover
 from ntirekit.data.video import write_png_folder, write_qp_file
 from ntirekit.eval.runner import run_track
 from ntirekit.eval.track import EvalOptions
@@ -29,7 +29,7 @@ TINY = {"mid_channels = 64, num_blocks = 7": "mid_channels = 8, num_blocks = 1",
 
 def _tiny_copy(root: Path, name: str) -> Path:
     folder = root / name
-    shutil.copytree(REPO / "baselines" / name, folder)
+    shutil.copytree(BASELINES / name, folder)
     spec = (folder / "entry.toml").read_text()
     for old, new in TINY.items():
         spec = spec.replace(old, new)
