@@ -200,7 +200,8 @@ def test_reparam_writes_a_deploy_entry(registry, tmp_path) -> None:
     assert "max |training - deploy|" in result.output
     deployed = discover([out], include_defaults=False)["ecbsr_deploy"]
     assert deployed.spec.kwargs["deploy"] is True
-    assert (out / "model.py").is_file() and (out / "ecbsr_deploy.pth").is_file()
+    assert deployed.spec.factory == "ntirekit.models.ecbsr:ECBSR"      # the kit's network: no code copied
+    assert not (out / "model.py").exists() and (out / "ecbsr_deploy.pth").is_file()
     model = deployed.load()                          # strict=True inside
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 6 and all(c.kernel_size == (3, 3) for c in convs)
