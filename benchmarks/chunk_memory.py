@@ -3,7 +3,7 @@
 
 Each (mode, length) runs in a fresh Python process that builds PQF-BasicVSR++ (random weights; widths configurable,
 the logic and the memory pattern do not depend on the weights), makes a random clip and runs
-:func:`ntirekit.video.inference.enhance_clip`. Two figures per run:
+:func:`ntirekit.eval.clip_inference.enhance_clip`. Two figures per run:
 
 - ``rss``: the process's peak resident set (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), torch and Python
   included, and the uint8 input/output frames (which grow with the clip in both modes: 192 KiB each at 256x256);
@@ -38,9 +38,9 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
+    from ntirekit.eval.clip_inference import enhance_clip
     from ntirekit.measure.memory import MIB, StoragePeakTracker
-    from ntirekit.video.basicvsrpp import PQFBasicVSRPlusPlus
-    from ntirekit.video.inference import enhance_clip
+    from ntirekit.models.basicvsrpp import PQFBasicVSRPlusPlus
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

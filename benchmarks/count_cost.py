@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ntirekit.entry import discover
+from ntirekit.core.registry import discover
 from ntirekit.measure import counts as C
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ntirekit.measure.device import resolve_device
+from ntirekit.core.device import resolve_device
 from ntirekit.measure.runtime import headline, time_robust
 from ntirekit.nn.deform import modulated_deform_conv2d, torchvision_available
 

@@ -6,7 +6,7 @@ The official loop is re-implemented here from the public harness (``ofsoundof/NT
 ``uint2tensor4``, ``.to(device)``, the timed forward (CUDA events, ``perf_counter`` on CPU), ``tensor2uint``, the HR
 read, ``squeeze``, ``modcrop`` (a copy), ``calculate_psnr`` (float64 ``astype`` copies, ``np.mean``) and ``imsave`` of
 every SR image (``img_name[:4] + ext``), one image after the other. The kit runs its psnr track
-(:func:`ntirekit.tracks.psnr.evaluate`) on the same files with the same model object's weights, pipelined (default)
+(:func:`ntirekit.eval.tracks.psnr.evaluate`) on the same files with the same model object's weights, pipelined (default)
 and serial (``workers = 0``), without and with ``--save-sr``. Both must give the same per-image PSNR (to 1e-9 dB; the
 kit's integer PSNR is bit-identical by construction).
 
@@ -155,7 +155,7 @@ def official_loop(model: nn.Module, pairs: list[tuple[str, str]], data_range: fl
 
 def _entries(root: Path, weights_dir: Path) -> dict[str, tuple[Any, str | None]]:
     """The two entries and the checkpoint each is given: ``{name: (Entry, weights path or None)}``."""
-    from ntirekit.entry import discover
+    from ntirekit.core.registry import discover
 
     folder = root / "free_x4"
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,9 +188,9 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from ntirekit.measure.device import resolve_device
-    from ntirekit.tracks import EvalOptions
-    from ntirekit.tracks.psnr import evaluate
+    from ntirekit.core.device import resolve_device
+    from ntirekit.eval.track import EvalOptions
+    from ntirekit.eval.tracks.psnr import evaluate
 
     device = resolve_device(args.device)
     summary: dict[str, Any] = {"device": str(device), "images": args.images, "threads": torch.get_num_threads(),

@@ -98,7 +98,7 @@ if [ "$DRY" = 1 ]; then
   step regress 300 "$NTIREKIT" regress --record --device cpu --entry rlfn_ntire --track complexity \
     --against "$OUT/metrics/dry-run"
 else
-  FP=$("$PY" -c "from ntirekit.measure.device import fingerprint, fingerprint_id, resolve_device; \
+  FP=$("$PY" -c "from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device; \
 print(fingerprint_id(fingerprint(resolve_device('cuda'))))")
   step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider
   step runtime 150 "$PY" benchmarks/runtime_spread.py --device cuda --runs 5 --images 6 --size 0 --memory \

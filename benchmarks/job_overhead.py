@@ -4,7 +4,7 @@
 A tiny entry (bicubic interpolation, one parameter) whose first forward writes the time into a file is evaluated on
 the psnr track over two 64x64 images, ``--jobs`` times, each time as a single job through
 :func:`ntirekit.jobs.run_jobs` (``--executor local``: a fresh process, nothing shared), then once in this process
-with :func:`ntirekit.runner.run_track` (torch already imported). Printed per job:
+with :func:`ntirekit.eval.runner.run_track` (torch already imported). Printed per job:
 
 - ``start``: submission -> the job function starts (process spawn, interpreter, unpickling the job, torch import);
 - ``first image``: submission -> the model's first forward (adds the kit's imports, data and model loading);
@@ -75,11 +75,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=3, help="jobs to time, one after the other")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from ntirekit.entry import discover
+    from ntirekit.core.registry import discover
     from ntirekit.jobs import ExecutorSettings, run_jobs
     from ntirekit.jobs.spec import read_run, run_file_path
-    from ntirekit.runner import run_track
-    from ntirekit.tracks import EvalOptions
+    from ntirekit.eval.runner import run_track
+    from ntirekit.eval.track import EvalOptions
 
     with tempfile.TemporaryDirectory(prefix="ntirekit-job-overhead-") as tmp:
         tmp_path = Path(tmp)

@@ -19,10 +19,10 @@ import json
 import torch
 from tabulate import tabulate
 
-from ntirekit.entry import discover
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.registry import discover
 from ntirekit.measure.counts import activations_and_convs, macs_ntire2022, params
-from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.measure.runtime import time_robust
+from ntirekit.eval.pipeline import time_entries
 from ntirekit.nn.rep import reparameterize_model
 
 
@@ -54,8 +54,8 @@ def main() -> None:
         deploy.to(device)
         with torch.inference_mode():
             diff = float((train(x) - deploy(x)).abs().max())
-        stats = time_robust({"train": train, "deploy": deploy}, [x], warmup=args.warmup, repeats=args.repeats,
-                            device=device, threads=args.threads)
+        stats = time_entries({"train": train, "deploy": deploy}, {"train": [x], "deploy": [x]}, timer="robust",
+                             device=device, warmup=args.warmup, repeats=args.repeats, threads=args.threads)
         shape = (1, 3, 256, 256)
         count = {form: (params(m), macs_ntire2022(copy.deepcopy(m).to("meta"), shape),
                         activations_and_convs(copy.deepcopy(m).to("meta"), shape)[1])

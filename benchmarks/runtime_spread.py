@@ -32,10 +32,11 @@ def child(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
     import torch
 
+    from ntirekit.core.device import resolve_device
+    from ntirekit.core.registry import discover
     from ntirekit.data.sample import div2k_like_inputs
-    from ntirekit.entry import discover
-    from ntirekit.measure.device import resolve_device
-    from ntirekit.measure.runtime import headline, time_models, to_inputs
+    from ntirekit.eval.pipeline import entry_inputs, memory_of, time_entries
+    from ntirekit.measure.runtime import headline
 
     device = resolve_device(args.device)
     if args.threads:
@@ -49,16 +50,11 @@ def child(args: argparse.Namespace) -> None:
     for name in args.entries:
         entry = registry[name]
         models[name] = entry.load(pretrained=False, device=device)
-        inputs[name] = to_inputs(images, entry.spec.data_range, device)
-    kwargs: dict[str, Any] = {"device": device}
-    if args.timer == "robust":
-        kwargs.update(warmup=args.warmup, repeats=args.repeats)
-    stats = time_models(models, inputs, args.timer, **kwargs)
+        inputs[name] = entry_inputs(entry, None, device, images)
+    stats = time_entries(models, inputs, timer=args.timer, device=device, warmup=args.warmup, repeats=args.repeats)
     out: dict[str, Any] = {name: headline(s) for name, s in stats.items()}
     if args.memory:
-        from ntirekit.measure.memory import measure_memory
-
-        out["__memory_mib"] = {name: measure_memory(models[name], inputs[name], device)["max_memory_mib"]
+        out["__memory_mib"] = {name: memory_of(models[name], inputs[name], device)["max_memory_mib"]
                                for name in args.entries}
     print(json.dumps(out))
 

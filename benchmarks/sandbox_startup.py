@@ -21,7 +21,7 @@ import time
 
 from tabulate import tabulate
 
-from ntirekit.sandbox.bwrap import bwrap_problem, runtime_binds, sandboxed_command
+from ntirekit.eval.sandbox.bwrap import bwrap_problem, runtime_binds, sandboxed_command
 
 CASES = {
     "true": ["true"],

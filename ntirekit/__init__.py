@@ -1,6 +1,6 @@
 """ntirekit: package, measure, rank and submit NTIRE-style image and video restoration entries.
 
-Import what you need from the submodules (``ntirekit.entry``, ``ntirekit.quality``, ``ntirekit.measure``, ...); this
+Import what you need from the submodules (``ntirekit.core.spec``, ``ntirekit.quality``, ``ntirekit.measure``, ...); this
 package imports nothing heavy at import time.
 """
 

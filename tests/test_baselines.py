@@ -7,17 +7,19 @@ Expected figures are written out here (upstream checkpoints and papers), indepen
 
 from __future__ import annotations
 
+import importlib
+
 import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from ntirekit.core.registry import discover
+from ntirekit.core.weights import WeightsError, extract_state_dict, normalise_keys, read_checkpoint, sha256_of
 from ntirekit.data.images import open_image_dataset
-from ntirekit.entry import discover
-from ntirekit.inference import upscale_image
+from ntirekit.eval.inference import upscale_image
 from ntirekit.quality import psnr
-from ntirekit.weights import WeightsError, extract_state_dict, normalise_keys, read_checkpoint, sha256_of
 
 # name: (parameters, data_range, checkpoint file, upstream repository)
 BASELINES: dict[str, tuple[int, float, str, str]] = {
@@ -67,7 +69,8 @@ def test_discovered_with_spec(registry, name: str) -> None:  # noqa: ANN001
     assert w is not None and w.file == file and len(w.sha256) == 64
     # pinned upstream URL: https://github.com/<repo>/raw/<40-hex commit>/<path>
     assert re.fullmatch(rf"https://github\.com/{re.escape(repo)}/raw/[0-9a-f]{{40}}/\S+\.pth", w.url), w.url
-    assert Path(registry[name].folder, "model.py").is_file()
+    module, _, attr = spec.factory.partition(":")                      # a network of ntirekit.models
+    assert module.startswith("ntirekit.models.") and hasattr(importlib.import_module(module), attr)
 
 
 @pytest.mark.parametrize("name", NAMES)

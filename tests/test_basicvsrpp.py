@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from ntirekit.entry import Entry, discover, read_spec
-from ntirekit.weights import extract_state_dict, normalise_keys, read_checkpoint
-from ntirekit.video.basicvsrpp import BasicVSRPlusPlus
-
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.basicvsrpp_ref import CheapFlow, randomise_offsets, reference_features, reference_forward
+
+from ntirekit.core.registry import BASELINES, discover
+from ntirekit.core.spec import Entry, read_spec
+from ntirekit.core.weights import extract_state_dict, normalise_keys, read_checkpoint
+from ntirekit.models.basicvsrpp import BasicVSRPlusPlus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def registry():
-    return discover([REPO / "baselines"], include_defaults=False)
+    return discover([BASELINES], include_defaults=False)
 
 
 def test_x4_form_has_the_published_parameter_count(registry):
@@ -84,7 +84,7 @@ TINY = dict(mid_channels=16, num_blocks=1)
 
 def _tiny_entry(tmp_path: Path, name: str = "basicvsrpp") -> Entry:
     """The baseline's folder copied with tiny widths and a [weights] section for an mmediting-style checkpoint."""
-    src = REPO / "baselines" / name
+    src = BASELINES / name
     folder = tmp_path / name
     shutil.copytree(src, folder)
     spec = (folder / "entry.toml").read_text()
@@ -168,7 +168,7 @@ def test_x4_output_shape():
 
 def test_zero_flow_form_equals_a_zeroed_spynet() -> None:
     """``flow="zero"`` (no flow network) is the same function as SPyNet with every level's last conv zeroed."""
-    from ntirekit.video.basicvsrpp import PQFBasicVSRPlusPlus
+    from ntirekit.models.basicvsrpp import PQFBasicVSRPlusPlus
 
     torch.manual_seed(0)
     kwargs = dict(mid_channels=8, num_blocks=1, num_blocks_reconstruction=1, is_low_res_input=True)

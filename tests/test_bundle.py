@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ntirekit.bundle import BundleError, kit_imports, make_self_contained, self_contained_source
-from ntirekit.derive import write_entry_folder
-from ntirekit.entry import REPO_ROOT, discover
+from ntirekit.train.bundle import BundleError, kit_imports, make_self_contained, self_contained_source
+from ntirekit.train.derive import write_entry_folder
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import REPO_ROOT
 from ntirekit.pack import ACCEPTED, check_zip, pack
 
 KIT_ROOT = str(Path(__file__).resolve().parents[1])

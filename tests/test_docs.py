@@ -12,8 +12,9 @@ import click
 import pytest
 
 from ntirekit.cli import main
-from ntirekit.entry import EntryError, EntrySpec, WeightsSpec
-from ntirekit.entry_schema import REFERENCE_BEGIN, REFERENCE_END, SCHEMA, reference_markdown
+from ntirekit.core.errors import EntryError
+from ntirekit.core.spec import EntrySpec, WeightsSpec
+from ntirekit.core.entry_schema import REFERENCE_BEGIN, REFERENCE_END, SCHEMA, reference_markdown
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 GUIDES = [DOCS / "participants.md", DOCS / "organizers.md"]
@@ -23,7 +24,7 @@ def test_participants_guide_holds_the_generated_reference() -> None:
     text = (DOCS / "participants.md").read_text(encoding="utf-8")
     start, end = text.index(REFERENCE_BEGIN), text.index(REFERENCE_END) + len(REFERENCE_END)
     assert text[start:end] + "\n" == reference_markdown(), \
-        "docs/participants.md: regenerate the table with ntirekit.entry_schema.reference_markdown()"
+        "docs/participants.md: regenerate the table with ntirekit.core.entry_schema.reference_markdown()"
 
 
 def test_schema_keys_are_the_keys_the_spec_reads() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ntirekit.entry import DuplicateEntryError, EntryError, EntrySpec, discover, read_spec
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import DuplicateEntryError, EntryError, EntrySpec, read_spec
 from tests.helpers.entries import write_entry
 
 
@@ -107,7 +108,7 @@ def test_select_by_track(tmp_path: Path) -> None:
 def test_toml_writer_round_trips_a_spec(tmp_path: Path) -> None:
     import tomllib
 
-    from ntirekit import tomlw
+    from ntirekit.core import tomlw
 
     spec = read_spec(write_entry(tmp_path, "tiny", extra_toml='\n[published]\nparams = 1\n"odd key" = "a\\"b"\n'))
     data = spec.to_dict()

@@ -17,16 +17,16 @@ from helpers.entries import write_entry
 from ntirekit.cli import main
 from ntirekit.data import imresize, open_image_dataset
 from ntirekit.data.images import read_image, write_image
-from ntirekit.entry import discover
-from ntirekit.inference import upscale_image
+from ntirekit.core.registry import discover
+from ntirekit.eval.inference import upscale_image
 from ntirekit.pack.checker import check_zip
 from ntirekit.pack.packer import pack
 from ntirekit.quality import ssim, to_model_input, to_uint8_output
 from ntirekit.quality.device import (image_to_tensor, output_to_uint8, psnr_from_sse, psnr_tensor,
                                      squared_error_sum, ssim_tensor)
-from ntirekit.runner import run_track
-from ntirekit.tracks import EvalOptions
-from ntirekit.tracks.pipeline import ImageWriter, model_input, prefetch
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import EvalOptions
+from ntirekit.eval.image_pipeline import ImageWriter, model_input, prefetch
 
 
 def official_psnr(a: np.ndarray, b: np.ndarray, border: int) -> float:

@@ -10,8 +10,9 @@ import pytest
 
 from ntirekit.data import DataError
 from ntirekit.data.bicubic import imresize
-from ntirekit.data.images import ImagePair, make_lr, modcrop, open_image_dataset, read_image, write_image
-from ntirekit.data.sample import SAMPLE_NAMES, div2k_like_inputs, sample_dataset
+from ntirekit.data.images import (ImagePair, make_lr, modcrop, open_image_dataset, read_image, sample_dataset,
+                                  write_image)
+from ntirekit.data.sample import SAMPLE_NAMES, div2k_like_inputs
 
 
 def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

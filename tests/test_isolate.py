@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from ntirekit import tracks
-from ntirekit.entry import discover
-from ntirekit.isolate import evaluate_isolated, is_untrusted, mark_untrusted, options_from_dict
-from ntirekit.results import read_result, result_path
-from ntirekit.runner import run_track
-from ntirekit.tracks import EvalOptions
+from ntirekit.core.records import read_result, result_path
+from ntirekit.core.registry import discover
+import importlib
+
+from ntirekit.eval.isolate import evaluate_isolated, is_untrusted, mark_untrusted
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import EvalOptions, options_from_dict
+from ntirekit.eval.tracks import TRACKS
 from tests.helpers.entries import write_entry
 
 pytestmark = pytest.mark.slow
@@ -24,9 +26,10 @@ pytestmark = pytest.mark.slow
 #: A tiny track: one fixed random 8x8 input through the model, the output's mean and the parameter count.
 TINY_TRACK = '''
 import torch
-from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.results import record
-from ntirekit.runner import guard
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.records import record
+from ntirekit.eval.guard import guard
+from ntirekit.eval.track import Track
 
 
 def evaluate(entries, options):
@@ -45,6 +48,9 @@ def evaluate(entries, options):
             yield record(entry.name, options.track, fp, mean=float(y.double().mean()),
                          params=sum(p.numel() for p in model.parameters()))
         yield from failed
+
+
+TRACKS = (Track("tinyiso", evaluate, "esr", times=False, record_fields=("mean", "params")),)
 '''
 
 #: One model class whose behaviour a keyword argument picks.
@@ -90,7 +96,7 @@ def tiny_track(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     module_dir.mkdir()
     (module_dir / "tinyiso_track.py").write_text(TINY_TRACK)
     monkeypatch.syspath_prepend(str(module_dir))
-    monkeypatch.setitem(tracks.TRACKS, "tinyiso", ("tinyiso_track", "esr"))
+    monkeypatch.setitem(TRACKS, "tinyiso", importlib.import_module("tinyiso_track").TRACKS[0])
     return "tinyiso"
 
 
@@ -157,20 +163,22 @@ def test_options_round_trip() -> None:
     assert options_from_dict({"track": "runtime", "unknown": 1}).track == "runtime"
 
 
-def test_child_output_tail_names_the_error(tmp_path: Path, tiny_track: str) -> None:
+def test_child_output_tail_names_the_error(tmp_path: Path, tiny_track: str, monkeypatch: pytest.MonkeyPatch) -> None:
     bad_track = tmp_path / "trackmod" / "broken_track.py"
     bad_track.write_text(textwrap.dedent('''
         import sys
+        from ntirekit.eval.track import Track
         def evaluate(entries, options):
             print("about to fail", flush=True)
             sys.stdout.flush()
             import os
             os._exit(7)
             yield {}
+        TRACKS = (Track("broken", evaluate, "esr", times=False, record_fields=()),)
         '''))
+    monkeypatch.setitem(TRACKS, "broken", importlib.import_module("broken_track").TRACKS[0])
     mode_entry(tmp_path / "e", "x", "ok")
     entry = discover([tmp_path / "e"], include_defaults=False)["x"]
-    rec: dict[str, Any] = evaluate_isolated(entry, EvalOptions(track=tiny_track, progress=False), timeout_s=60,
-                                            evaluate="broken_track:evaluate")
+    rec: dict[str, Any] = evaluate_isolated(entry, EvalOptions(track="broken", progress=False), timeout_s=60)
     assert rec["failure_kind"] == "crash"
     assert rec["error"] == "crashed: the evaluation process exited with status 7 (last output: about to fail)"

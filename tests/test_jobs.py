@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from ntirekit.cli import main
-from ntirekit.entry import discover
+from ntirekit.core.registry import discover
 from ntirekit.jobs import ExecutorSettings, run_jobs
 from ntirekit.jobs.spec import read_run, run_file_path
-from ntirekit.runner import run_track
-from ntirekit.tracks import EvalOptions
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import EvalOptions
 from tests.helpers.entries import write_entry
 
 pytestmark = pytest.mark.slow
@@ -168,7 +168,7 @@ def test_absent_slurm_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def _gpu(name: str) -> dict:
-    from ntirekit.measure.device import fingerprint
+    from ntirekit.core.device import fingerprint
 
     return {**fingerprint("cpu"), "device": "cuda", "kind": "cuda", "gpu": name, "driver": "550.54", "cuda": "12.4",
             "cudnn": 90100}
@@ -179,7 +179,7 @@ def test_paired_baselines_rank_runs_from_different_gpus(tmp_path: Path) -> None:
     ratios to the baseline on the same device do (the faster GPU does not win by itself)."""
     from ntirekit.measure.runtime import summarize
     from ntirekit.rank import LeaderboardError, build_leaderboard
-    from ntirekit.results import iter_result_files, read_result, record, write_json_atomic
+    from ntirekit.core.records import iter_result_files, read_result, record, write_json_atomic
 
     root = tmp_path / "entries"
     for name in ("team_a", "team_b", "imdn_baseline"):
@@ -219,7 +219,7 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path, monkeypatch: 
 
     import ntirekit.jobs.collect as collect
     from ntirekit.jobs import ExecutorError
-    from ntirekit.results import record, write_json_atomic
+    from ntirekit.core.records import record, write_json_atomic
 
     interp_entry(tmp_path / "entries", "team_a", "bicubic")
     entry = discover([tmp_path / "entries"], include_defaults=False)["team_a"]

@@ -12,10 +12,12 @@ import torch
 from click.testing import CliRunner
 
 from ntirekit.cli.import_cmd import import_ntire as import_cli
-from ntirekit.entry import discover, read_spec
-from ntirekit.legacy import LegacyError, import_ntire, import_repository
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import read_spec
+from ntirekit.core.weights import sha256_of
+from ntirekit.pack.legacy import LegacyError, import_ntire, import_repository
 from ntirekit.pack import check_zip, pack
-from ntirekit.weights import sha256_of
+from ntirekit.pack.legacy import LegacyError, import_ntire
 
 TEAM04 = '''
 import torch

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ntirekit.names import MAX_ENTRY_NAME, EntryNameError, check_entry_name, entry_name_problem
+from ntirekit.core.names import MAX_ENTRY_NAME, EntryNameError, check_entry_name, entry_name_problem
 from tests.test_check import TEAM, assert_rejected, folder_members, run_check, team_entry, zip_of
 
 

@@ -14,10 +14,12 @@ from click.testing import CliRunner
 
 from ntirekit.cli.import_cmd import import_ntire as import_cli
 from ntirekit.cli.profile_cmd import profile as profile_cli
-from ntirekit.entry import EntryError, discover, read_spec
-from ntirekit.importer.demo import derive_map
-from ntirekit.importer.sandbox import MissingDependency, NeedsCuda
-from ntirekit.legacy import import_repository
+from ntirekit.core.errors import EntryError
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import read_spec
+from ntirekit.pack.importer.demo import derive_map
+from ntirekit.core.team_code import MissingDependency, NeedsCuda
+from ntirekit.pack.legacy import import_repository
 
 #: a x4 net: conv(3 -> WIDTH) -> conv(WIDTH -> 48) -> pixel shuffle; WIDTH comes from wherever the team's code says
 NET = '''

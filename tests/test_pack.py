@@ -14,13 +14,14 @@ import torch
 from click.testing import CliRunner
 
 from ntirekit.cli.pack_cmd import pack as pack_cli
-from ntirekit.entry import REPO_ROOT, discover, iter_entry_folders
-from ntirekit.isolate import UNTRUSTED_MARKER, is_untrusted
+from ntirekit.core.registry import discover, iter_entry_folders
+from ntirekit.core.spec import REPO_ROOT
+from ntirekit.core.weights import sha256_of
+from ntirekit.eval.isolate import UNTRUSTED_MARKER, is_untrusted
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import EvalOptions
 from ntirekit.pack import ACCEPTED, check_zip, pack, parse_readme, unpack
 from ntirekit.pack.formats import README
-from ntirekit.runner import run_track
-from ntirekit.tracks import EvalOptions
-from ntirekit.weights import sha256_of
 from tests.helpers.entries import write_entry
 from tests.test_check import TEAM, png_bytes, team_entry, tiny_state, zip_of
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from ntirekit.video.basicvsrpp import BasicVSRPlusPlus, PQFBasicVSRPlusPlus
-from ntirekit.video.propagation import plan, pqf_steps, propagation_order, second_order_keys
-
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.basicvsrpp_ref import CheapFlow, randomise_offsets, reference_features
+
+from ntirekit.models.basicvsrpp import BasicVSRPlusPlus, PQFBasicVSRPlusPlus
+from ntirekit.nn.propagation_steps import plan, pqf_steps, propagation_order, second_order_keys
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit.entry import discover
+from ntirekit.core.registry import discover
 from ntirekit.measure.counts import macs_ntire2022, params
-from ntirekit.nn.blocks import RLFN
-from ntirekit.prune import (PruneError, apply_widths, channel_importance, named_groups, prune_model, select_channels,
-                            trace_channels, width_spec_of)
-from ntirekit.prune.prune import _module_tensor
+from ntirekit.models.rlfn import RLFN
+from ntirekit.train.prune import (PruneError, apply_widths, channel_importance, named_groups, prune_model,
+                                  select_channels, trace_channels, width_spec_of)
+from ntirekit.train.prune.prune import _module_tensor
 
 BOUNDS = {torch.float64: 1e-9, torch.float32: 1e-5}
 
@@ -317,7 +317,7 @@ def test_prune_reports_psnr_and_warns_loudly_on_a_collapse(tmp_path) -> None:
     from click.testing import CliRunner
 
     from ntirekit.cli import main
-    from ntirekit.derive import save_state_dict
+    from ntirekit.train.derive import save_state_dict
     from tests.helpers.entries import write_entry
 
     folder = write_entry(tmp_path / "src", "net", model_code=_PASS_THROUGH, factory="model.py:Net",

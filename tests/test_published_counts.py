@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from ntirekit.entry import discover
+from ntirekit.core.registry import discover
 from ntirekit.measure.counts import Counts, count
 
 # entry: params, 2022-counter GMACs, fvcore GMACs (None: not published), activations [M], #conv

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ntirekit import tracks
 from ntirekit.cli.regress_cmd import regress as regress_cli
-from ntirekit.measure.device import fingerprint, fingerprint_id
-from ntirekit.regress import RegressError, compare, figure, record_reference, regress
+from ntirekit.core.device import fingerprint, fingerprint_id
+import importlib
+
+from ntirekit.eval.tracks import TRACKS
+from ntirekit.eval.regress import RegressError, compare, figure, record_reference, regress
 from tests.helpers.entries import write_entry
 
 #: Deterministic figures: counts from the model, a PSNR-like figure from a fixed input, and a "runtime" that the
@@ -21,8 +23,9 @@ from tests.helpers.entries import write_entry
 REGRESS_TRACK = '''
 import math
 import torch
-from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.results import record
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.records import record
+from ntirekit.eval.track import Track, TrackOption
 
 
 def evaluate(entries, options):
@@ -39,6 +42,10 @@ def evaluate(entries, options):
         params = sum(p.numel() for p in model.parameters())
         yield record(entry.name, options.track, fp, params=params, macs_ntire2022=params * 64, convs=1,
                      psnr_db=10 * math.log10(1 / mse), runtime_ms={"median": ms, "mean": ms, "timer": "robust"})
+
+
+TRACKS = (Track("tinyreg", evaluate, "esr", times=True, record_fields=("params", "psnr_db", "runtime_ms"),
+                options=(TrackOption("slowdown", float, 1.0, "multiplies the fake runtime"),)),)
 '''
 
 
@@ -48,7 +55,7 @@ def regress_track(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     module_dir.mkdir()
     (module_dir / "tinyreg_track.py").write_text(REGRESS_TRACK)
     monkeypatch.syspath_prepend(str(module_dir))
-    monkeypatch.setitem(tracks.TRACKS, "tinyreg", ("tinyreg_track", "esr"))
+    monkeypatch.setitem(TRACKS, "tinyreg", importlib.import_module("tinyreg_track").TRACKS[0])
     return "tinyreg"
 
 

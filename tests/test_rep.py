@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit.entry import discover
-from ntirekit.nn.rep import (ECB, Conv3XC, RepBlock, RepVGGBlock, is_reparameterized, reparameterize_model)
+from ntirekit.train.bundle import kit_imports
+from ntirekit.core.registry import discover
+from ntirekit.nn.rep import ECB, Conv3XC, RepBlock, RepVGGBlock, is_reparameterized, reparameterize_model
 
 BOUNDS = {torch.float64: 1e-9, torch.float32: 1e-5}
 
@@ -200,7 +201,9 @@ def test_reparam_writes_a_deploy_entry(registry, tmp_path) -> None:
     assert "max |training - deploy|" in result.output
     deployed = discover([out], include_defaults=False)["ecbsr_deploy"]
     assert deployed.spec.kwargs["deploy"] is True
-    assert (out / "model.py").is_file() and (out / "ecbsr_deploy.pth").is_file()
+    assert deployed.spec.factory == "model.py:ECBSR"      # the kit's network, written out (self-contained)
+    assert kit_imports((out / "model.py").read_text()) == []       # runs without the kit
+    assert (out / "ecbsr_deploy.pth").is_file()
     model = deployed.load()                          # strict=True inside
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 6 and all(c.kernel_size == (3, 3) for c in convs)
@@ -216,8 +219,8 @@ def test_reparam_writes_a_deploy_entry(registry, tmp_path) -> None:
 def test_reparam_refuses_an_entry_without_deploy_form(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from tests.helpers.entries import write_entry
     from ntirekit.cli import main
+    from tests.helpers.entries import write_entry
 
     write_entry(tmp_path / "e", "tiny")
     result = CliRunner().invoke(main, ["reparam", "tiny", "--entries", str(tmp_path / "e"), "--out",

@@ -11,12 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit import runner
-from ntirekit.entry import Entry, discover
-from ntirekit.inference import NonFiniteOutput, run_tiled, upscale_image
-from ntirekit.measure.device import fingerprint, fingerprint_id
-from ntirekit.results import ResultError, failure, read_result, record, result_path, write_json_atomic
-from ntirekit.tracks import EvalOptions
+from ntirekit.core.device import fingerprint, fingerprint_id
+from ntirekit.core.records import ResultError, failure, read_result, record, result_path, write_json_atomic
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import Entry
+from ntirekit.eval import runner
+from ntirekit.eval.guard import guard
+from ntirekit.eval.inference import NonFiniteOutput, run_tiled, upscale_image
+from ntirekit.eval.track import EvalOptions, Track
+from ntirekit.eval.tracks import TRACKS
 from tests.helpers.entries import write_entry
 
 
@@ -63,7 +66,7 @@ def _fake_track(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str
     fp = fingerprint("cpu")
     for entry in entries:
         failed: list[dict[str, Any]] = []
-        with runner.guard(entry, options.track, fp, failed):
+        with guard(entry, options.track, fp, failed):
             model = entry.load(pretrained=False)
             y = model(torch.ones(1, 3, 4, 4))
             yield record(entry.name, options.track, fp, mean=float(y.detach().mean()))
@@ -79,9 +82,9 @@ def test_one_broken_entry_does_not_stop_or_spoil_the_others(tmp_path: Path, monk
     write_entry(tmp_path / "e", "b", model_code=BROKEN)
     write_entry(tmp_path / "e", "c")
     registry = discover([tmp_path / "e"], include_defaults=False)
-    monkeypatch.setattr(runner, "track_function", lambda track: _fake_track)
+    monkeypatch.setitem(TRACKS, "fake", Track("fake", _fake_track, "esr", times=False, record_fields=("mean",)))
     out = tmp_path / "out"
-    records = runner.run_track(list(registry.values()), EvalOptions(track="psnr"), out)
+    records = runner.run_track(list(registry.values()), EvalOptions(track="fake"), out)
     assert [(r["entry"], r["status"]) for r in records] == [("a", "ok"), ("b", "failed"), ("c", "ok")]
     assert records[1]["error"] == "RuntimeError: exploded"
     assert len(list(out.glob("*.json"))) == 3
@@ -92,8 +95,8 @@ def test_one_broken_entry_does_not_stop_or_spoil_the_others(tmp_path: Path, monk
         seen.extend(e.name for e in entries)
         yield from _fake_track(entries, options)
 
-    monkeypatch.setattr(runner, "track_function", lambda track: counting)
-    again = runner.run_track(list(registry.values()), EvalOptions(track="psnr"), out, resume=True)
+    monkeypatch.setitem(TRACKS, "fake", Track("fake", counting, "esr", times=False, record_fields=("mean",)))
+    again = runner.run_track(list(registry.values()), EvalOptions(track="fake"), out, resume=True)
     assert seen == ["b"]
     assert [r["entry"] for r in again] == ["a", "b", "c"]
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from ntirekit.eval.pipeline import to_inputs
+from ntirekit.eval.track import EvalOptions
 from ntirekit.measure import runtime as R
-from ntirekit.tracks import EvalOptions
-
 
 # --- statistics ------------------------------------------------------------------------------------------------------
 
@@ -161,9 +161,9 @@ def test_real_model_on_cpu_gives_positive_figures() -> None:
 
 def test_to_inputs_scales_to_data_range() -> None:
     img = np.full((5, 7, 3), 255, dtype=np.uint8)
-    x = R.to_inputs([img], 1.0, "cpu")[0]
+    x = to_inputs([img], 1.0, "cpu")[0]
     assert x.shape == (1, 3, 5, 7) and x.dtype == torch.float32 and float(x.max()) == 1.0
-    assert float(R.to_inputs([img], 255.0, "cpu")[0].max()) == 255.0
+    assert float(to_inputs([img], 255.0, "cpu")[0].max()) == 255.0
 
 
 # --- the efficiency tracks on tiny entries ---------------------------------------------------------------------------
@@ -183,7 +183,7 @@ class Broken(nn.Module):
 
 @pytest.fixture()
 def tiny_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    from ntirekit.entry import discover
+    from ntirekit.core.registry import discover
     from tests.helpers.entries import write_entry
 
     write_entry(tmp_path, "tiny_a")
@@ -191,14 +191,14 @@ def tiny_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     write_entry(tmp_path, "tiny_broken", model_code=BROKEN, factory="model.py:Broken")
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (12, 10, 3), dtype=np.uint8), rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)]
-    monkeypatch.setattr("ntirekit.tracks.efficiency.dataset_images", lambda data, scale=4: images)
+    monkeypatch.setattr("ntirekit.eval.tracks.efficiency.timing_images", lambda data, scale=4: images)
     registry = discover([tmp_path], include_defaults=False)
     return [registry[n] for n in ("tiny_a", "tiny_broken", "tiny_b")]
 
 
 @pytest.mark.parametrize("track", ["complexity", "runtime", "overall"])
 def test_efficiency_tracks(tiny_entries: list[Any], track: str) -> None:
-    from ntirekit.tracks.efficiency import evaluate
+    from ntirekit.eval.tracks.efficiency import evaluate
 
     options = EvalOptions(track=track, device="cpu", warmup=1, repeats=2, input_shape=(1, 3, 16, 16),
                           progress=False, threads=1)
@@ -225,7 +225,7 @@ def test_efficiency_tracks(tiny_entries: list[Any], track: str) -> None:
 
 
 def test_runtime_track_with_ntire_timer_and_runs(tiny_entries: list[Any]) -> None:
-    from ntirekit.tracks.efficiency import evaluate
+    from ntirekit.eval.tracks.efficiency import evaluate
 
     options = EvalOptions(track="runtime", device="cpu", timer="ntire", runs=2, input_shape=(1, 3, 16, 16),
                           progress=False)
@@ -235,8 +235,8 @@ def test_runtime_track_with_ntire_timer_and_runs(tiny_entries: list[Any]) -> Non
 
 
 def test_runner_writes_efficiency_records(tiny_entries: list[Any], tmp_path: Path) -> None:
-    from ntirekit.results import read_result
-    from ntirekit.runner import run_track
+    from ntirekit.core.records import read_result
+    from ntirekit.eval.runner import run_track
 
     options = EvalOptions(track="complexity", device="cpu", input_shape=(1, 3, 16, 16), progress=False)
     records = run_track(tiny_entries, options, out_dir=tmp_path / "out")

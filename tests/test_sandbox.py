@@ -1,4 +1,4 @@
-"""The bubblewrap sandbox is really there: tried from inside with a real child (ntirekit.sandbox.bwrap)."""
+"""The bubblewrap sandbox is really there: tried from inside with a real child (ntirekit.eval.sandbox.bwrap)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ntirekit.sandbox.bwrap import SCRATCH, bwrap_problem, runtime_binds, sandboxed_command
+from ntirekit.eval.sandbox.bwrap import SCRATCH, bwrap_problem, runtime_binds, sandboxed_command
 
 pytestmark = pytest.mark.skipif(bwrap_problem() is not None, reason=f"no sandbox here: {bwrap_problem()}")
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from ntirekit.entry import discover
+from ntirekit.core.registry import discover
 from ntirekit.train.data import SRPatchSource, augment
-from ntirekit.train.losses import charbonnier, get_loss
 from ntirekit.train.loop import TrainConfig, Trainer
+from ntirekit.train.losses import charbonnier, get_loss
 
 
 class _Source:

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import EntryError, InputContract
 from ntirekit.data.video import write_png_folder, write_qp_file
-from ntirekit.entry import EntryError, discover
 from ntirekit.train.loop import TrainConfig, Trainer
 from ntirekit.train.losses import StagedLoss, staged_loss, switch_step
 from ntirekit.train.video import (ClipSequenceSource, TrainClip, augment_sequence, flow_freezer, grow_from_state,
@@ -157,7 +158,7 @@ def _perturbed(model: nn.Module, seed: int) -> nn.Module:
 def test_depth_growth_keeps_the_output() -> None:
     """A BasicVSR++-family model grown from 1 to 3 reconstruction blocks and 1 to 2 blocks per propagation branch
     gives exactly the shallower model's output; without zeroing the new blocks it would not."""
-    from ntirekit.video.basicvsrpp import PQFBasicVSRPlusPlus
+    from ntirekit.models.basicvsrpp import PQFBasicVSRPlusPlus
 
     small_kw = dict(mid_channels=16, num_blocks=1, num_blocks_reconstruction=1, is_low_res_input=False)
     torch.manual_seed(0)
@@ -177,7 +178,7 @@ def test_depth_growth_keeps_the_output() -> None:
 
 
 def test_growth_refuses_models_that_are_not_shallower() -> None:
-    from ntirekit.video.basicvsrpp import BasicVSRPlusPlus
+    from ntirekit.models.basicvsrpp import BasicVSRPlusPlus
 
     kw = dict(mid_channels=16, num_blocks=1, num_blocks_reconstruction=2, is_low_res_input=False)
     deep = BasicVSRPlusPlus(**kw)
@@ -270,7 +271,7 @@ def _video_trainer(tmp_path, data, model_cls, name: str):
     clips = load_clip_pairs(data, default_pqf=model.default_pqf)
     source = ClipSequenceSource(clips, frames=3, patch=8, batch_size=2, pass_pqf=True)
     config = TrainConfig(steps=6, lr=1e-2, val_every=2, ckpt_every=1, seed=7, progress=False)
-    validate = vqe_validator(data, 1.0, torch.device("cpu"))
+    validate = vqe_validator(data, InputContract(data_range=1.0), torch.device("cpu"))
     return Trainer(model, source, make_loss("charbonnier", "l2", 0.5, 6), config, validate=validate,
                    ckpt_dir=tmp_path / name)
 
@@ -303,7 +304,7 @@ def test_validator_measures_delta_psnr(tmp_path) -> None:
     lq = _clip(t=4, seed=5)
     gt = lq + 3
     _write_pairs(tmp_path, lq, gt)
-    validate = vqe_validator(tmp_path, 1.0, torch.device("cpu"))
+    validate = vqe_validator(tmp_path, InputContract(data_range=1.0), torch.device("cpu"))
 
     class Offset(nn.Module):
         min_input_size, input_multiple = 1, 1

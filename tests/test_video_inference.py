@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from torch import nn
 
-from ntirekit.video.basicvsrpp import PQFBasicVSRPlusPlus
-from ntirekit.video.inference import Window, chunk_windows, enhance_clip, padded_size, reflect_pad
-
-from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
+from ntirekit.eval.clip_inference import Window, chunk_windows, enhance_clip, padded_size, reflect_pad
+from ntirekit.models.basicvsrpp import PQFBasicVSRPlusPlus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

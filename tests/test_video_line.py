@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from ntirekit.entry import Entry, discover, read_spec
-from ntirekit.nn.edvr import EDVRNet, ModulatedDCNPack, generate_frame_indices, window_indices
-from ntirekit.nn.flow import flow_warp
-from ntirekit.nn.propagation import BasicVSRNet, IconVSR, keyframe_indices, refill_windows
-from ntirekit.nn.recurrent import pad_frames
-from ntirekit.video.inference import enhance_clip
-
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.basicvsrpp_ref import CheapFlow
+
+from ntirekit.core.registry import BASELINES, discover
+from ntirekit.core.spec import Entry, read_spec
+from ntirekit.eval.clip_inference import enhance_clip
+from ntirekit.models.basicvsr import BasicVSRNet, IconVSR, keyframe_indices, refill_windows
+from ntirekit.models.edvr import EDVRNet, ModulatedDCNPack, generate_frame_indices, window_indices
+from ntirekit.nn.flow import flow_warp
+from ntirekit.nn.recurrent import pad_frames
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,7 +40,7 @@ TINY = {"basicvsr": dict(mid_channels=8, num_blocks=1), "iconvsr": dict(mid_chan
 
 @pytest.fixture(scope="module")
 def registry():
-    return discover([REPO / "baselines"], include_defaults=False)
+    return discover([BASELINES], include_defaults=False)
 
 
 def _params(model: torch.nn.Module) -> int:
@@ -139,7 +139,7 @@ def test_key_layout_matches_mmediting():
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
 def test_mmediting_checkpoint_loads_strictly(tmp_path, name):
     folder = tmp_path / name
-    shutil.copytree(REPO / "baselines" / name, folder)
+    shutil.copytree(BASELINES / name, folder)
     spec = (folder / "entry.toml").read_text()
     spec = spec.replace("mid_channels = 128", "mid_channels = 8").replace("mid_channels = 64", "mid_channels = 8")
     spec += '\n[weights]\nfile = "mmedit_ckpt.pth"\nstrip_prefix = "generator."\n'
@@ -468,7 +468,7 @@ def test_building_blocks_do_not_import_the_video_models():
     import subprocess
     import sys
 
-    code = ("import sys, ntirekit.nn.propagation, ntirekit.nn.edvr, ntirekit.nn.recurrent; "
-            "print(sorted(m for m in sys.modules if m.startswith('ntirekit.video')))")
+    code = ("import sys, ntirekit.nn.recurrent, ntirekit.nn.spynet, ntirekit.nn.deform, ntirekit.nn.flow; "
+            "print(sorted(m for m in sys.modules if m.startswith('ntirekit.models')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

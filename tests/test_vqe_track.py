@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ntirekit.data.video import write_png_folder, write_qp_file
-from ntirekit.entry import discover
-from ntirekit.runner import run_track
-from ntirekit.tracks import EvalOptions
-from ntirekit.tracks.vqe import VqeDataError, find_videos
-
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.entries import write_entry
+
+from ntirekit.core.registry import BASELINES, discover
+from ntirekit.data.video import write_png_folder, write_qp_file
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import EvalOptions
+from ntirekit.eval.tracks import TRACKS
+from ntirekit.eval.tracks.vqe import VqeDataError, find_videos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +29,7 @@ TINY = {"mid_channels = 64, num_blocks = 7": "mid_channels = 8, num_blocks = 1",
 
 def _tiny_copy(root: Path, name: str) -> Path:
     folder = root / name
-    shutil.copytree(REPO / "baselines" / name, folder)
+    shutil.copytree(BASELINES / name, folder)
     spec = (folder / "entry.toml").read_text()
     for old, new in TINY.items():
         spec = spec.replace(old, new)
@@ -73,6 +73,7 @@ def test_vqe_track_runs_both_entries(tmp_path):
     for rec in (records[0], records[2]):
         assert rec["status"] == "ok", rec.get("error")
         assert rec["track"] == "vqe" and rec["weights"] == "random" and rec["frames"] == 5
+        assert set(TRACKS["vqe"].record_fields) <= set(rec)          # the declared record schema
         assert math.isfinite(rec["psnr_db"]) and math.isfinite(rec["psnr_input_db"])
         assert rec["delta_psnr_db"] == pytest.approx(rec["psnr_db"] - rec["psnr_input_db"])
         assert rec["runtime_ms_per_frame"] > 0 and rec["params"] > 0 and rec["macs_per_frame"] > 0

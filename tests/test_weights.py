@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ntirekit.entry import discover
-from ntirekit.weights import (WeightsError, cache_dir, extract_state_dict, normalise_keys, read_checkpoint,
-                              resolve_weights, sha256_of)
+from ntirekit.core.registry import discover
+from ntirekit.core.weights import (WeightsError, cache_dir, extract_state_dict, normalise_keys, read_checkpoint,
+                                   resolve_weights, sha256_of)
 from tests.helpers.entries import write_entry
 
 

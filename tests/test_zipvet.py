@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ntirekit.checkpoint import CheckpointLimits, CheckpointRefused, vet_checkpoint
+from ntirekit.core.checkpoint import CheckpointLimits, CheckpointRefused, vet_checkpoint
 from ntirekit.pack import REJECTED, Limits, Report, safe_extract
 from ntirekit.pack.safezip import open_zip, vet_members
-from ntirekit.weights import WeightsError, read_checkpoint
-from ntirekit.zipvet import layout_problems, member_spans, name_character_problem
+from ntirekit.core.weights import WeightsError, read_checkpoint
+from ntirekit.core.zipvet import layout_problems, member_spans, name_character_problem
 from tests.helpers.hostile_zips import write_archive, local_header, overlap_bomb, pickle_bomb_checkpoint
 from tests.test_check import assert_rejected, folder_members, run_check, team_entry, zip_of
 

@@ -1,7 +1,8 @@
 """The ``ntirekit`` command: a thin click layer over the Python API.
 
 Each command lives in its own module and is imported only when used (``ntirekit --help`` stays fast and a broken
-optional dependency of one command never breaks the others).
+optional dependency of one command never breaks the others). Every :class:`~ntirekit.core.errors.NtirekitError` a
+command lets through becomes one error line and exit status 1; any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import importlib
 
 import click
+
+from ntirekit.core.errors import NtirekitError
 
 #: command name -> "module:attribute" of the click command.
 COMMANDS = {
@@ -40,6 +43,18 @@ class LazyGroup(click.Group):
             return None
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except NtirekitError as exc:
+            raise click.ClickException(one_line(exc)) from None
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

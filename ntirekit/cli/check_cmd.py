@@ -8,6 +8,7 @@ import click
 
 from ntirekit.cli.common import echo_json, json_output
 from ntirekit.cli.pack_cmd import FORMAT_CHOICES
+from ntirekit.pack import Limits, check_zip
 
 
 @click.command("check")
@@ -36,8 +37,6 @@ def check(zip_path: str, fmt: str, data: str | None, scale: int | None, load: bo
     ntirekit check results.zip --format esr-results --data DIV2K --json
     """
     import dataclasses
-
-    from ntirekit.pack import Limits, check_zip
 
     limits = Limits()
     if max_files is not None:

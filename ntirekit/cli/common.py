@@ -13,7 +13,10 @@ from typing import Any, Callable, TextIO
 
 import click
 
-from ntirekit.entry import EntryError, Registry, discover
+from ntirekit.cli import one_line
+from ntirekit.core.errors import EntryError, NtirekitError
+from ntirekit.core.registry import Registry, discover
+from ntirekit.pack import unpack
 
 
 def entries_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -27,8 +30,6 @@ def unpack_submission(zip_path: str) -> Path:
     """Check a submission zip and extract it into a new temporary folder marked untrusted (its entries then run
     isolated), removed when the command exits; a rejected zip is a :class:`click.ClickException` listing its
     problems."""
-    from ntirekit.pack import unpack
-
     dest = Path(tempfile.mkdtemp(prefix="ntirekit-submission-"))
     atexit.register(shutil.rmtree, dest, ignore_errors=True)
     report, root = unpack(zip_path, dest)
@@ -67,8 +68,10 @@ def parse_shape(text: str, ranks: tuple[int, ...] = (4,)) -> tuple[int, ...]:
 
 
 def one_line_errors(*errors: type[BaseException]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn the listed exception types (plus :class:`EntryError`) into one clear error line and exit status 1."""
-    caught = (EntryError, *errors)
+    """Turn :class:`~ntirekit.core.errors.NtirekitError` (and the listed types, e.g. ``OSError`` for files the user
+    named) into one clear error line and exit status 1; anything else is a bug and keeps its traceback. (The
+    ``ntirekit`` group does the same for NtirekitError; this serves commands invoked on their own.)"""
+    caught = (NtirekitError, *errors)
 
     def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
@@ -76,8 +79,7 @@ def one_line_errors(*errors: type[BaseException]) -> Callable[[Callable[..., Any
             try:
                 return func(*args, **kwargs)
             except caught as exc:
-                raise click.ClickException(str(exc).strip().splitlines()[0] if str(exc).strip() else
-                                           type(exc).__name__) from None
+                raise click.ClickException(one_line(exc)) from None
         return inner
     return wrap
 

@@ -11,9 +11,14 @@ import numpy as np
 from tabulate import tabulate
 
 from ntirekit.cli.common import echo_json, json_output, one_line_errors
+from ntirekit.core.errors import OptionError
 from ntirekit.data import DataError
+from ntirekit.data.compress import compress_clip
+from ntirekit.data.frames import find_pqf, frame_psnr, quality_proxy
+from ntirekit.data.video import read_clip
+from ntirekit.quality import video_psnr
 
-_ERRORS: tuple[type[BaseException], ...] = (DataError, ValueError, RuntimeError, OSError)
+_ERRORS: tuple[type[BaseException], ...] = (OSError,)
 
 
 @click.group("data")
@@ -49,10 +54,6 @@ def compress(clips: tuple[str, ...], out_dir: str, qp: int, pqf_period: int, fra
     Writes OUT/<clip>/ with the decoded frames, qp.txt (per-frame QPs), clip.json and the .hevc bitstream.
     Needs x265 and ffmpeg (apt-get install x265 ffmpeg).
     """
-    from ntirekit.data.compress import compress_clip
-    from ntirekit.data.frames import frame_psnr
-    from ntirekit.data.video import read_clip
-
     for path in clips:
         source = read_clip(path, size=size, fps=fps).head(frames)
         out = compress_clip(source, out_dir, qp=qp, pqf_period=pqf_period, preset=preset, qp_model=hm_qp_model)
@@ -68,8 +69,6 @@ def compress(clips: tuple[str, ...], out_dir: str, qp: int, pqf_period: int, fra
 
 def _mean(values: list[float]) -> float:
     """Mean PSNR the challenge's way: frames with zero error (inf) skipped."""
-    from ntirekit.quality import video_psnr
-
     return video_psnr(values)
 
 
@@ -88,14 +87,11 @@ def _runs(mask: list[bool]) -> list[list[int]]:
 def inspect_clip(path: str, *, gt: str | None = None, size: str | None = None, fps: float | None = None,
                  pqf_period: int | None = None) -> dict[str, Any]:
     """What ``ntirekit data inspect`` reports, as a dict (one pass over the frames, and over ``gt`` when given)."""
-    from ntirekit.data.frames import find_pqf, frame_psnr, quality_proxy
-    from ntirekit.data.video import read_clip
-
     clip = read_clip(path, size=size, fps=fps)
     reference = read_clip(gt, size=size, fps=fps) if gt is not None else None
     n = len(clip)
     if reference is not None and len(reference) < n:
-        raise ValueError(f"--gt has {len(reference)} frames, fewer than the clip's {n}")
+        raise OptionError(f"--gt has {len(reference)} frames, fewer than the clip's {n}")
     # The no-reference proxy is only needed when nothing better tells where the PQFs are.
     qps_informative = clip.qps is not None and len(set(clip.qps[1:])) > 1
     need_proxy = reference is None and pqf_period is None and not qps_informative

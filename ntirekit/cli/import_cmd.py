@@ -8,6 +8,11 @@ from typing import Any
 import click
 
 from ntirekit.cli.common import echo_json, json_output, one_line_errors
+from ntirekit.core.registry import discover
+from ntirekit.eval.isolate import call_isolated
+from ntirekit.eval.probe import load_probe
+from ntirekit.pack.importer.report import render, rows
+from ntirekit.pack.legacy import LegacyError, import_repository
 
 
 @click.command("import-ntire")
@@ -33,9 +38,6 @@ def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: s
     ntirekit import-ntire NTIRE2022_ESR --map fixes.toml --out imported/
     ntirekit eval --entries imported/ --track overall
     """
-    from ntirekit.importer.report import render, rows
-    from ntirekit.legacy import LegacyError, import_repository
-
     try:
         outcome = import_repository(repo_dir, out_dir, map_path=map_path, write_map=write_map,
                                     copy_weights=copy_weights, force=force)
@@ -60,12 +62,6 @@ def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: s
 @one_line_errors()
 def _check(folders: list) -> dict[str, dict[str, Any]]:
     """Per entry name, the record of building it and loading its weights in an isolated child process."""
-    from ntirekit.entry import discover
-    from ntirekit.isolate import evaluate_isolated
-    from ntirekit.tracks import EvalOptions
-
     registry = discover(folders, include_defaults=False)
-    options = EvalOptions(track="load", device="cpu", progress=False)
-    return {entry.name: evaluate_isolated(entry, options, timeout_s=300, memory_mb=4096,
-                                          evaluate="ntirekit.pack.checker:load_probe", check_finite=True, echo=False)
+    return {entry.name: call_isolated(entry, load_probe, timeout_s=300, memory_mb=4096)
             for entry in registry.values()}

@@ -10,9 +10,9 @@ from ntirekit.cli.common import echo_err, one_line_errors
 from ntirekit.rank.inputs import PUBLISHED, InputError, load_results, published_table
 from ntirekit.rank.leaderboard import BASELINE_MODES, SPLIT_RULE, LeaderboardError, build_leaderboard
 from ntirekit.rank.metrics import RUNTIME_STATS
-from ntirekit.rank.protocol import ProtocolError, available_protocols, load_protocol, load_protocol_file
+from ntirekit.rank.plot import pareto_plot
+from ntirekit.rank.protocol import available_protocols, load_protocol, load_protocol_file
 from ntirekit.rank.render import FORMATS, render
-from ntirekit.results import ResultError
 
 
 _HELP = f"""Rank RESULTS (result JSON files, folders of them, published-figures CSV files) under an NTIRE protocol.
@@ -55,7 +55,7 @@ Which split a PSNR measured: {SPLIT_RULE}.
 @click.option("--allow-random", is_flag=True, help="Rank entries measured with random weights (by default they are "
                                                    "listed apart as 'random weights', not ranked).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the leaderboard to a file.")
-@one_line_errors(ResultError, InputError, ProtocolError, LeaderboardError, OSError)
+@one_line_errors(OSError)
 def leaderboard(results: tuple[str, ...], protocol: str | None, protocol_file: str | None, track: str | None,
                 fmt: str, plot: str | None, baseline: str, baseline_entry: str | None, gate: str | None,
                 published: tuple[str, ...], runtime_stat: str | None, rank_references: bool, allow_random: bool,
@@ -78,7 +78,5 @@ def leaderboard(results: tuple[str, ...], protocol: str | None, protocol_file: s
     else:
         click.echo(text, nl=False)
     if plot:
-        from ntirekit.rank.plot import pareto_plot
-
         front = pareto_plot(lb, plot)
         echo_err(f"wrote {plot} (Pareto front: {', '.join(front)})")

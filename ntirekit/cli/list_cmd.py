@@ -9,14 +9,13 @@ import click
 from tabulate import tabulate
 
 from ntirekit.cli.common import echo_json, entries_option, json_output, load_registry
-from ntirekit.entry import Entry, EntryError
+from ntirekit.core.spec import Entry, EntryError
+from ntirekit.eval.isolate import is_untrusted
 
 
 def describe(entry: Entry) -> dict[str, Any]:
     """The row ``list`` shows for one entry; ``params`` is counted from the built model (None if it fails to build,
-    and for an untrusted entry, whose code ``list`` never imports: :func:`ntirekit.isolate.is_untrusted`)."""
-    from ntirekit.isolate import is_untrusted
-
+    and for an untrusted entry, whose code ``list`` never imports: :func:`ntirekit.eval.isolate.is_untrusted`)."""
     params: int | None = None
     error = None
     untrusted = is_untrusted(entry)

@@ -7,6 +7,7 @@ import json
 import click
 
 from ntirekit.cli.common import echo_json, json_output
+from ntirekit.pack import pack as do_pack
 from ntirekit.pack.formats import FACTSHEET_RULE
 
 FORMAT_CHOICES = ["auto", "esr-code", "esr-results", "vqe-results"]
@@ -45,8 +46,6 @@ a warning: the NTIRE harness runs submissions without the kit.
 def pack(src: str, fmt: str, out: str | None, data: str | None, scale: int | None, result: str | None,
          entry: str | None, device: str, extra_data: str | None, description: str | None, final: bool, force: bool,
          as_json: bool) -> None:
-    from ntirekit.pack import pack as do_pack
-
     try:
         outcome = do_pack(src, fmt, out, data=data, scale=scale, result=result, entry=entry, device=device,
                           extra_data=None if extra_data is None else int(extra_data), description=description,

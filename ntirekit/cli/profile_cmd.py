@@ -11,56 +11,54 @@ from tabulate import tabulate
 
 from ntirekit.cli.common import echo_err, echo_json, entries_option, json_output, load_registry, one_line_errors, \
     parse_shape
+from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
+from ntirekit.core.errors import OptionError
+from ntirekit.core.records import _finite, _json_default
+from ntirekit.core.spec import input_contract
+from ntirekit.data.timing import DIV2K_LIKE, timing_images
+from ntirekit.eval.pipeline import entry_inputs, load_for_measurement, macs_per_frame, memory_of, time_entries
+from ntirekit.measure.counts import count
+from ntirekit.measure.runtime import fixed_threads
 
 
-def video_input_shape(entry: Any, model: torch.nn.Module) -> tuple[int, int, int, int, int]:
-    """The clip a video entry is counted on: ``spec.frames`` frames at the model's smallest input size."""
-    size = int(getattr(model, "min_input_size", 256))
-    return (1, max(entry.spec.frames, 2), 3, size, size)
+def video_input_shape(entry: Any) -> tuple[int, int, int, int, int]:
+    """The clip a video entry is counted on: ``spec.frames`` frames at its declared smallest input size."""
+    contract = input_contract(entry)
+    size = contract.padded(contract.min_size, contract.min_size)[0]
+    return (1, max(contract.frames, 2), 3, size, size)
 
 
 def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: tuple[int, ...] = (1, 3, 256, 256),
                   runtime: bool = False, memory: bool = False, device: str = "auto", timer: str = "robust",
-                  data: str = "sample", warmup: int = 3, repeats: int = 5, threads: int | None = None,
+                  data: str = DIV2K_LIKE, warmup: int = 3, repeats: int = 5, threads: int | None = None,
                   weights: str | None = None) -> dict[str, Any]:
-    """The profile of one entry as a plain dict (what ``--json`` prints)."""
-    from ntirekit.measure.counts import count
-    from ntirekit.measure.device import fingerprint, fingerprint_id, resolve_device
-    from ntirekit.measure.memory import measure_memory
-    from ntirekit.measure.runtime import dataset_images, fixed_threads, time_models, to_inputs
-    from ntirekit.tracks.efficiency import load_for_measurement
-
+    """The profile of one entry as a plain dict (what ``--json`` prints), measured by the pipeline of the
+    efficiency tracks (:mod:`ntirekit.eval.pipeline`)."""
     entry = load_registry(entry_roots)[name]
     dev = resolve_device(device)
     model, weights_kind = load_for_measurement(entry, weights)
     video = entry.spec.track == "vqe"
     if video and (runtime or memory):
-        raise ValueError(f"{entry.name} is a video entry: time it on clips with 'ntirekit eval --track vqe'")
+        raise OptionError(f"{entry.name} is a video entry: time it on clips with 'ntirekit eval --track vqe'")
     if video and len(input_shape) == 4:
-        input_shape = video_input_shape(entry, model)
+        input_shape = video_input_shape(entry)
     counts = count(model, input_shape)
     out: dict[str, Any] = {"entry": entry.name, "weights": weights_kind, **counts.to_dict()}
     if video:
-        from ntirekit.tracks.vqe import macs_per_frame
-
         out["macs_per_frame"] = macs_per_frame(model, input_shape[-2], input_shape[-1])
     with fixed_threads(threads if dev.type == "cpu" else None):
         out["device"] = fingerprint(dev)
         out["device_id"] = fingerprint_id(out["device"])
         if runtime or memory:
-            images = dataset_images(data, scale=entry.spec.scale)
+            images = timing_images(data, scale=entry.spec.scale)
             out["data"] = data
             out["images"] = len(images)
         if memory:
-            model.to(dev)
-            out.update(measure_memory(model, to_inputs(images, entry.spec.data_range, "cpu"), dev))
+            out.update(memory_of(model, entry_inputs(entry, data, "cpu", images), dev))
         if runtime:
             model.to(dev)
-            inputs = to_inputs(images, entry.spec.data_range, dev)
-            kwargs: dict[str, Any] = {"device": dev}
-            if timer == "robust":
-                kwargs.update(warmup=warmup, repeats=repeats)
-            out["runtime_ms"] = time_models({entry.name: model}, inputs, timer, **kwargs)[entry.name]
+            out["runtime_ms"] = time_entries({entry.name: model}, {entry.name: entry_inputs(entry, data, dev, images)},
+                                             timer=timer, device=dev, warmup=warmup, repeats=repeats)[entry.name]
     model.to("cpu")
     if dev.type == "cuda":
         torch.cuda.empty_cache()
@@ -117,13 +115,14 @@ def render(profile: dict[str, Any]) -> str:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--timer", type=click.Choice(["robust", "ntire"]), default="robust", show_default=True,
               help="robust: warm-up, repeats, median; ntire: the official loop (no warm-up, mean).")
-@click.option("--data", default="sample", show_default=True, help="Images for --runtime/--memory: 'sample' or a folder.")
+@click.option("--data", default=DIV2K_LIKE, show_default=True,
+              help="Images for --runtime/--memory: 'div2k-like', 'sample' (the embedded photos) or a folder.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up runs (robust timer).")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Timed runs per image (robust timer).")
 @click.option("--threads", type=int, default=None, help="CPU threads while timing (default: torch's).")
 @click.option("--weights", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Checkpoint to load instead of the entry's own.")
-@one_line_errors(ValueError, RuntimeError, KeyError)
+@one_line_errors()
 @json_output
 def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape: tuple[int, ...], runtime: bool,
             memory: bool, device: str, timer: str, data: str, warmup: int, repeats: int, threads: int | None,
@@ -139,8 +138,6 @@ def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape
                            device=device, timer=timer, data=data, warmup=warmup, repeats=repeats, threads=threads,
                            weights=weights)
     if as_json:
-        from ntirekit.results import _finite, _json_default
-
         echo_json(json.dumps(_finite(result), indent=2, default=_json_default))
     else:
         click.echo(render(result))

@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors
-from ntirekit.prune.entry import COLLAPSE_DB, DEFAULT_CRITERION
+from ntirekit.core.spec import thaw
+from ntirekit.measure.counts import macs_ntire2022, params
+from ntirekit.train.prune import named_groups, trace_channels, width_spec_of
+from ntirekit.train.prune.entry import COLLAPSE_DB, DEFAULT_CRITERION, parse_widths, prune_entry
 
 
 @click.command("prune")
@@ -28,7 +31,7 @@ from ntirekit.prune.entry import COLLAPSE_DB, DEFAULT_CRITERION
 @click.option("--list", "list_groups", is_flag=True, help="Only list the prunable widths and channel groups.")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder.")
 @entries_option
-@one_line_errors(ValueError, RuntimeError)
+@one_line_errors()
 def prune(entry_name: str, out_dir: str | None, widths: str | None, target_macs_ratio: float | None, criterion: str,
           calibration: str, weights: str | None, name: str | None, list_groups: bool, force: bool, entry_roots: tuple[str, ...]) -> None:
     """Prune coupled channel groups of ENTRY by importance and write the pruned entry.
@@ -37,11 +40,6 @@ def prune(entry_name: str, out_dir: str | None, widths: str | None, target_macs_
     photos; challenge protocol), and a drop of more than 3 dB is a loud warning: fine-tune the result, or prune
     with --criterion act if another criterion was used.
     """
-    from ntirekit.entry import thaw
-    from ntirekit.measure.counts import macs_ntire2022, params
-    from ntirekit.prune import named_groups, trace_channels, width_spec_of
-    from ntirekit.prune.entry import parse_widths, prune_entry
-
     entry = load_registry(entry_roots)[entry_name]
     if list_groups:
         model = entry.build()

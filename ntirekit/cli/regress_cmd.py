@@ -9,10 +9,13 @@ import click
 from tabulate import tabulate
 
 from ntirekit.cli.common import echo_json, entries_option, entry_root_paths, json_output, one_line_errors
+from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
+from ntirekit.eval.regress import RegressError, record_reference
+from ntirekit.eval.regress import regress as do_regress
+from ntirekit.eval.tracks import TRACKS
 from ntirekit.jobs import regress_measure
 from ntirekit.jobs.cli import executor_options
 from ntirekit.jobs.executors import ExecutorSettings
-from ntirekit.tracks import TRACKS
 
 
 @click.command("regress")
@@ -48,9 +51,6 @@ def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: s
     ntirekit regress                                   # against metrics/<this device's fingerprint id>/
     ntirekit regress --against metrics/cuda-nvidia-h100-...-cu12.4 --tolerance-runtime 0.15
     """
-    from ntirekit.measure.device import fingerprint, fingerprint_id, resolve_device
-    from ntirekit.regress import RegressError, record_reference, regress as do_regress
-
     if folder is None:
         folder = str(Path("metrics") / fingerprint_id(fingerprint(resolve_device(device))))
     roots = [str(p) for p in entry_root_paths(entry_roots)]

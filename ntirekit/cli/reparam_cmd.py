@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors
+from ntirekit.measure.counts import params
+from ntirekit.train.derive import reparameterize_entry
 
 
 @click.command("reparam")
@@ -16,13 +18,10 @@ from ntirekit.cli.common import entries_option, load_registry, one_line_errors
 @click.option("--name", help="Name of the deploy entry (default: ENTRY_deploy).")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder.")
 @entries_option
-@one_line_errors(ValueError, RuntimeError)
+@one_line_errors()
 def reparam(entry_name: str, out_dir: str, weights: str | None, name: str | None, force: bool,
             entry_roots: tuple[str, ...]) -> None:
     """Merge every re-parameterizable block of ENTRY into plain convs and write the result as a deploy entry."""
-    from ntirekit.derive import reparameterize_entry
-    from ntirekit.measure.counts import params
-
     entry = load_registry(entry_roots)[entry_name]
     derived, diff = reparameterize_entry(entry, out_dir, weights=weights, name=name, overwrite=force)
     train_params = params(entry.build())

@@ -8,7 +8,9 @@ from typing import Any, Callable
 import click
 
 from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors
-from ntirekit.data import DataError
+from ntirekit.train.image import ImageTrainOptions, default_ckpt_dir, train_image_entry
+from ntirekit.train.loop import TrainConfig
+from ntirekit.train.video import VideoTrainOptions, train_video_entry
 
 #: options that only video entries take, with the value that means "not given"
 VIDEO_ONLY = {"frames": None, "val_frames": None, "grow_from": None, "identity_init": False, "zero_flow": False,
@@ -110,8 +112,6 @@ def _given(kw: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
 
 
 def _config(finetune: bool, kw: dict[str, Any]) -> Any:
-    from ntirekit.train.loop import TrainConfig
-
     lr = kw["lr"] if kw["lr"] is not None else (1e-4 if finetune else 5e-4)
     return TrainConfig(steps=kw["steps"], lr=lr, min_lr=kw["min_lr"], val_every=kw["val_every"],
                        ckpt_every=kw["ckpt_every"], seed=kw["seed"], progress=not kw["no_progress"])
@@ -126,8 +126,6 @@ def _val(value: str | None, default: str | None) -> str | None:
 def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
     import torch
 
-    from ntirekit.train.image import default_ckpt_dir
-
     if kw["threads"]:
         torch.set_num_threads(kw["threads"])
     entry = load_registry(kw["entry_roots"])[entry_name]
@@ -141,8 +139,6 @@ def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
     common = dict(finetune=finetune, weights=kw["weights"], ckpt_dir=ckpt_dir, resume=kw["resume"], name=kw["name"],
                   overwrite=kw["force"], log=echo_err)
     if video:
-        from ntirekit.train.video import VideoTrainOptions, train_video_entry
-
         if not kw["data"]:
             raise click.UsageError("video entries train on clip pairs: give --data (the output of `ntirekit data "
                                    "compress`, or a folder with lq/ and gt/)")
@@ -155,8 +151,6 @@ def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
         derived, result = train_video_entry(entry, kw["out_dir"], options, **common)
         metric = "ΔPSNR"
     else:
-        from ntirekit.train.image import ImageTrainOptions, train_image_entry
-
         options_i = ImageTrainOptions(
             data=kw["data"] or "skimage", val=_val(kw["val"], "sample"), val_protocol=kw["val_protocol"],
             val_limit=kw["val_limit"], lr_patch=kw["patch"] or 32, batch_size=kw["batch_size"] or 16,
@@ -172,7 +166,7 @@ def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
         click.echo(f"{derived.name}: written to {derived.folder}")
 
 
-_ERRORS = (ValueError, RuntimeError, OSError, DataError)
+_ERRORS = (OSError,)
 
 
 @click.command("train")

@@ -6,7 +6,8 @@ Light at import time: the names below are loaded from their submodules on first 
 - :mod:`ntirekit.data.images`: :func:`read_image`, :func:`write_image`, :func:`modcrop`, :class:`ImagePair`,
   :class:`ImageDataset`, :func:`open_image_dataset` (DIV2K, DIV2K+LSDIR, generic HR/LR folders, HR-only folders,
   ``"sample"``).
-- :mod:`ntirekit.data.sample`: the embedded sample set and :func:`div2k_like_inputs` for the runtime track.
+- :mod:`ntirekit.data.sample`: the embedded sample photos and :func:`div2k_like_inputs` (DIV2K-shaped LR crops).
+- :mod:`ntirekit.data.timing`: the named LR inputs the timing tracks run on (``"div2k-like"``, or any dataset).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ntirekit.core.errors import NtirekitError
 
-class DataError(Exception):
+
+class DataError(NtirekitError):
     """A dataset or image that cannot be used: missing, unreadable, empty, unpaired. The message is one line."""
 
 
@@ -27,7 +30,7 @@ _LAZY = {
     "ImagePair": "ntirekit.data.images",
     "ImageDataset": "ntirekit.data.images",
     "open_image_dataset": "ntirekit.data.images",
-    "sample_dataset": "ntirekit.data.sample",
+    "sample_dataset": "ntirekit.data.images",
     "div2k_like_inputs": "ntirekit.data.sample",
 }
 

@@ -48,6 +48,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from ntirekit.core.errors import NtirekitError, OptionError
 from ntirekit.data.video import CLIP_JSON, QP_FILE, Clip, ClipError, read_clip, write_png_folder, write_qp_file, \
     write_yuv420
 
@@ -60,7 +61,7 @@ HM_LDP_OFFSETS = {"odd": 5, "even": 4, "pqf": 1}
 HM_QP_MODEL = (-6.5, 0.2590)  # QPOffsetModelOff, QPOffsetModelScale of the non-PQF GOP entries
 
 
-class CompressError(RuntimeError):
+class CompressError(NtirekitError, RuntimeError):
     """The encoder or decoder failed, or produced something other than asked."""
 
 
@@ -71,9 +72,9 @@ class ToolNotFoundError(CompressError):
 def hm_ldp_qps(n: int, qp: int = 37, period: int = 4, *, qp_model: bool = False) -> list[int]:
     """Per-frame QPs of HM's low-delay P configuration, generalised to any PQF period (see the module docstring)."""
     if n < 1:
-        raise ValueError(f"frame count must be at least 1, got {n}")
+        raise OptionError(f"frame count must be at least 1, got {n}")
     if period < 1:
-        raise ValueError(f"PQF period must be at least 1, got {period}")
+        raise OptionError(f"PQF period must be at least 1, got {period}")
     qps = []
     for i in range(n):
         pos = i % period
@@ -155,7 +156,7 @@ def compress_clip(clip_or_path: Clip | str | os.PathLike, out_dir: str | os.Path
     if n == 0:
         raise ClipError(f"clip {clip.name} has no frames")
     if not 0 <= qp <= 51:
-        raise ValueError(f"QP must be in 0..51, got {qp}")
+        raise OptionError(f"QP must be in 0..51, got {qp}")
     width, height = clip.size
     if width % 2 or height % 2:
         raise ClipError(f"clip {clip.name} is {width}x{height}: yuv420p compression needs even width and height")

@@ -34,6 +34,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ntirekit.core.errors import OptionError
+from ntirekit.quality import psnr
+
 __all__ = [
     "duplicate_mask", "drop_duplicates", "restore_duplicates", "positions_after_drop", "PqfEstimate", "find_pqf",
     "pqf_positions", "frame_psnr", "quality_proxy",
@@ -108,8 +111,6 @@ def positions_after_drop(positions: Iterable[int], index_map: Sequence[int]) -> 
 def frame_psnr(frames: Iterable[np.ndarray], reference: Iterable[np.ndarray]) -> list[float]:
     """Per-frame PSNR (dB) of RGB ``uint8`` frames: :func:`ntirekit.quality.psnr` under the challenge protocol (RGB,
     peak 255, float64 MSE, no border); identical frames give ``inf``."""
-    from ntirekit.quality import psnr
-
     return [psnr(a, b, protocol="challenge", border=0) for a, b in zip(frames, reference, strict=True)]
 
 
@@ -183,13 +184,13 @@ def find_pqf(n: int, *, qps: Sequence[int] | None = None, period: int | None = N
              quality_name: str = "PSNR") -> PqfEstimate:
     """PQF positions of an ``n``-frame clip from QPs, else a period, else per-frame quality (module docstring)."""
     if n < 0:
-        raise ValueError(f"frame count must be >= 0, got {n}")
+        raise OptionError(f"frame count must be >= 0, got {n}")
     if n == 0:
         return PqfEstimate([], "none", None, "no frames")
     notes = []
     if qps is not None:
         if len(qps) != n:
-            raise ValueError(f"{len(qps)} QPs for {n} frames")
+            raise OptionError(f"{len(qps)} QPs for {n} frames")
         if n == 1:
             return PqfEstimate([0], "qp", None, "single frame")
         low = min(qps[1:])
@@ -201,12 +202,12 @@ def find_pqf(n: int, *, qps: Sequence[int] | None = None, period: int | None = N
         notes.append("QPs constant after frame 0")
     if period is not None:
         if period < 1:
-            raise ValueError(f"PQF period must be at least 1, got {period}")
+            raise OptionError(f"PQF period must be at least 1, got {period}")
         return PqfEstimate(list(range(0, n, period)), "period", period,
                            f"frames 0, {period}, {2 * period}, ... (period {period})")
     if frame_psnr is not None:
         if len(frame_psnr) != n:
-            raise ValueError(f"{len(frame_psnr)} quality values for {n} frames")
+            raise OptionError(f"{len(frame_psnr)} quality values for {n} frames")
         fit = _periodic_fit(frame_psnr, min(max_period, max(2, (n - 1) // 2)))
         if fit is None:
             notes.append(f"too few frames ({n}) to estimate a period")
@@ -217,7 +218,7 @@ def find_pqf(n: int, *, qps: Sequence[int] | None = None, period: int | None = N
                                    f"{quality_name}: period {p}, phase {phase}, t = {t:.1f}")
             notes.append(f"no periodic {quality_name} pattern (best period {p} phase {phase}, t = {t:.1f} < {min_t})")
     if not notes:
-        raise ValueError("give qps, period or frame_psnr to find PQFs")
+        raise OptionError("give qps, period or frame_psnr to find PQFs")
     return PqfEstimate([], "none", None, "; ".join(notes))
 
 

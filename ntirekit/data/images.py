@@ -27,6 +27,7 @@ then be exactly ``scale`` times the LR. Any unpaired file, empty folder or size 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,10 @@ from typing import Callable, Iterator, Sequence, Union
 import cv2
 import numpy as np
 
+from ntirekit.core.errors import OptionError
 from ntirekit.data import DataError
 from ntirekit.data.bicubic import imresize
+from ntirekit.data.sample import SAMPLE_NAMES, writable_photo
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "write_image", "modcrop", "make_lr", "ImagePair", "PairSource",
            "ImageDataset", "open_image_dataset", "list_images"]
@@ -185,7 +188,7 @@ class ImageDataset:
     def __init__(self, name: str, scale: int, sources: Sequence[PairSource], *, layout: str = "",
                  root: Path | None = None):
         if scale < 1:
-            raise ValueError(f"scale must be a positive integer, got {scale}")
+            raise OptionError(f"scale must be a positive integer, got {scale}")
         if not sources:
             raise DataError(f"{name}: the dataset has no images")
         self.name = name
@@ -333,13 +336,18 @@ def _open_folder(root: Path, scale: int, split: str) -> ImageDataset:
                         layout="HR-only folder (LR by bicubic)", root=root)
 
 
+def sample_dataset(scale: int = 4) -> ImageDataset:
+    """The embedded sample set: HR = the bundled photos mod-cropped to ``scale``, LR = MATLAB-exact bicubic of HR."""
+    sources = [PairSource(n, functools.partial(writable_photo, n), None) for n in SAMPLE_NAMES]
+    return ImageDataset("sample", scale, sources, layout="embedded sample (scikit-image photos)")
+
+
 def open_image_dataset(spec: str | Path, scale: int = 4, split: str = "valid") -> ImageDataset:
     """Open a dataset: ``"sample"`` (embedded photos) or a folder in one of the layouts of this module's docstring.
 
     Lists the files (pairing and naming errors show up here); pixels are read when items are accessed.
     """
     if str(spec) == "sample":
-        from ntirekit.data.sample import sample_dataset
         return sample_dataset(scale)
     root = Path(spec).expanduser()
     if not root.exists():

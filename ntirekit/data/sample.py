@@ -5,8 +5,9 @@ The photos are the PNG images bundled inside scikit-image (a dependency of the k
 ``stereo_motorcycle``, 500x741) and ``camera`` (512x512 grayscale, read as 3 equal channels). Only PNG sources are
 used so the pixels are identical on every install (no JPEG decoder differences).
 
-:func:`sample_dataset` gives them as HR (mod-cropped) with LR made by the kit's MATLAB-exact bicubic;
-:func:`div2k_like_inputs` cuts LR-sized inputs shaped like DIV2K valid LR images out of them.
+:func:`ntirekit.data.images.sample_dataset` gives them as HR (mod-cropped) with LR made by the kit's MATLAB-exact
+bicubic (the dataset ``"sample"``); :func:`div2k_like_inputs` cuts LR-sized inputs shaped like DIV2K valid LR images
+out of them (the timing inputs ``"div2k-like"`` of :mod:`ntirekit.data.timing`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import functools
 import numpy as np
 
 from ntirekit.data.bicubic import imresize
-from ntirekit.data.images import ImageDataset, PairSource
 
-__all__ = ["SAMPLE_NAMES", "sample_photo", "sample_dataset", "div2k_like_inputs"]
+__all__ = ["SAMPLE_NAMES", "sample_photo", "div2k_like_inputs"]
 
 #: the sample set's image names, in order (scikit-image's bundled PNG photos)
 SAMPLE_NAMES: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "motorcycle", "camera")
@@ -43,14 +43,9 @@ def sample_photo(name: str) -> np.ndarray:
     return _photo(name)
 
 
-def _writable_photo(name: str) -> np.ndarray:
+def writable_photo(name: str) -> np.ndarray:
+    """A writable copy of one bundled photo."""
     return sample_photo(name).copy()
-
-
-def sample_dataset(scale: int = 4) -> ImageDataset:
-    """The embedded sample set: HR = the bundled photos mod-cropped to ``scale``, LR = MATLAB-exact bicubic of HR."""
-    sources = [PairSource(n, functools.partial(_writable_photo, n), None) for n in SAMPLE_NAMES]
-    return ImageDataset("sample", scale, sources, layout="embedded sample (scikit-image photos)")
 
 
 #: DIV2K valid LR x4 images are 510 pixels on the long side and mostly 339 on the short one (HR 2040x1356)

@@ -3,7 +3,7 @@
 ``ntirekit eval --executor local|slurm`` (and ``regress``) hands every (entry, track, run) to a fresh process on one
 exclusive GPU: the local executor runs at most one job per visible GPU at a time (without a GPU, ``--max-parallel``
 jobs on the CPU, default 1); Slurm gets one job array with ``--gpus-per-node=1`` per task. Each job calls
-:func:`ntirekit.runner.run_track` exactly as in-process evaluation does (untrusted entries isolated the same way) and
+:func:`ntirekit.eval.runner.run_track` exactly as in-process evaluation does (untrusted entries isolated the same way) and
 keeps its records in a run file; the submitting process merges the runs into ``--out`` under the same file names and
 contents as an in-process run (timings and dates aside). A rerun submits only what is missing or failed; a job that is
 lost, killed, pre-empted or runs out of time becomes a failure record saying so.

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import click
 
-from ntirekit.entry import Entry
+from ntirekit.core.spec import Entry
 from ntirekit.jobs.executors import DEFAULT_TIME_LIMIT_MIN, EXECUTORS, ExecutorError, ExecutorSettings
 
 _OPTIONS = [

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ntirekit.jobs.spec import JobSpec, entry_record, read_run
-from ntirekit.measure.device import fingerprint, fingerprint_id, resolve_device
+from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
 from ntirekit.measure.runtime import pool_runs
-from ntirekit.results import failure, read_result, ResultError, result_path, write_json_atomic
+from ntirekit.core.records import failure, read_result, ResultError, result_path, write_json_atomic
 
 #: Slurm states of a job that ended without a result, in words
 STATE_REASONS = {

@@ -19,11 +19,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tqdm import tqdm
 
-from ntirekit.entry import Entry
+from ntirekit.core.spec import Entry
 from ntirekit.jobs.collect import existing_records, finalize_baseline, finalize_entry, job_outcome
 from ntirekit.jobs.executors import ExecutorError, ExecutorSettings, LocalBatch, SlurmBatch, local_slots, make_executor
 from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, read_run, run_file_path, run_job
-from ntirekit.tracks import EvalOptions
+from ntirekit.eval.track import EvalOptions
 
 
 def _job_device(device: str) -> str:
@@ -59,7 +59,7 @@ def run_jobs(entries: list[Entry], options: EvalOptions, out_dir: str | Path, se
     (the baseline's pooled records, when it is not among the entries, after them).
 
     ``baseline``: the entry timed in every job of a timed track (None: no pairing). ``isolate``, ``timeout_s`` and
-    ``memory_mb`` mean what they mean for :func:`ntirekit.runner.run_track`, inside each job.
+    ``memory_mb`` mean what they mean for :func:`ntirekit.eval.runner.run_track`, inside each job.
     """
     out_dir = Path(out_dir)
     jobs_dir = Path(settings.jobs_dir) if settings.jobs_dir else out_dir / ".jobs"
@@ -124,7 +124,7 @@ def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: Execu
 
 def regress_measure(settings: ExecutorSettings | None, out_dir: str | Path | None, **kwargs: Any,
                     ) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None:
-    """The ``measure`` argument of :func:`ntirekit.regress.regress` that runs the re-measurement as jobs (None: in
+    """The ``measure`` argument of :func:`ntirekit.eval.regress.regress` that runs the re-measurement as jobs (None: in
     this process, as before); ``kwargs`` go to :func:`remeasure_with_jobs`."""
     if settings is None:
         return None
@@ -138,8 +138,8 @@ def remeasure_with_jobs(records: Iterable[Mapping[str, Any]], settings: Executor
                         baseline: str | None = None) -> list[dict[str, Any]]:
     """``ntirekit regress``'s re-measurement as jobs: every recorded (entry, track), grouped by the options it ran
     with, evaluated by :func:`run_jobs` (``baseline`` timed in every job of a timed track)."""
-    from ntirekit.entry import discover
-    from ntirekit.regress import options_for
+    from ntirekit.core.registry import discover
+    from ntirekit.eval.regress import options_for
 
     registry = discover(list(entry_roots))
     known = set(registry)                       # (Registry raises EntryError, not KeyError, for unknown names)

@@ -1,6 +1,6 @@
 """What one job runs: one entry on one track for one run, in a fresh process, its records kept in a run file.
 
-A job calls :func:`ntirekit.runner.run_track` on its entry with ``runs=1`` (and, on the :data:`TIMED_TRACKS`, on the
+A job calls :func:`ntirekit.eval.runner.run_track` on its entry with ``runs=1`` (and, on the :data:`TIMED_TRACKS`, on the
 baseline entry too, in the same process and on the same GPU) and writes ``JOBS/runs/<entry>__<track>__run<k>.json``
 holding ``{"job": {...}, "records": [...]}``. The run file, not submitit's result pickle, is the job's result: it
 survives the submitting process, and a rerun reads it to know what is done.
@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ntirekit.entry import Entry
-from ntirekit.results import write_json_atomic
-from ntirekit.runner import run_track
-from ntirekit.tracks import EvalOptions
+from ntirekit.core.spec import Entry
+from ntirekit.core.records import write_json_atomic
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import EvalOptions
 
 #: tracks whose ``--runs`` become one job each and whose jobs time the baseline entry beside their own
 TIMED_TRACKS = ("runtime", "overall")

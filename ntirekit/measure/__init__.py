@@ -6,7 +6,7 @@
 * :mod:`ntirekit.measure.runtime`: the ``ntire`` (official loop) and ``robust`` (warm-up, interleaved repeats,
   median) timers;
 * :mod:`ntirekit.measure.memory`: ``torch.cuda.max_memory_allocated`` (+ NVML) on CUDA, a tracked estimate on CPU;
-* :mod:`ntirekit.measure.device`: the device fingerprint filed with every figure.
+* :mod:`ntirekit.core.device`: the device fingerprint filed with every figure.
 
 Submodules are imported on use; this package imports nothing at import time.
 """

@@ -45,6 +45,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ntirekit.core.errors import NtirekitError
+
 #: The challenge's input shape for every count.
 DEFAULT_SHAPE: tuple[int, int, int, int] = (1, 3, 256, 256)
 
@@ -68,7 +70,7 @@ FVCORE_ONLY_KNOWN = {"upsample_bilinear2d", "upsample_nearest2d", "upsample_bicu
                      "layer_norm", "instance_norm", "adaptive_avg_pool2d", "grid_sampler"}
 
 
-class CountError(RuntimeError):
+class CountError(NtirekitError, RuntimeError):
     """A model that cannot be counted (its forward fails on the counting input)."""
 
 

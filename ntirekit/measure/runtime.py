@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+
+from ntirekit.core.errors import OptionError
 
 TIMERS = ("robust", "ntire")
 
@@ -171,7 +173,7 @@ def time_robust(models: Mapping[str, Model], inputs: Sequence[torch.Tensor] | Ma
     the others go on.
     """
     if repeats < 1:
-        raise ValueError("repeats must be >= 1")
+        raise OptionError("repeats must be >= 1")
     per = _per_entry_inputs(models, inputs)
     dev = _device_of(per, device)
     clock = _Clock(dev, sync_before=True)
@@ -216,7 +218,7 @@ def time_models(models: Mapping[str, Model], inputs: Sequence[torch.Tensor] | Ma
         for key in ("warmup", "repeats", "benchmark"):
             kwargs.pop(key, None)
         return time_ntire(models, inputs, **kwargs)
-    raise ValueError(f"unknown timer {timer!r} (known: {', '.join(TIMERS)})")
+    raise OptionError(f"unknown timer {timer!r} (known: {', '.join(TIMERS)})")
 
 
 def pool_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -234,29 +236,3 @@ def pool_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     stats["n_runs"] = len(runs)
     stats["n"] = int(sum(int(r["n"]) for r in runs))
     return stats
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# inputs
-
-def default_images() -> list[np.ndarray]:
-    """The kit's default timing images: ``ntirekit.data.sample.div2k_like_inputs()`` (RGB uint8 LR, ~510×340)."""
-    from ntirekit.data.sample import div2k_like_inputs
-
-    return list(div2k_like_inputs())
-
-
-def dataset_images(data: str, scale: int = 4) -> list[np.ndarray]:
-    """The LR images of a dataset (``'sample'`` → :func:`default_images`)."""
-    if data in ("", "sample", None):
-        return default_images()
-    from ntirekit.data.images import open_image_dataset
-
-    return [pair.lr for pair in open_image_dataset(data, scale=scale)]
-
-
-def to_inputs(images: Iterable[np.ndarray], data_range: float, device: str | torch.device) -> list[torch.Tensor]:
-    """RGB uint8 images → 1×3×H×W float tensors in ``[0, data_range]`` on ``device`` (the challenge's input)."""
-    from ntirekit.quality.convert import to_model_input
-
-    return [to_model_input(img, data_range, device) for img in images]

@@ -1,4 +1,4 @@
-"""Building blocks shared by the ESR baselines (IMDN, RFDN, RLFN, EFDN, SPAN) and the submissions derived from them.
+"""Building blocks shared by the ESR networks of :mod:`ntirekit.models` (IMDN, RFDN, RLFN, EFDN, SPAN) and team entries.
 
 Every block mirrors the upstream module structure: the parameter names are the upstream checkpoint keys, convolutions
 are ``nn.Conv2d`` modules and activations are modules wherever upstream used modules (the NTIRE 2022 counter counts
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["conv_layer", "activation", "pixelshuffle_block", "ShortcutBlock", "mean_channels", "stdv_channels",
-           "CCALayer", "ESA", "RLFB", "RLFN"]
+           "CCALayer", "ESA", "RLFB"]
 
 
 def conv_layer(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, dilation: int = 1,
@@ -141,27 +141,3 @@ class RLFB(nn.Module):
         out = self.act(self.c2_r(out))
         out = self.act(self.c3_r(out))
         return self.esa(self.c5(out + x))
-
-
-class RLFN(nn.Module):
-    """Residual local feature network (bytedance/RLFN), the base of the RLFN baselines and many later entries.
-
-    Keys: ``conv_1``, ``block_1`` … ``block_{num_blocks}``, ``conv_2``, ``upsampler.0``.
-    """
-
-    def __init__(self, in_channels: int = 3, out_channels: int = 3, feature_channels: int = 52,
-                 mid_channels: int | None = None, num_blocks: int = 6, esa_channels: int = 16, upscale: int = 4):
-        super().__init__()
-        self.num_blocks = num_blocks
-        self.conv_1 = conv_layer(in_channels, feature_channels, 3)
-        for i in range(1, num_blocks + 1):
-            self.add_module(f"block_{i}", RLFB(feature_channels, mid_channels, esa_channels=esa_channels))
-        self.conv_2 = conv_layer(feature_channels, feature_channels, 3)
-        self.upsampler = pixelshuffle_block(feature_channels, out_channels, upscale_factor=upscale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feature = self.conv_1(x)
-        out = feature
-        for i in range(1, self.num_blocks + 1):
-            out = getattr(self, f"block_{i}")(out)
-        return self.upsampler(self.conv_2(out) + feature)

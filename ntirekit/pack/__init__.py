@@ -8,12 +8,12 @@
 See :mod:`ntirekit.pack.formats` for the formats and the naming conventions.
 """
 
-from ntirekit.pack.checker import check_zip, load_probe, unpack
+from ntirekit.pack.checker import check_zip, unpack
 from ntirekit.pack.formats import FORMATS, detect_format, parse_readme, render_readme, sr_name, validate
 from ntirekit.pack.packer import PackResult, pack
 from ntirekit.pack.report import ACCEPTED, REJECTED, Problem, Report
 from ntirekit.pack.safezip import Limits, safe_extract
 
 __all__ = ["ACCEPTED", "FORMATS", "Limits", "PackResult", "Problem", "REJECTED", "Report", "check_zip",
-           "detect_format", "load_probe", "pack", "parse_readme", "render_readme", "safe_extract", "sr_name", "unpack",
+           "detect_format", "pack", "parse_readme", "render_readme", "safe_extract", "sr_name", "unpack",
            "validate"]

@@ -3,7 +3,7 @@
 The archive is vetted member by member (:mod:`ntirekit.pack.safezip`), extracted into a fresh temporary folder only,
 its ``MANIFEST.json`` verified, and its content checked for its format (:mod:`ntirekit.pack.formats`). Checkpoints are
 read with ``weights_only=True`` only. Submitted code is never imported by ``check`` unless ``load=True``, and then only
-in a child process with time and memory limits (:func:`ntirekit.isolate.evaluate_isolated`), which builds the model,
+in a child process with time and memory limits (:func:`ntirekit.eval.isolate.evaluate_isolated`), which builds the model,
 loads its weights strictly and runs one small forward pass.
 
 Any unexpected failure of the checker itself becomes a ``check-error`` problem: the caller always gets a report,
@@ -16,8 +16,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from ntirekit.core.spec import Entry
+from ntirekit.eval.isolate import call_isolated, mark_untrusted
+from ntirekit.eval.probe import load_probe
 from ntirekit.pack.formats import FORMATS, MANIFEST, code_root, detect_format, validate
 from ntirekit.pack.manifest import read_manifest, verify_manifest
 from ntirekit.pack.report import Report
@@ -100,7 +103,6 @@ def unpack(path: str | os.PathLike, dest: str | os.PathLike, fmt: str = "auto", 
     Returns ``(report, submission root)``; the root is None, and ``dest`` holds nothing but the marker, when the zip
     is REJECTED.
     """
-    from ntirekit.isolate import mark_untrusted
 
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
@@ -122,67 +124,9 @@ def unpack(path: str | os.PathLike, dest: str | os.PathLike, fmt: str = "auto", 
     return report, root
 
 
-# ---------------------------------------------------------------------------------------------------------- load
-
-def load_probe(entries: list[Any], options: Any) -> Iterator[dict[str, Any]]:
-    """A minimal track: build each entry, load its weights strictly, run one forward pass on a random input and
-    check the output's size (x scale) and finiteness. Used by ``check --load`` (in a child process) and by ``pack``.
-
-    The input is 24x24 pixels, or the model's ``min_input_size`` when it declares a larger one (video entries), then
-    64x64 and 256x256 when the model's forward raises on the smaller one; a video entry gets ``spec.frames``
-    frames."""
-    import torch
-
-    from ntirekit.inference import NonFiniteOutput
-    from ntirekit.measure.device import fingerprint, resolve_device
-    from ntirekit.results import record
-    from ntirekit.runner import guard
-
-    device = resolve_device(options.device)
-    fp = fingerprint(device)
-    for entry in entries:
-        failed: list[dict[str, Any]] = []
-        with guard(entry, options.track, fp, failed):
-            model = entry.load(device=device)
-            spec = entry.spec
-            size = max(24, int(getattr(model, "min_input_size", 24)))
-            for size in (size, 64, 256):          # a model that downsamples may need a larger input than 24x24
-                generator = torch.Generator().manual_seed(0)
-                x = torch.rand(1, 3, size, size, generator=generator) * spec.data_range
-                if spec.frames > 1:
-                    x = x.unsqueeze(1).repeat(1, spec.frames, 1, 1, 1)
-                try:
-                    with torch.inference_mode():
-                        y = model(x.to(device))
-                    break
-                except RuntimeError:
-                    if size == 256:
-                        raise
-            if not isinstance(y, torch.Tensor):
-                raise TypeError(f"the model returns {type(y).__name__}, not a tensor")
-            want = (size * spec.scale, size * spec.scale)
-            if tuple(y.shape[-2:]) != want or y.shape[-3] != 3:
-                raise ValueError(f"a {size}x{size} input gives an output of shape {tuple(y.shape)}; "
-                                 f"a x{spec.scale} model "
-                                 f"gives 3x{want[0]}x{want[1]}")
-            if not bool(torch.isfinite(y).all()):
-                raise NonFiniteOutput("model output contains NaN or inf")
-            # entry.notes: what building and loading took (a CUDA constructor made on the CPU, an unwrapped
-            # checkpoint, the keys a non-strict load left missing or unused)
-            yield record(entry.name, options.track, fp, params=sum(p.numel() for p in model.parameters()),
-                         output_shape=list(y.shape), **entry.notes)
-        yield from failed
-
-
 def _load_isolated(spec: Any, root: Path, report: Report, *, timeout_s: float, memory_mb: int | None) -> None:
-    from ntirekit.entry import Entry
-    from ntirekit.isolate import evaluate_isolated
-    from ntirekit.tracks import EvalOptions
-
     entry = Entry(spec, root)
-    options = EvalOptions(track="load", device="cpu", progress=False)
-    rec = evaluate_isolated(entry, options, timeout_s=timeout_s, memory_mb=memory_mb,
-                            evaluate="ntirekit.pack.checker:load_probe", check_finite=True, echo=False)
+    rec = call_isolated(entry, load_probe, timeout_s=timeout_s, memory_mb=memory_mb)
     if rec.get("status") == "ok":
         report.info["params"] = rec.get("params")
     else:

@@ -44,8 +44,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ntirekit.names import entry_name_problem
+from ntirekit.core.checkpoint import CheckpointRefused, vet_checkpoint
+from ntirekit.core.names import entry_name_problem
+from ntirekit.core.spec import EntryError, EntrySpec
+from ntirekit.core.weights import WeightsError, extract_state_dict, read_checkpoint, sha256_of
+from ntirekit.data.images import open_image_dataset
+from ntirekit.data.video import read_clip
 from ntirekit.pack.report import Report
+from ntirekit.pack.safezip import nested_zip_names
 
 FORMATS = ("esr-code", "esr-results", "vqe-results")
 MANIFEST = "MANIFEST.json"
@@ -240,8 +246,6 @@ def expected_images(data: str | Path, scale: int) -> dict[str, tuple[int, int]]:
 
     Raises ``ntirekit.data.DataError`` for a dataset that cannot be opened.
     """
-    from ntirekit.data.images import open_image_dataset
-
     dataset = open_image_dataset(data, scale=scale)
     out: dict[str, tuple[int, int]] = {}
     for i, source in enumerate(dataset.sources):
@@ -261,8 +265,6 @@ def expected_images(data: str | Path, scale: int) -> dict[str, tuple[int, int]]:
 def expected_videos(data: str | Path, scale: int) -> dict[str, tuple[int, tuple[int, int]]]:
     """``{video name: (frame count, (height, width) of the output)}`` for a folder of clips (one folder of frames
     per video, or raw ``.yuv`` files named with their size)."""
-    from ntirekit.data.video import read_clip
-
     root = Path(data)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder of clips")
@@ -349,9 +351,6 @@ def pickled_globals(path: Path) -> list[str]:
 
 def check_checkpoint(path: Path, rel: str, report: Report, key: str = "") -> dict[str, Any] | None:
     """Read a checkpoint the safe way only; a pickle with code, a broken file or a non-state-dict is a problem."""
-    from ntirekit.checkpoint import CheckpointRefused, vet_checkpoint
-    from ntirekit.weights import WeightsError, extract_state_dict, read_checkpoint
-
     try:
         vet_checkpoint(path)
     except (CheckpointRefused, OSError) as exc:
@@ -390,7 +389,7 @@ FACTSHEET_RULE = ("a code submission carries a factsheet (a PDF and a zip of its
 
 def _check_kit_imports(tree: Tree, report: Report, broken: frozenset[str]) -> None:
     """Warn for each Python file that imports ``ntirekit``: such code cannot run in the plain NTIRE harness."""
-    from ntirekit.bundle import kit_imports
+    from ntirekit.train.bundle import kit_imports
 
     for rel in sorted(p for p in tree if p.endswith(".py") and p not in broken):
         try:
@@ -416,8 +415,6 @@ def _check_factsheet(tree: Tree, report: Report, required: bool, present: set[st
             if not f.read(5).startswith(b"%PDF-"):
                 report.error("bad-factsheet", "not a PDF file", rel)
     for rel in zips:
-        from ntirekit.pack.safezip import nested_zip_names
-
         try:
             names = nested_zip_names(tree[rel])
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
@@ -428,8 +425,6 @@ def _check_factsheet(tree: Tree, report: Report, required: bool, present: set[st
 
 
 def _read_spec(tree: Tree, report: Report) -> Any:
-    from ntirekit.entry import EntryError, EntrySpec
-
     try:
         import tomllib
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10
@@ -453,14 +448,12 @@ def inside_path(rel: str) -> str | None:
 
 
 def validate_esr_code(tree: Tree, report: Report, broken: frozenset[str] = frozenset(), final: bool = False) -> Any:
-    """Check an ESR code submission; returns its :class:`~ntirekit.entry.EntrySpec` when it has a valid one.
+    """Check an ESR code submission; returns its :class:`~ntirekit.core.spec.EntrySpec` when it has a valid one.
 
     ``broken`` names files the archive holds but that could not be extracted (already reported): they count as
     present, and their content is not checked. ``final``: the final submission, where a missing factsheet is an error
     (a warning otherwise), whatever the layout.
     """
-    from ntirekit.weights import sha256_of
-
     for rel in sorted(tree):
         suffix = Path(rel).suffix.lower()
         if suffix not in CODE_EXTS or "__pycache__" in rel.split("/"):

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import ntirekit
+from ntirekit.core.weights import sha256_of
 from ntirekit.pack.formats import FORMATS, MANIFEST
 from ntirekit.pack.report import Report
-from ntirekit.weights import sha256_of
 
 MANIFEST_VERSION = 1
 

@@ -31,8 +31,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ntirekit.pack.formats import (MANIFEST, README, SPEC, inside_path, detect_format, parse_readme,
-                                   readme_fields, render_readme, validate)
+from ntirekit.core import tomlw
+from ntirekit.core.device import resolve_device
+from ntirekit.core.records import ResultError, error_line, read_result
+from ntirekit.core.registry import discover
+from ntirekit.core.spec import Entry, EntryError, read_spec
+from ntirekit.data.timing import DIV2K_LIKE, timing_images
+from ntirekit.eval.pipeline import entry_inputs, time_entries
+from ntirekit.eval.probe import load_probe
+from ntirekit.eval.regress import figure
+from ntirekit.measure.runtime import headline
+from ntirekit.pack.checker import check_zip
+from ntirekit.pack.formats import (MANIFEST, README, SPEC, detect_format, inside_path, parse_readme, readme_fields,
+                                   render_readme, validate)
+from ntirekit.pack.manifest import build_manifest
 from ntirekit.pack.report import Report
 from ntirekit.pack.safezip import Limits
 
@@ -101,9 +113,6 @@ def write_zip(tree: dict[str, Path], out: Path) -> Path:
 
 def _stage_code(src: Path, tree: dict[str, Path], tmp: Path, report: Report) -> Any:
     """Add the checkpoint to ``tree`` when it lives outside the folder; the spec, or None when it cannot be read."""
-    from ntirekit.entry import Entry, EntryError, read_spec
-    from ntirekit import tomlw
-
     if SPEC not in tree:
         return None
     try:
@@ -138,29 +147,21 @@ def _stage_code(src: Path, tree: dict[str, Path], tmp: Path, report: Report) -> 
 
 def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
     """Build the model from exactly the files to be packed, load its weights strictly, run one forward pass."""
-    from ntirekit.entry import Entry, read_spec
-    from ntirekit.pack.checker import load_probe
-    from ntirekit.tracks import EvalOptions
-
     stage = tmp / "stage"
     for rel, path in tree.items():
         target = stage / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     entry = Entry(read_spec(stage), stage)
-    rec = list(load_probe([entry], EvalOptions(track="pack", device="cpu", progress=False)))[0]
-    if rec.get("status") != "ok":
-        report.error("load-failed", f"building the model and loading its weights strictly failed: {rec.get('error')}")
-    else:
-        report.info["params"] = rec.get("params")
+    try:
+        report.info["params"] = load_probe(entry)["params"]
+    except Exception as exc:  # noqa: BLE001 - the entry's code may fail in any way; the report says how
+        report.error("load-failed", f"building the model and loading its weights strictly failed: {error_line(exc)}")
 
 
 # ---------------------------------------------------------------------------------------------------------- results
 
 def _measured_from_result(path: str | Path, fmt: str, report: Report) -> dict[str, Any]:
-    from ntirekit.regress import figure
-    from ntirekit.results import ResultError, read_result
-
     try:
         rec = read_result(path)
     except ResultError as exc:
@@ -185,17 +186,13 @@ def _measured_from_result(path: str | Path, fmt: str, report: Report) -> dict[st
 
 def _measured_by_timing(entry_name: str, data: str | Path | None, scale: int | None, device: str,
                         report: Report) -> dict[str, Any]:
-    from ntirekit.entry import discover
-    from ntirekit.measure.device import resolve_device
-    from ntirekit.measure.runtime import dataset_images, headline, time_models, to_inputs
-
     try:
         entry = discover()[entry_name]
         dev = resolve_device(device)
-        images = dataset_images(str(data) if data else "sample", scale or entry.spec.scale)[:5]
+        images = timing_images(str(data) if data else DIV2K_LIKE, scale or entry.spec.scale)[:5]
         model = entry.load(device=dev)
-        stats = time_models({entry.name: model}, to_inputs(images, entry.spec.data_range, dev), timer="robust",
-                            warmup=1, repeats=3, device=dev)[entry.name]
+        stats = time_entries({entry.name: model}, {entry.name: entry_inputs(entry, None, dev, images)},
+                             timer="robust", warmup=1, repeats=3, device=dev)[entry.name]
     except Exception as exc:  # noqa: BLE001 - any failure (EntryError, DataError, ...) is a problem to report
         report.error("timing-failed", f"timing {entry_name} failed: {type(exc).__name__}: {exc}")
         return {}
@@ -246,9 +243,6 @@ def pack(src: str | os.PathLike, fmt: str = "auto", out: str | os.PathLike | Non
 
     Returns the report and the zip's path (None when the folder was REJECTED: nothing is written then).
     """
-    from ntirekit.pack.checker import check_zip
-    from ntirekit.pack.manifest import build_manifest
-
     src = Path(src)
     report = Report(source=str(src))
     if not src.is_dir():

@@ -1,13 +1,13 @@
 """Reading untrusted zip files: vet every member by its metadata, then stream it out under hard limits into one folder.
 
 Nothing is ever written outside the destination folder: members with absolute paths, ``..`` components, drive letters,
-control, invisible or text-direction characters in their names (:func:`ntirekit.zipvet.name_character_problem`), symlink
+control, invisible or text-direction characters in their names (:func:`ntirekit.core.zipvet.name_character_problem`), symlink
 or device modes, encryption or an unknown compression method are refused before any byte is extracted; files are
 created with ``O_EXCL | O_NOFOLLOW`` below a fresh folder in which the kit never creates links; the zip's permission
 bits are never applied.
 
 Zip bombs are stopped three times: by the archive's layout (members whose bytes overlap, or lie outside the archive, are
-the overlapping zip bomb: :func:`ntirekit.zipvet.layout_problems`), by the sizes the archive *declares* (file count,
+the overlapping zip bomb: :func:`ntirekit.core.zipvet.layout_problems`), by the sizes the archive *declares* (file count,
 total and per-file uncompressed bytes, compression ratio per member and of the whole archive) and by counting the bytes
 actually *produced* while decompressing, which stops a member as soon as it outgrows its declared size or the remaining
 budget. CRC and decompression errors (corrupt or truncated members) are reported per member; an archive whose central
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ntirekit.pack.report import Report
-from ntirekit.zipvet import layout_problems, name_character_problem
+from ntirekit.core.zipvet import layout_problems, name_character_problem
 
 #: Compression methods Python's zipfile can read; anything else is refused up front.
 READABLE_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})

@@ -14,8 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+from ntirekit.core.errors import NtirekitError
+from ntirekit.core.records import iter_result_files, read_result
 from ntirekit.rank.metrics import number
-from ntirekit.results import iter_result_files, read_result
 
 REQUIRED_COLUMNS = ("entry", "psnr_val", "psnr_test", "runtime_ms", "params_m", "flops_g", "acts_m", "mem_mb")
 OPTIONAL_COLUMNS = ("convs",)
@@ -23,7 +24,7 @@ OPTIONAL_COLUMNS = ("convs",)
 PUBLISHED = {"ntire2022": "ntire2022_esr_baselines.csv"}
 
 
-class InputError(ValueError):
+class InputError(NtirekitError, ValueError):
     """A results file or published table that cannot be read; the message is one line naming the file."""
 
 

@@ -3,7 +3,7 @@
 Rows
     Records of one entry (and one source: ``measured`` or ``published``) are merged: machine-independent metrics (PSNR,
     params, FLOPs, activations, #conv) over all its records, machine-dependent ones (runtime, memory) per device
-    (fingerprints compared with :func:`ntirekit.measure.device.comparable`). So one file per track of the same entry
+    (fingerprints compared with :func:`ntirekit.core.device.comparable`). So one file per track of the same entry
     makes one row, and an entry measured on two devices makes two rows. Several values of one metric (several runs)
     are averaged, as the organisers average runs; their spread (sample standard deviation, min, max) is kept.
 Devices
@@ -35,7 +35,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ntirekit.measure.device import comparable
+from ntirekit.core.device import comparable
+from ntirekit.core.errors import NtirekitError
 from ntirekit.rank.metrics import METRICS, extract, refused, runtime_runs, runtime_timer
 from ntirekit.rank.protocol import GateSet, Protocol, Track, load_protocol
 from ntirekit.rank.ranking import competition_ranks, score
@@ -46,7 +47,7 @@ RANKED, REFERENCE, NOT_RANKED, RANDOM = "ranked", "reference", "not ranked", "ra
 STATUSES = (RANKED, REFERENCE, NOT_RANKED, RANDOM)
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(NtirekitError, ValueError):
     """Results that cannot be ranked as asked; the message is one line saying why and what to do."""
 
 

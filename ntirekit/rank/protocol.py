@@ -54,13 +54,15 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ntirekit.core.errors import NtirekitError
+from ntirekit.core.tomlw import load_file
 from ntirekit.rank.metrics import FLOPS_FIELDS, METRICS, RUNTIME_STATS
 
 METHODS = ("rank_sum", "score")
 NO_GATE = "none"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(NtirekitError, ValueError):
     """A protocol that does not exist or does not validate; the message is one line."""
 
 
@@ -293,8 +295,6 @@ def parse_protocol(data: Mapping[str, Any], source: str = "<protocol>") -> Proto
 
 def load_protocol_file(path: str | os.PathLike) -> Protocol:
     """A protocol from a TOML file."""
-    from ntirekit.tomlw import load_file
-
     path = Path(path)
     return parse_protocol(load_file(path, ProtocolError, "protocol file"), str(path))
 

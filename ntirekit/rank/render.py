@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tabulate import SEPARATING_LINE, tabulate
 
+from ntirekit.core.errors import OptionError
 from ntirekit.rank.leaderboard import (NOT_RANKED, RANDOM, RANKED, REFERENCE, STATUSES, Leaderboard, Row,
                                        build_leaderboard)
 from ntirekit.rank.metrics import METRICS
@@ -171,7 +172,7 @@ def render(lb: Leaderboard, fmt: str = "table") -> str:
     """The leaderboard in one of :data:`FORMATS` (``markdown`` is accepted for ``md``)."""
     fmt = {"markdown": "md", "tex": "latex"}.get(fmt, fmt)
     if fmt not in RENDERERS:
-        raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+        raise OptionError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
     return RENDERERS[fmt](lb)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ntirekit.data import DataError
+from ntirekit.data.images import list_images, make_lr, modcrop, read_image
 
 __all__ = ["SKIMAGE_TRAIN", "load_hr_images", "SRPatchSource", "augment"]
 
@@ -44,7 +45,6 @@ def load_hr_images(spec: str | Path, names: Sequence[str] | None = None) -> list
     """``[(name, RGB uint8 HxWx3)]`` from ``"skimage"`` or a folder of images (see the module docstring)."""
     if str(spec) == "skimage":
         return [(n, _skimage_photo(n)) for n in (names or SKIMAGE_TRAIN)]
-    from ntirekit.data.images import list_images, read_image
 
     folder = Path(spec).expanduser()
     if not folder.is_dir():
@@ -71,8 +71,6 @@ class SRPatchSource:
 
     def __init__(self, images: Sequence[tuple[str, np.ndarray]], scale: int, *, lr_patch: int = 32,
                  batch_size: int = 16, data_range: float = 1.0, augment: bool = True):
-        from ntirekit.data.images import make_lr, modcrop
-
         self.scale, self.lr_patch, self.batch_size = int(scale), int(lr_patch), int(batch_size)
         self.data_range, self.augment = float(data_range), bool(augment)
         self.pairs: list[tuple[str, np.ndarray, np.ndarray]] = []

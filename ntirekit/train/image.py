@@ -4,7 +4,7 @@ The model sees pixels in the entry's ``data_range`` (as in evaluation); the loss
 ``data_range`` (so ``lr`` and the loss values mean the same for 1.0 and 255.0 entries). Validation is the PSNR of the
 uint8 output on an image dataset (``ntirekit.quality.psnr``, challenge RGB or paper Y protocol, ``border = scale``),
 run exactly as ``ntirekit eval`` runs it. The best weights (highest validation PSNR; the last ones without validation)
-are written as an entry folder derived from the trained entry (:func:`ntirekit.derive.write_entry_folder`).
+are written as an entry folder derived from the trained entry (:func:`ntirekit.train.derive.write_entry_folder`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ntirekit.entry import Entry, EntryError
+from ntirekit.core.device import resolve_device
+from ntirekit.core.spec import Entry, EntryError
+from ntirekit.core.weights import load_state_dict
+from ntirekit.data.images import open_image_dataset
+from ntirekit.eval.inference import upscale_image
+from ntirekit.quality import psnr
 from ntirekit.train.data import SRPatchSource, load_hr_images
+from ntirekit.train.derive import write_entry_folder
+from ntirekit.train.loop import TrainConfig, Trainer, TrainResult
 from ntirekit.train.losses import staged_loss
-from ntirekit.train.loop import TrainConfig, TrainResult, Trainer
 
 __all__ = ["ImageTrainOptions", "psnr_validator", "train_image_entry", "model_for_training"]
 
@@ -44,10 +50,6 @@ class ImageTrainOptions:
 def psnr_validator(dataset_spec: str, scale: int, data_range: float, device: torch.device, protocol: str = "challenge",
                    limit: int | None = None) -> Callable[[nn.Module], float]:
     """``validate(model) -> mean PSNR`` over the dataset (images loaded once)."""
-    from ntirekit.data.images import open_image_dataset
-    from ntirekit.inference import upscale_image
-    from ntirekit.quality import psnr
-
     dataset = open_image_dataset(dataset_spec, scale=scale)
     pairs = [dataset[i] for i in range(len(dataset) if limit is None else min(limit, len(dataset)))]
     if any(p.hr is None for p in pairs):
@@ -69,9 +71,6 @@ def train_image_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
 
     Writes the best weights as an entry folder at ``out_dir`` (when given and the run finished).
     """
-    from ntirekit.derive import write_entry_folder
-    from ntirekit.measure.device import resolve_device
-
     if entry.spec.track != "esr" or entry.spec.task != "sr":
         raise EntryError(f"{entry.name}: image training needs an esr/sr entry (got {entry.spec.track}/{entry.spec.task})")
     log = log or (lambda message: None)
@@ -109,8 +108,6 @@ def model_for_training(entry: Entry, *, finetune: bool, weights: str | os.PathLi
                        overrides: Mapping[str, Any] | None = None) -> nn.Module:
     """The model to train: built with the entry's kwargs updated by ``overrides`` (seed torch first for a
     reproducible initialisation), with the entry's (or the given) weights loaded strictly when ``finetune``."""
-    from ntirekit.weights import load_state_dict
-
     model = entry.build(**dict(overrides or {}))
     if finetune:
         if entry.spec.weights is None and weights is None:

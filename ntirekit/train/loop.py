@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ntirekit.core.errors import OptionError
+
 __all__ = ["BatchSource", "TrainConfig", "TrainResult", "Trainer", "CHECKPOINT"]
 
 CHECKPOINT = "last.pt"
@@ -127,7 +129,7 @@ class Trainer:
         theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items() if k != "progress"}
         if ours != theirs:
             diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
-            raise ValueError(f"checkpoint was written with another configuration (checkpoint, now): {diff}")
+            raise OptionError(f"checkpoint was written with another configuration (checkpoint, now): {diff}")
         self.model.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ntirekit.core.errors import OptionError
+
 __all__ = ["LOSSES", "get_loss", "charbonnier", "StagedLoss", "staged_loss", "switch_step"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -30,7 +32,7 @@ def get_loss(name: str) -> Loss:
     try:
         return LOSSES[name]
     except KeyError:
-        raise ValueError(f"unknown loss {name!r} (known: {', '.join(LOSSES)})") from None
+        raise OptionError(f"unknown loss {name!r} (known: {', '.join(LOSSES)})") from None
 
 
 class StagedLoss:
@@ -41,7 +43,7 @@ class StagedLoss:
     def __init__(self, stages: Sequence[tuple[int, str | Loss]], scale: float = 1.0):
         starts = [int(start) for start, _ in stages]
         if not stages or starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])):
-            raise ValueError(f"loss stages must start at step 0 with increasing first steps, got {starts}")
+            raise OptionError(f"loss stages must start at step 0 with increasing first steps, got {starts}")
         self.stages = [(int(start), loss) for start, loss in stages]
         self.losses = [get_loss(loss) if isinstance(loss, str) else loss for _, loss in stages]
         self.scale = float(scale)
@@ -72,7 +74,7 @@ def switch_step(switch_at: float, steps: int) -> int:
     """The first step of the second stage: ``round(switch_at * steps)`` for a fraction ``0 < switch_at < 1``, else
     ``switch_at`` itself as a step number."""
     if switch_at <= 0:
-        raise ValueError(f"--switch-at must be a fraction in (0, 1) or a step >= 1, got {switch_at}")
+        raise OptionError(f"--switch-at must be a fraction in (0, 1) or a step >= 1, got {switch_at}")
     return round(switch_at * steps) if switch_at < 1 else int(switch_at)
 
 
@@ -84,5 +86,5 @@ def staged_loss(loss: str, then: str | None = None, switch_at: float = 0.7, step
         return StagedLoss([(0, loss)], scale)
     at = switch_step(switch_at, steps)
     if not 0 < at < steps:
-        raise ValueError(f"--switch-at {switch_at} puts the switch at step {at}, outside 1 … {steps - 1}")
+        raise OptionError(f"--switch-at {switch_at} puts the switch at step {at}, outside 1 … {steps - 1}")
     return StagedLoss([(0, loss), (at, then)], scale)

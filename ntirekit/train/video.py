@@ -1,6 +1,6 @@
 """Training and fine-tuning video QE entries (BasicVSR++, PQF-BasicVSR++, ...) on compressed/clean clip pairs.
 
-Data (:func:`load_clip_pairs`): any folder the ``vqe`` track reads (:func:`ntirekit.tracks.vqe.find_videos`): the
+Data (:func:`load_clip_pairs`): any folder the ``vqe`` track reads (:func:`ntirekit.eval.tracks.vqe.find_videos`): the
 output of ``ntirekit data compress CLIPS --out DATA`` (each clip's ``clip.json`` names its clean source), or
 ``DATA/lq/<video>`` + ``DATA/gt/<video>``. Every clip is read once into memory as RGB ``uint8``. Consecutive
 byte-identical compressed frames (duplicates) are dropped with their clean frames, as the winner of NTIRE 2022 did,
@@ -29,7 +29,7 @@ Model (:func:`model_for_video_training`): the entry's factory with ``--set`` ove
 ``fix_flow`` keeps the flow network frozen for the first steps (upstream BasicVSR++: ``fix_iter = 5000``). The loss
 compares output and clean frames in [0, 1] (:class:`ntirekit.train.losses.StagedLoss`: e.g. Charbonnier then L2).
 Validation (:func:`vqe_validator`) runs each validation clip whole through
-:func:`ntirekit.video.inference.enhance_clip` (duplicates, padding, PQFs as ``ntirekit eval --track vqe`` does) and
+:func:`ntirekit.eval.clip_inference.enhance_clip` (duplicates, padding, PQFs as ``ntirekit eval --track vqe`` does) and
 returns the mean over videos of ΔPSNR = PSNR(output) - PSNR(compressed input), RGB, peak 255, per-frame mean.
 """
 
@@ -44,9 +44,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from ntirekit.data.video import ClipError
-from ntirekit.entry import Entry, EntryError
+from ntirekit.core.errors import OptionError
+from ntirekit.data.video import ClipError, read_clip
+from ntirekit.core.spec import Entry, EntryError, InputContract, input_contract
 from ntirekit.train.loop import TrainConfig, TrainResult, Trainer
+from ntirekit.data.frames import drop_duplicates, find_pqf, positions_after_drop
+from ntirekit.eval.tracks.vqe import find_videos
+from ntirekit.quality import mean_over_videos, psnr, video_psnr
+from ntirekit.eval.clip_inference import enhance_clip
+from ntirekit.nn.recurrent import ResidualBlockNoBN
+from ntirekit.nn.spynet import SPyNet
+from ntirekit.train.image import model_for_training
+from ntirekit.core.weights import extract_state_dict, normalise_keys, read_checkpoint
+from ntirekit.train.derive import write_entry_folder
+from ntirekit.core.device import resolve_device
+from ntirekit.train.losses import staged_loss
 
 __all__ = ["TrainClip", "load_clip_pairs", "ClipSequenceSource", "augment_sequence", "vqe_validator",
            "grow_from_state", "identity_init", "zero_flow", "flow_freezer", "model_for_video_training",
@@ -72,10 +84,6 @@ def load_clip_pairs(data: str | os.PathLike, *, default_pqf: Callable[[int], Seq
                     ) -> list[TrainClip]:
     """The (compressed, clean) pairs of ``data`` in memory, duplicates dropped (module docstring). PQFs come from
     the clip's QPs, else ``default_pqf(n)``, else None."""
-    from ntirekit.data.frames import drop_duplicates, find_pqf, positions_after_drop
-    from ntirekit.data.video import read_clip
-    from ntirekit.tracks.vqe import find_videos
-
     clips = []
     for pair in find_videos(data):
         lq = read_clip(pair.lq)
@@ -125,7 +133,7 @@ class ClipSequenceSource:
     def __init__(self, clips: Sequence[TrainClip], frames: int, patch: int, *, batch_size: int = 1,
                  data_range: float = 1.0, augment: bool = True, reverse: bool = True, pass_pqf: bool = False):
         if frames < 1 or patch < 1 or batch_size < 1:
-            raise ValueError(f"frames, patch and batch size must be positive (got {frames}, {patch}, {batch_size})")
+            raise OptionError(f"frames, patch and batch size must be positive (got {frames}, {patch}, {batch_size})")
         self.clips, self.frames, self.patch, self.batch_size = list(clips), int(frames), int(patch), int(batch_size)
         self.data_range, self.augment, self.reverse, self.pass_pqf = float(data_range), augment, reverse, pass_pqf
         groups: dict[tuple[int, ...] | None, list[_Candidate]] = {}
@@ -191,16 +199,11 @@ class ClipSequenceSource:
 # ---------------------------------------------------------------------------------------------------------------------
 # validation
 
-def vqe_validator(data: str | os.PathLike, data_range: float, device: torch.device, *, frames: int | None = None,
-                  protocol: str = "challenge") -> Callable[[nn.Module], float]:
+def vqe_validator(data: str | os.PathLike, contract: InputContract, device: torch.device, *,
+                  frames: int | None = None, protocol: str = "challenge") -> Callable[[nn.Module], float]:
     """``validate(model) -> mean ΔPSNR (dB)`` over the videos of ``data`` (any vqe layout; clips loaded once;
-    ``frames``: only the first N of each), each run whole as ``ntirekit eval --track vqe`` runs it."""
-    from ntirekit.data.frames import find_pqf
-    from ntirekit.data.video import read_clip
-    from ntirekit.quality import mean_over_videos, psnr, video_psnr
-    from ntirekit.tracks.vqe import find_videos
-    from ntirekit.video.inference import enhance_clip
-
+    ``frames``: only the first N of each), each run whole as ``ntirekit eval --track vqe`` runs it, padded to the
+    entry's input ``contract`` (:func:`ntirekit.core.spec.input_contract`)."""
     videos = []
     for pair in find_videos(data):
         lq = read_clip(pair.lq).head(frames)
@@ -217,9 +220,8 @@ def vqe_validator(data: str | os.PathLike, data_range: float, device: torch.devi
     def validate(model: nn.Module) -> float:
         deltas = []
         for lq_frames, gt_frames, pqf, input_psnr in videos:
-            out, _ = enhance_clip(model, lq_frames, device=device, data_range=data_range, pqf=pqf,
-                                  min_size=int(getattr(model, "min_input_size", 256)),
-                                  pad_to_multiple=int(getattr(model, "input_multiple", 4)))
+            out, _ = enhance_clip(model, lq_frames, device=device, data_range=contract.data_range, pqf=pqf,
+                                  min_size=contract.min_size, pad_to_multiple=contract.multiple)
             deltas.append(video_psnr([psnr(y, ref, protocol=protocol, border=0) for y, ref in zip(out, gt_frames)])
                           - input_psnr)
         return mean_over_videos(deltas)
@@ -231,8 +233,6 @@ def vqe_validator(data: str | os.PathLike, data_range: float, device: torch.devi
 # initialisation
 
 def _residual_block_class() -> type:
-    from ntirekit.nn.recurrent import ResidualBlockNoBN
-
     return ResidualBlockNoBN
 
 
@@ -282,8 +282,6 @@ def identity_init(model: nn.Module) -> None:
 
 
 def _flow_networks(model: nn.Module) -> list[nn.Module]:
-    from ntirekit.nn.spynet import SPyNet
-
     return [m for m in model.modules() if isinstance(m, SPyNet)]
 
 
@@ -316,15 +314,12 @@ def model_for_video_training(entry: Entry, *, finetune: bool, weights: str | os.
                              identity: bool = False, flow_zero: bool = False,
                              log: Callable[[str], None] | None = None) -> nn.Module:
     """The model to train (module docstring); seed torch first for a reproducible initialisation."""
-    from ntirekit.train.image import model_for_training
-    from ntirekit.weights import extract_state_dict, normalise_keys, read_checkpoint
-
     log = log or (lambda message: None)
     if (identity or flow_zero) and (finetune or grow_from is not None):
-        raise ValueError("identity and zero-flow initialisations apply to a random initialisation only (`train` "
+        raise OptionError("identity and zero-flow initialisations apply to a random initialisation only (`train` "
                          "without --grow-from)")
     if grow_from is not None and weights is not None:
-        raise ValueError("give either --grow-from or --weights")
+        raise OptionError("give either --grow-from or --weights")
     if grow_from is not None:
         model = entry.build(**dict(overrides or {}))
         state = normalise_keys(extract_state_dict(read_checkpoint(grow_from, "--grow-from"), what="--grow-from"))
@@ -371,17 +366,13 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
                       ) -> tuple[Entry | None, TrainResult]:
     """Train (seeded random initialisation, or ``grow_from``) or fine-tune a vqe/qe entry on clip pairs; writes the
     best weights (highest validation ΔPSNR; the last ones without validation) as an entry folder at ``out_dir``."""
-    from ntirekit.derive import write_entry_folder
-    from ntirekit.measure.device import resolve_device
-    from ntirekit.train.losses import staged_loss
-
     if entry.spec.track != "vqe" or entry.spec.task != "qe":
         raise EntryError(f"{entry.name}: video training needs a vqe/qe entry (got {entry.spec.track}/{entry.spec.task})")
     log = log or (lambda message: None)
     device = resolve_device(options.device)
     frames = options.frames or entry.spec.frames
     if frames < 2:
-        raise ValueError(f"{entry.name}: training sequences need at least 2 frames (give --frames)")
+        raise OptionError(f"{entry.name}: training sequences need at least 2 frames (give --frames)")
     torch.manual_seed(options.config.seed)
     model = model_for_video_training(entry, finetune=finetune, weights=weights, overrides=options.overrides,
                                      grow_from=options.grow_from, identity=options.identity_init,
@@ -396,7 +387,7 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
                        scale=entry.spec.data_range)
     validate = None
     if options.val:
-        validate = vqe_validator(options.val, entry.spec.data_range, device, frames=options.val_frames)
+        validate = vqe_validator(options.val, input_contract(entry), device, frames=options.val_frames)
     before_step = flow_freezer(model, options.fix_flow) if options.fix_flow > 0 else None
     trainer = Trainer(model, source, loss, options.config, validate=validate, ckpt_dir=ckpt_dir, device=device,
                       log=log, before_step=before_step)

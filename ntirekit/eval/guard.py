@@ -1,0 +1,37 @@
+"""One entry's evaluation, guarded: any exception it raises becomes that entry's failure record.
+
+Out-of-memory errors are named as such; the others keep their type and first line. KeyboardInterrupt and
+GeneratorExit pass through (never yield inside :func:`guard`: it would swallow GeneratorExit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+
+from ntirekit.core.errors import NtirekitError
+from ntirekit.core.records import failure
+from ntirekit.core.spec import Entry
+
+__all__ = ["EntryFailed", "guard"]
+
+
+class EntryFailed(NtirekitError):
+    """Raised inside :func:`guard` to end one entry's evaluation with a recorded reason."""
+
+
+@contextlib.contextmanager
+def guard(entry: Entry, track: str, device: dict[str, Any], sink: list[dict[str, Any]]) -> Iterator[None]:
+    """Turn any exception of one entry's evaluation into a failure record appended to ``sink``."""
+    try:
+        yield
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - an entry may fail in any way; record it and go on
+        if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+            exc = EntryFailed(f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        sink.append(failure(entry.name, track, device, exc))

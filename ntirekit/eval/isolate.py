@@ -1,0 +1,377 @@
+"""Running one entry's evaluation in a child process, with a time limit, a memory limit and a NaN/inf guard.
+
+:func:`evaluate_isolated` runs a track's ``evaluate([entry], options)`` in ``python -m ntirekit.eval.isolate
+REQUEST.json`` (a fresh interpreter in its own process group; the request and the result travel as JSON files in a
+temporary folder) and returns the entry's record, or a failure record (:func:`ntirekit.core.records.failure`) that
+says what went wrong. :func:`call_isolated` runs a plain function of one entry the same way (the checker's
+:func:`ntirekit.eval.probe.load_probe`), and returns its dict with ``status``. ``failure_kind`` names the kind:
+
+``crash``
+    the process exited with a non-zero status (``os._exit(3)``, an uncaught error outside the track) or was killed by
+    a signal (a segfault in an extension); the last line of its output is quoted.
+``timeout``
+    its evaluation ran past ``timeout_s`` (counted from the child's ready signal, so interpreter and torch start-up
+    are not charged to the entry; start-up has its own :data:`STARTUP_TIMEOUT_S`): the whole process group (the
+    entry's own children included) is killed with SIGKILL.
+``oom``
+    it ran out of memory: ``MemoryError``, torch's "can't allocate memory", CUDA out of memory, or SIGKILL from the
+    kernel. On CPU the child caps its address space with ``RLIMIT_AS`` at its start-up footprint (interpreter, torch,
+    the track's modules, torch's thread pool) plus ``memory_mb``; on CUDA (which reserves huge address ranges, so
+    ``RLIMIT_AS`` cannot be used) ``memory_mb`` caps torch's GPU allocator through
+    ``torch.cuda.set_per_process_memory_fraction``.
+``nonfinite``
+    the model returned NaN or inf. Outside the timing tracks (:attr:`ntirekit.eval.track.Track.times`) the child adds
+    a build hook to the entry (:meth:`ntirekit.core.spec.Entry.add_build_hook`) that puts a forward hook on every model
+    it builds, raising :class:`ntirekit.eval.inference.NonFiniteOutput` on a non-finite output; timing tracks run
+    without it so that it never adds to a timing.
+``error``
+    the track itself recorded a failure (an exception in the entry's code, bad weights, ...): its record is kept.
+
+The records of other entries are never touched by a failing one. This is a guard against crashes, hangs and runaway
+memory, not a security sandbox: the entry's code runs with the user's permissions (``check`` never runs it unless
+asked; see :mod:`ntirekit.pack.checker`).
+
+Entries are isolated by default when they are *untrusted* (:func:`is_untrusted`): they live under a ``submissions``
+folder searched by default, or below a folder holding the :data:`UNTRUSTED_MARKER` file (every folder a submission
+zip is unpacked into for evaluation carries it).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import importlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.records import error_line, failure, write_json_atomic
+from ntirekit.core.spec import Entry, EntrySpec
+from ntirekit.eval.inference import NonFiniteOutput
+from ntirekit.eval.track import EvalOptions, options_from_dict
+from ntirekit.eval.tracks import TRACKS, get_track, register
+
+UNTRUSTED_MARKER = ".ntirekit-untrusted"
+DEFAULT_TIMEOUT_S = 3600.0
+#: the child's start-up (interpreter, torch, the track's imports) has its own limit, outside ``timeout_s``
+STARTUP_TIMEOUT_S = 300.0
+_READY = "\x1entirekit-isolate-ready"
+_OOM_PATTERN = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|out of memory|bad_alloc",
+                          re.IGNORECASE)
+
+
+def is_untrusted(entry: Entry) -> bool:
+    """Whether ``entry`` runs isolated by default: under the working directory's ``submissions`` (a default root) or
+    below the marker file."""
+    folder = entry.folder
+    root = (Path.cwd() / "submissions").resolve()
+    if folder == root or root in folder.parents:
+        return True
+    return any((p / UNTRUSTED_MARKER).is_file() for p in (folder, *folder.parents))
+
+
+def mark_untrusted(folder: str | os.PathLike) -> Path:
+    """Mark ``folder`` (and every entry below it) as untrusted: evaluated in a child process by default."""
+    marker = Path(folder) / UNTRUSTED_MARKER
+    marker.write_text("Entries below this folder come from a submission: ntirekit evaluates them isolated.\n")
+    return marker
+
+
+def _wait(proc: subprocess.Popen, ready: threading.Event, timeout_s: float | None) -> bool:
+    """Wait for the child; True when it timed out. The limit counts from the child's ready signal, so interpreter
+    and torch start-up (seconds on a loaded machine) never eat into an entry's time."""
+    start_by = time.monotonic() + STARTUP_TIMEOUT_S
+    while proc.poll() is None:
+        if ready.wait(0.05):
+            try:
+                proc.wait(timeout=timeout_s)
+                return False
+            except subprocess.TimeoutExpired:
+                return True
+        if time.monotonic() > start_by:
+            return True
+    return False
+
+
+def _last_words(lines: list[str]) -> str:
+    """The most telling line of a dead child's output: Python's fatal-error line, else the last exception line,
+    else the last line."""
+    lines = [line.strip() for line in lines if line.strip()]
+    for pattern in (r"^Fatal Python error", r"^[\w.]+(Error|Exception|Exit)\b"):
+        hit = next((line for line in reversed(lines) if re.match(pattern, line)), None)
+        if hit:
+            return hit
+    return next((line for line in reversed(lines) if not line.startswith("Extension modules")), "")
+
+
+def _failure(entry: Entry, options: EvalOptions, kind: str, message: str) -> dict[str, Any]:
+    return failure(entry.name, options.track, fingerprint(resolve_device(options.device)), message,
+                   failure_kind=kind, isolated=True)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+
+
+def _classify(record: dict[str, Any], memory_mb: int | None) -> dict[str, Any]:
+    """Name the kind of a failed record produced inside the child (oom, nonfinite or error)."""
+    if record.get("status") == "ok":
+        return record
+    error = str(record.get("error", ""))
+    if "NonFiniteOutput" in error or "NaN or inf" in error:
+        record.setdefault("failure_kind", "nonfinite")
+    elif _OOM_PATTERN.search(error):
+        limit = f" (limit {memory_mb} MiB)" if memory_mb else ""
+        if not error.startswith("out of memory"):
+            record["error"] = f"out of memory{limit}: {error}"
+        record.setdefault("failure_kind", "oom")
+    else:
+        record.setdefault("failure_kind", "error")
+    return record
+
+
+def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                      memory_mb: int | None = None, echo: bool | None = None) -> dict[str, Any]:
+    """The record of ``options.track``'s ``evaluate([entry], options)`` run in a child process, or a failure record
+    saying why not.
+
+    ``timeout_s`` (None: no limit) bounds the whole child; ``memory_mb`` is the memory the evaluation may add (see
+    the module docstring). The NaN/inf guard is on unless the track times. ``echo`` (default: ``options.progress``)
+    passes the child's output on to this process's stderr.
+    """
+    if options.track not in TRACKS:
+        return _failure(entry, options, "error", f"unknown track {options.track!r}")
+    track = TRACKS[options.track]
+    job = {"track": options.track, "track_module": track.evaluate.__module__, "options": dataclasses.asdict(options)}
+    return _run_child(entry, job, check_finite=track.finite_guard, timeout_s=timeout_s,
+                      memory_mb=memory_mb, echo=options.progress if echo is None else echo,
+                      fail=lambda kind, message: _failure(entry, options, kind, message))
+
+
+def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                  memory_mb: int | None = None, check_finite: bool = True, echo: bool = False,
+                  **kwargs: Any) -> dict[str, Any]:
+    """``{"status": "ok", **function(entry, **kwargs)}`` run in a child process, or ``{"status": "failed", "error":
+    ..., "failure_kind": ...}`` saying why not. ``function`` is a module-level function (it is imported by name in
+    the child) and ``kwargs`` travel as JSON."""
+    job = {"call": f"{function.__module__}:{function.__qualname__}", "kwargs": kwargs}
+
+    def fail(kind: str, message: str) -> dict[str, Any]:
+        return {"entry": entry.name, "status": "failed", "error": message, "failure_kind": kind, "isolated": True}
+
+    return _run_child(entry, job, check_finite=check_finite, timeout_s=timeout_s, memory_mb=memory_mb, echo=echo,
+                      fail=fail)
+
+
+def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout_s: float | None,
+               memory_mb: int | None, echo: bool, fail: Callable[[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``job`` on ``entry`` in ``python -m ntirekit.eval.isolate``; its record, or ``fail(kind, message)``."""
+    with tempfile.TemporaryDirectory(prefix="ntirekit-isolate-") as tmp:
+        request = {"folder": str(entry.folder), "spec": entry.spec.to_dict(), **job,
+                   "memory_mb": memory_mb, "check_finite": bool(check_finite),
+                   "sys_path": [p for p in sys.path if p], "result": str(Path(tmp) / "result.json")}
+        request_path = Path(tmp) / "request.json"
+        try:
+            request_path.write_text(json.dumps(request))
+        except (TypeError, ValueError) as exc:
+            return fail("error", f"options cannot be sent to the child process ({exc})")
+        env = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONUNBUFFERED": "1"}
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "ntirekit.eval.isolate", str(request_path)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True)
+        except OSError as exc:
+            return fail("crash", f"the evaluation process could not be started ({exc})")
+        tail: collections.deque[str] = collections.deque(maxlen=50)
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for raw in iter(proc.stdout.readline, b""):
+                line = raw.decode("utf-8", errors="replace")
+                if line.rstrip("\n") == _READY:
+                    ready.set()
+                    continue
+                tail.append(line.rstrip())
+                if echo:
+                    sys.stderr.write(line)
+            proc.stdout.close()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        timed_out = False
+        try:
+            timed_out = _wait(proc, ready, timeout_s)
+        finally:
+            _kill_group(proc.pid)          # the hung child, or whatever the entry left running
+            proc.wait()
+            reader.join(timeout=10)
+        records: list[dict[str, Any]] = []
+        result_path = Path(request["result"])
+        if result_path.is_file():
+            try:
+                records = json.loads(result_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                records = []
+    mine = [r for r in records if isinstance(r, dict) and r.get("entry") == entry.name] or records
+    if mine:
+        record = _classify(dict(mine[0]), memory_mb)
+        record["isolated"] = True
+        return record
+    last = _last_words(list(tail))
+    context = f" (last output: {last[:200]})" if last else ""
+    if timed_out:
+        what = f"{timeout_s:g} s of evaluation" if ready.is_set() else f"{STARTUP_TIMEOUT_S:g} s of start-up"
+        return fail("timeout", f"timed out after {what}: the evaluation process group was "
+                                                   "killed")
+    code = proc.returncode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        if -code == signal.SIGKILL:
+            return fail("oom", f"out of memory: the evaluation process was killed by SIGKILL "
+                                                   f"(the kernel's out-of-memory killer sends it){context}")
+        return fail("crash", f"crashed: the evaluation process was killed by signal {name}"
+                                                 f"{context}")
+    if _OOM_PATTERN.search(last):
+        return fail("oom", f"out of memory: {last[:200]}")
+    if code:
+        return fail("crash", f"crashed: the evaluation process exited with status {code}"
+                                                 f"{context}")
+    return fail("crash", f"the evaluation process ended without a result{context}")
+
+
+# ---------------------------------------------------------------------------------------------------------- child
+
+# ---------------------------------------------------------------------------------------------------------- child
+
+def _resolve(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+
+
+def finite_guard(entry: Entry, model: nn.Module) -> None:
+    """A build hook (:meth:`Entry.add_build_hook`): ``model``'s forward raises ``NonFiniteOutput`` when its output
+    holds NaN or inf."""
+    name = entry.name
+
+    def hook(_module: Any, _inputs: Any, output: Any) -> None:
+        for t in _tensors(output):
+            if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise NonFiniteOutput(f"{name}: model output contains NaN or inf ({bad} of {t.numel()} values)")
+
+    model.register_forward_hook(hook)
+
+
+def _vm_size() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _limit_memory(memory_mb: int, device: Any) -> str:
+    """Cap this process's memory; says how (for the log)."""
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, memory_mb * 2**20 / total), device)
+        return f"GPU allocator capped at {memory_mb} MiB"
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return "memory limit not supported on this platform"
+    # Start the intra-op thread pool first so that its stacks and arenas count as start-up, not as the entry's use.
+    torch.nn.functional.conv2d(torch.ones(1, 3, 16, 16), torch.ones(4, 3, 3, 3))
+    base = _vm_size()
+    if base is None:
+        return "memory limit not supported on this platform"
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = base + memory_mb * 2**20
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return f"address space capped at start-up + {memory_mb} MiB"
+
+
+def _child(request_path: str) -> int:
+    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
+    sys.path[:0] = [p for p in request["sys_path"] if p not in sys.path]
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))          # no core dumps from crashing entries
+    except (ImportError, ValueError, OSError):
+        pass
+    entry = Entry(EntrySpec.from_dict(request["spec"], f"{request['folder']}/entry.toml"), Path(request["folder"]))
+    if request["check_finite"]:
+        entry.add_build_hook(finite_guard)
+    records = _run_call(entry, request) if "call" in request else _run_track(entry, request)
+    write_json_atomic(request["result"], records)
+    return 0
+
+
+def _start(request: dict[str, Any], device: torch.device) -> None:
+    if request.get("memory_mb"):
+        _limit_memory(int(request["memory_mb"]), device)
+    print(_READY, flush=True)
+
+
+def _run_track(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
+    options = options_from_dict(request["options"])
+    device = resolve_device(options.device)
+    records: list[dict[str, Any]] = []
+    try:
+        if options.track not in TRACKS:      # a track declared outside ntirekit.eval.tracks: its module declares it
+            for declared in getattr(importlib.import_module(request["track_module"]), "TRACKS", ()):
+                register(declared)
+        track = get_track(options.track)
+        _start(request, device)
+        records.extend(track.evaluate([entry], track.resolve(options)))
+    except BaseException as exc:  # noqa: BLE001 - anything the track let through becomes this entry's failure
+        records.append(failure(entry.name, options.track, fingerprint(device), exc))
+    return records
+
+
+def _run_call(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        function = _resolve(request["call"])
+        _start(request, torch.device("cpu"))
+        return [{"entry": entry.name, "status": "ok", **function(entry, **request["kwargs"])}]
+    except BaseException as exc:  # noqa: BLE001 - a failing entry is a result, not a crash
+        return [{"entry": entry.name, "status": "failed", "error": error_line(exc)}]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m ntirekit.eval.isolate REQUEST.json (internal: started by evaluate_isolated)")
+    sys.exit(_child(sys.argv[1]))

@@ -1,0 +1,92 @@
+"""The one measuring pipeline for entries: the efficiency tracks, ``profile``, ``pack`` and the benchmarks call it.
+
+Steps, each a function: the entry's model as measured (:func:`load_for_measurement`: pretrained weights when they
+are at hand, else random ones, which counts, timings and memory do not depend on), its inputs (:func:`entry_inputs`:
+the named LR images of :mod:`ntirekit.data.timing` as tensors in the entry's data range), its peak memory
+(:func:`memory_of`) and its timings (:func:`time_entries`: several entries interleaved by the robust timer, runs
+pooled). Counting is :func:`ntirekit.measure.counts.count` on the model. :mod:`ntirekit.measure` below it takes
+models and tensors only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ntirekit.core.spec import Entry, input_contract
+from ntirekit.data.timing import timing_images
+from ntirekit.measure.counts import macs_fvcore
+from ntirekit.measure.memory import measure_memory
+from ntirekit.measure.runtime import pool_runs, time_models
+from ntirekit.nn.deform import implementation
+from ntirekit.quality.convert import to_model_input
+
+__all__ = ["load_for_measurement", "to_inputs", "entry_inputs", "memory_of", "time_entries", "macs_per_frame"]
+
+
+def load_for_measurement(entry: Entry, explicit: str | None = None,
+                         device: torch.device | str = "cpu") -> tuple[nn.Module, str]:
+    """The entry's model in eval mode on ``device`` and ``"pretrained"`` when weights are given or available locally
+    (never downloaded), else the randomly initialised model and ``"random"``."""
+    if explicit is not None or entry.has_weights():
+        return entry.load(explicit, pretrained=True, device=device), "pretrained"
+    return entry.load(pretrained=False, device=device), "random"
+
+
+def to_inputs(images: Iterable[np.ndarray], data_range: float, device: str | torch.device) -> list[torch.Tensor]:
+    """RGB uint8 images → 1×3×H×W float tensors in ``[0, data_range]`` on ``device`` (the challenge's input)."""
+    return [to_model_input(img, data_range, device) for img in images]
+
+
+def entry_inputs(entry: Entry, data: str | None, device: str | torch.device = "cpu",
+                 images: Sequence[np.ndarray] | None = None) -> list[torch.Tensor]:
+    """The inputs ``entry`` is timed and its memory measured on: ``images`` (default: the LR images named ``data``
+    for the entry's scale, :func:`ntirekit.data.timing.timing_images`) in the entry's data range."""
+    if images is None:
+        images = timing_images(data, scale=entry.spec.scale)
+    return to_inputs(images, input_contract(entry).data_range, device)
+
+
+def memory_of(model: nn.Module, inputs: Sequence[torch.Tensor], device: torch.device) -> dict[str, Any]:
+    """Peak memory of ``model`` on ``device`` over ``inputs`` (:func:`ntirekit.measure.memory.measure_memory`); the
+    model goes back to the CPU afterwards so that no other entry shares the device with it."""
+    model.to(device)
+    try:
+        return measure_memory(model, inputs, device)
+    finally:
+        model.to("cpu")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def time_entries(models: Mapping[str, nn.Module], inputs: Mapping[str, Sequence[torch.Tensor]], *, timer: str,
+                 device: torch.device, warmup: int = 3, repeats: int = 5, runs: int = 1, benchmark: bool = False,
+                 threads: int | None = None,
+                 errors: dict[str, BaseException] | None = None) -> dict[str, dict[str, Any]]:
+    """The timer's statistics per entry (models and inputs already on ``device``), ``runs`` whole runs pooled
+    (:func:`ntirekit.measure.runtime.pool_runs`); ``warmup``, ``repeats``, ``benchmark`` and ``threads`` (CPU
+    threads pinned while timing) are the robust timer's. An entry whose call fails lands in ``errors`` (when given; else
+    the error is raised) and is left out of the later runs."""
+    caught: dict[str, BaseException] = {} if errors is None else errors
+    kwargs: dict[str, Any] = {"device": device}
+    if timer == "robust":
+        kwargs.update(warmup=warmup, repeats=repeats, benchmark=benchmark, threads=threads)
+    per_run: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
+    for _ in range(max(1, runs)):
+        alive = {n: m for n, m in models.items() if n not in caught}
+        if not alive:
+            break
+        stats = time_models(alive, {n: inputs[n] for n in alive}, timer, errors=errors, **kwargs)
+        for name, s in stats.items():
+            per_run[name].append(s)
+    return {name: pool_runs(runs_of) for name, runs_of in per_run.items() if runs_of and name not in caught}
+
+
+def macs_per_frame(model: nn.Module, height: int, width: int) -> int:
+    """fvcore MACs of a 3-frame clip minus a 2-frame clip: what one more frame costs (deformable convs counted
+    through the pure-torch path, whose matmul fvcore sees)."""
+    with implementation("torch"):
+        return macs_fvcore(model, (1, 3, 3, height, width)) - macs_fvcore(model, (1, 2, 3, height, width))

@@ -1,0 +1,76 @@
+"""Running a track over entries: each entry guarded, each record written atomically as soon as it is known.
+
+One failing entry (broken spec, import error, missing weights, crash, out of memory, NaN output) is recorded as
+failed with its reason; the others run on and their files are never touched by it. ``resume=True`` skips entries
+whose successful record for this track and device already exists in the output folder. Which entries a track takes,
+its default dataset and its options come from its :class:`~ntirekit.eval.track.Track` declaration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterator
+
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.records import ResultError, read_result, result_path, write_json_atomic
+from ntirekit.core.spec import Entry
+from ntirekit.eval.isolate import DEFAULT_TIMEOUT_S, evaluate_isolated, is_untrusted
+from ntirekit.eval.track import EvalOptions, Track
+from ntirekit.eval.tracks import get_track
+
+
+def existing_ok(out_dir: Path, entry: Entry, track: str, device: dict[str, Any]) -> dict[str, Any] | None:
+    """The already-written successful record of ``entry`` for this track and device, if any."""
+    path = result_path(out_dir, entry.name, track, device)
+    try:
+        rec = read_result(path)
+    except ResultError:
+        return None
+    return rec if rec.get("status") == "ok" else None
+
+
+def options_record(options: EvalOptions) -> dict[str, Any]:
+    """The options a record was measured with (so that ``regress`` can measure it again the same way)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()
+            if k not in ("progress", "device", "weights")}
+
+
+def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | None = None,
+              resume: bool = False, isolate: bool | None = None, timeout_s: float | None = None,
+              memory_mb: int | None = None) -> list[dict[str, Any]]:
+    """Evaluate ``entries`` on ``options.track``; write ``OUT/<entry>__<track>__<device>.json`` for each.
+
+    ``isolate``: True runs every entry in its own child process (:func:`ntirekit.eval.isolate.evaluate_isolated`,
+    with ``timeout_s`` and ``memory_mb``), False none; None (default) isolates the untrusted ones (submissions,
+    unpacked zips: :func:`ntirekit.eval.isolate.is_untrusted`). Unknown tracks and options of the wrong type are an
+    :class:`~ntirekit.core.errors.OptionError` before anything runs.
+    """
+    track = get_track(options.track)
+    options = track.resolve(options)
+    device = fingerprint(resolve_device(options.device))
+    records: list[dict[str, Any]] = []
+    todo = entries
+    if resume and out_dir is not None:
+        done = {e.name: existing_ok(Path(out_dir), e, options.track, device) for e in entries}
+        records += [r for r in done.values() if r is not None]
+        todo = [e for e in entries if done[e.name] is None]
+    for rec in _evaluate(todo, options, track, isolate, timeout_s, memory_mb):
+        rec.setdefault("track", options.track)
+        rec.setdefault("options", options_record(options))
+        if out_dir is not None:
+            write_json_atomic(result_path(out_dir, rec["entry"], rec["track"], rec["device"]), rec)
+        records.append(rec)
+    order = {e.name: i for i, e in enumerate(entries)}
+    return sorted(records, key=lambda r: order.get(r["entry"], len(order)))
+
+
+def _evaluate(entries: list[Entry], options: EvalOptions, track: Track, isolate: bool | None,
+              timeout_s: float | None, memory_mb: int | None) -> Iterator[dict[str, Any]]:
+    """In-process entries through the track, then each isolated entry in its own child process."""
+    isolated = [e for e in entries if (is_untrusted(e) if isolate is None else isolate)]
+    local = [e for e in entries if e not in isolated]
+    if local:
+        yield from track.evaluate(local, options)
+    for entry in isolated:
+        yield evaluate_isolated(entry, options, timeout_s=timeout_s or DEFAULT_TIMEOUT_S, memory_mb=memory_mb)

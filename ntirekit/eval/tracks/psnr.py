@@ -1,0 +1,118 @@
+"""The ``psnr`` track: restoration quality of ESR entries on an image dataset.
+
+Protocols (:mod:`ntirekit.quality`): ``challenge`` = RGB PSNR on the uint8-rounded output with ``border = scale``
+(the official NTIRE ESR harness); ``paper`` = Y-channel (BT.601 studio range, float) PSNR with ``border = scale``.
+One record per entry: ``psnr_db`` and ``ssim`` are means over images; ``images`` lists ``{name, psnr_db, ssim}``.
+``ssim`` is computed only when asked (``options.extra["ssim"]``, ``eval --ssim``), else it is ``None``.
+
+The images flow through :mod:`ntirekit.eval.image_pipeline`: read and moved to the device ahead in worker threads, the
+output rounded to uint8 and compared on the device (:mod:`ntirekit.quality.device`: the challenge PSNR in exact
+integer arithmetic, the official float64 figure bit for bit), SR images written in the background. ``options.extra``:
+
+- ``ssim`` (bool, default False): also SSIM, on the device;
+- ``save_sr`` (folder): write each SR image to ``FOLDER/<entry>/<name>.png``, named as the official ``test_demo.py``
+  saves them (the HR file's name, ``0801.png`` for LR ``0801x4.png``), the layout ``ntirekit pack --format
+  esr-results`` zips (the 2022 script also cut names to 4 characters, which only DIV2K names survive; the kit keeps
+  the whole HR name, as the results format requires);
+- ``workers`` (int, default :func:`ntirekit.eval.image_pipeline.default_workers`): reader threads; 0 runs every step
+  serially in one thread (same record, figure for figure).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from tqdm import tqdm
+
+from ntirekit.data.images import open_image_dataset
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.records import record
+from ntirekit.core.spec import Entry
+from ntirekit.eval.columns import cell
+from ntirekit.eval.guard import guard
+from ntirekit.eval.image_pipeline import ImageWriter, prefetch
+from ntirekit.eval.inference import run_tiled
+from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
+from ntirekit.quality.device import output_to_uint8, psnr_tensor, ssim_tensor
+
+
+def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, Any]]:
+    device = resolve_device(options.device)
+    fp = fingerprint(device)
+    datasets: dict[int, Any] = {}
+    for entry in entries:
+        failed: list[dict[str, Any]] = []
+        rec: dict[str, Any] | None = None
+        with guard(entry, "psnr", fp, failed):  # never yield inside guard
+            rec = _evaluate_entry(entry, options, device, fp, datasets)
+        yield from failed if rec is None else [rec]
+
+
+def sr_file_name(name: str) -> str:
+    """The file an image's SR output is saved as: its HR name with ``.png``."""
+    return f"{name}.png"
+
+
+def _evaluate_entry(entry: Entry, options: EvalOptions, device: torch.device, fp: dict[str, Any],
+                    datasets: dict[int, Any]) -> dict[str, Any]:
+    """One entry's record over the dataset of its scale (opened once per scale); raises on any failure."""
+    if entry.spec.track != "esr":
+        raise ValueError(f"{entry.name} is a {entry.spec.track} entry; the psnr track runs esr entries")
+    extra = options.extra or {}
+    with_ssim = bool(extra.get("ssim", False))
+    workers = extra.get("workers")
+    save_dir = Path(extra["save_sr"]) / entry.name if extra.get("save_sr") else None
+    scale = entry.spec.scale
+    if scale not in datasets:
+        datasets[scale] = open_image_dataset(options.data, scale=scale)
+    dataset = datasets[scale]
+    if not dataset.has_hr:
+        raise ValueError(f"{dataset.name}: some images have no HR image; PSNR needs HR")
+    model = entry.load(options.weights.get(entry.name), device=device)
+    data_range = entry.spec.data_range
+    tile = options.tile or entry.spec.tile or None      # the caller's --tile, else the entry's own
+    images = []
+    start = time.perf_counter()
+    with ImageWriter(background=workers != 0) as writer:
+        items = prefetch(dataset, device, data_range, workers=workers)
+        for item in tqdm(items, total=len(dataset), desc=entry.name, unit="img", disable=not options.progress,
+                         leave=False):
+            y = run_tiled(model, item.x, scale, tile, options.tile_overlap)
+            expected = (item.x.shape[-2] * scale, item.x.shape[-1] * scale)
+            if tuple(y.shape[-2:]) != expected:
+                raise RuntimeError(f"output is {tuple(y.shape[-2:])}, expected {expected} for a x{scale} model")
+            sr = output_to_uint8(y, data_range)
+            del y
+            assert item.hr is not None
+            images.append({"name": item.name,
+                           "psnr_db": psnr_tensor(sr, item.hr, protocol=options.protocol, border=scale),
+                           "ssim": ssim_tensor(sr, item.hr, protocol=options.protocol, border=scale)
+                           if with_ssim else None})
+            if save_dir is not None:
+                writer.submit(save_dir / sr_file_name(item.name), sr)
+    if not images:
+        raise ValueError(f"{dataset.name}: no images")
+    n = len(images)
+    return record(entry.name, "psnr", fp, protocol=options.protocol, dataset=dataset.name,
+                  psnr_db=sum(i["psnr_db"] for i in images) / n,
+                  ssim=sum(i["ssim"] for i in images) / n if with_ssim else None,
+                  images=images, scale=scale, data_range=data_range,
+                  weights="pretrained" if entry.spec.weights or entry.name in options.weights else "random",
+                  tile=tile, seconds=round(time.perf_counter() - start, 3),
+                  **({"sr_folder": str(save_dir)} if save_dir is not None else {}))
+
+
+TRACKS = (Track("psnr", evaluate, "esr", times=False,
+                record_fields=("protocol", "dataset", "psnr_db", "ssim", "images", "scale", "data_range", "weights",
+                               "tile"),
+                columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")),
+                         Column("SSIM", cell("ssim", fmt="{:.4f}"))),
+                options=(TrackOption("ssim", bool, False, "also SSIM (on the device; off by default, as in the "
+                                     "official harness)", "--ssim"),
+                         TrackOption("save_sr", str, None, "write the SR images to DIR/<entry>/<HR name>.png (for "
+                                     "`ntirekit pack --format esr-results`)", "--save-sr"),
+                         TrackOption("workers", int, None, "reader threads (0: every step serially in one thread)")),
+                description="PSNR (SSIM with --ssim) of ESR entries on an image dataset"),)

@@ -1,0 +1,242 @@
+"""The ``vqe`` track: video entries on compressed clips, measured the way the NTIRE 2022 VQE challenge did (§3.1).
+
+Data (``options.data``), either layout:
+
+- **pairs**: ``DATA/lq/<video>`` (compressed input) and ``DATA/gt/<video>`` (clean), each a folder of PNG frames or a
+  raw ``.yuv`` file (``<video>_640x360_30.yuv``; see :func:`ntirekit.data.video.read_clip`), matched by name;
+- **compressed clips**: what ``ntirekit data compress CLIPS --out DATA`` writes: ``DATA/<video>/`` with the decoded
+  frames, ``qp.txt`` and ``clip.json``, whose ``source`` names the clean clip (an absolute path, or relative to the
+  current folder or to ``DATA``) and ``frames`` how many of its leading frames were compressed. ``DATA`` may also be
+  one such clip folder.
+
+A compressed clip's ``qp.txt`` gives its PQF positions (:func:`ntirekit.data.frames.find_pqf`); without one, a PQF
+model falls back to its own pattern (every 4th frame for PQF-BasicVSR++).
+
+Per entry and video: the clip goes through :func:`ntirekit.eval.clip_inference.enhance_clip` (duplicates dropped and
+restored for QE entries, frames reflect-padded to the entry's declared input contract (``[input]``: ``min_size``,
+``multiple``), optional chunks), then per-frame PSNR (``options.protocol``: ``challenge`` = RGB, peak 255, no border) of the output
+and of the compressed input against the clean frames; a video's PSNR is the mean over its frames with zero-error
+frames skipped, the entry's the mean over videos; ``delta_psnr_db`` = output minus input. For an SR entry (x4 VSR)
+the input is bicubic-upscaled (OpenCV) to compare it with the clean frames.
+
+Record keys: ``psnr_db``, ``psnr_input_db``, ``delta_psnr_db``, ``videos`` (per video: ``name``, ``frames``,
+``unique_frames``, ``psnr_db``, ``psnr_input_db``, ``delta_psnr_db``, ``runtime_ms_per_frame``, ``chunks``,
+``pqf``, ``pqf_source``, ``size``), ``frames``, ``runtime_ms_per_frame`` (model time over all frames: the NTIRE
+"runtime per frame"), ``params``, ``macs_per_frame`` (fvcore MACs of a 3-frame minus a 2-frame clip at the first
+video's padded size: what one more frame costs; ``macs_input`` says the size), ``max_memory_mib`` (CUDA peak of
+``max_memory_allocated``; None on CPU), ``memory_kind``, ``weights`` (pretrained | random), ``chunk``, ``overlap``.
+
+``options.extra``: ``chunk`` (frames per window, default None = whole clip), ``overlap`` (default 2),
+``drop_duplicates`` (default: True for QE entries), ``frames`` (only the first N frames of each video), ``macs``
+(default True), ``save`` (a folder: outputs written as ``SAVE/<entry>/<video>/001.png, 002.png, ...``, the
+``vqe-results`` submission layout).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.records import record
+from ntirekit.core.spec import Entry, input_contract
+from ntirekit.data import DataError
+from ntirekit.data.frames import find_pqf
+from ntirekit.data.video import CLIP_JSON, Clip, read_clip, write_png_folder, yuv_name_info
+from ntirekit.eval.clip_inference import enhance_clip
+from ntirekit.eval.columns import cell
+from ntirekit.eval.guard import guard
+from ntirekit.eval.pipeline import load_for_measurement, macs_per_frame
+from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
+from ntirekit.quality import mean_over_videos, psnr, video_psnr
+
+TRACK = "vqe"
+
+
+class VqeDataError(DataError, ValueError):
+    """A data folder that is not in one of the track's layouts."""
+
+
+@dataclass(frozen=True)
+class VideoPair:
+    """A compressed clip, its clean clip, and how many leading clean frames it was made from (None: all)."""
+
+    name: str
+    lq: Path
+    gt: Path
+    gt_frames: int | None = None
+
+
+def _clip_name(path: Path) -> str:
+    return yuv_name_info(path)[0] if path.suffix.lower() == ".yuv" else path.name
+
+
+def _clips_in(folder: Path) -> dict[str, Path]:
+    items = [p for p in sorted(folder.iterdir()) if p.is_dir() or p.suffix.lower() == ".yuv"]
+    return {_clip_name(p): p for p in items if not p.name.startswith(".")}
+
+
+def _compressed_pair(clip_folder: Path, data: Path) -> VideoPair:
+    """The pair of a folder written by ``ntirekit data compress``: ``clip.json`` names the clean source and the
+    number of its leading frames that were compressed (``--frames``)."""
+    meta = json.loads((clip_folder / CLIP_JSON).read_text())
+    source = meta.get("source")
+    if not source:
+        raise VqeDataError(f"{clip_folder / CLIP_JSON} names no source (clean) clip")
+    for candidate in (Path(source), data / source, data.parent / source):
+        if candidate.exists():
+            frames = meta.get("frames")
+            return VideoPair(clip_folder.name, clip_folder, candidate, int(frames) if frames else None)
+    raise VqeDataError(f"{clip_folder.name}: its clean source {source} was not found (as given, nor under {data})")
+
+
+def find_videos(data: str | Path) -> list[VideoPair]:
+    """The (compressed, clean) clip pairs of a data folder in either layout (module docstring)."""
+    if str(data) in ("", "sample"):
+        raise VqeDataError("the vqe track needs --data: a folder with lq/ and gt/ clips, or the output of "
+                           "'ntirekit data compress CLIPS --out DATA'")
+    root = Path(data)
+    if not root.is_dir():
+        raise VqeDataError(f"{root} is not a folder")
+    if (root / "lq").is_dir() and (root / "gt").is_dir():
+        lq, gt = _clips_in(root / "lq"), _clips_in(root / "gt")
+        missing = sorted(set(lq) - set(gt))
+        if missing:
+            raise VqeDataError(f"{root / 'gt'} has no clean clip for {', '.join(missing)}")
+        pairs = [VideoPair(name, lq[name], gt[name]) for name in lq]
+    elif (root / CLIP_JSON).is_file():
+        pairs = [_compressed_pair(root, root.parent)]
+    else:
+        pairs = [_compressed_pair(p, root) for p in sorted(root.iterdir()) if p.is_dir() and (p / CLIP_JSON).is_file()]
+    if not pairs:
+        raise VqeDataError(f"{root}: no videos (expected lq/ and gt/ sub-folders, or folders written by "
+                           "'ntirekit data compress')")
+    return pairs
+
+
+def _pqf_of(clip: Clip) -> tuple[list[int] | None, str]:
+    if clip.qps is None:
+        return None, "model default"
+    est = find_pqf(len(clip), qps=clip.qps)
+    return (est.positions, "qp.txt") if est.method == "qp" else (None, f"model default ({est.detail})")
+
+
+def _input_for_comparison(lq: np.ndarray, gt_shape: tuple[int, ...]) -> np.ndarray:
+    if lq.shape == gt_shape:
+        return lq
+    return cv2.resize(lq, (gt_shape[1], gt_shape[0]), interpolation=cv2.INTER_CUBIC)
+
+
+def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, Any]]:
+    device = resolve_device(options.device)
+    fp = fingerprint(device)
+    videos: list[VideoPair] | None = None
+    for entry in entries:
+        failed: list[dict[str, Any]] = []
+        rec: dict[str, Any] | None = None
+        with guard(entry, TRACK, fp, failed):  # never yield inside guard
+            if videos is None:
+                videos = find_videos(options.data)
+            rec = _evaluate_entry(entry, videos, options, device, fp)
+        if rec is None:
+            yield from failed
+        else:
+            yield rec
+
+
+def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions, device: torch.device,
+                    fp: dict[str, Any]) -> dict[str, Any]:
+    spec = entry.spec
+    if spec.track != "vqe":
+        raise ValueError(f"{entry.name} is an {spec.track} entry; the vqe track runs vqe entries")
+    extra = options.extra or {}
+    chunk, overlap = extra.get("chunk"), int(extra.get("overlap", 2))
+    drop = bool(extra.get("drop_duplicates", spec.task == "qe"))
+    limit = extra.get("frames")
+    started = time.perf_counter()
+    model, weights = load_for_measurement(entry, options.weights.get(entry.name), device)
+    contract = input_contract(entry)
+
+    per_video: list[dict[str, Any]] = []
+    model_seconds, total_frames = 0.0, 0
+    peak: float | None = None
+    first_padded: tuple[int, int] | None = None
+    for pair in tqdm(videos, desc=entry.name, unit="video", disable=not options.progress, leave=False):
+        lq = read_clip(pair.lq).head(limit)
+        gt = read_clip(pair.gt).head(pair.gt_frames).head(limit)
+        if len(lq) != len(gt):
+            raise ValueError(f"{pair.name}: {len(lq)} compressed frames but {len(gt)} clean frames")
+        pqf, pqf_source = _pqf_of(lq)
+        out, stats = enhance_clip(model, lq.frames, chunk=chunk, overlap=overlap, pad_to_multiple=contract.multiple,
+                                  min_size=contract.min_size, drop_duplicates=drop, device=device,
+                                  data_range=spec.data_range, pqf=pqf)
+        if first_padded is None:
+            first_padded = (stats["padded_size"][1], stats["padded_size"][0])
+        out_psnr, in_psnr = [], []
+        for i, (y, x, ref) in enumerate(zip(out, lq.frames, gt.frames)):
+            if y.shape != ref.shape:
+                raise ValueError(f"{pair.name} frame {i}: output {y.shape} but clean frame {ref.shape}")
+            out_psnr.append(psnr(y, ref, protocol=options.protocol, border=0))
+            in_psnr.append(psnr(_input_for_comparison(x, ref.shape), ref, protocol=options.protocol, border=0))
+        v_out, v_in = video_psnr(out_psnr), video_psnr(in_psnr)
+        per_video.append({"name": pair.name, "frames": stats["frames"], "unique_frames": stats["unique_frames"],
+                          "size": [int(out[0].shape[1]), int(out[0].shape[0])], "psnr_db": v_out, "psnr_input_db": v_in,
+                          "delta_psnr_db": v_out - v_in, "runtime_ms_per_frame": stats["runtime_ms_per_frame"],
+                          "chunks": stats["chunks"], "pqf": stats["pqf"],
+                          "pqf_source": pqf_source if stats["pqf"] is not None else None,
+                          "frame_psnr_db": out_psnr})
+        model_seconds += stats["model_seconds"]
+        total_frames += stats["frames"]
+        if stats["max_memory_mib"] is not None:
+            peak = max(peak or 0.0, stats["max_memory_mib"])
+        if extra.get("save"):
+            write_png_folder(out, Path(extra["save"]) / entry.name / pair.name, start=1, digits=3)
+        del out
+
+    psnr_db = mean_over_videos([v["psnr_db"] for v in per_video])
+    psnr_in = mean_over_videos([v["psnr_input_db"] for v in per_video])
+    fields: dict[str, Any] = {
+        "psnr_db": psnr_db, "psnr_input_db": psnr_in, "delta_psnr_db": psnr_db - psnr_in,
+        "protocol": options.protocol, "dataset": str(options.data), "videos": per_video, "frames": total_frames,
+        "runtime_ms_per_frame": 1000.0 * model_seconds / total_frames,
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs_per_frame": None, "macs_input": None,
+        "max_memory_mib": peak, "memory_kind": "cuda_max_memory_allocated" if device.type == "cuda" else None,
+        "weights": weights, "task": spec.task, "scale": spec.scale, "data_range": spec.data_range,
+        "chunk": chunk, "overlap": overlap, "drop_duplicates": drop,
+    }
+    if extra.get("macs", True) and first_padded is not None:
+        h, w = first_padded
+        fields["macs_per_frame"] = macs_per_frame(model, h, w)
+        fields["macs_input"] = [w, h]
+    fields["seconds"] = round(time.perf_counter() - started, 3)
+    return record(entry.name, TRACK, fp, **fields)
+
+
+__all__ = ["evaluate", "find_videos", "macs_per_frame", "VideoPair", "VqeDataError"]
+
+TRACKS = (Track(
+    TRACK, evaluate, "vqe", times=True,
+    record_fields=("psnr_db", "psnr_input_db", "delta_psnr_db", "protocol", "dataset", "videos", "frames",
+                   "runtime_ms_per_frame", "params", "macs_per_frame", "max_memory_mib", "weights", "chunk",
+                   "overlap", "drop_duplicates"),
+    columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")),
+             Column("ΔPSNR [dB]", cell("delta_psnr_db", fmt="{:+.3f}")),
+             Column("ms/frame", cell("runtime_ms_per_frame")),
+             Column("Params [M]", cell("params", scale=1e6, fmt="{:.3f}"))),
+    options=(TrackOption("chunk", int, None, "frames per inference window (default: whole clip)", "--chunk"),
+             TrackOption("overlap", int, 2, "frames shared by adjacent windows", "--overlap"),
+             TrackOption("drop_duplicates", bool, None, "drop repeated frames before enhancement (default: for QE "
+                         "entries)", "--keep-duplicates", negate=True),
+             TrackOption("frames", int, None, "only the first N frames of each video", "--max-frames"),
+             TrackOption("save", str, None, "write the enhanced frames to DIR/<entry>/<video>/", "--save-frames"),
+             TrackOption("macs", bool, True, "count the MACs per frame")),
+    default_data="", description="ΔPSNR of video entries on compressed clips, runtime per frame"),)
