@@ -224,7 +224,7 @@ def test_cpu_runtime_default_is_a_quick_run_and_says_so(world: tuple[Path, Path]
     assert full.exit_code == 0, full.output
     assert "CPU quick run" not in full.output
     (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "f").glob("*.json")]
-    assert rec["runtime_images"] == 6 and rec["runtime_input"] == "sample" and rec["flops_torch"] > 0
+    assert rec["runtime_images"] == 6 and rec["runtime_input"] == "div2k-like" and rec["flops_torch"] > 0
 
 
 @pytest.mark.gpu

@@ -221,7 +221,7 @@ def test_prune_command_writes_an_rlfn_entry(registry, weights_dir, tmp_path) -> 
     assert result.exit_code == 0, result.output
     pruned = discover([out], include_defaults=False)["rlfn_pruned"]
     assert dict(pruned.spec.kwargs) == {"feature_channels": 46, "mid_channels": 48}
-    assert pruned.spec.factory == registry["rlfn"].spec.factory
+    assert pruned.spec.factory == "model.py:" + registry["rlfn"].spec.factory.split(":")[1]   # written out
     model = pruned.load()                                   # strict
     assert params(model) == 455678
 

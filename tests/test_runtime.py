@@ -191,7 +191,7 @@ def tiny_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     write_entry(tmp_path, "tiny_broken", model_code=BROKEN, factory="model.py:Broken")
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (12, 10, 3), dtype=np.uint8), rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)]
-    monkeypatch.setattr("ntirekit.eval.tracks.efficiency.timing_images", lambda data, scale=4: images)
+    monkeypatch.setattr("ntirekit.eval.tracks.efficiency.timing_images", lambda *args, **kwargs: images)
     registry = discover([tmp_path], include_defaults=False)
     return [registry[n] for n in ("tiny_a", "tiny_broken", "tiny_b")]
 

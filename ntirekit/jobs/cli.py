@@ -17,6 +17,7 @@ import click
 
 from ntirekit.core.spec import Entry
 from ntirekit.jobs.executors import DEFAULT_TIME_LIMIT_MIN, EXECUTORS, ExecutorError, ExecutorSettings
+from ntirekit.rank import ProtocolError, load_protocol
 
 _OPTIONS = [
     click.option("--executor", "executor_kind", type=click.Choice(["none", *EXECUTORS]), default="none",
@@ -64,8 +65,6 @@ def baseline_entry(registry: Mapping[str, Entry], protocol_name: str | None) -> 
     """The entry a protocol normalises runtimes by (``[baseline] entry``), when the registry has it."""
     if not protocol_name or protocol_name == "none":
         return None
-    from ntirekit.rank import ProtocolError, load_protocol
-
     try:
         name = load_protocol(protocol_name).baseline_entry
     except ProtocolError:

@@ -24,6 +24,8 @@ from ntirekit.jobs.collect import existing_records, finalize_baseline, finalize_
 from ntirekit.jobs.executors import ExecutorError, ExecutorSettings, LocalBatch, SlurmBatch, local_slots, make_executor
 from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, read_run, run_file_path, run_job
 from ntirekit.eval.track import EvalOptions
+from ntirekit.core.registry import discover
+from ntirekit.eval.regress import options_for
 
 
 def _job_device(device: str) -> str:
@@ -138,9 +140,6 @@ def remeasure_with_jobs(records: Iterable[Mapping[str, Any]], settings: Executor
                         baseline: str | None = None) -> list[dict[str, Any]]:
     """``ntirekit regress``'s re-measurement as jobs: every recorded (entry, track), grouped by the options it ran
     with, evaluated by :func:`run_jobs` (``baseline`` timed in every job of a timed track)."""
-    from ntirekit.core.registry import discover
-    from ntirekit.eval.regress import options_for
-
     registry = discover(list(entry_roots))
     known = set(registry)                       # (Registry raises EntryError, not KeyError, for unknown names)
     pair = registry[baseline] if baseline in known else None

@@ -52,6 +52,7 @@ from ntirekit.data.images import open_image_dataset
 from ntirekit.data.video import read_clip
 from ntirekit.pack.report import Report
 from ntirekit.pack.safezip import nested_zip_names
+from ntirekit.train.bundle import kit_imports
 
 FORMATS = ("esr-code", "esr-results", "vqe-results")
 MANIFEST = "MANIFEST.json"
@@ -389,8 +390,6 @@ FACTSHEET_RULE = ("a code submission carries a factsheet (a PDF and a zip of its
 
 def _check_kit_imports(tree: Tree, report: Report, broken: frozenset[str]) -> None:
     """Warn for each Python file that imports ``ntirekit``: such code cannot run in the plain NTIRE harness."""
-    from ntirekit.train.bundle import kit_imports
-
     for rel in sorted(p for p in tree if p.endswith(".py") and p not in broken):
         try:
             found = kit_imports(tree[rel].read_text(encoding="utf-8", errors="replace"), rel)

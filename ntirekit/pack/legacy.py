@@ -46,6 +46,7 @@ from ntirekit.core import tomlw
 from ntirekit.pack.importer.code import code_files
 from ntirekit.pack.formats import TEAM_NAME, inside_path
 from ntirekit.core.weights import sha256_of
+from ntirekit.pack.importer.demo import DEMO_FILE, derive_map
 
 TEAM_KEYS = frozenset({"file", "class", "kwargs", "checkpoint", "data_range", "name", "key", "strip_prefix", "rename",
                        "scale", "strict", "tile", "note"})
@@ -199,8 +200,6 @@ def merge_maps(derived: Mapping[str, Any], override: Mapping[str, Any]) -> dict[
 def repository_map(repo_dir: str | Path, map_path: str | Path | None = None) -> dict[str, Any]:
     """The mapping of a repository: derived from its ``test_demo.py`` (teams it cannot derive under ``skipped``),
     overridden by the mapping file ``map_path`` when given; with a file but no ``test_demo.py``, the file alone."""
-    from ntirekit.pack.importer.demo import DEMO_FILE, derive_map
-
     override = tomlw.load_file(map_path, LegacyError, "mapping file") if map_path is not None else {}
     if map_path is not None and not (Path(repo_dir) / DEMO_FILE).is_file():
         return override

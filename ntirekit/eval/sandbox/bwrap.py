@@ -39,6 +39,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+import ntirekit
 
 #: Where the writable scratch folder appears inside the sandbox (also the working directory and $HOME there).
 SCRATCH = "/scratch"
@@ -58,8 +59,6 @@ def runtime_binds() -> list[Path]:
     """The folders the kit's Python needs read-only inside a sandbox: the interpreter's installation
     (``sys.base_prefix``), the environment (``sys.prefix``) and the folder holding the ``ntirekit`` package (for an
     editable install, the package folder only, not the checkout around it)."""
-    import ntirekit
-
     folders = [Path(sys.base_prefix), Path(sys.prefix), Path(ntirekit.__file__).resolve().parent]
     return _unique(p.resolve() for p in folders)
 

@@ -27,6 +27,10 @@ from ntirekit.train.derive import factory_accepts, write_entry_folder
 from ntirekit.train.prune.groups import ChannelGraph, trace_channels
 from ntirekit.train.prune.prune import (PruneError, PruneResult, WidthSpec, named_groups, prune_model, resolve_widths,
                                         width_spec_of)
+from ntirekit.data.bicubic import imresize
+from ntirekit.data.sample import SAMPLE_NAMES, sample_photo
+from ntirekit.quality.convert import to_model_input, to_uint8_output
+from ntirekit.quality.metrics import psnr
 
 __all__ = ["prune_entry", "widths_for_macs_ratio", "parse_widths", "pruned_macs", "calibration_inputs",
            "PsnrCheck", "psnr_check", "COLLAPSE_DB", "DEFAULT_CRITERION"]
@@ -166,9 +170,6 @@ class PsnrCheck:
 
 def _check_pairs(scale: int, size: int = CHECK_HR) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(LR, HR)`` uint8 pairs: the centre ``size`` crop of each sample photo, LR by the MATLAB-exact bicubic."""
-    from ntirekit.data.bicubic import imresize
-    from ntirekit.data.sample import SAMPLE_NAMES, sample_photo
-
     side = size - size % scale
     pairs = []
     for name in SAMPLE_NAMES:
@@ -182,9 +183,6 @@ def _check_pairs(scale: int, size: int = CHECK_HR) -> list[tuple[np.ndarray, np.
 def psnr_check(entry: Entry, before: nn.Module, after: nn.Module, size: int = CHECK_HR) -> PsnrCheck:
     """PSNR of ``before`` and ``after`` on the calibration crops (the five embedded sample photos, centre ``size``
     pixels: a second or two on a CPU), challenge protocol (RGB, border = scale)."""
-    from ntirekit.quality.convert import to_model_input, to_uint8_output
-    from ntirekit.quality.metrics import psnr
-
     scale, data_range = entry.spec.scale, entry.spec.data_range
     pairs = _check_pairs(scale, size)
     means = []
