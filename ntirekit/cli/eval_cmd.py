@@ -72,9 +72,12 @@ def closing_leaderboard(records: list[dict[str, Any]], protocol_name: str, track
 
 
 def _video_options(chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
-                   save_frames: str | None) -> dict[str, Any]:
+                   save_frames: str | None, every_10th: bool = False,
+                   extra_data: str | None = None) -> dict[str, Any]:
     """``EvalOptions.extra`` of the vqe track (see :mod:`ntirekit.tracks.vqe`); duplicates are dropped by default."""
-    extra: dict[str, Any] = {"chunk": chunk, "overlap": overlap}
+    extra: dict[str, Any] = {"chunk": chunk, "overlap": overlap, "frame_step": 10 if every_10th else 1}
+    if extra_data is not None:
+        extra["extra_data"] = int(extra_data)
     if keep_duplicates:
         extra["drop_duplicates"] = False
     if max_frames is not None:
@@ -121,7 +124,13 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--keep-duplicates", is_flag=True, help="vqe: do not drop repeated frames before enhancement.")
 @click.option("--max-frames", type=int, default=None, help="vqe: only the first N frames of each video.")
 @click.option("--save-frames", type=click.Path(file_okay=False), default=None,
-              help="vqe: write the enhanced frames to DIR/<entry>/<video>/.")
+              help="vqe: write the enhanced frames to DIR/<entry>/<video>/ with DIR/<entry>/readme.txt: the "
+                   "vqe-results layout `ntirekit pack` takes.")
+@click.option("--every-10th", is_flag=True,
+              help="vqe: score (and save) only every 10th frame (010, 020, ...), as the NTIRE 2022 online "
+                   "validation server did.")
+@click.option("--extra-data", type=click.Choice(["0", "1"]), default=None,
+              help="vqe --save-frames: the readme.txt field 'Extra Data [1] / No Extra Data [0]'.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Folder for the result JSON files (one per entry).")
 @click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
@@ -137,7 +146,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int, repeats: int, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...],
                  chunk: int | None, overlap: int, keep_duplicates: bool, max_frames: int | None,
-                 save_frames: str | None, out: str,
+                 save_frames: str | None, every_10th: bool, extra_data: str | None, out: str,
                  resume: bool, isolate: bool | None, timeout_s: float | None, memory_mb: int | None,
                  protocol_name: str, quiet: bool) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
@@ -147,6 +156,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     ntirekit eval --track psnr --data ../shared/data/images/Set5 --protocol paper --entry imdn
     ntirekit eval --track runtime
     ntirekit eval --track vqe --data clips/ --entry pqf_basicvsrpp --chunk 20
+    ntirekit eval --track vqe --data clips/ --entry X --save-frames out/ --extra-data 1; ntirekit pack out/X
     ntirekit eval --track psnr --entries team07.zip --entry team07_fastsr   (checked, unpacked, run isolated)
     """
     registry = load_registry(entry_roots)
@@ -157,7 +167,8 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                           tile_overlap=tile_overlap, timer=timer, warmup=warmup, repeats=repeats, runs=runs,
                           input_shape=input_shape, threads=threads, weights=_parse_weights(weights),
                           progress=not quiet, extra=_video_options(chunk, overlap, keep_duplicates, max_frames,
-                                                                   save_frames) if track == "vqe" else {})
+                                                                   save_frames, every_10th, extra_data)
+                          if track == "vqe" else {})
     records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate, timeout_s=timeout_s,
                         memory_mb=memory_mb)
     click.echo(summary_table(records, track))

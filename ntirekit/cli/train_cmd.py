@@ -19,6 +19,9 @@ IMAGE_ONLY = {"val_protocol": "challenge", "val_limit": None}
 
 def _options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
+        click.option("--preset", default=None, metavar="NAME",
+                     help="A named recipe filling every option not given here (cpu-small: a small BasicVSR++ / "
+                          "PQF-BasicVSR++ with DIS flows for one CPU core; see ntirekit.train.presets)."),
         click.option("--data", default=None,
                      help="Training data. Image entries: HR images, a folder or 'skimage' (scikit-image's bundled "
                           "photos outside the embedded sample set; the default), LR made by the kit's MATLAB-exact "
@@ -123,20 +126,42 @@ def _val(value: str | None, default: str | None) -> str | None:
     return None if value == "none" else value
 
 
+def _with_preset(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The options with the preset's values where none was given on the command line, and the model settings."""
+    settings = parse_settings(kw["settings"])
+    if kw["preset"] is None:
+        return kw, settings
+    from click.core import ParameterSource
+
+    from ntirekit.train.presets import apply_preset, get_preset
+
+    ctx = click.get_current_context()
+    return apply_preset(get_preset(kw["preset"]), kw,
+                        lambda name: ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, None), settings)
+
+
+def _preset_tracks(name: str) -> tuple[str, ...]:
+    from ntirekit.train.presets import get_preset
+
+    return get_preset(name).tracks
+
+
 def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
     import torch
 
     from ntirekit.train.image import default_ckpt_dir
 
+    kw, overrides = _with_preset(kw)
     if kw["threads"]:
         torch.set_num_threads(kw["threads"])
     entry = load_registry(kw["entry_roots"])[entry_name]
     video = entry.spec.track == "vqe"
+    if kw["preset"] is not None and entry.spec.track not in _preset_tracks(kw["preset"]):
+        raise click.UsageError(f"preset {kw['preset']} does not apply to {entry.name} ({entry.spec.track} track)")
     wrong = _given(kw, IMAGE_ONLY if video else VIDEO_ONLY)
     if wrong:
         kind = "a video" if video else "an image"
         raise click.UsageError(f"{entry.name} is {kind} entry: {', '.join(wrong)} do not apply to it")
-    overrides = parse_settings(kw["settings"])
     ckpt_dir = kw["ckpt_dir"] or default_ckpt_dir(entry, kw["name"], finetune)
     common = dict(finetune=finetune, weights=kw["weights"], ckpt_dir=ckpt_dir, resume=kw["resume"], name=kw["name"],
                   overwrite=kw["force"], log=echo_err)

@@ -73,11 +73,12 @@ class X4Head:
     is_low_res_input: bool
     lrelu: nn.Module
 
-    def add_x4_head(self, mid_channels: int) -> None:
+    def add_x4_head(self, mid_channels: int, hr_channels: int = 64) -> None:
+        """``hr_channels``: width of the full-size layers (``upsample2``'s output, ``conv_hr``; 64 upstream)."""
         self.upsample1 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
-        self.upsample2 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
+        self.upsample2 = PixelShufflePack(mid_channels, hr_channels, 2, upsample_kernel=3)
+        self.conv_hr = nn.Conv2d(hr_channels, hr_channels, 3, 1, 1)
+        self.conv_last = nn.Conv2d(hr_channels, 3, 3, 1, 1)
         self.img_upsample = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
 
     def x4_head(self, feat: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:

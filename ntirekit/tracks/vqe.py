@@ -28,8 +28,12 @@ video's padded size: what one more frame costs; ``macs_input`` says the size), `
 
 ``options.extra``: ``chunk`` (frames per window, default None = whole clip), ``overlap`` (default 2),
 ``drop_duplicates`` (default: True for QE entries), ``frames`` (only the first N frames of each video), ``macs``
-(default True), ``save`` (a folder: outputs written as ``SAVE/<entry>/<video>/001.png, 002.png, ...``, the
-``vqe-results`` submission layout).
+(default True), ``frame_step`` (score every frame, 1, the default, or every 10th, 10, as the NTIRE 2022 online
+validation server did: :mod:`ntirekit.quality.vqe_scoring`; the record's ``scoring`` names it), ``save`` (a folder:
+outputs written as ``SAVE/<entry>/<video>/001.png, 002.png, ...`` (with ``frame_step`` 10 only ``010.png, 020.png,
+...``), the ``vqe-results`` submission layout, with ``SAVE/<entry>/readme.txt`` holding the measured runtime per
+frame, CPU/GPU and the entry's description, so ``ntirekit pack SAVE/<entry> --format vqe-results --extra-data 0|1``
+packs it as it is; ``extra_data`` (0 or 1) writes that field too).
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from ntirekit.data.frames import find_pqf
 from ntirekit.data.video import CLIP_JSON, Clip, read_clip, write_png_folder, yuv_name_info
 from ntirekit.entry import Entry
 from ntirekit.measure.device import fingerprint, resolve_device
-from ntirekit.quality import mean_over_videos, psnr, video_psnr
+from ntirekit.quality import mean_over_videos, psnr
+from ntirekit.quality.vqe_scoring import NTIRE2022_VQE, SCORINGS, VqeScoring, scored_frames, score_video
 from ntirekit.results import record
 from ntirekit.runner import guard
 from ntirekit.tracks import EvalOptions
@@ -170,6 +175,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
     chunk, overlap = extra.get("chunk"), int(extra.get("overlap", 2))
     drop = bool(extra.get("drop_duplicates", spec.task == "qe"))
     limit = extra.get("frames")
+    scoring = _scoring(options.protocol, int(extra.get("frame_step", 1)))
     started = time.perf_counter()
     model, weights = load_for_measurement(entry, options.weights.get(entry.name), device)
     min_size = int(getattr(model, "min_input_size", 256))
@@ -196,7 +202,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
                 raise ValueError(f"{pair.name} frame {i}: output {y.shape} but clean frame {ref.shape}")
             out_psnr.append(psnr(y, ref, protocol=options.protocol, border=0))
             in_psnr.append(psnr(_input_for_comparison(x, ref.shape), ref, protocol=options.protocol, border=0))
-        v_out, v_in = video_psnr(out_psnr), video_psnr(in_psnr)
+        v_out, v_in = score_video(out_psnr, scoring), score_video(in_psnr, scoring)
         per_video.append({"name": pair.name, "frames": stats["frames"], "unique_frames": stats["unique_frames"],
                           "size": [int(out[0].shape[1]), int(out[0].shape[0])], "psnr_db": v_out, "psnr_input_db": v_in,
                           "delta_psnr_db": v_out - v_in, "runtime_ms_per_frame": stats["runtime_ms_per_frame"],
@@ -208,7 +214,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
         if stats["max_memory_mib"] is not None:
             peak = max(peak or 0.0, stats["max_memory_mib"])
         if extra.get("save"):
-            write_png_folder(out, Path(extra["save"]) / entry.name / pair.name, start=1, digits=3)
+            _save_frames(out, Path(extra["save"]) / entry.name / pair.name, scoring.frame_step)
         del out
 
     psnr_db = mean_over_videos([v["psnr_db"] for v in per_video])
@@ -222,13 +228,51 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
         "max_memory_mib": peak, "memory_kind": "cuda_max_memory_allocated" if device.type == "cuda" else None,
         "weights": weights, "task": spec.task, "scale": spec.scale, "data_range": spec.data_range,
         "chunk": chunk, "overlap": overlap, "drop_duplicates": drop,
+        "scoring": scoring.name, "frame_step": scoring.frame_step,
     }
     if extra.get("macs", True) and first_padded is not None:
         h, w = first_padded
         fields["macs_per_frame"] = macs_per_frame(model, h, w)
         fields["macs_input"] = [w, h]
     fields["seconds"] = round(time.perf_counter() - started, 3)
+    if extra.get("save"):
+        _save_readme(Path(extra["save"]) / entry.name, entry, fields["runtime_ms_per_frame"], device,
+                     extra.get("extra_data"))
     return record(entry.name, TRACK, fp, **fields)
+
+
+def _scoring(protocol: str, frame_step: int) -> VqeScoring:
+    """The NTIRE 2022 scoring with this PSNR protocol and frame step (every frame or every 10th)."""
+    named = [s for s in SCORINGS.values() if s.frame_step == frame_step and s.psnr_protocol == protocol]
+    if named:
+        return named[0]
+    return VqeScoring(f"{NTIRE2022_VQE.name}-{protocol}-step{frame_step}", psnr_protocol=protocol,
+                      frame_step=frame_step)
+
+
+def _save_frames(frames: list[np.ndarray], folder: Path, frame_step: int) -> None:
+    """The scored frames as ``001.png, 002.png, ...`` (numbered from 1, as ``ffmpeg %3d.png`` does)."""
+    if frame_step == 1:
+        write_png_folder(frames, folder, start=1, digits=3)
+        return
+    from ntirekit.data.images import write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in scored_frames(len(frames), frame_step):
+        write_image(folder / f"{i + 1:03d}.png", frames[i])
+
+
+def _save_readme(folder: Path, entry: Entry, runtime_ms_per_frame: float, device: torch.device,
+                 extra_data: int | None) -> None:
+    """``readme.txt`` of the ``vqe-results`` layout, with what this run measured (extra data only when given)."""
+    from ntirekit.pack.formats import render_readme
+
+    values: dict[str, Any] = {"runtime_s": runtime_ms_per_frame / 1000.0, "cpu": 0 if device.type == "cuda" else 1,
+                              "description": " ".join(entry.spec.description.split()) or entry.name}
+    if extra_data is not None:
+        values["extra_data"] = int(extra_data)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "readme.txt").write_text(render_readme(values, "vqe-results"), encoding="utf-8")
 
 
 __all__ = ["evaluate", "find_videos", "macs_per_frame", "VideoPair", "VqeDataError"]

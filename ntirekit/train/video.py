@@ -66,12 +66,15 @@ class TrainClip:
     gt: np.ndarray
     pqf: list[int] | None
     duplicates: int = 0
+    #: ``(forward, backward)`` flows of ``lq`` (:func:`ntirekit.nn.dis_flow.clip_flows`, float16), or None
+    flows: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def load_clip_pairs(data: str | os.PathLike, *, default_pqf: Callable[[int], Sequence[int]] | None = None
-                    ) -> list[TrainClip]:
+def load_clip_pairs(data: str | os.PathLike, *, default_pqf: Callable[[int], Sequence[int]] | None = None,
+                    flows: bool = False) -> list[TrainClip]:
     """The (compressed, clean) pairs of ``data`` in memory, duplicates dropped (module docstring). PQFs come from
-    the clip's QPs, else ``default_pqf(n)``, else None."""
+    the clip's QPs, else ``default_pqf(n)``, else None. ``flows``: with the DIS flows of the compressed frames
+    (:func:`dis_flows_cached`)."""
     from ntirekit.data.frames import drop_duplicates, find_pqf, positions_after_drop
     from ntirekit.data.video import read_clip
     from ntirekit.tracks.vqe import find_videos
@@ -94,10 +97,44 @@ def load_clip_pairs(data: str | os.PathLike, *, default_pqf: Callable[[int], Seq
             pqf = est.positions
         elif default_pqf is not None:
             pqf = list(default_pqf(len(lq)))
-        clips.append(TrainClip(pair.name, np.stack(unique), np.stack([gt_frames[i] for i in keep]),
+        lq_unique = np.stack(unique)
+        clips.append(TrainClip(pair.name, lq_unique, np.stack([gt_frames[i] for i in keep]),
                                None if pqf is None else positions_after_drop(pqf, index_map),
-                               len(lq_frames) - len(unique)))
+                               len(lq_frames) - len(unique),
+                               dis_flows_cached(lq_unique, Path(pair.lq)) if flows and len(unique) > 1 else None))
     return clips
+
+
+#: cache file of a clip's DIS flows, in the compressed clip's folder
+FLOW_CACHE = "flows_dis.npz"
+
+
+def dis_flows_cached(frames: np.ndarray, clip_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The DIS flows (:func:`ntirekit.nn.dis_flow.clip_flows`) of ``frames`` (``T x H x W x 3`` uint8), float16,
+    computed once and cached as ``flows_dis.npz`` in the clip's folder (reused when the frames' digest, the DIS
+    preset and the shape match; recomputed otherwise; a folder that cannot be written only loses the cache)."""
+    import hashlib
+
+    from ntirekit.nn.dis_flow import DIS_PRESET, clip_flows
+
+    digest = hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
+    cache = clip_path / FLOW_CACHE if clip_path.is_dir() else None
+    if cache is not None and cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                if str(z["digest"]) == digest and str(z["preset"]) == DIS_PRESET:
+                    return z["forward"], z["backward"]
+        except (OSError, KeyError, ValueError):
+            pass
+    forward, backward = (f.astype(np.float16) for f in clip_flows(list(frames)))
+    if cache is not None:
+        try:
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, forward=forward, backward=backward, digest=digest, preset=DIS_PRESET)
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return forward, backward
 
 
 def augment_sequence(frames: np.ndarray, k: int) -> np.ndarray:
@@ -123,11 +160,15 @@ class ClipSequenceSource:
     """
 
     def __init__(self, clips: Sequence[TrainClip], frames: int, patch: int, *, batch_size: int = 1,
-                 data_range: float = 1.0, augment: bool = True, reverse: bool = True, pass_pqf: bool = False):
+                 data_range: float = 1.0, augment: bool = True, reverse: bool = True, pass_pqf: bool = False,
+                 pass_flows: bool = False):
         if frames < 1 or patch < 1 or batch_size < 1:
             raise ValueError(f"frames, patch and batch size must be positive (got {frames}, {patch}, {batch_size})")
+        if pass_flows and any(c.flows is None for c in clips):
+            raise ValueError("pass_flows needs the flows of every clip (load_clip_pairs(..., flows=True))")
         self.clips, self.frames, self.patch, self.batch_size = list(clips), int(frames), int(patch), int(batch_size)
         self.data_range, self.augment, self.reverse, self.pass_pqf = float(data_range), augment, reverse, pass_pqf
+        self.pass_flows = pass_flows
         groups: dict[tuple[int, ...] | None, list[_Candidate]] = {}
         for c, clip in enumerate(self.clips):
             t, h, w = clip.lq.shape[:3]
@@ -162,8 +203,10 @@ class ClipSequenceSource:
 
     def sample(self, rng: np.random.Generator) -> tuple[Any, torch.Tensor]:
         group = self.groups[int(rng.choice(len(self.groups), p=self.group_weights))]
+        from ntirekit.nn.dis_flow import augment_flows, reverse_flows
+
         p, n = self.patch, self.frames
-        lqs, gts = [], []
+        lqs, gts, fwds, bwds = [], [], [], []
         for _ in range(self.batch_size):
             cand = group[int(rng.integers(0, len(group)))]
             clip = self.clips[cand.clip]
@@ -172,20 +215,31 @@ class ClipSequenceSource:
             index = slice(cand.start, cand.start + n)
             lq = clip.lq[index, top:top + p, left:left + p]
             gt = clip.gt[index, top:top + p, left:left + p]
-            if self.augment:
-                k = int(rng.integers(0, 8))
-                lq, gt = augment_sequence(lq, k), augment_sequence(gt, k)
+            k = int(rng.integers(0, 8)) if self.augment else 0
+            lq, gt = augment_sequence(lq, k), augment_sequence(gt, k)
             if cand.reverse:
                 lq, gt = lq[::-1], gt[::-1]
             lqs.append(np.ascontiguousarray(lq))
             gts.append(np.ascontiguousarray(gt))
+            if self.pass_flows:
+                assert clip.flows is not None
+                pairs = slice(cand.start, cand.start + n - 1)
+                fwd, bwd = (augment_flows(f[pairs, top:top + p, left:left + p].astype(np.float32), k)
+                            for f in clip.flows)
+                if cand.reverse:
+                    fwd, bwd = reverse_flows(fwd, bwd)
+                fwds.append(np.ascontiguousarray(fwd))
+                bwds.append(np.ascontiguousarray(bwd))
         scale = self.data_range / 255.0
         lq_t = torch.from_numpy(np.stack(lqs)).permute(0, 1, 4, 2, 3).float() * scale
         gt_t = torch.from_numpy(np.stack(gts)).permute(0, 1, 4, 2, 3).float() * scale
+        inputs: list[Any] = [lq_t]
         if self.pass_pqf:
             pqf = self.pqf_of(group[0])                      # the same for every member of the group
-            return (lq_t, None if pqf is None else list(pqf)), gt_t
-        return lq_t, gt_t
+            inputs.append(None if pqf is None else list(pqf))
+        if self.pass_flows:
+            inputs.append(tuple(torch.from_numpy(np.stack(f)).permute(0, 1, 4, 2, 3) for f in (fwds, bwds)))
+        return (tuple(inputs) if len(inputs) > 1 else lq_t), gt_t
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -387,10 +441,11 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
                                      grow_from=options.grow_from, identity=options.identity_init,
                                      flow_zero=options.zero_flow, log=log)
     default_pqf = getattr(model, "default_pqf", None)
-    clips = load_clip_pairs(options.data, default_pqf=default_pqf if callable(default_pqf) else None)
+    dis = getattr(model, "flow", None) == "dis"
+    clips = load_clip_pairs(options.data, default_pqf=default_pqf if callable(default_pqf) else None, flows=dis)
     source = ClipSequenceSource(clips, frames, options.patch, batch_size=options.batch_size,
                                 data_range=entry.spec.data_range, reverse=options.reverse,
-                                pass_pqf=callable(default_pqf))
+                                pass_pqf=callable(default_pqf), pass_flows=dis)
     log(f"training data: {source}")
     loss = staged_loss(options.loss, options.then_loss, options.switch_at, options.config.steps,
                        scale=entry.spec.data_range)
