@@ -12,7 +12,7 @@ from ntirekit.data import DataError
 
 #: options that only video entries take, with the value that means "not given"
 VIDEO_ONLY = {"frames": None, "val_frames": None, "grow_from": None, "identity_init": False, "zero_flow": False,
-              "fix_flow": 0, "no_reverse": False}
+              "fix_flow": 0, "no_reverse": False, "stop_after": None}
 #: options that only image entries take
 IMAGE_ONLY = {"val_protocol": "challenge", "val_limit": None}
 
@@ -75,6 +75,9 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--ckpt-dir", type=click.Path(file_okay=False),
                      help="Checkpoint folder (default: runs/NAME.ckpt, NAME being the written entry's name)."),
         click.option("--resume", is_flag=True, help="Continue from the checkpoint in the checkpoint folder."),
+        click.option("--stop-after", type=click.IntRange(min=1), default=None,
+                     help="Video entries: stop after step N as if cut (checkpoint written; --resume continues to "
+                          "--steps with the same result as an uncut run)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
         click.option("--threads", type=int, help="torch CPU threads."),
@@ -176,7 +179,8 @@ def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
             patch=kw["patch"] or 256, batch_size=kw["batch_size"] or 1, reverse=not kw["no_reverse"],
             loss=kw["loss"] or "charbonnier", then_loss=kw["then_loss"], switch_at=kw["switch_at"],
             overrides=overrides, grow_from=kw["grow_from"], identity_init=kw["identity_init"],
-            zero_flow=kw["zero_flow"], fix_flow=kw["fix_flow"], device=kw["device"], config=_config(finetune, kw))
+            zero_flow=kw["zero_flow"], fix_flow=kw["fix_flow"], device=kw["device"], stop_after=kw["stop_after"],
+            config=_config(finetune, kw))
         derived, result = train_video_entry(entry, kw["out_dir"], options, **common)
         metric = "ΔPSNR"
     else:

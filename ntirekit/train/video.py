@@ -415,6 +415,7 @@ class VideoTrainOptions:
     zero_flow: bool = False
     fix_flow: int = 0                      # flow network frozen for the first N steps
     device: str = "auto"
+    stop_after: int | None = None          # stop after this step as if cut (a checkpoint is written; resume later)
     config: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -457,7 +458,7 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
                       log=log, before_step=before_step)
     if resume and not trainer.resume():
         log("no checkpoint to resume from: starting at step 0")
-    result = trainer.run()
+    result = trainer.run(until=options.stop_after)
     derived = None
     if out_dir is not None and result.finished:
         what = "fine-tuned" if finetune else "trained"
