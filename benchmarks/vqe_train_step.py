@@ -52,7 +52,8 @@ def main() -> None:
     settings = {**preset.settings, **parse_settings(tuple(args.settings))}
     entry = Entry(read_spec(Path(args.entry)), Path(args.entry))
     torch.manual_seed(0)
-    model = model_for_video_training(entry, finetune=False, overrides=settings, identity=opts["identity_init"])
+    model = model_for_video_training(entry, finetune=False, overrides=settings, identity=opts["identity_init"],
+                                     kaiming=opts["kaiming_init"])
     wants_pqf = callable(getattr(model, "default_pqf", None))
     dis = getattr(model, "flow", None) == "dis"
     t0 = time.perf_counter()

@@ -95,3 +95,35 @@ def test_preset_run_cut_and_resumed_equals_uncut(tmp_path):
     hist_b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["history"]
     assert hist_a == hist_b and [h["step"] for h in hist_a] == [0, 2, 4]
     assert json.dumps(hist_a)  # plain numbers
+
+
+def test_kaiming_init_keeps_the_image_in_the_features():
+    """PyTorch's default init shrinks the signal layer after layer; He-normal init (fan-in, LeakyReLU 0.1) keeps the
+    feature extractor's output varying over the frame. Residual blocks, the zeroed offset conv and conv_last are
+    left as they were."""
+    from ntirekit.train.video import kaiming_init
+    from ntirekit.video.basicvsrpp import PQFBasicVSRPlusPlus
+
+    def build():
+        torch.manual_seed(0)
+        return PQFBasicVSRPlusPlus(mid_channels=16, num_blocks=1, num_blocks_reconstruction=1, flow="zero",
+                                   hr_channels=8, deform_groups=4)
+
+    default, model = build(), build()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert kaiming_init(model) > 0
+    after = model.state_dict()
+    block = "backbone.forward_1.main.2.0.conv1.weight"
+    offset_last = "deform_align.forward_1.conv_offset.6.weight"
+    assert torch.equal(after[block], before[block]) and not after[offset_last].any()
+    assert torch.equal(after["conv_last.weight"], before["conv_last.weight"])
+    first = "feat_extract.0.weight"
+    assert not torch.equal(after[first], before[first])
+    assert after[first].std().item() == pytest.approx((2 / (1 + 0.01) / 27) ** 0.5, rel=0.15)
+    x = torch.rand(1, 1, 3, 64, 64)
+
+    def spatial_std(m):
+        with torch.no_grad():
+            return m.feat_extract(x[:, 0]).std(dim=(-1, -2)).mean().item()
+
+    assert spatial_std(model) > 4 * spatial_std(default)

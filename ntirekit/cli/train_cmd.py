@@ -11,7 +11,8 @@ from ntirekit.cli.common import echo_err, entries_option, load_registry, one_lin
 from ntirekit.data import DataError
 
 #: options that only video entries take, with the value that means "not given"
-VIDEO_ONLY = {"frames": None, "val_frames": None, "grow_from": None, "identity_init": False, "zero_flow": False,
+VIDEO_ONLY = {"frames": None, "val_frames": None, "grow_from": None, "identity_init": False, "kaiming_init": False,
+              "zero_flow": False,
               "fix_flow": 0, "no_reverse": False, "stop_after": None}
 #: options that only image entries take
 IMAGE_ONLY = {"val_protocol": "challenge", "val_limit": None}
@@ -65,6 +66,9 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "--set); the new blocks start as identities, so the deeper model starts equal to it."),
         click.option("--identity-init", is_flag=True,
                      help="Video `train`: zero conv_last, so the network starts as the identity (output = input)."),
+        click.option("--kaiming-init", is_flag=True,
+                     help="Video `train`: He-normal init of the convolutions outside residual blocks (features carry "
+                          "the image from step 0 when training from scratch)."),
         click.option("--zero-flow", is_flag=True,
                      help="Video `train`: zero the last conv of every SPyNet level (flows start at 0; no pretrained "
                           "SPyNet weights are staged)."),
@@ -179,6 +183,7 @@ def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
             patch=kw["patch"] or 256, batch_size=kw["batch_size"] or 1, reverse=not kw["no_reverse"],
             loss=kw["loss"] or "charbonnier", then_loss=kw["then_loss"], switch_at=kw["switch_at"],
             overrides=overrides, grow_from=kw["grow_from"], identity_init=kw["identity_init"],
+            kaiming_init=kw["kaiming_init"],
             zero_flow=kw["zero_flow"], fix_flow=kw["fix_flow"], device=kw["device"], stop_after=kw["stop_after"],
             config=_config(finetune, kw))
         derived, result = train_video_entry(entry, kw["out_dir"], options, **common)

@@ -37,7 +37,7 @@ PRESETS: dict[str, Preset] = {
         "cpu-small",
         "small BasicVSR++ / PQF-BasicVSR++ with DIS flows, trained on one CPU core (ntirekit.train.presets)",
         options={"frames": 7, "patch": 96, "batch_size": 4, "steps": 2000, "lr": 1e-3, "min_lr": 1e-6,
-                 "loss": "charbonnier", "then_loss": "l2", "switch_at": 0.7, "identity_init": True,
+                 "loss": "charbonnier", "then_loss": "l2", "switch_at": 0.7, "identity_init": True, "kaiming_init": True,
                  "val_every": 250, "ckpt_every": 25, "threads": 1, "device": "cpu"},
         settings={"mid_channels": 32, "num_blocks": 2, "num_blocks_reconstruction": 4, "hr_channels": 16,
                   "flow": "dis"}),

@@ -49,7 +49,7 @@ from ntirekit.entry import Entry, EntryError
 from ntirekit.train.loop import TrainConfig, TrainResult, Trainer
 
 __all__ = ["TrainClip", "load_clip_pairs", "ClipSequenceSource", "augment_sequence", "vqe_validator",
-           "grow_from_state", "identity_init", "zero_flow", "flow_freezer", "model_for_video_training",
+           "grow_from_state", "identity_init", "kaiming_init", "dis_flows_cached", "FLOW_CACHE", "zero_flow", "flow_freezer", "model_for_video_training",
            "VideoTrainOptions", "train_video_entry"]
 
 
@@ -324,6 +324,31 @@ def grow_from_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list
     return new_blocks
 
 
+def kaiming_init(model: nn.Module) -> int:
+    """He (Kaiming) normal initialisation, fan-in, LeakyReLU slope 0.1, zero biases, of every convolution that
+    keeps its framework default otherwise: not inside a residual block (those keep their 0.1-scaled init), not a
+    zero-initialised one (the alignment's last offset conv), not ``conv_last``. PyTorch's default init shrinks a
+    signal by about 1/sqrt(3) per layer, so from scratch (no pretrained weights) the features of a deep recurrent QE
+    network start almost constant over the frame and the first hundreds of steps learn nothing; with this init they
+    carry the image from step 0. Returns the number of convolutions initialised."""
+    from ntirekit.nn.deform import ModulatedDeformConv2d
+
+    block_class = _residual_block_class()
+    inside_blocks = {id(m) for b in model.modules() if isinstance(b, block_class) for m in b.modules()}
+    last = getattr(model, "conv_last", None)
+    done = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, (nn.Conv2d, ModulatedDeformConv2d)) or id(module) in inside_blocks \
+                    or module is last or not module.weight.any():
+                continue
+            nn.init.kaiming_normal_(module.weight, a=0.1, mode="fan_in", nonlinearity="leaky_relu")
+            if module.bias is not None:
+                module.bias.zero_()
+            done += 1
+    return done
+
+
 def identity_init(model: nn.Module) -> None:
     """Zero the last convolution (``conv_last``) of a residual QE network: output = input until it learns."""
     conv = getattr(model, "conv_last", None)
@@ -367,15 +392,15 @@ def flow_freezer(model: nn.Module, steps: int) -> Callable[[int], None]:
 
 def model_for_video_training(entry: Entry, *, finetune: bool, weights: str | os.PathLike | None = None,
                              overrides: Mapping[str, Any] | None = None, grow_from: str | os.PathLike | None = None,
-                             identity: bool = False, flow_zero: bool = False,
+                             identity: bool = False, flow_zero: bool = False, kaiming: bool = False,
                              log: Callable[[str], None] | None = None) -> nn.Module:
     """The model to train (module docstring); seed torch first for a reproducible initialisation."""
     from ntirekit.train.image import model_for_training
     from ntirekit.weights import extract_state_dict, normalise_keys, read_checkpoint
 
     log = log or (lambda message: None)
-    if (identity or flow_zero) and (finetune or grow_from is not None):
-        raise ValueError("identity and zero-flow initialisations apply to a random initialisation only (`train` "
+    if (identity or flow_zero or kaiming) and (finetune or grow_from is not None):
+        raise ValueError("kaiming, identity and zero-flow initialisations apply to a random initialisation only (`train` "
                          "without --grow-from)")
     if grow_from is not None and weights is not None:
         raise ValueError("give either --grow-from or --weights")
@@ -387,6 +412,8 @@ def model_for_video_training(entry: Entry, *, finetune: bool, weights: str | os.
         return model
     model = model_for_training(entry, finetune=finetune, weights=weights, overrides=overrides)
     if not finetune:
+        if kaiming:
+            kaiming_init(model)
         if identity:
             identity_init(model)
         if flow_zero:
@@ -412,6 +439,7 @@ class VideoTrainOptions:
     overrides: dict[str, Any] = field(default_factory=dict)
     grow_from: str | None = None
     identity_init: bool = False
+    kaiming_init: bool = False
     zero_flow: bool = False
     fix_flow: int = 0                      # flow network frozen for the first N steps
     device: str = "auto"
@@ -440,7 +468,7 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
     torch.manual_seed(options.config.seed)
     model = model_for_video_training(entry, finetune=finetune, weights=weights, overrides=options.overrides,
                                      grow_from=options.grow_from, identity=options.identity_init,
-                                     flow_zero=options.zero_flow, log=log)
+                                     flow_zero=options.zero_flow, kaiming=options.kaiming_init, log=log)
     default_pqf = getattr(model, "default_pqf", None)
     dis = getattr(model, "flow", None) == "dis"
     clips = load_clip_pairs(options.data, default_pqf=default_pqf if callable(default_pqf) else None, flows=dis)
@@ -464,9 +492,10 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
         what = "fine-tuned" if finetune else "trained"
         zeroed = [what for what, on in (("conv_last", options.identity_init), ("SPyNet's last convs",
                                                                              options.zero_flow)) if on]
+        init = ("a Kaiming " if options.kaiming_init else "a ") + "random initialisation"
         start = (f"grown from {Path(options.grow_from).name}" if options.grow_from else
                  "from its weights" if finetune else
-                 "from a random initialisation" + (f" ({' and '.join(zeroed)} zeroed)" if zeroed else ""))
+                 f"from {init}" + (f" ({' and '.join(zeroed)} zeroed)" if zeroed else ""))
         if options.fix_flow:
             start += f", flow network frozen for the first {options.fix_flow} steps,"
         best = (f"best validation ΔPSNR {result.best_metric:+.3f} dB on {options.val} at step {result.best_step}"

@@ -64,11 +64,13 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
             the learned deformable offsets alone; the form of a model trained with a frozen, zeroed SPyNet), or
             ``"dis"``: OpenCV's DIS optical flow (module docstring).
         hr_channels: width of the full-size reconstruction layers (64 upstream).
+        deform_groups: offset groups of the deformable alignments (16 upstream; their offset convolutions, with
+            27 outputs per group, are most of a step's cost at small ``mid_channels``).
     """
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
                  is_low_res_input: bool = True, num_blocks_reconstruction: int = 5, flow: str = "spynet",
-                 hr_channels: int = 64):
+                 hr_channels: int = 64, deform_groups: int = 16):
         super().__init__()
         if flow not in FLOW_SOURCES:
             raise ValueError(f"flow must be one of {', '.join(map(repr, FLOW_SOURCES))}, got {flow!r}")
@@ -96,7 +98,7 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
         self.backbone = nn.ModuleDict()
         for i, name in enumerate(BRANCHES):
             self.deform_align[name] = SecondOrderDeformableAlignment(
-                2 * mid_channels, mid_channels, 3, padding=1, deform_groups=16,
+                2 * mid_channels, mid_channels, 3, padding=1, deform_groups=deform_groups,
                 max_residue_magnitude=max_residue_magnitude)
             self.backbone[name] = ResidualBlocksWithInputConv((2 + i) * mid_channels, mid_channels, num_blocks)
 
@@ -231,9 +233,9 @@ class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
                  is_low_res_input: bool = False, num_blocks_reconstruction: int = 55, period: int = 4,
-                 flow: str = "spynet", hr_channels: int = 64):
+                 flow: str = "spynet", hr_channels: int = 64, deform_groups: int = 16):
         super().__init__(mid_channels, num_blocks, max_residue_magnitude, is_low_res_input, num_blocks_reconstruction,
-                         flow, hr_channels)
+                         flow, hr_channels, deform_groups)
         if period < 1:
             raise ValueError(f"PQF period must be at least 1, got {period}")
         self.period = period
