@@ -64,9 +64,9 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--grow-from", type=click.Path(exists=True, dir_okay=False),
                      help="Video entries: start from a shallower model's weights (fewer residual blocks; see "
                           "--set); the new blocks start as identities, so the deeper model starts equal to it."),
-        click.option("--identity-init", is_flag=True,
+        click.option("--identity-init/--no-identity-init", default=False,
                      help="Video `train`: zero conv_last, so the network starts as the identity (output = input)."),
-        click.option("--kaiming-init", is_flag=True,
+        click.option("--kaiming-init/--no-kaiming-init", default=False,
                      help="Video `train`: He-normal init of the convolutions outside residual blocks (features carry "
                           "the image from step 0 when training from scratch)."),
         click.option("--zero-flow", is_flag=True,
