@@ -48,7 +48,7 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Patches (image) or sequences (video) per step [image: 16, video: 1]."),
         click.option("--patch", "patch", type=click.IntRange(min=1), default=None,
                      help="Image: LR patch size [32]. Video: square crop of every frame [256; BasicVSR++ QE models "
-                          "need >= 256, a multiple of 4]."),
+                          "need >= 256 with SPyNet, >= 32 with flow=\"dis\" or \"zero\", a multiple of 4]."),
         click.option("--frames", type=click.IntRange(min=2), default=None,
                      help="Video entries: frames per training sequence [the entry's `frames`]."),
         click.option("--no-reverse", is_flag=True, help="Video entries: no temporally reversed sequences."),

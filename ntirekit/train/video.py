@@ -9,10 +9,14 @@ pattern over the whole clip) are mapped to the frames that stay.
 
 Batches (:class:`ClipSequenceSource`): ``N`` consecutive (unique) frames of one clip, an aligned random ``P x P``
 crop of the compressed and the clean frames (the model's frame size rules apply: BasicVSR++ in QE mode needs
-``P >= 256`` and a multiple of 4), one of the 8 flips/rotations applied to every frame of both, and, optionally, the
+``P >= 256`` with SPyNet, ``P >= 32`` with DIS or zero flows, and a multiple of 4), one of the 8 flips/rotations
+applied to every frame of both, and, optionally, the
 frame order reversed. For a model that takes PQF positions (``default_pqf``, ``forward(lqs, pqf)``) the inputs are
 ``(clip, pqf)`` with the PQF positions of the sequence in its (possibly reversed) order; the members of one batch are
-drawn among the sequences that share the same positions, so one list serves the whole batch. Candidates are grouped
+drawn among the sequences that share the same positions, so one list serves the whole batch. For a model whose flow
+source is OpenCV's DIS (``flow = "dis"``) the DIS flows of every compressed clip are computed once and cached
+(:func:`dis_flows_cached`, ``flows_dis.npz`` in the clip's folder), cropped, flipped, rotated and reversed with the
+frames (:func:`ntirekit.nn.dis_flow.augment_flows`), and passed as the model's ``flows`` input. Candidates are grouped
 the same way whether or not the model takes PQFs, so two models trained with one seed see the same crops.
 
 Model (:func:`model_for_video_training`): the entry's factory with ``--set`` overrides, then one of
