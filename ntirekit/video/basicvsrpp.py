@@ -64,13 +64,15 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
             the learned deformable offsets alone; the form of a model trained with a frozen, zeroed SPyNet), or
             ``"dis"``: OpenCV's DIS optical flow (module docstring).
         hr_channels: width of the full-size reconstruction layers (64 upstream).
+        hr_blocks: residual blocks at full size after ``conv_hr`` (none upstream).
+        hr_frame_input: ``conv_hr`` also sees the input frame (not upstream; see :meth:`X4Head.add_x4_head`).
         deform_groups: offset groups of the deformable alignments (16 upstream; their offset convolutions, with
             27 outputs per group, are most of a step's cost at small ``mid_channels``).
     """
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
                  is_low_res_input: bool = True, num_blocks_reconstruction: int = 5, flow: str = "spynet",
-                 hr_channels: int = 64, deform_groups: int = 16):
+                 hr_channels: int = 64, deform_groups: int = 16, hr_blocks: int = 0, hr_frame_input: bool = False):
         super().__init__()
         if flow not in FLOW_SOURCES:
             raise ValueError(f"flow must be one of {', '.join(map(repr, FLOW_SOURCES))}, got {flow!r}")
@@ -103,7 +105,7 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
             self.backbone[name] = ResidualBlocksWithInputConv((2 + i) * mid_channels, mid_channels, num_blocks)
 
         self.reconstruction = ResidualBlocksWithInputConv(5 * mid_channels, mid_channels, num_blocks_reconstruction)
-        self.add_x4_head(mid_channels, hr_channels)
+        self.add_x4_head(mid_channels, hr_channels, hr_blocks, hr_frame_input)
         self.lrelu = nn.LeakyReLU(0.1, inplace=True)
 
     # ------------------------------------------------------------------------------------------------------------------
@@ -233,9 +235,10 @@ class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
                  is_low_res_input: bool = False, num_blocks_reconstruction: int = 55, period: int = 4,
-                 flow: str = "spynet", hr_channels: int = 64, deform_groups: int = 16):
+                 flow: str = "spynet", hr_channels: int = 64, deform_groups: int = 16, hr_blocks: int = 0,
+                 hr_frame_input: bool = False):
         super().__init__(mid_channels, num_blocks, max_residue_magnitude, is_low_res_input, num_blocks_reconstruction,
-                         flow, hr_channels, deform_groups)
+                         flow, hr_channels, deform_groups, hr_blocks, hr_frame_input)
         if period < 1:
             raise ValueError(f"PQF period must be at least 1, got {period}")
         self.period = period
