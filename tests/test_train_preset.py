@@ -127,3 +127,27 @@ def test_kaiming_init_keeps_the_image_in_the_features():
             return m.feat_extract(x[:, 0]).std(dim=(-1, -2)).mean().item()
 
     assert spatial_std(model) > 4 * spatial_std(default)
+
+
+def test_full_size_tail_options_keep_upstream_keys_by_default():
+    from ntirekit.video.basicvsrpp import BasicVSRPlusPlus
+
+    kw = dict(mid_channels=16, num_blocks=1, is_low_res_input=False, num_blocks_reconstruction=1, flow="zero")
+    plain = BasicVSRPlusPlus(**kw).state_dict()
+    assert not any(k.startswith("hr_body.") for k in plain) and plain["conv_hr.weight"].shape == (64, 64, 3, 3)
+    torch.manual_seed(0)
+    tail = BasicVSRPlusPlus(**kw, hr_channels=8, hr_blocks=2, hr_frame_input=True).eval()
+    keys = tail.state_dict()
+    assert keys["conv_hr.weight"].shape == (8, 11, 3, 3)
+    assert {k for k in keys if k.startswith("hr_body.")} == {f"hr_body.{i}.conv{j}.{p}" for i in range(2)
+                                                             for j in (1, 2) for p in ("weight", "bias")}
+    # the tail sees the frame: a change of the frame inside one 4x4 block reaches the output through conv_hr even
+    # with the coarse features fixed
+    x = torch.rand(1, 2, 3, 32, 32)
+    feats = tail.features(x)
+    y = x.clone()
+    y[0, 0, :, 9, 9] += 0.5
+    with torch.no_grad():
+        a, b = tail.upsample(x, feats), tail.upsample(y, feats)
+    moved = (a - b)[0, 0].abs().sum(0) > 1e-6
+    assert moved[9, 9] and moved[8:11, 8:11].sum() > 1 and not moved[20:, 20:].any()
