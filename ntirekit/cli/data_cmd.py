@@ -17,13 +17,17 @@ from ntirekit.data.compress import compress_clip
 from ntirekit.data.frames import find_pqf, frame_psnr, quality_proxy
 from ntirekit.data.video import read_clip
 from ntirekit.quality import video_psnr
+from ntirekit.data.synth import MotionRange
+from ntirekit.data.synth import synth_clips as render
+from ntirekit.data.video import parse_size
 
 _ERRORS: tuple[type[BaseException], ...] = (OSError,)
 
 
 @click.group("data")
 def data() -> None:
-    """Video data: compress clean clips with HEVC (low-delay P, PQF QP pattern) and inspect clips."""
+    """Video data: render clean clips from photos, compress clean clips with HEVC (low-delay P, PQF QP pattern) and
+    inspect clips."""
 
 
 def _size_fps_options(func):  # type: ignore[no-untyped-def]
@@ -65,6 +69,31 @@ def compress(clips: tuple[str, ...], out_dir: str, qp: int, pqf_period: int, fra
         if rest:
             line += f" (PQF {_mean(pqf):.2f}, others {_mean(rest):.2f})"
         click.echo(line)
+
+
+@data.command("synth-clips")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder (one PNG folder per clip, with motion.json).")
+@click.option("--photos", default="kit", show_default=True,
+              help="'kit' (scikit-image's bundled photos, no download) or a folder of images.")
+@click.option("--clips", type=click.IntRange(min=1), default=24, show_default=True, help="Number of clips.")
+@click.option("--frames", type=click.IntRange(min=2), default=20, show_default=True, help="Frames per clip.")
+@click.option("--size", default="256x192", show_default=True, metavar="WxH", help="Frame size.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same clips.")
+@click.option("--max-pan", type=float, default=3.0, show_default=True, help="Fastest pan, pixels per frame.")
+@click.option("--max-zoom", type=float, default=0.004, show_default=True, help="Fastest zoom, scale change per frame.")
+@click.option("--max-rotation", type=float, default=0.15, show_default=True, help="Fastest rotation, degrees per frame.")
+@click.option("--foreground", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Probability of a moving foreground crop.")
+@one_line_errors(*_ERRORS)
+def synth_clips(out_dir: str, photos: str, clips: int, frames: int, size: str, seed: int, max_pan: float,
+                max_zoom: float, max_rotation: float, foreground: float) -> None:
+    """Render clean clips from still photos with camera motion (sub-pixel pans, slow zoom and rotation, optionally a
+    moving foreground crop); compress them with `ntirekit data compress` to train video QE entries."""
+    ranges = MotionRange(max_pan=max_pan, min_pan=min(MotionRange.min_pan, max_pan), max_zoom=max_zoom,
+                         max_rotation=max_rotation, foreground=foreground)
+    made = render(out_dir, photos=photos, clips=clips, frames=frames, size=parse_size(size), seed=seed, ranges=ranges)
+    click.echo(f"{out_dir}: {len(made)} clips of {frames} frames at {size} (seed {seed})")
 
 
 def _mean(values: list[float]) -> float:

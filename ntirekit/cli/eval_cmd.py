@@ -16,6 +16,7 @@ from ntirekit.eval.tracks import TRACKS, get_track
 from ntirekit.jobs import run_jobs
 from ntirekit.jobs.cli import baseline_entry, executor_options
 from ntirekit.jobs.executors import ExecutorSettings
+from ntirekit.pack.formats import render_readme
 from ntirekit.rank import LeaderboardError, ProtocolError, load_protocol, render_records
 
 #: the timed tracks whose CPU default is a quick run, and its settings
@@ -98,6 +99,18 @@ def _quick_note(extra: dict[str, Any], warmup: int, repeats: int, timer: str,
             f"challenge's measurement.")
 
 
+def save_vqe_readme(folder: Path, record: dict[str, Any], description: str, extra_data: int | None) -> None:
+    """``FOLDER/readme.txt`` of the ``vqe-results`` layout beside the frames ``--save-frames`` wrote, from what the
+    run measured (runtime per frame, CPU or GPU; extra data only when given)."""
+    values: dict[str, Any] = {"runtime_s": record["runtime_ms_per_frame"] / 1000.0,
+                              "cpu": 0 if record["device"].get("kind") == "cuda" else 1,
+                              "description": " ".join(description.split()) or record["entry"]}
+    if extra_data is not None:
+        values["extra_data"] = int(extra_data)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "readme.txt").write_text(render_readme(values, "vqe-results"), encoding="utf-8")
+
+
 def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -162,6 +175,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     ntirekit eval --track psnr --data ../shared/data/images/Set5 --protocol paper --entry imdn
     ntirekit eval --track runtime
     ntirekit eval --track vqe --data clips/ --entry pqf_basicvsrpp --chunk 20
+    ntirekit eval --track vqe --data clips/ --entry X --save-frames out/ --extra-data 1; ntirekit pack out/X
     ntirekit eval --track psnr --entries team07.zip --entry team07_fastsr   (checked, unpacked, run isolated)
     """
     declared = get_track(track)
@@ -184,6 +198,11 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     else:
         records = run_jobs(entries, options, Path(out), executor, baseline=baseline_entry(registry, protocol_name),
                            isolate=isolate, timeout_s=timeout_s, memory_mb=memory_mb)
+    if track == "vqe" and extra.get("save"):
+        for rec in records:
+            if rec.get("status") == "ok":
+                save_vqe_readme(Path(extra["save"]) / rec["entry"], rec, registry[rec["entry"]].spec.description,
+                                extra.get("extra_data"))
     click.echo(summary_table(records, track))
     if quick:
         click.echo(f"\nThis was a quick CPU run. For the full challenge measurement: ntirekit eval --track {track} "

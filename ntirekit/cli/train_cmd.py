@@ -6,21 +6,27 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import click
+from click.core import ParameterSource
 
 from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors
 from ntirekit.train.image import ImageTrainOptions, default_ckpt_dir, train_image_entry
 from ntirekit.train.loop import TrainConfig
 from ntirekit.train.video import VideoTrainOptions, train_video_entry
+from ntirekit.train.presets import apply_preset, get_preset
 
 #: options that only video entries take, with the value that means "not given"
-VIDEO_ONLY = {"frames": None, "val_frames": None, "grow_from": None, "identity_init": False, "zero_flow": False,
-              "fix_flow": 0, "no_reverse": False}
+VIDEO_ONLY = {"frames": None, "val_frames": None, "grow_from": None, "identity_init": False, "kaiming_init": False,
+              "zero_flow": False,
+              "fix_flow": 0, "no_reverse": False, "stop_after": None}
 #: options that only image entries take
 IMAGE_ONLY = {"val_protocol": "challenge", "val_limit": None}
 
 
 def _options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
+        click.option("--preset", default=None, metavar="NAME",
+                     help="A named recipe filling every option not given here (cpu-small: a small BasicVSR++ / "
+                          "PQF-BasicVSR++ with DIS flows for one CPU core; see ntirekit.train.presets)."),
         click.option("--data", default=None,
                      help="Training data. Image entries: HR images, a folder or 'skimage' (scikit-image's bundled "
                           "photos outside the embedded sample set; the default), LR made by the kit's MATLAB-exact "
@@ -46,7 +52,7 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Patches (image) or sequences (video) per step [image: 16, video: 1]."),
         click.option("--patch", "patch", type=click.IntRange(min=1), default=None,
                      help="Image: LR patch size [32]. Video: square crop of every frame [256; BasicVSR++ QE models "
-                          "need >= 256, a multiple of 4]."),
+                          "need >= 256 with SPyNet, >= 32 with flow=\"dis\" or \"zero\", a multiple of 4]."),
         click.option("--frames", type=click.IntRange(min=2), default=None,
                      help="Video entries: frames per training sequence [the entry's `frames`]."),
         click.option("--no-reverse", is_flag=True, help="Video entries: no temporally reversed sequences."),
@@ -62,8 +68,11 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--grow-from", type=click.Path(exists=True, dir_okay=False),
                      help="Video entries: start from a shallower model's weights (fewer residual blocks; see "
                           "--set); the new blocks start as identities, so the deeper model starts equal to it."),
-        click.option("--identity-init", is_flag=True,
+        click.option("--identity-init/--no-identity-init", default=False,
                      help="Video `train`: zero conv_last, so the network starts as the identity (output = input)."),
+        click.option("--kaiming-init/--no-kaiming-init", default=False,
+                     help="Video `train`: He-normal init of the convolutions outside residual blocks (features carry "
+                          "the image from step 0 when training from scratch)."),
         click.option("--zero-flow", is_flag=True,
                      help="Video `train`: zero the last conv of every SPyNet level (flows start at 0; no pretrained "
                           "SPyNet weights are staged)."),
@@ -74,6 +83,9 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--ckpt-dir", type=click.Path(file_okay=False),
                      help="Checkpoint folder (default: runs/NAME.ckpt, NAME being the written entry's name)."),
         click.option("--resume", is_flag=True, help="Continue from the checkpoint in the checkpoint folder."),
+        click.option("--stop-after", type=click.IntRange(min=1), default=None,
+                     help="Video entries: stop after step N as if cut (checkpoint written; --resume continues to "
+                          "--steps with the same result as an uncut run)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
         click.option("--threads", type=int, help="torch CPU threads."),
@@ -123,18 +135,34 @@ def _val(value: str | None, default: str | None) -> str | None:
     return None if value == "none" else value
 
 
+def _with_preset(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The options with the preset's values where none was given on the command line, and the model settings."""
+    settings = parse_settings(kw["settings"])
+    if kw["preset"] is None:
+        return kw, settings
+    ctx = click.get_current_context()
+    return apply_preset(get_preset(kw["preset"]), kw,
+                        lambda name: ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, None), settings)
+
+
+def _preset_tracks(name: str) -> tuple[str, ...]:
+    return get_preset(name).tracks
+
+
 def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
     import torch
 
+    kw, overrides = _with_preset(kw)
     if kw["threads"]:
         torch.set_num_threads(kw["threads"])
     entry = load_registry(kw["entry_roots"])[entry_name]
     video = entry.spec.track == "vqe"
+    if kw["preset"] is not None and entry.spec.track not in _preset_tracks(kw["preset"]):
+        raise click.UsageError(f"preset {kw['preset']} does not apply to {entry.name} ({entry.spec.track} track)")
     wrong = _given(kw, IMAGE_ONLY if video else VIDEO_ONLY)
     if wrong:
         kind = "a video" if video else "an image"
         raise click.UsageError(f"{entry.name} is {kind} entry: {', '.join(wrong)} do not apply to it")
-    overrides = parse_settings(kw["settings"])
     ckpt_dir = kw["ckpt_dir"] or default_ckpt_dir(entry, kw["name"], finetune)
     common = dict(finetune=finetune, weights=kw["weights"], ckpt_dir=ckpt_dir, resume=kw["resume"], name=kw["name"],
                   overwrite=kw["force"], log=echo_err)
@@ -147,7 +175,9 @@ def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
             patch=kw["patch"] or 256, batch_size=kw["batch_size"] or 1, reverse=not kw["no_reverse"],
             loss=kw["loss"] or "charbonnier", then_loss=kw["then_loss"], switch_at=kw["switch_at"],
             overrides=overrides, grow_from=kw["grow_from"], identity_init=kw["identity_init"],
-            zero_flow=kw["zero_flow"], fix_flow=kw["fix_flow"], device=kw["device"], config=_config(finetune, kw))
+            kaiming_init=kw["kaiming_init"],
+            zero_flow=kw["zero_flow"], fix_flow=kw["fix_flow"], device=kw["device"], stop_after=kw["stop_after"],
+            config=_config(finetune, kw))
         derived, result = train_video_entry(entry, kw["out_dir"], options, **common)
         metric = "ΔPSNR"
     else:

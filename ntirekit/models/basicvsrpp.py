@@ -13,7 +13,15 @@ Forms:
 - ``is_low_res_input=True`` (x4 VSR): features at input size, output 4x; 7,322,927 parameters at the defaults.
 - ``is_low_res_input=False`` (QE, the NTIRE 2021/2022 compressed-video form): two stride-2 convolutions bring features
   to 1/4 size, the upsamplers bring them back; output = input size. Frames need sides divisible by 4 and at least 256
-  (SPyNet then sees >= 64 pixels, as upstream asserts).
+  (SPyNet then sees >= 64 pixels, as upstream asserts); without SPyNet (``flow="zero"`` or ``"dis"``) at least 32.
+
+Flow sources (``flow``): ``"spynet"`` (upstream: SPyNet on the frames, on 1/4-size frames in the QE form), ``"zero"``
+(no flow network, every flow 0) and ``"dis"`` (the kit's addition: OpenCV's DIS optical flow on the full-size frames,
+:mod:`ntirekit.nn.dis_flow`, brought to the feature grid by block means; not learned, so it works without pretrained
+SPyNet weights). ``forward(..., flows=(forward, backward))`` takes flows computed beforehand at the frames' size
+(``(N, T-1, 2, H, W)`` each, e.g. cached DIS flows of training crops) in place of the flow source's.
+``hr_channels`` sets the width of the full-size reconstruction layers (``upsample2``'s output and ``conv_hr``; 64
+upstream, where they dominate the cost of the QE form at small ``mid_channels``).
 
 Differences from upstream, none of which changes an output: the mirror-extension shortcut (reusing backward flows for a
 palindromic training clip) and the CPU feature cache (``cpu_cache_length``) are left out; long clips are cut into
@@ -35,10 +43,14 @@ from ntirekit.nn.flow import chain_flows, flow_warp
 from ntirekit.nn.propagation_steps import Step, plan
 from ntirekit.nn.recurrent import ResidualBlocksWithInputConv, X4Head, bidirectional_flows, check_clip
 from ntirekit.nn.spynet import SPyNet
+from ntirekit.nn.dis_flow import downscale_flow
+from ntirekit.nn.dis_flow import tensor_clip_flows
 
-__all__ = ["BasicVSRPlusPlus", "PQFBasicVSRPlusPlus", "BRANCHES"]
+__all__ = ["BasicVSRPlusPlus", "PQFBasicVSRPlusPlus", "BRANCHES", "FLOW_SOURCES"]
 
 BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
+FLOW_SOURCES = ("spynet", "zero", "dis")
+Flows = tuple[torch.Tensor, torch.Tensor]
 
 
 class BasicVSRPlusPlus(X4Head, nn.Module):
@@ -50,22 +62,32 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
         max_residue_magnitude: bound of the offset residue (10 upstream).
         is_low_res_input: True for x4 VSR, False for the full-size QE form.
         num_blocks_reconstruction: residual blocks of the reconstruction (5 upstream; PQF-BasicVSR++ grows it to 55).
-        flow: ``"spynet"`` (upstream) or ``"zero"``: no flow network, every flow exactly 0 (alignment then rests on
-            the learned deformable offsets alone; the form of a model trained with a frozen, zeroed SPyNet).
+        flow: ``"spynet"`` (upstream), ``"zero"``: no flow network, every flow exactly 0 (alignment then rests on
+            the learned deformable offsets alone; the form of a model trained with a frozen, zeroed SPyNet), or
+            ``"dis"``: OpenCV's DIS optical flow (module docstring).
+        hr_channels: width of the full-size reconstruction layers (64 upstream).
+        hr_blocks: residual blocks at full size after ``conv_hr`` (none upstream).
+        hr_frame_input: ``conv_hr`` also sees the input frame (not upstream; see :meth:`X4Head.add_x4_head`).
+        deform_groups: offset groups of the deformable alignments (16 upstream; their offset convolutions, with
+            27 outputs per group, are most of a step's cost at small ``mid_channels``).
     """
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
-                 is_low_res_input: bool = True, num_blocks_reconstruction: int = 5, flow: str = "spynet"):
+                 is_low_res_input: bool = True, num_blocks_reconstruction: int = 5, flow: str = "spynet",
+                 hr_channels: int = 64, deform_groups: int = 16, hr_blocks: int = 0, hr_frame_input: bool = False):
         super().__init__()
-        if flow not in ("spynet", "zero"):
-            raise ValueError(f"flow must be 'spynet' or 'zero', got {flow!r}")
+        if flow not in FLOW_SOURCES:
+            raise ValueError(f"flow must be one of {', '.join(map(repr, FLOW_SOURCES))}, got {flow!r}")
         self.mid_channels = mid_channels
         self.is_low_res_input = is_low_res_input
+        self.flow = flow
         #: output size / input size, the fewest frames, the smallest input side and the multiple input sides must be
         self.scale = 4 if is_low_res_input else 1
         self.min_frames = 2
-        self.min_input_size = 64 if is_low_res_input else 256
+        self.min_input_size = 64 if is_low_res_input else 256 if flow == "spynet" else 32
         self.input_multiple = 1 if is_low_res_input else 4
+        #: the feature grid is this many times coarser than the frames
+        self.feature_stride = 1 if is_low_res_input else 4
 
         self.spynet = SPyNet() if flow == "spynet" else None
         if is_low_res_input:
@@ -80,12 +102,12 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
         self.backbone = nn.ModuleDict()
         for i, name in enumerate(BRANCHES):
             self.deform_align[name] = SecondOrderDeformableAlignment(
-                2 * mid_channels, mid_channels, 3, padding=1, deform_groups=16,
+                2 * mid_channels, mid_channels, 3, padding=1, deform_groups=deform_groups,
                 max_residue_magnitude=max_residue_magnitude)
             self.backbone[name] = ResidualBlocksWithInputConv((2 + i) * mid_channels, mid_channels, num_blocks)
 
         self.reconstruction = ResidualBlocksWithInputConv(5 * mid_channels, mid_channels, num_blocks_reconstruction)
-        self.add_x4_head(mid_channels)
+        self.add_x4_head(mid_channels, hr_channels, hr_blocks, hr_frame_input)
         self.lrelu = nn.LeakyReLU(0.1, inplace=True)
 
     # ------------------------------------------------------------------------------------------------------------------
@@ -98,7 +120,8 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
 
     def compute_flow(self, lqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(flows_forward, flows_backward)``, each (N, T-1, 2, h, w) at the flow resolution
-        (:func:`ntirekit.nn.recurrent.bidirectional_flows`); zeros without a flow network."""
+        (:func:`ntirekit.nn.recurrent.bidirectional_flows`); zeros without a flow network (``flow="zero"``; the
+        ``"dis"`` flows are made from the full-size frames in :meth:`feature_flows`)."""
         if self.spynet is None:
             n, t, _, h, w = lqs.shape
             zeros = lqs.new_zeros(n, t - 1, 2, h, w)
@@ -158,19 +181,31 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
             outputs.append(self.x4_head(self.reconstruction(hr), lqs[:, i]))
         return torch.stack(outputs, dim=1)
 
-    def features(self, lqs: torch.Tensor, pqf: Iterable[int] | None = None) -> dict[str, list[torch.Tensor]]:
+    def feature_flows(self, lqs: torch.Tensor, flows: Flows | None = None) -> Flows:
+        """``(flows_forward, flows_backward)`` on the feature grid: from ``flows`` (given at the frames' size), else
+        from the flow source (module docstring)."""
+        n, t, c, h, w = lqs.shape
+        if flows is None and self.flow == "dis":
+            flows = tensor_clip_flows(lqs)
+        if flows is not None:
+            expected = (n, t - 1, 2, h, w)
+            if any(tuple(f.shape) != expected for f in flows):
+                raise ValueError(f"flows {[tuple(f.shape) for f in flows]} do not fit the clip: expected {expected}")
+            return downscale_flow(flows[0], self.feature_stride), downscale_flow(flows[1], self.feature_stride)
+        if self.is_low_res_input:
+            return self.compute_flow(lqs)
+        lqs_flow = F.interpolate(lqs.reshape(-1, c, h, w), scale_factor=0.25, mode="bicubic")
+        return self.compute_flow(lqs_flow.view(n, t, c, h // 4, w // 4))
+
+    def features(self, lqs: torch.Tensor, pqf: Iterable[int] | None = None,
+                 flows: Flows | None = None) -> dict[str, list[torch.Tensor]]:
         """Per-frame features: ``spatial`` (the extractor's) and one list per propagation branch, in frame order."""
         self.check_input(lqs)
         n, t, c, h, w = lqs.shape
-        if self.is_low_res_input:
-            lqs_flow = lqs
-        else:
-            lqs_flow = F.interpolate(lqs.reshape(-1, c, h, w), scale_factor=0.25, mode="bicubic")
-            lqs_flow = lqs_flow.view(n, t, c, h // 4, w // 4)
         feats_ = self.feat_extract(lqs.reshape(-1, c, h, w))
         feats_ = feats_.view(n, t, *feats_.shape[1:])
         feats: dict[str, list[torch.Tensor]] = {"spatial": [feats_[:, i] for i in range(t)]}
-        flows_forward, flows_backward = self.compute_flow(lqs_flow)
+        flows_forward, flows_backward = self.feature_flows(lqs, flows)
         pqf = None if pqf is None else list(pqf)
         for name in BRANCHES:
             direction = name.split("_")[0]
@@ -179,12 +214,13 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
             feats[name] = self.propagate(feats, flows, steps, name)
         return feats
 
-    def run(self, lqs: torch.Tensor, pqf: Iterable[int] | None = None) -> torch.Tensor:
-        return self.upsample(lqs, self.features(lqs, pqf))
+    def run(self, lqs: torch.Tensor, pqf: Iterable[int] | None = None, flows: Flows | None = None) -> torch.Tensor:
+        return self.upsample(lqs, self.features(lqs, pqf, flows))
 
-    def forward(self, lqs: torch.Tensor) -> torch.Tensor:
-        """Output clip (N, T, 3, H*scale, W*scale) for the input clip (N, T, 3, H, W)."""
-        return self.run(lqs)
+    def forward(self, lqs: torch.Tensor, flows: Flows | None = None) -> torch.Tensor:
+        """Output clip (N, T, 3, H*scale, W*scale) for the input clip (N, T, 3, H, W); ``flows``: see the module
+        docstring."""
+        return self.run(lqs, flows=flows)
 
 
 class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
@@ -197,9 +233,10 @@ class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
                  is_low_res_input: bool = False, num_blocks_reconstruction: int = 55, period: int = 4,
-                 flow: str = "spynet"):
+                 flow: str = "spynet", hr_channels: int = 64, deform_groups: int = 16, hr_blocks: int = 0,
+                 hr_frame_input: bool = False):
         super().__init__(mid_channels, num_blocks, max_residue_magnitude, is_low_res_input, num_blocks_reconstruction,
-                         flow)
+                         flow, hr_channels, deform_groups, hr_blocks, hr_frame_input)
         if period < 1:
             raise ValueError(f"PQF period must be at least 1, got {period}")
         self.period = period
@@ -211,5 +248,6 @@ class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
     def propagation_plan(self, t: int, direction: str, pqf: Iterable[int] | None = None) -> list[Step]:
         return plan(t, direction, self.default_pqf(t) if pqf is None else pqf)
 
-    def forward(self, lqs: torch.Tensor, pqf: Sequence[int] | None = None) -> torch.Tensor:  # type: ignore[override]
-        return self.run(lqs, pqf)
+    def forward(self, lqs: torch.Tensor, pqf: Sequence[int] | None = None,  # type: ignore[override]
+                flows: Flows | None = None) -> torch.Tensor:
+        return self.run(lqs, pqf, flows)

@@ -73,20 +73,33 @@ class X4Head:
     is_low_res_input: bool
     lrelu: nn.Module
 
-    def add_x4_head(self, mid_channels: int) -> None:
+    def add_x4_head(self, mid_channels: int, hr_channels: int = 64, hr_blocks: int = 0,
+                    hr_frame_input: bool = False) -> None:
+        """``hr_channels``: width of the full-size layers (``upsample2``'s output, ``conv_hr``; 64 upstream);
+        ``hr_blocks``: residual blocks at full size after ``conv_hr`` (keys ``hr_body.*``; none upstream);
+        ``hr_frame_input``: ``conv_hr`` also sees the frame at full size (3 more input channels; not upstream), so
+        the full-size layers work on the pixels and not only on what the coarse features kept of them."""
+        self.hr_frame_input = hr_frame_input
         self.upsample1 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
-        self.upsample2 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
+        self.upsample2 = PixelShufflePack(mid_channels, hr_channels, 2, upsample_kernel=3)
+        self.conv_hr = nn.Conv2d(hr_channels + (3 if hr_frame_input else 0), hr_channels, 3, 1, 1)
+        if hr_blocks:
+            self.hr_body = nn.Sequential(*(ResidualBlockNoBN(hr_channels) for _ in range(hr_blocks)))
+        self.conv_last = nn.Conv2d(hr_channels, 3, 3, 1, 1)
         self.img_upsample = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
 
     def x4_head(self, feat: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """x4 upsampling of a feature (N, C, h, w), plus its frame: bilinearly upsampled x4 for low-resolution input,
         as is otherwise (the QE forms, whose features sit at 1/4 of the frame's size)."""
+        base = self.img_upsample(frame) if self.is_low_res_input else frame
         out = self.lrelu(self.upsample1(feat))
         out = self.lrelu(self.upsample2(out))
-        out = self.conv_last(self.lrelu(self.conv_hr(out)))
-        return out + (self.img_upsample(frame) if self.is_low_res_input else frame)
+        if getattr(self, "hr_frame_input", False):
+            out = torch.cat([out, base], dim=1)
+        out = self.lrelu(self.conv_hr(out))
+        if hasattr(self, "hr_body"):
+            out = self.hr_body(out)
+        return self.conv_last(out) + base
 
 
 def bidirectional_flows(spynet: nn.Module, lqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

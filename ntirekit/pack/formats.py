@@ -169,9 +169,11 @@ def parse_readme(text: str, fmt: str) -> tuple[dict[str, Any], list[tuple[str, s
 
 
 def render_readme(values: Mapping[str, Any], fmt: str) -> str:
-    """The readme text in the standard NTIRE layout."""
+    """The readme text in the standard NTIRE layout (fields missing from ``values`` are left out)."""
     lines = []
     for field in readme_fields(fmt):
+        if field.key not in values:
+            continue
         value = values[field.key]
         if field.kind == "seconds":
             value = f"{float(value):.6g}"

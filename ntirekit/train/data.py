@@ -1,6 +1,6 @@
 """Training data for image SR entries: HR images, LR made by the kit's MATLAB-exact bicubic, random augmented patches.
 
-HR sources (:func:`load_hr_images`):
+HR sources (:func:`ntirekit.data.photos.load_hr_images`):
 
 - ``"skimage"``: photos bundled with scikit-image (installed with the kit, offline) that are NOT in the embedded sample
   set (:mod:`ntirekit.data.sample`, which therefore stays a clean validation set): ``rocket``, ``hubble_deep_field``,
@@ -23,37 +23,10 @@ import numpy as np
 import torch
 
 from ntirekit.data import DataError
-from ntirekit.data.images import list_images, make_lr, modcrop, read_image
+from ntirekit.data.images import make_lr, modcrop
+from ntirekit.data.photos import SKIMAGE_TRAIN, load_hr_images
 
 __all__ = ["SKIMAGE_TRAIN", "load_hr_images", "SRPatchSource", "augment"]
-
-#: scikit-image photos used by the "skimage" training spec (disjoint from the embedded sample set)
-SKIMAGE_TRAIN: tuple[str, ...] = ("rocket", "hubble_deep_field", "retina", "immunohistochemistry", "brick", "grass", "gravel", "moon",
-                                  "coins")
-
-
-def _skimage_photo(name: str) -> np.ndarray:
-    import skimage.data
-
-    img = np.asarray(getattr(skimage.data, name)())
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3], dtype=np.uint8)
-
-
-def load_hr_images(spec: str | Path, names: Sequence[str] | None = None) -> list[tuple[str, np.ndarray]]:
-    """``[(name, RGB uint8 HxWx3)]`` from ``"skimage"`` or a folder of images (see the module docstring)."""
-    if str(spec) == "skimage":
-        return [(n, _skimage_photo(n)) for n in (names or SKIMAGE_TRAIN)]
-
-    folder = Path(spec).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder of HR images (or give 'skimage')")
-    files = list_images(folder)
-    if not files:
-        raise DataError(f"{folder}: no images")
-    return [(f.stem, read_image(f)) for f in files]
-
 
 def augment(img: np.ndarray, k: int) -> np.ndarray:
     """One of the 8 dihedral transforms: horizontal flip if ``k & 1``, then ``k >> 1`` quarter turns."""

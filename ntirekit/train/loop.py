@@ -217,7 +217,9 @@ class Trainer:
                 running = value if self.running_loss is None else 0.9 * self.running_loss + 0.1 * value
                 self.running_loss = running
                 bar.update(1)
+                last_val = next((h["val"] for h in reversed(self.history) if h.get("val") is not None), None)
                 bar.set_postfix(loss=f"{running:.4g}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                                val=("-" if last_val is None else f"{last_val:.3f}"),
                                 best=("-" if self.best_metric is None else f"{self.best_metric:.3f}"))
                 entry: dict[str, float] = {}
                 if (self.step % cfg.val_every == 0 or self.step == cfg.steps) and self.validate is not None:

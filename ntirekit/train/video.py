@@ -9,10 +9,14 @@ pattern over the whole clip) are mapped to the frames that stay.
 
 Batches (:class:`ClipSequenceSource`): ``N`` consecutive (unique) frames of one clip, an aligned random ``P x P``
 crop of the compressed and the clean frames (the model's frame size rules apply: BasicVSR++ in QE mode needs
-``P >= 256`` and a multiple of 4), one of the 8 flips/rotations applied to every frame of both, and, optionally, the
+``P >= 256`` with SPyNet, ``P >= 32`` with DIS or zero flows, and a multiple of 4), one of the 8 flips/rotations
+applied to every frame of both, and, optionally, the
 frame order reversed. For a model that takes PQF positions (``default_pqf``, ``forward(lqs, pqf)``) the inputs are
 ``(clip, pqf)`` with the PQF positions of the sequence in its (possibly reversed) order; the members of one batch are
-drawn among the sequences that share the same positions, so one list serves the whole batch. Candidates are grouped
+drawn among the sequences that share the same positions, so one list serves the whole batch. For a model whose flow
+source is OpenCV's DIS (``flow = "dis"``) the DIS flows of every compressed clip are computed once and cached
+(:func:`dis_flows_cached`, ``flows_dis.npz`` in the clip's folder), cropped, flipped, rotated and reversed with the
+frames (:func:`ntirekit.nn.dis_flow.augment_flows`), and passed as the model's ``flows`` input. Candidates are grouped
 the same way whether or not the model takes PQFs, so two models trained with one seed see the same crops.
 
 Model (:func:`model_for_video_training`): the entry's factory with ``--set`` overrides, then one of
@@ -59,9 +63,12 @@ from ntirekit.core.weights import extract_state_dict, normalise_keys, read_check
 from ntirekit.train.derive import write_entry_folder
 from ntirekit.core.device import resolve_device
 from ntirekit.train.losses import staged_loss
+from ntirekit.nn.deform import ModulatedDeformConv2d
+from ntirekit.nn.dis_flow import DIS_PRESET, clip_flows
+from ntirekit.nn.dis_flow import augment_flows, reverse_flows
 
 __all__ = ["TrainClip", "load_clip_pairs", "ClipSequenceSource", "augment_sequence", "vqe_validator",
-           "grow_from_state", "identity_init", "zero_flow", "flow_freezer", "model_for_video_training",
+           "grow_from_state", "identity_init", "kaiming_init", "dis_flows_cached", "FLOW_CACHE", "zero_flow", "flow_freezer", "model_for_video_training",
            "VideoTrainOptions", "train_video_entry"]
 
 
@@ -78,12 +85,15 @@ class TrainClip:
     gt: np.ndarray
     pqf: list[int] | None
     duplicates: int = 0
+    #: ``(forward, backward)`` flows of ``lq`` (:func:`ntirekit.nn.dis_flow.clip_flows`, float16), or None
+    flows: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def load_clip_pairs(data: str | os.PathLike, *, default_pqf: Callable[[int], Sequence[int]] | None = None
-                    ) -> list[TrainClip]:
+def load_clip_pairs(data: str | os.PathLike, *, default_pqf: Callable[[int], Sequence[int]] | None = None,
+                    flows: bool = False) -> list[TrainClip]:
     """The (compressed, clean) pairs of ``data`` in memory, duplicates dropped (module docstring). PQFs come from
-    the clip's QPs, else ``default_pqf(n)``, else None."""
+    the clip's QPs, else ``default_pqf(n)``, else None. ``flows``: with the DIS flows of the compressed frames
+    (:func:`dis_flows_cached`)."""
     clips = []
     for pair in find_videos(data):
         lq = read_clip(pair.lq)
@@ -102,10 +112,42 @@ def load_clip_pairs(data: str | os.PathLike, *, default_pqf: Callable[[int], Seq
             pqf = est.positions
         elif default_pqf is not None:
             pqf = list(default_pqf(len(lq)))
-        clips.append(TrainClip(pair.name, np.stack(unique), np.stack([gt_frames[i] for i in keep]),
+        lq_unique = np.stack(unique)
+        clips.append(TrainClip(pair.name, lq_unique, np.stack([gt_frames[i] for i in keep]),
                                None if pqf is None else positions_after_drop(pqf, index_map),
-                               len(lq_frames) - len(unique)))
+                               len(lq_frames) - len(unique),
+                               dis_flows_cached(lq_unique, Path(pair.lq)) if flows and len(unique) > 1 else None))
     return clips
+
+
+#: cache file of a clip's DIS flows, in the compressed clip's folder
+FLOW_CACHE = "flows_dis.npz"
+
+
+def dis_flows_cached(frames: np.ndarray, clip_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The DIS flows (:func:`ntirekit.nn.dis_flow.clip_flows`) of ``frames`` (``T x H x W x 3`` uint8), float16,
+    computed once and cached as ``flows_dis.npz`` in the clip's folder (reused when the frames' digest, the DIS
+    preset and the shape match; recomputed otherwise; a folder that cannot be written only loses the cache)."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
+    cache = clip_path / FLOW_CACHE if clip_path.is_dir() else None
+    if cache is not None and cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                if str(z["digest"]) == digest and str(z["preset"]) == DIS_PRESET:
+                    return z["forward"], z["backward"]
+        except (OSError, KeyError, ValueError):
+            pass
+    forward, backward = (f.astype(np.float16) for f in clip_flows(list(frames)))
+    if cache is not None:
+        try:
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, forward=forward, backward=backward, digest=digest, preset=DIS_PRESET)
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return forward, backward
 
 
 def augment_sequence(frames: np.ndarray, k: int) -> np.ndarray:
@@ -131,11 +173,15 @@ class ClipSequenceSource:
     """
 
     def __init__(self, clips: Sequence[TrainClip], frames: int, patch: int, *, batch_size: int = 1,
-                 data_range: float = 1.0, augment: bool = True, reverse: bool = True, pass_pqf: bool = False):
+                 data_range: float = 1.0, augment: bool = True, reverse: bool = True, pass_pqf: bool = False,
+                 pass_flows: bool = False):
         if frames < 1 or patch < 1 or batch_size < 1:
             raise OptionError(f"frames, patch and batch size must be positive (got {frames}, {patch}, {batch_size})")
+        if pass_flows and any(c.flows is None for c in clips):
+            raise OptionError("pass_flows needs the flows of every clip (load_clip_pairs(..., flows=True))")
         self.clips, self.frames, self.patch, self.batch_size = list(clips), int(frames), int(patch), int(batch_size)
         self.data_range, self.augment, self.reverse, self.pass_pqf = float(data_range), augment, reverse, pass_pqf
+        self.pass_flows = pass_flows
         groups: dict[tuple[int, ...] | None, list[_Candidate]] = {}
         for c, clip in enumerate(self.clips):
             t, h, w = clip.lq.shape[:3]
@@ -171,7 +217,7 @@ class ClipSequenceSource:
     def sample(self, rng: np.random.Generator) -> tuple[Any, torch.Tensor]:
         group = self.groups[int(rng.choice(len(self.groups), p=self.group_weights))]
         p, n = self.patch, self.frames
-        lqs, gts = [], []
+        lqs, gts, fwds, bwds = [], [], [], []
         for _ in range(self.batch_size):
             cand = group[int(rng.integers(0, len(group)))]
             clip = self.clips[cand.clip]
@@ -180,20 +226,31 @@ class ClipSequenceSource:
             index = slice(cand.start, cand.start + n)
             lq = clip.lq[index, top:top + p, left:left + p]
             gt = clip.gt[index, top:top + p, left:left + p]
-            if self.augment:
-                k = int(rng.integers(0, 8))
-                lq, gt = augment_sequence(lq, k), augment_sequence(gt, k)
+            k = int(rng.integers(0, 8)) if self.augment else 0
+            lq, gt = augment_sequence(lq, k), augment_sequence(gt, k)
             if cand.reverse:
                 lq, gt = lq[::-1], gt[::-1]
             lqs.append(np.ascontiguousarray(lq))
             gts.append(np.ascontiguousarray(gt))
+            if self.pass_flows:
+                assert clip.flows is not None
+                pairs = slice(cand.start, cand.start + n - 1)
+                fwd, bwd = (augment_flows(f[pairs, top:top + p, left:left + p].astype(np.float32), k)
+                            for f in clip.flows)
+                if cand.reverse:
+                    fwd, bwd = reverse_flows(fwd, bwd)
+                fwds.append(np.ascontiguousarray(fwd))
+                bwds.append(np.ascontiguousarray(bwd))
         scale = self.data_range / 255.0
         lq_t = torch.from_numpy(np.stack(lqs)).permute(0, 1, 4, 2, 3).float() * scale
         gt_t = torch.from_numpy(np.stack(gts)).permute(0, 1, 4, 2, 3).float() * scale
+        inputs: list[Any] = [lq_t]
         if self.pass_pqf:
             pqf = self.pqf_of(group[0])                      # the same for every member of the group
-            return (lq_t, None if pqf is None else list(pqf)), gt_t
-        return lq_t, gt_t
+            inputs.append(None if pqf is None else list(pqf))
+        if self.pass_flows:
+            inputs.append(tuple(torch.from_numpy(np.stack(f)).permute(0, 1, 4, 2, 3) for f in (fwds, bwds)))
+        return (tuple(inputs) if len(inputs) > 1 else lq_t), gt_t
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -270,6 +327,29 @@ def grow_from_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list
     return new_blocks
 
 
+def kaiming_init(model: nn.Module) -> int:
+    """He (Kaiming) normal initialisation, fan-in, LeakyReLU slope 0.1, zero biases, of every convolution that
+    keeps its framework default otherwise: not inside a residual block (those keep their 0.1-scaled init), not a
+    zero-initialised one (the alignment's last offset conv), not ``conv_last``. PyTorch's default init shrinks a
+    signal by about 1/sqrt(3) per layer, so from scratch (no pretrained weights) the features of a deep recurrent QE
+    network start almost constant over the frame and the first hundreds of steps learn nothing; with this init they
+    carry the image from step 0. Returns the number of convolutions initialised."""
+    block_class = _residual_block_class()
+    inside_blocks = {id(m) for b in model.modules() if isinstance(b, block_class) for m in b.modules()}
+    last = getattr(model, "conv_last", None)
+    done = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, (nn.Conv2d, ModulatedDeformConv2d)) or id(module) in inside_blocks \
+                    or module is last or not module.weight.any():
+                continue
+            nn.init.kaiming_normal_(module.weight, a=0.1, mode="fan_in", nonlinearity="leaky_relu")
+            if module.bias is not None:
+                module.bias.zero_()
+            done += 1
+    return done
+
+
 def identity_init(model: nn.Module) -> None:
     """Zero the last convolution (``conv_last``) of a residual QE network: output = input until it learns."""
     conv = getattr(model, "conv_last", None)
@@ -311,12 +391,12 @@ def flow_freezer(model: nn.Module, steps: int) -> Callable[[int], None]:
 
 def model_for_video_training(entry: Entry, *, finetune: bool, weights: str | os.PathLike | None = None,
                              overrides: Mapping[str, Any] | None = None, grow_from: str | os.PathLike | None = None,
-                             identity: bool = False, flow_zero: bool = False,
+                             identity: bool = False, flow_zero: bool = False, kaiming: bool = False,
                              log: Callable[[str], None] | None = None) -> nn.Module:
     """The model to train (module docstring); seed torch first for a reproducible initialisation."""
     log = log or (lambda message: None)
-    if (identity or flow_zero) and (finetune or grow_from is not None):
-        raise OptionError("identity and zero-flow initialisations apply to a random initialisation only (`train` "
+    if (identity or flow_zero or kaiming) and (finetune or grow_from is not None):
+        raise OptionError("kaiming, identity and zero-flow initialisations apply to a random initialisation only (`train` "
                          "without --grow-from)")
     if grow_from is not None and weights is not None:
         raise OptionError("give either --grow-from or --weights")
@@ -328,6 +408,8 @@ def model_for_video_training(entry: Entry, *, finetune: bool, weights: str | os.
         return model
     model = model_for_training(entry, finetune=finetune, weights=weights, overrides=overrides)
     if not finetune:
+        if kaiming:
+            kaiming_init(model)
         if identity:
             identity_init(model)
         if flow_zero:
@@ -353,9 +435,11 @@ class VideoTrainOptions:
     overrides: dict[str, Any] = field(default_factory=dict)
     grow_from: str | None = None
     identity_init: bool = False
+    kaiming_init: bool = False
     zero_flow: bool = False
     fix_flow: int = 0                      # flow network frozen for the first N steps
     device: str = "auto"
+    stop_after: int | None = None          # stop after this step as if cut (a checkpoint is written; resume later)
     config: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -376,12 +460,13 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
     torch.manual_seed(options.config.seed)
     model = model_for_video_training(entry, finetune=finetune, weights=weights, overrides=options.overrides,
                                      grow_from=options.grow_from, identity=options.identity_init,
-                                     flow_zero=options.zero_flow, log=log)
+                                     flow_zero=options.zero_flow, kaiming=options.kaiming_init, log=log)
     default_pqf = getattr(model, "default_pqf", None)
-    clips = load_clip_pairs(options.data, default_pqf=default_pqf if callable(default_pqf) else None)
+    dis = getattr(model, "flow", None) == "dis"
+    clips = load_clip_pairs(options.data, default_pqf=default_pqf if callable(default_pqf) else None, flows=dis)
     source = ClipSequenceSource(clips, frames, options.patch, batch_size=options.batch_size,
                                 data_range=entry.spec.data_range, reverse=options.reverse,
-                                pass_pqf=callable(default_pqf))
+                                pass_pqf=callable(default_pqf), pass_flows=dis)
     log(f"training data: {source}")
     loss = staged_loss(options.loss, options.then_loss, options.switch_at, options.config.steps,
                        scale=entry.spec.data_range)
@@ -393,15 +478,16 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
                       log=log, before_step=before_step)
     if resume and not trainer.resume():
         log("no checkpoint to resume from: starting at step 0")
-    result = trainer.run()
+    result = trainer.run(until=options.stop_after)
     derived = None
     if out_dir is not None and result.finished:
         what = "fine-tuned" if finetune else "trained"
         zeroed = [what for what, on in (("conv_last", options.identity_init), ("SPyNet's last convs",
                                                                              options.zero_flow)) if on]
+        init = ("a Kaiming " if options.kaiming_init else "a ") + "random initialisation"
         start = (f"grown from {Path(options.grow_from).name}" if options.grow_from else
                  "from its weights" if finetune else
-                 "from a random initialisation" + (f" ({' and '.join(zeroed)} zeroed)" if zeroed else ""))
+                 f"from {init}" + (f" ({' and '.join(zeroed)} zeroed)" if zeroed else ""))
         if options.fix_flow:
             start += f", flow network frozen for the first {options.fix_flow} steps,"
         best = (f"best validation ΔPSNR {result.best_metric:+.3f} dB on {options.val} at step {result.best_step}"

@@ -1,14 +1,11 @@
-"""PQF-BasicVSR++ (TaoMC2, NTIRE 2022 LDV 2.0 track 1 winner): BasicVSR++ in QE mode whose second-order neighbour in
-each propagation branch is the most recent peak-quality frame (PQF), the flow to it chained from the per-step flows,
-with a reconstruction grown to 55 residual blocks. See :mod:`ntirekit.nn.propagation_steps` for the index rule and
-:class:`ntirekit.models.basicvsrpp.PQFBasicVSRPlusPlus` for the network.
-
-PQF positions: ``forward(x, pqf=[...])`` takes them per clip (the vqe track reads them from the clip's ``qp.txt``);
-without them every ``period``-th frame from frame 0 is taken as a PQF (``period = 4``: the pattern "1000 1000 ...").
+"""team98_pqf_basicvsrpp_small: PQF-BasicVSR++ (TaoMC2, NTIRE 2022 LDV 2.0 track 1 winner) at 16 channels with DIS
+optical flow, trained on a CPU by ``ntirekit train pqf_basicvsrpp --preset cpu-small`` (see README.md). The network is
+the kit's ``ntirekit.models.basicvsrpp.PQFBasicVSRPlusPlus``, written into this file so that it runs without ntirekit.
 """
 
 from __future__ import annotations
 
+import cv2
 import math
 import numpy as np
 import os
@@ -22,12 +19,16 @@ from typing import Iterable
 from typing import Sequence
 
 # ----------------------------------------------------------------------------------------------------
-# Written by ntirekit from ntirekit.video.basicvsrpp, ntirekit.nn.recurrent, ntirekit.nn.spynet, ntirekit.nn.flow, ntirekit.nn.deform, ntirekit.video.propagation, ntirekit.data.frames, ntirekit.quality.metrics, so that this file runs without ntirekit installed.
+# Written by ntirekit from ntirekit.models.basicvsrpp, ntirekit.nn.recurrent, ntirekit.nn.spynet, ntirekit.nn.flow, ntirekit.nn.deform, ntirekit.nn.propagation_steps, ntirekit.nn.dis_flow, ntirekit.core.errors, ntirekit.data.frames, ntirekit.quality.metrics, so that this file runs without ntirekit installed.
 # ----------------------------------------------------------------------------------------------------
 
-# from ntirekit.video.basicvsrpp
+# from ntirekit.models.basicvsrpp
 
 BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
+
+FLOW_SOURCES = ("spynet", "zero", "dis")
+
+Flows = tuple[torch.Tensor, torch.Tensor]
 
 # from ntirekit.nn.recurrent
 
@@ -326,7 +327,7 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         return modulated_deform_conv2d(x, offset, torch.sigmoid(mask), self.weight, self.bias, self.stride,
                                        self.padding, self.dilation, self.deform_groups)
 
-# from ntirekit.video.propagation
+# from ntirekit.nn.propagation_steps
 
 @dataclass(frozen=True)
 class Step:
@@ -366,20 +367,33 @@ class X4Head:
     is_low_res_input: bool
     lrelu: nn.Module
 
-    def add_x4_head(self, mid_channels: int) -> None:
+    def add_x4_head(self, mid_channels: int, hr_channels: int = 64, hr_blocks: int = 0,
+                    hr_frame_input: bool = False) -> None:
+        """``hr_channels``: width of the full-size layers (``upsample2``'s output, ``conv_hr``; 64 upstream);
+        ``hr_blocks``: residual blocks at full size after ``conv_hr`` (keys ``hr_body.*``; none upstream);
+        ``hr_frame_input``: ``conv_hr`` also sees the frame at full size (3 more input channels; not upstream), so
+        the full-size layers work on the pixels and not only on what the coarse features kept of them."""
+        self.hr_frame_input = hr_frame_input
         self.upsample1 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
-        self.upsample2 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
+        self.upsample2 = PixelShufflePack(mid_channels, hr_channels, 2, upsample_kernel=3)
+        self.conv_hr = nn.Conv2d(hr_channels + (3 if hr_frame_input else 0), hr_channels, 3, 1, 1)
+        if hr_blocks:
+            self.hr_body = nn.Sequential(*(ResidualBlockNoBN(hr_channels) for _ in range(hr_blocks)))
+        self.conv_last = nn.Conv2d(hr_channels, 3, 3, 1, 1)
         self.img_upsample = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
 
     def x4_head(self, feat: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """x4 upsampling of a feature (N, C, h, w), plus its frame: bilinearly upsampled x4 for low-resolution input,
         as is otherwise (the QE forms, whose features sit at 1/4 of the frame's size)."""
+        base = self.img_upsample(frame) if self.is_low_res_input else frame
         out = self.lrelu(self.upsample1(feat))
         out = self.lrelu(self.upsample2(out))
-        out = self.conv_last(self.lrelu(self.conv_hr(out)))
-        return out + (self.img_upsample(frame) if self.is_low_res_input else frame)
+        if getattr(self, "hr_frame_input", False):
+            out = torch.cat([out, base], dim=1)
+        out = self.lrelu(self.conv_hr(out))
+        if hasattr(self, "hr_body"):
+            out = self.hr_body(out)
+        return self.conv_last(out) + base
 
 def bidirectional_flows(spynet: nn.Module, lqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(flows_forward, flows_backward)`` of a clip (N, T, C, h, w), each (N, T-1, 2, h, w) in pixels (dx, dy):
@@ -420,7 +434,20 @@ def check_clip(lqs: torch.Tensor, min_frames: int, min_size: int, name: str) -> 
     if h < min_size or w < min_size:
         raise ValueError(f"{name} needs frames of at least {min_size}x{min_size}, got {w}x{h} (pad the frames)")
 
-# from ntirekit.video.propagation
+# from ntirekit.nn.dis_flow
+
+def downscale_flow(flow: torch.Tensor, factor: int) -> torch.Tensor:
+    """A flow ``(..., 2, H, W)`` on a grid ``factor`` times coarser: block means divided by ``factor`` (sides must
+    divide by ``factor``)."""
+    if factor == 1:
+        return flow
+    lead, (h, w) = flow.shape[:-2], flow.shape[-2:]
+    if h % factor or w % factor:
+        raise ValueError(f"flow sides {w}x{h} must be multiples of {factor}")
+    small = F.avg_pool2d(flow.reshape(-1, 1, h, w), factor) / factor
+    return small.reshape(*lead, h // factor, w // factor)
+
+# from ntirekit.nn.propagation_steps
 
 DIRECTIONS = ("forward", "backward")
 
@@ -468,7 +495,43 @@ def plan(n: int, direction: str, pqf: Iterable[int] | None = None) -> list[Step]
                         second_order_frame=None if key is None else order[key], flow_chain=chain))
     return out
 
-# from ntirekit.video.basicvsrpp
+# from ntirekit.nn.dis_flow
+
+DIS_PRESET = "MEDIUM"
+
+def _dis() -> "cv2.DISOpticalFlow":
+    return cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{DIS_PRESET}"))
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"DIS flow needs RGB uint8 HxWx3 frames, got {frame.dtype} {frame.shape}")
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+
+def clip_flows(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(forward, backward)`` flows of a clip of RGB uint8 frames, each ``T-1 x H x W x 2`` float32."""
+    grays = [_gray(f) for f in frames]
+    if len(grays) < 2:
+        raise ValueError(f"a clip needs at least 2 frames for flows, got {len(grays)}")
+    dis = _dis()
+    h, w = grays[0].shape
+    forward = np.empty((len(grays) - 1, h, w, 2), np.float32)
+    backward = np.empty_like(forward)
+    for i in range(len(grays) - 1):
+        backward[i] = dis.calc(grays[i], grays[i + 1], None)
+        forward[i] = dis.calc(grays[i + 1], grays[i], None)
+    return forward, backward
+
+def tensor_clip_flows(lqs: torch.Tensor, data_range: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """DIS flows of a clip tensor ``(N, T, 3, H, W)`` in ``[0, data_range]``: ``(forward, backward)``, each
+    ``(N, T-1, 2, H, W)`` (the frames are rounded to uint8 first, so a clip read from PNGs gives its cached flows)."""
+    frames = (lqs.detach().float() * (255.0 / data_range)).round().clamp(0, 255).to(torch.uint8)
+    frames = frames.permute(0, 1, 3, 4, 2).cpu().numpy()
+    pairs = [clip_flows(list(clip)) for clip in frames]
+    fwd = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 1, 4, 2, 3)
+    bwd = torch.from_numpy(np.stack([p[1] for p in pairs])).permute(0, 1, 4, 2, 3)
+    return fwd.to(lqs.device, lqs.dtype), bwd.to(lqs.device, lqs.dtype)
+
+# from ntirekit.models.basicvsrpp
 
 class BasicVSRPlusPlus(X4Head, nn.Module):
     """BasicVSR++ on a clip ``(N, T, 3, H, W)`` of RGB frames in [0, 1] (``T >= 2``).
@@ -479,22 +542,32 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
         max_residue_magnitude: bound of the offset residue (10 upstream).
         is_low_res_input: True for x4 VSR, False for the full-size QE form.
         num_blocks_reconstruction: residual blocks of the reconstruction (5 upstream; PQF-BasicVSR++ grows it to 55).
-        flow: ``"spynet"`` (upstream) or ``"zero"``: no flow network, every flow exactly 0 (alignment then rests on
-            the learned deformable offsets alone; the form of a model trained with a frozen, zeroed SPyNet).
+        flow: ``"spynet"`` (upstream), ``"zero"``: no flow network, every flow exactly 0 (alignment then rests on
+            the learned deformable offsets alone; the form of a model trained with a frozen, zeroed SPyNet), or
+            ``"dis"``: OpenCV's DIS optical flow (module docstring).
+        hr_channels: width of the full-size reconstruction layers (64 upstream).
+        hr_blocks: residual blocks at full size after ``conv_hr`` (none upstream).
+        hr_frame_input: ``conv_hr`` also sees the input frame (not upstream; see :meth:`X4Head.add_x4_head`).
+        deform_groups: offset groups of the deformable alignments (16 upstream; their offset convolutions, with
+            27 outputs per group, are most of a step's cost at small ``mid_channels``).
     """
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
-                 is_low_res_input: bool = True, num_blocks_reconstruction: int = 5, flow: str = "spynet"):
+                 is_low_res_input: bool = True, num_blocks_reconstruction: int = 5, flow: str = "spynet",
+                 hr_channels: int = 64, deform_groups: int = 16, hr_blocks: int = 0, hr_frame_input: bool = False):
         super().__init__()
-        if flow not in ("spynet", "zero"):
-            raise ValueError(f"flow must be 'spynet' or 'zero', got {flow!r}")
+        if flow not in FLOW_SOURCES:
+            raise ValueError(f"flow must be one of {', '.join(map(repr, FLOW_SOURCES))}, got {flow!r}")
         self.mid_channels = mid_channels
         self.is_low_res_input = is_low_res_input
+        self.flow = flow
         #: output size / input size, the fewest frames, the smallest input side and the multiple input sides must be
         self.scale = 4 if is_low_res_input else 1
         self.min_frames = 2
-        self.min_input_size = 64 if is_low_res_input else 256
+        self.min_input_size = 64 if is_low_res_input else 256 if flow == "spynet" else 32
         self.input_multiple = 1 if is_low_res_input else 4
+        #: the feature grid is this many times coarser than the frames
+        self.feature_stride = 1 if is_low_res_input else 4
 
         self.spynet = SPyNet() if flow == "spynet" else None
         if is_low_res_input:
@@ -509,12 +582,12 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
         self.backbone = nn.ModuleDict()
         for i, name in enumerate(BRANCHES):
             self.deform_align[name] = SecondOrderDeformableAlignment(
-                2 * mid_channels, mid_channels, 3, padding=1, deform_groups=16,
+                2 * mid_channels, mid_channels, 3, padding=1, deform_groups=deform_groups,
                 max_residue_magnitude=max_residue_magnitude)
             self.backbone[name] = ResidualBlocksWithInputConv((2 + i) * mid_channels, mid_channels, num_blocks)
 
         self.reconstruction = ResidualBlocksWithInputConv(5 * mid_channels, mid_channels, num_blocks_reconstruction)
-        self.add_x4_head(mid_channels)
+        self.add_x4_head(mid_channels, hr_channels, hr_blocks, hr_frame_input)
         self.lrelu = nn.LeakyReLU(0.1, inplace=True)
 
     # ------------------------------------------------------------------------------------------------------------------
@@ -527,7 +600,8 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
 
     def compute_flow(self, lqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(flows_forward, flows_backward)``, each (N, T-1, 2, h, w) at the flow resolution
-        (:func:`ntirekit.nn.recurrent.bidirectional_flows`); zeros without a flow network."""
+        (:func:`ntirekit.nn.recurrent.bidirectional_flows`); zeros without a flow network (``flow="zero"``; the
+        ``"dis"`` flows are made from the full-size frames in :meth:`feature_flows`)."""
         if self.spynet is None:
             n, t, _, h, w = lqs.shape
             zeros = lqs.new_zeros(n, t - 1, 2, h, w)
@@ -587,19 +661,31 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
             outputs.append(self.x4_head(self.reconstruction(hr), lqs[:, i]))
         return torch.stack(outputs, dim=1)
 
-    def features(self, lqs: torch.Tensor, pqf: Iterable[int] | None = None) -> dict[str, list[torch.Tensor]]:
+    def feature_flows(self, lqs: torch.Tensor, flows: Flows | None = None) -> Flows:
+        """``(flows_forward, flows_backward)`` on the feature grid: from ``flows`` (given at the frames' size), else
+        from the flow source (module docstring)."""
+        n, t, c, h, w = lqs.shape
+        if flows is None and self.flow == "dis":
+            flows = tensor_clip_flows(lqs)
+        if flows is not None:
+            expected = (n, t - 1, 2, h, w)
+            if any(tuple(f.shape) != expected for f in flows):
+                raise ValueError(f"flows {[tuple(f.shape) for f in flows]} do not fit the clip: expected {expected}")
+            return downscale_flow(flows[0], self.feature_stride), downscale_flow(flows[1], self.feature_stride)
+        if self.is_low_res_input:
+            return self.compute_flow(lqs)
+        lqs_flow = F.interpolate(lqs.reshape(-1, c, h, w), scale_factor=0.25, mode="bicubic")
+        return self.compute_flow(lqs_flow.view(n, t, c, h // 4, w // 4))
+
+    def features(self, lqs: torch.Tensor, pqf: Iterable[int] | None = None,
+                 flows: Flows | None = None) -> dict[str, list[torch.Tensor]]:
         """Per-frame features: ``spatial`` (the extractor's) and one list per propagation branch, in frame order."""
         self.check_input(lqs)
         n, t, c, h, w = lqs.shape
-        if self.is_low_res_input:
-            lqs_flow = lqs
-        else:
-            lqs_flow = F.interpolate(lqs.reshape(-1, c, h, w), scale_factor=0.25, mode="bicubic")
-            lqs_flow = lqs_flow.view(n, t, c, h // 4, w // 4)
         feats_ = self.feat_extract(lqs.reshape(-1, c, h, w))
         feats_ = feats_.view(n, t, *feats_.shape[1:])
         feats: dict[str, list[torch.Tensor]] = {"spatial": [feats_[:, i] for i in range(t)]}
-        flows_forward, flows_backward = self.compute_flow(lqs_flow)
+        flows_forward, flows_backward = self.feature_flows(lqs, flows)
         pqf = None if pqf is None else list(pqf)
         for name in BRANCHES:
             direction = name.split("_")[0]
@@ -608,12 +694,21 @@ class BasicVSRPlusPlus(X4Head, nn.Module):
             feats[name] = self.propagate(feats, flows, steps, name)
         return feats
 
-    def run(self, lqs: torch.Tensor, pqf: Iterable[int] | None = None) -> torch.Tensor:
-        return self.upsample(lqs, self.features(lqs, pqf))
+    def run(self, lqs: torch.Tensor, pqf: Iterable[int] | None = None, flows: Flows | None = None) -> torch.Tensor:
+        return self.upsample(lqs, self.features(lqs, pqf, flows))
 
-    def forward(self, lqs: torch.Tensor) -> torch.Tensor:
-        """Output clip (N, T, 3, H*scale, W*scale) for the input clip (N, T, 3, H, W)."""
-        return self.run(lqs)
+    def forward(self, lqs: torch.Tensor, flows: Flows | None = None) -> torch.Tensor:
+        """Output clip (N, T, 3, H*scale, W*scale) for the input clip (N, T, 3, H, W); ``flows``: see the module
+        docstring."""
+        return self.run(lqs, flows=flows)
+
+# from ntirekit.core.errors
+
+class NtirekitError(Exception):
+    """Bad input the user can fix (a spec, a file, an option, a dataset); the message is one line."""
+
+class OptionError(NtirekitError, ValueError):
+    """An option a track, a command or a function does not accept (an unknown track, a bad value)."""
 
 # from ntirekit.data.frames
 
@@ -716,21 +811,20 @@ def psnr(sr: np.ndarray, hr: np.ndarray, *, protocol: str = "challenge", border:
 def frame_psnr(frames: Iterable[np.ndarray], reference: Iterable[np.ndarray]) -> list[float]:
     """Per-frame PSNR (dB) of RGB ``uint8`` frames: :func:`ntirekit.quality.psnr` under the challenge protocol (RGB,
     peak 255, float64 MSE, no border); identical frames give ``inf``."""
-    pass
-    return [psnr(a, b, protocol='challenge', border=0) for a, b in zip(frames, reference, strict=True)]
+    return [psnr(a, b, protocol="challenge", border=0) for a, b in zip(frames, reference, strict=True)]
 
 def find_pqf(n: int, *, qps: Sequence[int] | None = None, period: int | None = None,
              frame_psnr: Sequence[float] | None = None, max_period: int = 8, min_t: float = 4.0,
              quality_name: str = "PSNR") -> PqfEstimate:
     """PQF positions of an ``n``-frame clip from QPs, else a period, else per-frame quality (module docstring)."""
     if n < 0:
-        raise ValueError(f"frame count must be >= 0, got {n}")
+        raise OptionError(f"frame count must be >= 0, got {n}")
     if n == 0:
         return PqfEstimate([], "none", None, "no frames")
     notes = []
     if qps is not None:
         if len(qps) != n:
-            raise ValueError(f"{len(qps)} QPs for {n} frames")
+            raise OptionError(f"{len(qps)} QPs for {n} frames")
         if n == 1:
             return PqfEstimate([0], "qp", None, "single frame")
         low = min(qps[1:])
@@ -742,12 +836,12 @@ def find_pqf(n: int, *, qps: Sequence[int] | None = None, period: int | None = N
         notes.append("QPs constant after frame 0")
     if period is not None:
         if period < 1:
-            raise ValueError(f"PQF period must be at least 1, got {period}")
+            raise OptionError(f"PQF period must be at least 1, got {period}")
         return PqfEstimate(list(range(0, n, period)), "period", period,
                            f"frames 0, {period}, {2 * period}, ... (period {period})")
     if frame_psnr is not None:
         if len(frame_psnr) != n:
-            raise ValueError(f"{len(frame_psnr)} quality values for {n} frames")
+            raise OptionError(f"{len(frame_psnr)} quality values for {n} frames")
         fit = _periodic_fit(frame_psnr, min(max_period, max(2, (n - 1) // 2)))
         if fit is None:
             notes.append(f"too few frames ({n}) to estimate a period")
@@ -758,7 +852,7 @@ def find_pqf(n: int, *, qps: Sequence[int] | None = None, period: int | None = N
                                    f"{quality_name}: period {p}, phase {phase}, t = {t:.1f}")
             notes.append(f"no periodic {quality_name} pattern (best period {p} phase {phase}, t = {t:.1f} < {min_t})")
     if not notes:
-        raise ValueError("give qps, period or frame_psnr to find PQFs")
+        raise OptionError("give qps, period or frame_psnr to find PQFs")
     return PqfEstimate([], "none", None, "; ".join(notes))
 
 def pqf_positions(n: int, *, qps: Sequence[int] | None = None, period: int | None = None,
@@ -766,11 +860,11 @@ def pqf_positions(n: int, *, qps: Sequence[int] | None = None, period: int | Non
     """PQF positions of an ``n``-frame clip (see :func:`find_pqf`); ``[]`` when no pattern is found."""
     return find_pqf(n, qps=qps, period=period, frame_psnr=frame_psnr).positions
 
-# from ntirekit.video.basicvsrpp
+# from ntirekit.models.basicvsrpp
 
 class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
     """PQF-BasicVSR++ (NTIRE 2022 VQE winner): BasicVSR++ whose second-order neighbour is the most recent
-    peak-quality frame (see :mod:`ntirekit.video.propagation`), with a deeper reconstruction.
+    peak-quality frame (see :mod:`ntirekit.nn.propagation_steps`), with a deeper reconstruction.
 
     ``forward(lqs, pqf=None)``: ``pqf`` lists the PQF frame indices of this clip (e.g. from the clip's QPs); without
     it every ``period``-th frame from frame 0 is a PQF (the pattern "1000 1000 ..." for ``period=4``).
@@ -778,9 +872,10 @@ class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10,
                  is_low_res_input: bool = False, num_blocks_reconstruction: int = 55, period: int = 4,
-                 flow: str = "spynet"):
+                 flow: str = "spynet", hr_channels: int = 64, deform_groups: int = 16, hr_blocks: int = 0,
+                 hr_frame_input: bool = False):
         super().__init__(mid_channels, num_blocks, max_residue_magnitude, is_low_res_input, num_blocks_reconstruction,
-                         flow)
+                         flow, hr_channels, deform_groups, hr_blocks, hr_frame_input)
         if period < 1:
             raise ValueError(f"PQF period must be at least 1, got {period}")
         self.period = period
@@ -792,8 +887,9 @@ class PQFBasicVSRPlusPlus(BasicVSRPlusPlus):
     def propagation_plan(self, t: int, direction: str, pqf: Iterable[int] | None = None) -> list[Step]:
         return plan(t, direction, self.default_pqf(t) if pqf is None else pqf)
 
-    def forward(self, lqs: torch.Tensor, pqf: Sequence[int] | None = None) -> torch.Tensor:  # type: ignore[override]
-        return self.run(lqs, pqf)
+    def forward(self, lqs: torch.Tensor, pqf: Sequence[int] | None = None,  # type: ignore[override]
+                flows: Flows | None = None) -> torch.Tensor:
+        return self.run(lqs, pqf, flows)
 
 
 # ----------------------------------------------------------------------------------------------------

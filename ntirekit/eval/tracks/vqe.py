@@ -28,8 +28,13 @@ video's padded size: what one more frame costs; ``macs_input`` says the size), `
 
 ``options.extra``: ``chunk`` (frames per window, default None = whole clip), ``overlap`` (default 2),
 ``drop_duplicates`` (default: True for QE entries), ``frames`` (only the first N frames of each video), ``macs``
-(default True), ``save`` (a folder: outputs written as ``SAVE/<entry>/<video>/001.png, 002.png, ...``, the
-``vqe-results`` submission layout).
+(default True), ``frame_step`` (score every frame, 1, the default, or every 10th, 10, as the NTIRE 2022 online
+validation server did: :mod:`ntirekit.quality.vqe_scoring`; the record's ``scoring`` names it), ``save`` (a folder:
+outputs written as ``SAVE/<entry>/<video>/001.png, 002.png, ...`` (with ``frame_step`` 10 only ``010.png, 020.png,
+...``), the ``vqe-results`` submission layout, with ``SAVE/<entry>/readme.txt`` holding the measured runtime per
+frame, CPU/GPU and the entry's description, so ``ntirekit pack SAVE/<entry> --format vqe-results --extra-data 0|1``
+packs it as it is (``ntirekit eval`` writes that readme from the record: :func:`ntirekit.cli.eval_cmd.save_vqe_readme`);
+``extra_data`` (0 or 1) writes that field too).
 """
 
 from __future__ import annotations
@@ -56,7 +61,9 @@ from ntirekit.eval.columns import cell
 from ntirekit.eval.guard import guard
 from ntirekit.eval.pipeline import load_for_measurement, macs_per_frame
 from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
-from ntirekit.quality import mean_over_videos, psnr, video_psnr
+from ntirekit.quality import mean_over_videos, psnr
+from ntirekit.quality.vqe_scoring import NTIRE2022_VQE, SCORINGS, VqeScoring, scored_frames, score_video
+from ntirekit.data.images import write_image
 
 TRACK = "vqe"
 
@@ -161,6 +168,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
     chunk, overlap = extra.get("chunk"), int(extra.get("overlap", 2))
     drop = bool(extra.get("drop_duplicates", spec.task == "qe"))
     limit = extra.get("frames")
+    scoring = _scoring(options.protocol, 10 if extra.get("every_10th") else int(extra.get("frame_step", 1)))
     started = time.perf_counter()
     model, weights = load_for_measurement(entry, options.weights.get(entry.name), device)
     contract = input_contract(entry)
@@ -186,7 +194,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
                 raise ValueError(f"{pair.name} frame {i}: output {y.shape} but clean frame {ref.shape}")
             out_psnr.append(psnr(y, ref, protocol=options.protocol, border=0))
             in_psnr.append(psnr(_input_for_comparison(x, ref.shape), ref, protocol=options.protocol, border=0))
-        v_out, v_in = video_psnr(out_psnr), video_psnr(in_psnr)
+        v_out, v_in = score_video(out_psnr, scoring), score_video(in_psnr, scoring)
         per_video.append({"name": pair.name, "frames": stats["frames"], "unique_frames": stats["unique_frames"],
                           "size": [int(out[0].shape[1]), int(out[0].shape[0])], "psnr_db": v_out, "psnr_input_db": v_in,
                           "delta_psnr_db": v_out - v_in, "runtime_ms_per_frame": stats["runtime_ms_per_frame"],
@@ -198,7 +206,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
         if stats["max_memory_mib"] is not None:
             peak = max(peak or 0.0, stats["max_memory_mib"])
         if extra.get("save"):
-            write_png_folder(out, Path(extra["save"]) / entry.name / pair.name, start=1, digits=3)
+            _save_frames(out, Path(extra["save"]) / entry.name / pair.name, scoring.frame_step)
         del out
 
     psnr_db = mean_over_videos([v["psnr_db"] for v in per_video])
@@ -212,6 +220,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
         "max_memory_mib": peak, "memory_kind": "cuda_max_memory_allocated" if device.type == "cuda" else None,
         "weights": weights, "task": spec.task, "scale": spec.scale, "data_range": spec.data_range,
         "chunk": chunk, "overlap": overlap, "drop_duplicates": drop,
+        "scoring": scoring.name, "frame_step": scoring.frame_step,
     }
     if extra.get("macs", True) and first_padded is not None:
         h, w = first_padded
@@ -221,13 +230,32 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
     return record(entry.name, TRACK, fp, **fields)
 
 
+def _scoring(protocol: str, frame_step: int) -> VqeScoring:
+    """The NTIRE 2022 scoring with this PSNR protocol and frame step (every frame or every 10th)."""
+    named = [s for s in SCORINGS.values() if s.frame_step == frame_step and s.psnr_protocol == protocol]
+    if named:
+        return named[0]
+    return VqeScoring(f"{NTIRE2022_VQE.name}-{protocol}-step{frame_step}", psnr_protocol=protocol,
+                      frame_step=frame_step)
+
+
+def _save_frames(frames: list[np.ndarray], folder: Path, frame_step: int) -> None:
+    """The scored frames as ``001.png, 002.png, ...`` (numbered from 1, as ``ffmpeg %3d.png`` does)."""
+    if frame_step == 1:
+        write_png_folder(frames, folder, start=1, digits=3)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in scored_frames(len(frames), frame_step):
+        write_image(folder / f"{i + 1:03d}.png", frames[i])
+
+
 __all__ = ["evaluate", "find_videos", "macs_per_frame", "VideoPair", "VqeDataError"]
 
 TRACKS = (Track(
     TRACK, evaluate, "vqe", times=True,
     record_fields=("psnr_db", "psnr_input_db", "delta_psnr_db", "protocol", "dataset", "videos", "frames",
                    "runtime_ms_per_frame", "params", "macs_per_frame", "max_memory_mib", "weights", "chunk",
-                   "overlap", "drop_duplicates"),
+                   "overlap", "drop_duplicates", "scoring", "frame_step"),
     columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")),
              Column("ΔPSNR [dB]", cell("delta_psnr_db", fmt="{:+.3f}")),
              Column("ms/frame", cell("runtime_ms_per_frame")),
@@ -237,6 +265,12 @@ TRACKS = (Track(
              TrackOption("drop_duplicates", bool, None, "drop repeated frames before enhancement (default: for QE "
                          "entries)", "--keep-duplicates", negate=True),
              TrackOption("frames", int, None, "only the first N frames of each video", "--max-frames"),
-             TrackOption("save", str, None, "write the enhanced frames to DIR/<entry>/<video>/", "--save-frames"),
+             TrackOption("save", str, None, "write the enhanced frames to DIR/<entry>/<video>/ with "
+                         "DIR/<entry>/readme.txt: the vqe-results layout `ntirekit pack` takes", "--save-frames"),
+             TrackOption("every_10th", bool, False, "score (and save) only every 10th frame (010, 020, ...), as the "
+                         "NTIRE 2022 online validation server did", "--every-10th"),
+             TrackOption("frame_step", int, 1, "score every Nth frame (--every-10th is 10)"),
+             TrackOption("extra_data", int, None, "with --save-frames: readme.txt's 'Extra Data [1] / No Extra Data "
+                         "[0]'", "--extra-data"),
              TrackOption("macs", bool, True, "count the MACs per frame")),
     default_data="", description="ΔPSNR of video entries on compressed clips, runtime per frame"),)
