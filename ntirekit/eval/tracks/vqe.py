@@ -239,4 +239,5 @@ TRACKS = (Track(
              TrackOption("frames", int, None, "only the first N frames of each video", "--max-frames"),
              TrackOption("save", str, None, "write the enhanced frames to DIR/<entry>/<video>/", "--save-frames"),
              TrackOption("macs", bool, True, "count the MACs per frame")),
-    default_data="", description="ΔPSNR of video entries on compressed clips, runtime per frame"),)
+    default_data="", description="ΔPSNR of video entries on compressed clips, runtime per frame",
+    check_data=lambda data, _scale: find_videos(data)),)
