@@ -179,3 +179,17 @@ def test_timing_bar_counts_every_timed_call() -> None:
         robust = {"warmup": 1, "repeats": 3} if timer == "robust" else {}
         time_models(models, inputs, timer, device="cpu", tick=lambda: ticks.append(1), **robust)
         assert len(ticks) == timed_calls(models, inputs, timer, repeats=3) == expected
+
+
+def test_bad_data_stops_jobs_before_any_is_submitted(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from ntirekit.data import DataError
+    from ntirekit.jobs import run_jobs
+    from ntirekit.jobs.executors import ExecutorSettings
+
+    entries, _, _ = world
+    registry = discover([entries], include_defaults=False)
+    out = tmp_path / "out"
+    with pytest.raises(DataError):
+        run_jobs([registry["tiny"]], EvalOptions(track="psnr", data=str(tmp_path / "nope"), progress=False), out,
+                 ExecutorSettings("local"))
+    assert not out.exists() or not any(out.rglob("*.json"))         # no job ran, no record written
