@@ -11,7 +11,7 @@ from tabulate import tabulate
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
 from ntirekit.core.device import resolve_device
 from ntirekit.core.records import SPLIT_RULE
-from ntirekit.eval.runner import run_track
+from ntirekit.eval.runner import check_data, run_track
 from ntirekit.eval.track import EvalOptions, Track
 from ntirekit.eval.tracks import TRACKS, get_track
 from ntirekit.jobs import run_jobs
@@ -36,8 +36,8 @@ def summary_table(records: list[dict[str, Any]], track: str) -> str:
     return tabulate(rows, headers=["entry", *(c.header for c in columns), "status"], disable_numparse=True)
 
 
-def _data_label(options: EvalOptions) -> str:
-    split = options.split or "none (the name says neither valid nor test; --split sets it)"
+def _data_label(options: EvalOptions, explain: bool = False) -> str:
+    split = options.split or ("none (the name says neither valid nor test; --split sets it)" if explain else "none")
     return f"data {options.data} (split: {split}, protocol: {options.protocol})"
 
 
@@ -51,7 +51,7 @@ def plan_line(options: EvalOptions, entries: list[Any], device: str, quick: bool
         how_long = "one bar per entry with its ETA"
     names = ", ".join(e.name for e in entries[:4]) + (", ..." if len(entries) > 4 else "")
     return (f"eval: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({names}) on track {options.track}, "
-            f"{_data_label(options)}, device {device}; {how_long}")
+            f"{_data_label(options, explain=True)}, device {device}; {how_long}")
 
 
 def table_title(options: EvalOptions) -> str:
@@ -212,6 +212,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                           repeats=5 if repeats is None else repeats, runs=runs, input_shape=input_shape,
                           threads=threads, weights=_parse_weights(weights), progress=not quiet, extra=extra)
     resolved = declared.resolve(options)
+    check_data(declared, resolved, entries)             # a bad --data: its one line, before anything else
     if not quiet:
         click.echo(plan_line(resolved, entries, resolve_device(device).type, quick), err=True)
     if quick:
