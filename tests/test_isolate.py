@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ntirekit.core.records import read_result, result_path
+from ntirekit.core.records import read_result, record_path
 from ntirekit.core.registry import discover
 import importlib
 
@@ -130,7 +130,7 @@ def test_failures_are_recorded_with_their_reason_and_others_stay_correct(tmp_pat
         assert rec["status"] == "ok" and rec["isolated"] is True
         assert rec["mean"] == ref["mean"] and rec["params"] == ref["params"] == 3 * 48 * 9 + 48
     for name in modes:                                              # every record is on disk, strict JSON
-        assert read_result(result_path(out, name, tiny_track, by[name]["device"]))["status"] == by[name]["status"]
+        assert read_result(record_path(out, by[name]))["status"] == by[name]["status"]
 
 
 def test_exception_and_segfault(tmp_path: Path, tiny_track: str) -> None:

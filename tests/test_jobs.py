@@ -230,7 +230,10 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path, monkeypatch: 
     def full(path: Path, obj: object) -> Path:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
+    import ntirekit.core.records as records
+
     monkeypatch.setattr(collect, "write_json_atomic", full)
+    monkeypatch.setattr(records, "write_json_atomic", full)         # write_record's writes too
     options = EvalOptions(track="psnr", progress=False)
     with pytest.raises(ExecutorError, match="No space left on device; the records written so far are intact"):
         run_jobs([entry], options, out, ExecutorSettings("local"))

@@ -82,9 +82,10 @@ def edit(folder: Path, entry: str, **changes) -> None:
 def test_layout_and_recorded_options(recorded: tuple[Path, Path], regress_track: str) -> None:
     folder, _ = recorded
     fp_id = folder.name
-    assert sorted(p.name for p in folder.iterdir()) == [f"base__{regress_track}__{fp_id}.json",
-                                                        f"team01_a__{regress_track}__{fp_id}.json"]
-    rec = json.loads((folder / f"team01_a__{regress_track}__{fp_id}.json").read_text())
+    key = "sample.challenge"                                       # the track's default data, the default protocol
+    assert sorted(p.name for p in folder.iterdir()) == [f"base__{regress_track}__{key}__{fp_id}.json",
+                                                        f"team01_a__{regress_track}__{key}__{fp_id}.json"]
+    rec = json.loads((folder / f"team01_a__{regress_track}__{key}__{fp_id}.json").read_text())
     assert rec["options"]["track"] == regress_track and "device" not in rec["options"]
 
 

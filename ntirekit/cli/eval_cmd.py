@@ -10,7 +10,8 @@ from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
 from ntirekit.core.device import resolve_device
-from ntirekit.eval.runner import run_track
+from ntirekit.core.records import SPLIT_RULE
+from ntirekit.eval.runner import check_data, run_track
 from ntirekit.eval.track import EvalOptions, Track
 from ntirekit.eval.tracks import TRACKS, get_track
 from ntirekit.jobs import run_jobs
@@ -34,6 +35,29 @@ def summary_table(records: list[dict[str, Any]], track: str) -> str:
         else:
             rows.append([rec["entry"], *([""] * len(columns)), f"FAILED: {rec.get('error', '')}"])
     return tabulate(rows, headers=["entry", *(c.header for c in columns), "status"], disable_numparse=True)
+
+
+def _data_label(options: EvalOptions, explain: bool = False) -> str:
+    split = options.split or ("none (the name says neither valid nor test; --split sets it)" if explain else "none")
+    return f"data {options.data} (split: {split}, protocol: {options.protocol})"
+
+
+def plan_line(options: EvalOptions, entries: list[Any], device: str, quick: bool) -> str:
+    """The first line of ``eval``: what it will do, on what, and roughly how long."""
+    declared = get_track(options.track)
+    if declared.times:
+        how_long = ("about 3 minutes for the ESR baselines on 2 idle cores" if quick else
+                    "counting and memory first, then the timing, whose estimate is printed before it starts")
+    else:
+        how_long = "one bar per entry with its ETA"
+    names = ", ".join(e.name for e in entries[:4]) + (", ..." if len(entries) > 4 else "")
+    return (f"eval: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({names}) on track {options.track}, "
+            f"{_data_label(options, explain=True)}, device {device}; {how_long}")
+
+
+def table_title(options: EvalOptions) -> str:
+    """The header line of the closing table: the track, data, split and protocol the records hold."""
+    return f"{options.track}: {_data_label(options)}"
 
 
 def closing_leaderboard(records: list[dict[str, Any]], protocol_name: str, track: str) -> str:
@@ -129,6 +153,9 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--data", default=None,
               help="Dataset folder (DIV2K, DIV2K_LSDIR, HR/ + LR_bicubic/X4/, HR-only, clips) or 'sample' (the "
                    "embedded photos). Default: the track's own (psnr: sample; runtime/overall: div2k-like).")
+@click.option("--split", type=click.Choice(["valid", "test"]), default=None,
+              help="Which split --data is (in every record, read by leaderboards; a DIV2K-style root opens it). "
+                   f"Default: {SPLIT_RULE}.")
 @click.option("--protocol", type=click.Choice(["challenge", "paper"]), default="challenge", show_default=True,
               help="PSNR protocol: challenge = RGB on rounded output; paper = Y channel.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
@@ -161,7 +188,8 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @executor_options
 @one_line_errors()
-def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None, protocol: str,
+def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None,
+                 split: str | None, protocol: str,
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int | None,
                  repeats: int | None, full: bool, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
@@ -169,6 +197,12 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                  protocol_name: str, quiet: bool, executor: ExecutorSettings | None = None,
                  **track_options: Any) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
+
+    Each record is written as soon as it is complete, named by entry, track, dataset, split, protocol and device
+    (<entry>__<track>__<data>.<split>.<protocol>__<device>.json): other runs are never overwritten, and a failure
+    is written beside a good record (...__failed.json), never over it. A bad --data is one error before any entry
+    runs. An interrupted runtime/overall run keeps every entry's counts and memory ("partial": true); --resume
+    measures those again and skips the complete ones.
 
     \b
     ntirekit eval --track psnr --data sample
@@ -187,22 +221,34 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     quick = track in QUICK_TRACKS and not full and resolve_device(device).type == "cpu"
     if quick:
         extra, warmup, repeats = quick_settings(extra, warmup, repeats)
-        click.echo(_quick_note(extra, warmup, repeats, timer, input_shape), err=True)
-    options = EvalOptions(track=track, data=data, protocol=protocol, device=device, tile=tile,
+    options = EvalOptions(track=track, data=data, split=split, protocol=protocol, device=device, tile=tile,
                           tile_overlap=tile_overlap, timer=timer, warmup=3 if warmup is None else warmup,
                           repeats=5 if repeats is None else repeats, runs=runs, input_shape=input_shape,
                           threads=threads, weights=_parse_weights(weights), progress=not quiet, extra=extra)
-    if executor is None:
-        records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate,
-                            timeout_s=timeout_s, memory_mb=memory_mb)
-    else:
-        records = run_jobs(entries, options, Path(out), executor, baseline=baseline_entry(registry, protocol_name),
-                           isolate=isolate, timeout_s=timeout_s, memory_mb=memory_mb)
+    resolved = declared.resolve(options)
+    check_data(declared, resolved, entries)             # a bad --data: its one line, before anything else
+    if not quiet:
+        click.echo(plan_line(resolved, entries, resolve_device(device).type, quick), err=True)
+    if quick:
+        click.echo(_quick_note(extra, options.warmup, options.repeats, timer, input_shape), err=True)
+    try:
+        if executor is None:
+            records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate,
+                                timeout_s=timeout_s, memory_mb=memory_mb)
+        else:
+            records = run_jobs(entries, options, Path(out), executor,
+                               baseline=baseline_entry(registry, protocol_name),
+                               isolate=isolate, timeout_s=timeout_s, memory_mb=memory_mb)
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted: every record complete so far is kept in {Path(out).resolve()} "
+                                   "(a timed track's counts and memory as \"partial\": true); the same command with "
+                                   "--resume runs what is missing") from None
     if track == "vqe" and extra.get("save"):
         for rec in records:
             if rec.get("status") == "ok":
                 save_vqe_readme(Path(extra["save"]) / rec["entry"], rec, registry[rec["entry"]].spec.description,
                                 extra.get("extra_data"))
+    click.echo(table_title(resolved))
     click.echo(summary_table(records, track))
     if quick:
         click.echo(f"\nThis was a quick CPU run. For the full challenge measurement: ntirekit eval --track {track} "

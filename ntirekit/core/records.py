@@ -1,8 +1,19 @@
-"""Result records: one JSON object per entry × track × device, written atomically.
+"""Result records: one JSON object per entry × track × dataset × split × protocol × device, written atomically.
 
-Every record carries ``entry``, ``track``, ``status`` (``"ok"`` or ``"failed"``), ``device`` (the fingerprint of
-:mod:`ntirekit.core.device`), ``versions`` and ``created`` (UTC, ISO 8601). A failed entry is recorded with its
-``error`` (one line) and never stops or spoils the other entries' records.
+Every record carries ``entry``, ``track``, ``status`` (``"ok"``, ``"failed"`` or ``"partial"``), ``device`` (the
+fingerprint of :mod:`ntirekit.core.device`), ``versions`` and ``created`` (UTC, ISO 8601). A failed entry is recorded
+with its ``error`` (one line) and never stops or spoils the other entries' records. A ``"partial"`` record
+(``"partial": true``) holds what was complete when a run stopped (the counts and memory of a timed track before its
+timing); a rerun with ``--resume`` measures it again.
+
+**File names** (:func:`result_path`): ``<entry>__<track>__<key>__<fingerprint id>.json``, where the key
+(:func:`result_key`) names the dataset, split and protocol, e.g. ``rlfn__psnr__Set5.paper__cpu-1a2b3c4d.json`` or
+``rlfn__psnr__DIV2K_valid.valid.challenge__...``: runs on other data, splits or protocols never overwrite each other.
+A record that is not ``"ok"`` never replaces a good one: it is written beside it as ``<same stem>__failed.json`` (or
+``__partial.json``), and :func:`iter_result_files` reads the good one only (:func:`write_record`).
+
+**Splits** (:func:`split_of`, the one rule, :data:`SPLIT_RULE`): a record's ``split`` is ``"valid"``, ``"test"`` or
+``None``; ``eval --split`` sets it, else the dataset folder's name does.
 """
 
 from __future__ import annotations
@@ -11,9 +22,10 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import torch
 
@@ -86,9 +98,71 @@ def failure(entry: str, track: str, device: dict[str, Any], error: BaseException
     return rec
 
 
-def result_path(out_dir: str | os.PathLike, entry: str, track: str, device: dict[str, Any]) -> Path:
-    """``OUT/<entry>__<track>__<fingerprint id>.json``: the name says what, which track and on what device."""
-    return Path(out_dir) / f"{entry}__{track}__{fingerprint_id(device)}.json"
+#: How a dataset says which split it is (also in ``ntirekit eval --help`` and ``leaderboard --help``).
+SPLIT_RULE = ("a PSNR counts as val or test when its record's split says so (eval --split), else when the dataset "
+              "folder's name contains 'valid'/'val'/'validation' or 'test' as a word (DIV2K_valid_HR: val; Set5, "
+              "sample: neither)")
+_VALID = {"valid", "val", "validation"}
+#: the statuses written beside a good record instead of over it
+NOT_OK_SUFFIXES = ("failed", "partial")
+
+
+def split_of(text: Any) -> str | None:
+    """``"valid"`` or ``"test"`` when ``text`` (a split or dataset name) says so by :data:`SPLIT_RULE`, else None."""
+    if not text:
+        return None
+    tokens = set(re.split(r"[^a-z0-9]+", str(text).lower()))
+    if tokens & _VALID:
+        return "valid"
+    return "test" if "test" in tokens else None
+
+
+def _slug(text: Any, limit: int = 32) -> str:
+    name = Path(str(text).rstrip("/\\")).name or str(text)
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:limit] or "data"
+
+
+def result_key(options: Mapping[str, Any]) -> str:
+    """The short dataset/split/protocol key of a record's file name from its ``options`` (``data``, ``split``,
+    ``protocol``): ``Set5.paper``, ``DIV2K_valid.valid.challenge``; "" when ``options`` names none of them."""
+    parts = [_slug(options["data"]) if options.get("data") else "", options.get("split") or "",
+             options.get("protocol") or ""]
+    return ".".join(p for p in parts if p)
+
+
+def result_path(out_dir: str | os.PathLike, entry: str, track: str, device: dict[str, Any], key: str = "") -> Path:
+    """``OUT/<entry>__<track>__<key>__<fingerprint id>.json`` (no key part when ``key`` is ""): the name says what,
+    which track, on which data, split and protocol (:func:`result_key`) and on what device."""
+    middle = f"__{key}" if key else ""
+    return Path(out_dir) / f"{entry}__{track}{middle}__{fingerprint_id(device)}.json"
+
+
+def record_path(out_dir: str | os.PathLike, rec: Mapping[str, Any]) -> Path:
+    """Where :func:`write_record` puts a good ``rec`` (its key from its ``options``)."""
+    return result_path(out_dir, rec["entry"], rec["track"], rec["device"], result_key(rec.get("options") or {}))
+
+
+def beside(path: Path, status: str) -> Path:
+    """The file a record of ``status`` (not ok) goes to when a good record holds ``path``."""
+    return path.with_name(f"{path.stem}__{status}.json")
+
+
+def write_record(out_dir: str | os.PathLike, rec: Mapping[str, Any]) -> Path:
+    """Write ``rec`` at :func:`record_path`; a record that is not ok goes :func:`beside` a good one instead of over
+    it, and a good one clears the failed/partial files beside it. Returns the path written."""
+    path = record_path(out_dir, rec)
+    status = str(rec.get("status"))
+    if status != "ok":
+        try:
+            if read_result(path).get("status") == "ok":
+                return write_json_atomic(beside(path, status if status in NOT_OK_SUFFIXES else "failed"), rec)
+        except ResultError:
+            pass
+        return write_json_atomic(path, rec)
+    write_json_atomic(path, rec)
+    for suffix in NOT_OK_SUFFIXES:
+        beside(path, suffix).unlink(missing_ok=True)
+    return path
 
 
 def read_result(path: str | os.PathLike) -> dict[str, Any]:
@@ -106,8 +180,16 @@ def read_result(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def iter_result_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files given directly, plus every ``*.json`` inside given folders (sorted)."""
+    """Files given directly, plus every ``*.json`` inside given folders (sorted; a failed/partial record beside a
+    good one is left out)."""
     files: list[Path] = []
     for p in map(Path, paths):
-        files.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
+        files.extend(_preferred(sorted(p.glob("*.json"))) if p.is_dir() else [p])
     return files
+
+
+def _preferred(files: list[Path]) -> list[Path]:
+    """``files`` less each failed/partial record written beside a good one (:func:`write_record`)."""
+    names = {f.name for f in files}
+    return [f for f in files if not any(f.stem.endswith(f"__{s}") and f.name[:-len(f"__{s}.json")] + ".json" in names
+                                        for s in NOT_OK_SUFFIXES)]

@@ -356,7 +356,8 @@ def _run_track(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
                 register(declared)
         track = get_track(options.track)
         _start(request, device)
-        records.extend(track.evaluate([entry], track.resolve(options)))
+        records.extend(r for r in track.evaluate([entry], track.resolve(options))
+                       if r.get("status") != "partial")   # the parent keeps the final record only
     except BaseException as exc:  # noqa: BLE001 - anything the track let through becomes this entry's failure
         records.append(failure(entry.name, options.track, fingerprint(device), exc))
     return records

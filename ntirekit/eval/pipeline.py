@@ -15,12 +15,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ntirekit.core.spec import Entry, input_contract
 from ntirekit.data.timing import timing_images
 from ntirekit.measure.counts import macs_fvcore
 from ntirekit.measure.memory import measure_memory
-from ntirekit.measure.runtime import pool_runs, time_models
+from ntirekit.measure.runtime import pool_runs, time_models, timed_calls
 from ntirekit.nn.deform import implementation
 from ntirekit.quality.convert import to_model_input
 
@@ -64,22 +65,25 @@ def memory_of(model: nn.Module, inputs: Sequence[torch.Tensor], device: torch.de
 
 def time_entries(models: Mapping[str, nn.Module], inputs: Mapping[str, Sequence[torch.Tensor]], *, timer: str,
                  device: torch.device, warmup: int = 3, repeats: int = 5, runs: int = 1, benchmark: bool = False,
-                 threads: int | None = None,
-                 errors: dict[str, BaseException] | None = None) -> dict[str, dict[str, Any]]:
+                 threads: int | None = None, errors: dict[str, BaseException] | None = None,
+                 progress: bool = False) -> dict[str, dict[str, Any]]:
     """The timer's statistics per entry (models and inputs already on ``device``), ``runs`` whole runs pooled
     (:func:`ntirekit.measure.runtime.pool_runs`); ``warmup``, ``repeats``, ``benchmark`` and ``threads`` (CPU
     threads pinned while timing) are the robust timer's. An entry whose call fails lands in ``errors`` (when given; else
-    the error is raised) and is left out of the later runs."""
+    the error is raised) and is left out of the later runs. ``progress``: one bar with its ETA per run ("timing run
+    k/N"), advanced after each timed call (outside the timed region)."""
     caught: dict[str, BaseException] = {} if errors is None else errors
     kwargs: dict[str, Any] = {"device": device}
     if timer == "robust":
         kwargs.update(warmup=warmup, repeats=repeats, benchmark=benchmark, threads=threads)
     per_run: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
-    for _ in range(max(1, runs)):
+    for k in range(max(1, runs)):
         alive = {n: m for n, m in models.items() if n not in caught}
         if not alive:
             break
-        stats = time_models(alive, {n: inputs[n] for n in alive}, timer, errors=errors, **kwargs)
+        with tqdm(total=timed_calls(alive, inputs, timer, repeats), desc=f"timing run {k + 1}/{max(1, runs)}",
+                  unit="call", disable=not progress, leave=False) as bar:
+            stats = time_models(alive, {n: inputs[n] for n in alive}, timer, errors=errors, tick=bar.update, **kwargs)
         for name, s in stats.items():
             per_run[name].append(s)
     return {name: pool_runs(runs_of) for name, runs_of in per_run.items() if runs_of and name not in caught}

@@ -3,7 +3,7 @@
 Layout of the reference figures: one folder per device fingerprint (:func:`ntirekit.core.device.fingerprint_id`),
 holding the records exactly as ``ntirekit eval --out`` writes them (:func:`ntirekit.core.records.result_path`)::
 
-    metrics/<fingerprint id>/<entry>__<track>__<fingerprint id>.json
+    metrics/<fingerprint id>/<entry>__<track>__<data>[.<split>].<protocol>__<fingerprint id>.json
 
 so ``ntirekit eval --track overall --out metrics/<id>`` (or ``ntirekit regress --record``) records them. A record's
 ``options`` (the :class:`~ntirekit.eval.track.EvalOptions` it ran with, as a dict), when present, is used to re-run it;

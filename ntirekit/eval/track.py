@@ -12,10 +12,12 @@ record per entry (see :mod:`ntirekit.core.records`), failed entries included, as
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from ntirekit.core.errors import OptionError
+from ntirekit.core.records import split_of
 from ntirekit.core.spec import Entry
 
 __all__ = ["EvalOptions", "TrackOption", "Column", "Track", "Evaluate", "options_from_dict"]
@@ -26,11 +28,13 @@ class EvalOptions:
     """Everything ``eval`` can be told; each track reads the fields it needs.
 
     Units: times in milliseconds, memory in MiB, ``tile`` and ``tile_overlap`` in LR pixels. ``data=None`` takes the
-    track's :attr:`Track.default_data`.
+    track's :attr:`Track.default_data`; ``split=None`` the split the dataset's name says
+    (:func:`ntirekit.core.records.split_of`).
     """
 
     track: str = "psnr"
     data: str | None = None
+    split: str | None = None             # "valid" | "test"; None: the dataset's name says (core.records.split_of)
     protocol: str = "challenge"          # quality protocol: challenge (RGB) | paper (Y)
     device: str = "auto"
     tile: int | None = None
@@ -111,6 +115,8 @@ class Track:
     leaderboard: bool = False                      # eval closes with the protocol's leaderboard
     finite_guard: bool = True                      # isolated runs check every forward's output for NaN/inf
     description: str = ""
+    #: opens ``(data, scale)`` cheaply before any entry runs, so that a bad dataset is one error, not one per entry
+    check_data: Callable[[str, int], Any] | None = None
 
     def takes(self, entry: Entry) -> bool:
         """Whether this track runs ``entry``."""
@@ -127,8 +133,12 @@ class Track:
         return {k: declared[k].check(v) for k, v in extra.items()}
 
     def resolve(self, options: EvalOptions) -> EvalOptions:
-        """``options`` ready for this track: its default dataset filled in, its ``extra`` checked."""
+        """``options`` ready for this track: its default dataset and the split its name says filled in, its
+        ``extra`` checked."""
         if options.track != self.name:
             raise OptionError(f"options for track {options.track!r} given to track {self.name!r}")
+        if options.split not in (None, "valid", "test"):
+            raise OptionError(f"split {options.split!r}: valid or test")
         data = self.default_data if options.data in (None, "") else options.data
-        return dataclasses.replace(options, data=data, extra=self.check_extra(dict(options.extra or {})))
+        return dataclasses.replace(options, data=data, split=options.split or split_of(Path(str(data)).name),
+                                   extra=self.check_extra(dict(options.extra or {})))

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 from ntirekit.jobs.spec import JobSpec, entry_record, read_run
 from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
 from ntirekit.measure.runtime import pool_runs
-from ntirekit.core.records import failure, read_result, ResultError, result_path, write_json_atomic
+from ntirekit.core.records import failure, read_result, record_path, ResultError, write_json_atomic, write_record
 
 #: Slurm states of a job that ended without a result, in words
 STATE_REASONS = {
@@ -131,12 +131,12 @@ def finalize_entry(specs: Sequence[JobSpec], out_dir: Path) -> list[dict[str, An
         finals = [rec]
     else:
         finals = [merge_runs(group) for group in _by_device(r for r in mine if r is not None).values()]
-    written = {result_path(out_dir, rec["entry"], rec["track"], rec["device"]) for rec in finals}
+    written = {record_path(out_dir, rec) for rec in finals}
     for path, old in existing_records(out_dir, entry, track):
         if path not in written and old.get("status") != "ok":
             path.unlink(missing_ok=True)
     for rec in finals:
-        write_json_atomic(result_path(out_dir, rec["entry"], rec["track"], rec["device"]), rec)
+        write_record(out_dir, rec)
     return finals
 
 
@@ -149,5 +149,5 @@ def finalize_baseline(baseline: str, track: str, jobs_dir: Path, out_dir: Path) 
             timings.append(rec)
     finals = [merge_runs(group) for group in _by_device(timings).values()]
     for rec in finals:
-        write_json_atomic(result_path(out_dir, baseline, track, rec["device"]), rec)
+        write_record(out_dir, rec)
     return finals

@@ -23,7 +23,9 @@ from ntirekit.core.spec import Entry
 from ntirekit.jobs.collect import existing_records, finalize_baseline, finalize_entry, job_outcome
 from ntirekit.jobs.executors import ExecutorError, ExecutorSettings, LocalBatch, SlurmBatch, local_slots, make_executor
 from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, read_run, run_file_path, run_job
+from ntirekit.eval.runner import check_data
 from ntirekit.eval.track import EvalOptions
+from ntirekit.eval.tracks import get_track
 from ntirekit.core.registry import discover
 from ntirekit.eval.regress import options_for
 
@@ -64,6 +66,8 @@ def run_jobs(entries: list[Entry], options: EvalOptions, out_dir: str | Path, se
     ``memory_mb`` mean what they mean for :func:`ntirekit.eval.runner.run_track`, inside each job.
     """
     out_dir = Path(out_dir)
+    track = get_track(options.track)
+    check_data(track, track.resolve(options), entries)     # a bad --data: one error before any job is submitted
     jobs_dir = Path(settings.jobs_dir) if settings.jobs_dir else out_dir / ".jobs"
     planned = plan(entries, options, jobs_dir, baseline, isolate, timeout_s, memory_mb)
     kept = {name: _ok_records(out_dir, name, options.track) for name in planned}

@@ -132,10 +132,12 @@ def _per_entry_inputs(models: Mapping[str, Model], inputs: Sequence[torch.Tensor
 
 def time_ntire(models: Mapping[str, Model], inputs: Sequence[torch.Tensor] | Mapping[str, Sequence[torch.Tensor]],
                *, device: str | torch.device | None = None, threads: int | None = None,
-               errors: dict[str, BaseException] | None = None) -> dict[str, dict[str, Any]]:
+               errors: dict[str, BaseException] | None = None,
+               tick: Callable[[], Any] | None = None) -> dict[str, dict[str, Any]]:
     """The official loop, entry after entry: per entry the stats of its per-image times (headline: ``mean``).
 
     An entry that raises is left out of the result and its exception stored in ``errors`` (when given) or raised.
+    ``tick`` (a progress bar's update) is called after each timed call, outside the timed region.
     """
     per = _per_entry_inputs(models, inputs)
     dev = _device_of(per, device)
@@ -144,7 +146,11 @@ def time_ntire(models: Mapping[str, Model], inputs: Sequence[torch.Tensor] | Map
     with fixed_threads(threads if dev.type == "cpu" else None), cudnn_benchmark(False), torch.no_grad():
         for name, model in models.items():
             try:
-                times = [clock.time(lambda: model(x)) for x in per[name]]
+                times = []
+                for x in per[name]:
+                    times.append(clock.time(lambda: model(x)))
+                    if tick is not None:
+                        tick()
             except Exception as exc:
                 if errors is None:
                     raise
@@ -153,6 +159,12 @@ def time_ntire(models: Mapping[str, Model], inputs: Sequence[torch.Tensor] | Map
             out[name] = summarize(times, "ntire")
             out[name]["per_input"] = times
     return out
+
+
+def timed_calls(models: Mapping[str, Any], inputs: Mapping[str, Sequence[Any]], timer: str,
+                repeats: int = 5) -> int:
+    """How many timed calls one run of ``timer`` makes (the total of a progress bar; warm-up not included)."""
+    return sum(len(inputs[n]) for n in models) * (repeats if timer == "robust" else 1)
 
 
 def robust_order(names: Sequence[str], n_inputs: int, repeats: int) -> Iterator[tuple[int, int, str]]:
@@ -166,11 +178,12 @@ def robust_order(names: Sequence[str], n_inputs: int, repeats: int) -> Iterator[
 def time_robust(models: Mapping[str, Model], inputs: Sequence[torch.Tensor] | Mapping[str, Sequence[torch.Tensor]],
                 *, warmup: int = 3, repeats: int = 5, device: str | torch.device | None = None,
                 threads: int | None = None, benchmark: bool = False,
-                errors: dict[str, BaseException] | None = None) -> dict[str, dict[str, Any]]:
+                errors: dict[str, BaseException] | None = None,
+                tick: Callable[[], Any] | None = None) -> dict[str, dict[str, Any]]:
     """Warm-up, then round-robin timing of every entry on every input ``repeats`` times; stats per entry.
 
     An entry that raises is dropped from the rotation (its exception stored in ``errors`` when given, else raised);
-    the others go on.
+    the others go on. ``tick`` (a progress bar's update) is called after each timed call, outside the timed region.
     """
     if repeats < 1:
         raise OptionError("repeats must be >= 1")
@@ -206,6 +219,8 @@ def time_robust(models: Mapping[str, Model], inputs: Sequence[torch.Tensor] | Ma
                 times[name].append(clock.time(lambda: model(x)))
             except Exception as exc:
                 fail(name, exc)
+            if tick is not None:
+                tick()
     return {n: summarize(times[n], "robust") for n in names if n in alive}
 
 

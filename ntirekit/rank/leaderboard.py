@@ -37,6 +37,7 @@ from typing import Any, Iterable, Mapping
 
 from ntirekit.core.device import comparable
 from ntirekit.core.errors import NtirekitError
+from ntirekit.core.records import SPLIT_RULE
 from ntirekit.rank.metrics import METRICS, extract, refused, runtime_runs, runtime_timer
 from ntirekit.rank.protocol import GateSet, Protocol, Track, load_protocol
 from ntirekit.rank.ranking import competition_ranks, score
@@ -426,11 +427,6 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
         notes.insert(0, ungated_note(gate_set.name, ungated, partly=bool(gates)))  # type: ignore[union-attr]
     return Leaderboard(proto, trk, rows, columns, gate_set, baseline, base_entry, normalised, notes, ungated,
                        allow_random)
-
-
-#: How a PSNR result says which split it measured (also in ``ntirekit leaderboard --help``).
-SPLIT_RULE = ("a PSNR counts as val or test when its record's split says so, else when the dataset folder's name "
-              "contains 'valid'/'val'/'validation' or 'test' as a word (DIV2K_valid_HR: val; Set5, sample: neither)")
 
 
 def ungated_note(gate: str, metrics: Iterable[str], partly: bool = False) -> str:

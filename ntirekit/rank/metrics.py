@@ -24,10 +24,10 @@ their values from different device fingerprints are never ranked together.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from ntirekit.core.records import split_of
 from ntirekit.measure.runtime import headline
 
 Record = Mapping[str, Any]
@@ -73,11 +73,9 @@ def number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-_VALID = {"valid", "val", "validation"}
-
-
 def psnr_split(record: Record) -> str | None:
-    """``"val"`` or ``"test"`` from the record's ``split`` field, else from its ``dataset`` name; None if neither says."""
+    """``"val"`` or ``"test"`` from the record's ``split`` field, else from its ``dataset`` name; None if neither says
+    (:func:`ntirekit.core.records.split_of`, the one rule)."""
     dataset = record.get("dataset")
     texts = [record.get("split")]
     if isinstance(dataset, Mapping):
@@ -85,13 +83,9 @@ def psnr_split(record: Record) -> str | None:
     else:
         texts.append(dataset)
     for text in texts:
-        if not text:
-            continue
-        tokens = set(re.split(r"[^a-z0-9]+", str(text).lower()))
-        if tokens & _VALID:
-            return "val"
-        if "test" in tokens:
-            return "test"
+        split = split_of(text)
+        if split is not None:
+            return "val" if split == "valid" else split
     return None
 
 

@@ -13,7 +13,9 @@ labels CPU timings as such; CPU memory is an estimate (``memory_kind = "cpu_esti
 
 Order of work: each entry is loaded and counted (and, for runtime/overall, its memory measured with no other entry
 on the device) inside :func:`ntirekit.eval.guard.guard`; then all entries that got so far are timed together (the
-robust timer interleaves them). An entry that fails at any step becomes a failure record and the others go on.
+robust timer interleaves them). An entry that fails at any step becomes a failure record and the others go on. For
+runtime/overall, each entry's counts and memory are yielded at once as a ``"partial"`` record (``"partial": true``,
+no ``runtime_ms``), which the runner writes and its final record replaces: a run interrupted while timing keeps them.
 
 ``options.extra`` (declared in :data:`TRACKS`): ``fvcore`` (bool, default True), ``cross_check`` (bool, default
 False: also torch's FlopCounterMode per operator, compared with fvcore), ``memory`` (bool, default True: the peak
@@ -41,6 +43,7 @@ from ntirekit.core.errors import OptionError
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import record
 from ntirekit.core.spec import Entry
+from ntirekit.data.images import open_image_dataset
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
 from ntirekit.eval.columns import COUNTS, MEMORY, RUNTIME
 from ntirekit.eval.guard import guard
@@ -96,6 +99,7 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: str,
         model, fields = prepared
         if timed:
             pending[entry.name] = (entry, model, fields)
+            yield {**record(entry.name, track, fp, **fields), "status": "partial", "partial": True}
         else:
             yield record(entry.name, track, fp, **fields)
 
@@ -165,7 +169,7 @@ def _time_pending(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]],
     errors: dict[str, BaseException] = {}
     timings = time_entries(models, inputs, timer=options.timer, device=device, warmup=options.warmup,
                            repeats=options.repeats, runs=options.runs, benchmark=bool(extra.get("benchmark", False)),
-                           errors=errors)
+                           errors=errors, progress=options.progress)
     for name, (entry, model, fields) in pending.items():
         if name not in models:
             continue
@@ -184,6 +188,12 @@ def _time_pending(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]],
         torch.cuda.empty_cache()
 
 
+def check_data(data: str, scale: int) -> None:
+    """Open a timing dataset other than the built-in ``div2k-like`` (a bad ``--data`` is one error before counting)."""
+    if data not in ("", DIV2K_LIKE):
+        open_image_dataset(data, scale=scale)
+
+
 _COUNT_FIELDS = ("params", "macs_ntire2022", "macs_fvcore", "activations", "activations_fvcore", "convs",
                  "input_shape", "warnings", "weights", "scale", "data_range", "max_memory_mib", "memory_kind")
 _TIMED_FIELDS = (*_COUNT_FIELDS, "runtime_ms", "timer", "runtime_input", "runtime_images")
@@ -200,12 +210,12 @@ _OPTIONS = (
 )
 TRACKS = (
     Track("runtime", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, columns=RUNTIME + MEMORY,
-          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
           description="runtime (timer statistics) and peak memory, with the counts"),
     Track("complexity", evaluate, "esr", times=False, record_fields=_COUNT_FIELDS, columns=COUNTS,
-          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
           description="params, MACs, activations, #conv on --input-shape"),
     Track("overall", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, columns=RUNTIME + COUNTS + MEMORY,
-          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
           description="runtime, memory and counts"),
 )

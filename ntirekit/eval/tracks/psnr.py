@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ntirekit.data.images import open_image_dataset
 from ntirekit.core.device import fingerprint, resolve_device
-from ntirekit.core.records import record
+from ntirekit.core.records import record, split_of
 from ntirekit.core.spec import Entry
 from ntirekit.eval.columns import cell
 from ntirekit.eval.guard import guard
@@ -51,6 +51,11 @@ def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, A
         yield from failed if rec is None else [rec]
 
 
+def open_dataset(data: str, scale: int, split: str | None = None) -> Any:
+    """The image dataset ``data`` for a x``scale`` entry; a DIV2K-style root opens its ``split`` (default valid)."""
+    return open_image_dataset(data, scale=scale, split=split or "valid")
+
+
 def sr_file_name(name: str) -> str:
     """The file an image's SR output is saved as: its HR name with ``.png``."""
     return f"{name}.png"
@@ -67,7 +72,7 @@ def _evaluate_entry(entry: Entry, options: EvalOptions, device: torch.device, fp
     save_dir = Path(extra["save_sr"]) / entry.name if extra.get("save_sr") else None
     scale = entry.spec.scale
     if scale not in datasets:
-        datasets[scale] = open_image_dataset(options.data, scale=scale)
+        datasets[scale] = open_dataset(str(options.data), scale, options.split)
     dataset = datasets[scale]
     if not dataset.has_hr:
         raise ValueError(f"{dataset.name}: some images have no HR image; PSNR needs HR")
@@ -97,6 +102,7 @@ def _evaluate_entry(entry: Entry, options: EvalOptions, device: torch.device, fp
         raise ValueError(f"{dataset.name}: no images")
     n = len(images)
     return record(entry.name, "psnr", fp, protocol=options.protocol, dataset=dataset.name,
+                  split=options.split or split_of(dataset.name),
                   psnr_db=sum(i["psnr_db"] for i in images) / n,
                   ssim=sum(i["ssim"] for i in images) / n if with_ssim else None,
                   images=images, scale=scale, data_range=data_range,
@@ -106,7 +112,7 @@ def _evaluate_entry(entry: Entry, options: EvalOptions, device: torch.device, fp
 
 
 TRACKS = (Track("psnr", evaluate, "esr", times=False,
-                record_fields=("protocol", "dataset", "psnr_db", "ssim", "images", "scale", "data_range", "weights",
+                record_fields=("protocol", "dataset", "split", "psnr_db", "ssim", "images", "scale", "data_range", "weights",
                                "tile"),
                 columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")),
                          Column("SSIM", cell("ssim", fmt="{:.4f}"))),
@@ -115,4 +121,5 @@ TRACKS = (Track("psnr", evaluate, "esr", times=False,
                          TrackOption("save_sr", str, None, "write the SR images to DIR/<entry>/<HR name>.png (for "
                                      "`ntirekit pack --format esr-results`)", "--save-sr"),
                          TrackOption("workers", int, None, "reader threads (0: every step serially in one thread)")),
-                description="PSNR (SSIM with --ssim) of ESR entries on an image dataset"),)
+                description="PSNR (SSIM with --ssim) of ESR entries on an image dataset",
+                check_data=open_dataset),)

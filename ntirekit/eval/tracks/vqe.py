@@ -273,4 +273,5 @@ TRACKS = (Track(
              TrackOption("extra_data", int, None, "with --save-frames: readme.txt's 'Extra Data [1] / No Extra Data "
                          "[0]'", "--extra-data"),
              TrackOption("macs", bool, True, "count the MACs per frame")),
-    default_data="", description="ΔPSNR of video entries on compressed clips, runtime per frame"),)
+    default_data="", description="ΔPSNR of video entries on compressed clips, runtime per frame",
+    check_data=lambda data, _scale: find_videos(data)),)
