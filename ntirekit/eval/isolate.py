@@ -38,6 +38,7 @@ zip is unpacked into for evaluation carries it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -49,7 +50,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -77,14 +78,50 @@ _OOM_PATTERN = re.compile(r"MemoryError|can't allocate memory|Cannot allocate me
                           re.IGNORECASE)
 
 
+#: environment variables (``os.pathsep``-separated folders) naming untrusted and trusted entry roots; ``ntirekit
+#: eval`` sets them from ``--entries`` and ``--trust`` so that job processes it starts judge entries the same way
+UNTRUSTED_ROOTS_ENV = "NTIREKIT_UNTRUSTED_ROOTS"
+TRUSTED_ROOTS_ENV = "NTIREKIT_TRUSTED_ROOTS"
+
+
+def _roots(variable: str) -> list[Path]:
+    return [Path(p).resolve() for p in os.environ.get(variable, "").split(os.pathsep) if p]
+
+
+def _below(folder: Path, roots: list[Path]) -> bool:
+    return any(folder == root or root in folder.parents for root in roots)
+
+
 def is_untrusted(entry: Entry) -> bool:
-    """Whether ``entry`` runs isolated by default: under the working directory's ``submissions`` (a default root) or
-    below the marker file."""
+    """Whether ``entry`` runs isolated (sandboxed) by default: not below a trusted root (``$NTIREKIT_TRUSTED_ROOTS``,
+    ``eval --trust``), and under the working directory's ``submissions``, below an untrusted root
+    (``$NTIREKIT_UNTRUSTED_ROOTS``: ``eval --entries`` folders) or below the marker file (unpacked zips)."""
     folder = entry.folder
-    root = (Path.cwd() / "submissions").resolve()
-    if folder == root or root in folder.parents:
+    if _below(folder, _roots(TRUSTED_ROOTS_ENV)):
+        return False
+    if _below(folder, [(Path.cwd() / "submissions").resolve(), *_roots(UNTRUSTED_ROOTS_ENV)]):
         return True
     return any((p / UNTRUSTED_MARKER).is_file() for p in (folder, *folder.parents))
+
+
+@contextlib.contextmanager
+def declared_roots(untrusted: Iterable[str | os.PathLike] = (),
+                   trusted: Iterable[str | os.PathLike] = ()) -> Iterator[None]:
+    """While inside, ``untrusted`` and ``trusted`` folders are added to this process's (and the job processes it
+    starts) untrusted and trusted entry roots."""
+    saved = {v: os.environ.get(v) for v in (UNTRUSTED_ROOTS_ENV, TRUSTED_ROOTS_ENV)}
+    for variable, folders in ((UNTRUSTED_ROOTS_ENV, untrusted), (TRUSTED_ROOTS_ENV, trusted)):
+        paths = [*map(str, _roots(variable)), *(str(Path(f).resolve()) for f in folders)]
+        if paths:
+            os.environ[variable] = os.pathsep.join(paths)
+    try:
+        yield
+    finally:
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 def mark_untrusted(folder: str | os.PathLike) -> Path:
