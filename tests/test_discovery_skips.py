@@ -52,3 +52,19 @@ def test_eval_still_runs_a_good_entry_and_long_names_are_one_line(tmp_path: Path
     last = long.output.strip().splitlines()[-1]
     assert last.startswith("Error: the entry name 'aaaa") and len(last) < 160
     assert last.endswith(f"has {MAX_ENTRY_NAME + 1} characters; at most {MAX_ENTRY_NAME} are allowed")
+
+
+def test_entries_folders_are_sandboxed_unless_trusted(tmp_path: Path) -> None:
+    import json
+    write_entry(tmp_path / "subs", "fine")
+    common = ["eval", "--track", "complexity", "--entries", str(tmp_path / "subs"), "--entry", "fine", "--quiet",
+              "--leaderboard", "none", "--input-shape", "1,3,16,16"]
+    records = {}
+    for label, extra in (("default", []), ("trusted", ["--trust", str(tmp_path / "subs")])):
+        out = tmp_path / label
+        result = CliRunner().invoke(main, [*common, *extra, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        records[label] = json.loads(next(out.glob("fine__*.json")).read_text())
+    assert records["default"]["isolated"] is True and records["default"]["sandbox"] in ("bwrap", "rlimits")
+    assert "isolated" not in records["trusted"] and "sandbox" not in records["trusted"]
+    assert records["default"]["params"] == records["trusted"]["params"] == 3 * 48 * 9 + 48
