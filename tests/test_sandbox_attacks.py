@@ -138,3 +138,17 @@ def test_hostile_entries_reach_nothing_and_honest_figures_stand(world: dict[str,
     expected = {result_path(out, name, "psnr", good["device"]).name for name in by}
     assert {p.name for p in out.iterdir()} == expected
     assert read_result(result_path(out, "good", "psnr", good["device"]))["psnr_db"] == reference["psnr_db"]
+
+
+def test_timing_tracks_get_lr_copies_not_the_dataset(world: dict[str, Any]) -> None:
+    """A track without a parent-scored plan (runtime) reads an LR-only copy of ``--data``: the HR files are not
+    there, and the timing inputs are the dataset's own LR images (same count and sizes as in process)."""
+    registry = world["registry"]
+    options = EvalOptions(track="runtime", data=str(world["data"]), device="cpu", progress=False, warmup=0,
+                          repeats=1)
+    hostile = run_track([registry["b_hr"]], options, isolate=True, timeout_s=120)[0]
+    assert hostile["status"] == "ok", hostile.get("error")
+    assert hostile["sandbox"] == "bwrap" and "HR:0" in hostile["output"]
+    reference = run_track([registry["good"]], options, isolate=False)[0]
+    assert hostile["runtime_images"] == reference["runtime_images"] == 2
+    assert hostile["runtime_input"] == reference["runtime_input"] == str(world["data"])

@@ -60,6 +60,7 @@ import ntirekit
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import error_line, failure, write_json_atomic
 from ntirekit.core.spec import Entry, EntrySpec
+from ntirekit.data.images import open_image_dataset, write_image
 from ntirekit.eval.inference import NonFiniteOutput
 from ntirekit.eval.sandbox.bwrap import SCRATCH, bwrap_problem, runtime_binds, sandboxed_command
 from ntirekit.eval.sandbox.capture import start_tail_reader
@@ -211,6 +212,22 @@ def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | 
                            "options": dataclasses.asdict(options)}
     plan = track.child_plan
     inputs = collect = None
+    folder_data = options.data is not None and Path(str(options.data)).exists()
+    if plan is None and folder_data and sandbox_kind(sandbox) == "bwrap":
+        if track.entries != "esr":
+            return {**_failure(entry, options, "error", f"the {track.name} track cannot run an untrusted entry in "
+                               "the sandbox without showing it the reference clips; --trust its folder to run it "
+                               "in process"), "sandbox": "bwrap"}
+
+        copy = str(Path(SCRATCH) / "LR")
+
+        def inputs(host: Path) -> dict[str, Any]:
+            lr_copy(str(options.data), entry.spec.scale, host)
+            return {"options": dataclasses.asdict(dataclasses.replace(options, data=copy))}
+
+        def collect(child: dict[str, Any], host: Path) -> dict[str, Any]:
+            # the record names the organizer's dataset, not the copy the child read
+            return {k: v.replace(copy, str(options.data)) if isinstance(v, str) else v for k, v in child.items()}
     if plan is not None and sandbox_kind(sandbox) == "bwrap":
         def inputs(host: Path) -> dict[str, Any]:
             call, kwargs = plan.inputs(entry, options, host, Path(SCRATCH))
@@ -225,6 +242,16 @@ def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | 
                       memory_mb=memory_mb, echo=options.progress if echo is None else echo,
                       fail=lambda kind, message: _failure(entry, options, kind, message), sandbox=sandbox,
                       inputs=inputs, collect=collect)
+
+
+def lr_copy(data: str, scale: int, scratch: Path) -> Path:
+    """The LR images of dataset ``data`` (never its HR) copied in order to ``scratch/LR/NNNNN.png``: an LR-only dataset
+    that a sandboxed child reads instead of the dataset folder."""
+    folder = scratch / "LR"     # an LR-named folder is read as LR-only (ntirekit.data.images)
+    folder.mkdir()
+    for index, pair in enumerate(open_image_dataset(data, scale=scale)):
+        write_image(folder / f"{index:05d}.png", pair.lr)     # numbered: in order, and no name leaks
+    return folder
 
 
 def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
