@@ -27,13 +27,25 @@ says what went wrong. :func:`call_isolated` runs a plain function of one entry t
 ``error``
     the track itself recorded a failure (an exception in the entry's code, bad weights, ...): its record is kept.
 
-The records of other entries are never touched by a failing one. This is a guard against crashes, hangs and runaway
-memory, not a security sandbox: the entry's code runs with the user's permissions (``check`` never runs it unless
-asked; see :mod:`ntirekit.pack.checker`).
+The records of other entries are never touched by a failing one.
+
+**Sandbox.** Where bubblewrap works here (:func:`ntirekit.eval.sandbox.bwrap.bwrap_problem`), the child runs under
+``bwrap`` (:func:`~ntirekit.eval.sandbox.bwrap.sandboxed_command`): its own PID/network/IPC/UTS namespaces,
+``--die-with-parent``, and a file system of the Python runtime (read-only), the entry folder and its resolved weights
+file (read-only), the folder of a track module declared outside the kit, and one private scratch folder (request,
+result and inputs travel through it); no ``$HOME``, results folder, dataset or other entry. Inputs: a track with a
+:class:`~ntirekit.eval.track.ChildPlan` (``psnr``) has the parent write the dataset's LR images into scratch; the
+child writes its uint8 SR images there and the parent scores them against HR the child never sees and builds the
+record. A track without a plan that reads an image ``--data`` folder (``runtime``, ``overall``) gets numbered LR-only
+copies (:func:`lr_copy`); ``vqe`` (which needs GT clips) refuses an untrusted entry with one line (``--trust``).
+Where bwrap cannot run, one line on stderr says why and the rlimit child above is used. Every isolated record says
+``"sandbox": "bwrap" | "rlimits"`` and keeps the child's output tail (``output``: the last 64 KiB, lines cut at
+4 KiB, :mod:`ntirekit.eval.sandbox.capture`); ``entry``, ``track`` and ``device`` are always the parent's own.
 
 Entries are isolated by default when they are *untrusted* (:func:`is_untrusted`): they live under a ``submissions``
-folder searched by default, or below a folder holding the :data:`UNTRUSTED_MARKER` file (every folder a submission
-zip is unpacked into for evaluation carries it).
+folder searched by default, under an ``eval --entries`` folder (:data:`UNTRUSTED_ROOTS_ENV`), or below a folder
+holding the :data:`UNTRUSTED_MARKER` file (every folder a submission zip is unpacked into for evaluation carries it);
+``eval --trust DIR`` (:data:`TRUSTED_ROOTS_ENV`) runs a folder in process.
 """
 
 from __future__ import annotations
