@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ntirekit.core.registry import discover
-from ntirekit.core.spec import DuplicateEntryError, EntryError, EntrySpec, read_spec
+from ntirekit.core.spec import EntryError, EntrySpec, read_spec
 from tests.helpers.entries import write_entry
 
 
@@ -66,11 +66,14 @@ def test_discovery_finds_nested_entries_and_builds(tmp_path: Path) -> None:
     assert not model.training
 
 
-def test_duplicate_names_are_an_error(tmp_path: Path) -> None:
+def test_duplicate_names_are_reported_and_the_later_one_skipped(tmp_path: Path) -> None:
+    """Issue 12: a name clash is one line and the later folder is skipped; the first one stays usable."""
     write_entry(tmp_path / "a", "same")
     write_entry(tmp_path / "b", "same")
-    with pytest.raises(DuplicateEntryError, match="'same' is used by both"):
-        discover([tmp_path], include_defaults=False)
+    lines: list[str] = []
+    registry = discover([tmp_path], include_defaults=False, report=lines.append)
+    assert registry["same"].folder == (tmp_path / "a" / "same").resolve()
+    assert len(lines) == 1 and "'same' is used by both" in lines[0] and str(tmp_path / "b" / "same") in lines[0]
 
 
 def test_same_folder_through_two_roots_is_taken_once(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from tabulate import tabulate
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
 from ntirekit.core.device import resolve_device
 from ntirekit.core.records import SPLIT_RULE
+from ntirekit.eval.isolate import declared_roots
 from ntirekit.eval.runner import check_data, run_track
 from ntirekit.eval.track import EvalOptions, Track
 from ntirekit.eval.tracks import TRACKS, get_track
@@ -181,6 +182,9 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
 @click.option("--isolate/--no-isolate", default=None,
               help="Run each entry in its own process with limits. Default: only untrusted entries (submissions/, zips).")
+@click.option("--trust", "trusted", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of entries to trust (run in this process; repeatable). --entries folders, submissions/ "
+                   "and zips are untrusted (sandboxed) otherwise.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Time limit per isolated entry [s].")
 @click.option("--memory-mb", type=int, default=None, help="Memory limit per isolated entry [MiB].")
 @click.option("--leaderboard", "protocol_name", default="ntire2022", show_default=True,
@@ -193,7 +197,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int | None,
                  repeats: int | None, full: bool, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
-                 resume: bool, isolate: bool | None, timeout_s: float | None, memory_mb: int | None,
+                 resume: bool, isolate: bool | None, trusted: tuple[str, ...], timeout_s: float | None, memory_mb: int | None,
                  protocol_name: str, quiet: bool, executor: ExecutorSettings | None = None,
                  **track_options: Any) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
@@ -212,6 +216,19 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     ntirekit eval --track vqe --data clips/ --entry X --save-frames out/ --extra-data 1; ntirekit pack out/X
     ntirekit eval --track psnr --entries team07.zip --entry team07_fastsr   (checked, unpacked, run isolated)
     """
+    with declared_roots(untrusted=[r for r in entry_roots if not r.lower().endswith(".zip")], trusted=trusted):
+        _eval(track, names, entry_roots, data, protocol, device, tile, tile_overlap, timer, warmup, repeats, full,
+              runs, input_shape, threads, weights, out, resume, isolate, timeout_s, memory_mb, protocol_name, quiet,
+              executor, track_options)
+
+
+def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None, protocol: str,
+          device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int | None, repeats: int | None,
+          full: bool, runs: int, input_shape: tuple[int, int, int, int], threads: int | None,
+          weights: tuple[str, ...], out: str, resume: bool, isolate: bool | None, timeout_s: float | None,
+          memory_mb: int | None, protocol_name: str, quiet: bool, executor: ExecutorSettings | None,
+          track_options: dict[str, Any]) -> None:
+    """The body of ``eval`` (see :func:`eval_entries`), with the entry roots' trust declared."""
     declared = get_track(track)
     extra = track_extra(declared, track_options)
     registry = load_registry(entry_roots)

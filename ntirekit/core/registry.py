@@ -15,12 +15,14 @@ A package adds entries with, in its ``pyproject.toml``::
 from __future__ import annotations
 
 import os
+import sys
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ntirekit.core.errors import DuplicateEntryError, EntryError
+from ntirekit.core.names import entry_name_problem
 from ntirekit.core.spec import KIT_ROOT, SPEC_FILE, Entry, read_spec
 
 #: the entry-point group through which installed packages add entry folders
@@ -34,6 +36,8 @@ class Registry(Mapping[str, Entry]):
 
     def __init__(self, entries: Iterable[Entry] = ()):
         self._entries: dict[str, Entry] = {}
+        #: one line per entry folder that discovery skipped (malformed entry.toml, invalid or clashing name)
+        self.skipped: list[str] = []
         for entry in entries:
             self.add(entry)
 
@@ -44,6 +48,9 @@ class Registry(Mapping[str, Entry]):
         self._entries[entry.name] = entry
 
     def __getitem__(self, name: str) -> Entry:
+        problem = entry_name_problem(name)
+        if problem:
+            raise EntryError(problem)
         try:
             return self._entries[name]
         except KeyError:
@@ -115,16 +122,20 @@ def iter_entry_folders(root: Path) -> Iterator[Path]:
                 yield spec_file.parent
 
 
-def discover(roots: Iterable[str | os.PathLike] | None = None, *, include_defaults: bool = True) -> Registry:
+def discover(roots: Iterable[str | os.PathLike] | None = None, *, include_defaults: bool = True,
+             report: Callable[[str], None] | None = None) -> Registry:
     """Find every entry under ``roots`` (plus the default roots unless ``include_defaults`` is False).
 
-    A folder reached twice (through two roots, or a root inside another) is taken once; two different folders with
-    one name are an error.
+    A folder reached twice (through two roots, or a root inside another) is taken once. One bad entry never stops
+    the others: a folder whose ``entry.toml`` is malformed, whose name breaks :mod:`ntirekit.core.names`, or whose
+    name an earlier folder already took (the baselines come first, so a submission never shadows one) is skipped,
+    with one line in :attr:`Registry.skipped` passed to ``report`` (default: written to stderr).
     """
     paths = [Path(r) for r in (roots or ())]
     if include_defaults:
         paths = default_roots() + paths
     registry = Registry()
+    say = report or (lambda line: sys.stderr.write(f"ntirekit: {line}\n"))
     seen: set[Path] = set()
     for root in paths:
         if not root.exists():
@@ -134,5 +145,20 @@ def discover(roots: Iterable[str | os.PathLike] | None = None, *, include_defaul
             if folder in seen:
                 continue
             seen.add(folder)
-            registry.add(Entry(read_spec(folder), folder))
+            try:
+                spec = read_spec(folder)
+                problem = entry_name_problem(spec.name)
+                if problem:
+                    raise EntryError(f"{folder / SPEC_FILE}: {problem}")
+                registry.add(Entry(spec, folder))
+            except (EntryError, ValueError, TypeError, KeyError, OSError) as exc:
+                line = f"skipped {folder}: {one_line(exc)}"
+                registry.skipped.append(line)
+                say(line)
     return registry
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (newlines folded, cut to 300 characters)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -27,18 +27,30 @@ says what went wrong. :func:`call_isolated` runs a plain function of one entry t
 ``error``
     the track itself recorded a failure (an exception in the entry's code, bad weights, ...): its record is kept.
 
-The records of other entries are never touched by a failing one. This is a guard against crashes, hangs and runaway
-memory, not a security sandbox: the entry's code runs with the user's permissions (``check`` never runs it unless
-asked; see :mod:`ntirekit.pack.checker`).
+The records of other entries are never touched by a failing one.
+
+**Sandbox.** Where bubblewrap works here (:func:`ntirekit.eval.sandbox.bwrap.bwrap_problem`), the child runs under
+``bwrap`` (:func:`~ntirekit.eval.sandbox.bwrap.sandboxed_command`): its own PID/network/IPC/UTS namespaces,
+``--die-with-parent``, and a file system of the Python runtime (read-only), the entry folder and its resolved weights
+file (read-only), the folder of a track module declared outside the kit, and one private scratch folder (request,
+result and inputs travel through it); no ``$HOME``, results folder, dataset or other entry. Inputs: a track with a
+:class:`~ntirekit.eval.track.ChildPlan` (``psnr``) has the parent write the dataset's LR images into scratch; the
+child writes its uint8 SR images there and the parent scores them against HR the child never sees and builds the
+record. A track without a plan that reads an image ``--data`` folder (``runtime``, ``overall``) gets numbered LR-only
+copies (:func:`lr_copy`); ``vqe`` (which needs GT clips) refuses an untrusted entry with one line (``--trust``).
+Where bwrap cannot run, one line on stderr says why and the rlimit child above is used. Every isolated record says
+``"sandbox": "bwrap" | "rlimits"`` and keeps the child's output tail (``output``: the last 64 KiB, lines cut at
+4 KiB, :mod:`ntirekit.eval.sandbox.capture`); ``entry``, ``track`` and ``device`` are always the parent's own.
 
 Entries are isolated by default when they are *untrusted* (:func:`is_untrusted`): they live under a ``submissions``
-folder searched by default, or below a folder holding the :data:`UNTRUSTED_MARKER` file (every folder a submission
-zip is unpacked into for evaluation carries it).
+folder searched by default, under an ``eval --entries`` folder (:data:`UNTRUSTED_ROOTS_ENV`), or below a folder
+holding the :data:`UNTRUSTED_MARKER` file (every folder a submission zip is unpacked into for evaluation carries it);
+``eval --trust DIR`` (:data:`TRUSTED_ROOTS_ENV`) runs a folder in process.
 """
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -48,18 +60,22 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
+import ntirekit
+
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import error_line, failure, write_json_atomic
 from ntirekit.core.spec import Entry, EntrySpec
+from ntirekit.data.images import open_image_dataset, write_image
 from ntirekit.eval.inference import NonFiniteOutput
+from ntirekit.eval.sandbox.bwrap import SCRATCH, bwrap_problem, runtime_binds, sandboxed_command
+from ntirekit.eval.sandbox.capture import start_tail_reader
 from ntirekit.eval.track import EvalOptions, options_from_dict
 from ntirekit.eval.tracks import TRACKS, get_track, register
 
@@ -67,19 +83,58 @@ UNTRUSTED_MARKER = ".ntirekit-untrusted"
 DEFAULT_TIMEOUT_S = 3600.0
 #: the child's start-up (interpreter, torch, the track's imports) has its own limit, outside ``timeout_s``
 STARTUP_TIMEOUT_S = 300.0
-_READY = "\x1entirekit-isolate-ready"
+#: the largest result file the parent reads back from a child (bytes)
+MAX_RESULT_BYTES = 64 * 2**20
+#: thread settings passed into a sandbox (its environment is otherwise cleared)
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 _OOM_PATTERN = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|out of memory|bad_alloc",
                           re.IGNORECASE)
 
 
+#: environment variables (``os.pathsep``-separated folders) naming untrusted and trusted entry roots; ``ntirekit
+#: eval`` sets them from ``--entries`` and ``--trust`` so that job processes it starts judge entries the same way
+UNTRUSTED_ROOTS_ENV = "NTIREKIT_UNTRUSTED_ROOTS"
+TRUSTED_ROOTS_ENV = "NTIREKIT_TRUSTED_ROOTS"
+
+
+def _roots(variable: str) -> list[Path]:
+    return [Path(p).resolve() for p in os.environ.get(variable, "").split(os.pathsep) if p]
+
+
+def _below(folder: Path, roots: list[Path]) -> bool:
+    return any(folder == root or root in folder.parents for root in roots)
+
+
 def is_untrusted(entry: Entry) -> bool:
-    """Whether ``entry`` runs isolated by default: under the working directory's ``submissions`` (a default root) or
-    below the marker file."""
+    """Whether ``entry`` runs isolated (sandboxed) by default: not below a trusted root (``$NTIREKIT_TRUSTED_ROOTS``,
+    ``eval --trust``), and under the working directory's ``submissions``, below an untrusted root
+    (``$NTIREKIT_UNTRUSTED_ROOTS``: ``eval --entries`` folders) or below the marker file (unpacked zips)."""
     folder = entry.folder
-    root = (Path.cwd() / "submissions").resolve()
-    if folder == root or root in folder.parents:
+    if _below(folder, _roots(TRUSTED_ROOTS_ENV)):
+        return False
+    if _below(folder, [(Path.cwd() / "submissions").resolve(), *_roots(UNTRUSTED_ROOTS_ENV)]):
         return True
     return any((p / UNTRUSTED_MARKER).is_file() for p in (folder, *folder.parents))
+
+
+@contextlib.contextmanager
+def declared_roots(untrusted: Iterable[str | os.PathLike] = (),
+                   trusted: Iterable[str | os.PathLike] = ()) -> Iterator[None]:
+    """While inside, ``untrusted`` and ``trusted`` folders are added to this process's (and the job processes it
+    starts) untrusted and trusted entry roots."""
+    saved = {v: os.environ.get(v) for v in (UNTRUSTED_ROOTS_ENV, TRUSTED_ROOTS_ENV)}
+    for variable, folders in ((UNTRUSTED_ROOTS_ENV, untrusted), (TRUSTED_ROOTS_ENV, trusted)):
+        paths = [*map(str, _roots(variable)), *(str(Path(f).resolve()) for f in folders)]
+        if paths:
+            os.environ[variable] = os.pathsep.join(paths)
+    try:
+        yield
+    finally:
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 def mark_untrusted(folder: str | os.PathLike) -> Path:
@@ -89,12 +144,13 @@ def mark_untrusted(folder: str | os.PathLike) -> Path:
     return marker
 
 
-def _wait(proc: subprocess.Popen, ready: threading.Event, timeout_s: float | None) -> bool:
+def _wait(proc: subprocess.Popen, ready: Path, timeout_s: float | None) -> bool:
     """Wait for the child; True when it timed out. The limit counts from the child's ready signal, so interpreter
     and torch start-up (seconds on a loaded machine) never eat into an entry's time."""
     start_by = time.monotonic() + STARTUP_TIMEOUT_S
     while proc.poll() is None:
-        if ready.wait(0.05):
+        time.sleep(0.02)
+        if ready.exists():
             try:
                 proc.wait(timeout=timeout_s)
                 return False
@@ -103,6 +159,10 @@ def _wait(proc: subprocess.Popen, ready: threading.Event, timeout_s: float | Non
         if time.monotonic() > start_by:
             return True
     return False
+
+
+def _thread_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in _THREAD_VARIABLES if k in os.environ}
 
 
 def _last_words(lines: list[str]) -> str:
@@ -146,26 +206,69 @@ def _classify(record: dict[str, Any], memory_mb: int | None) -> dict[str, Any]:
 
 
 def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
-                      memory_mb: int | None = None, echo: bool | None = None) -> dict[str, Any]:
+                      memory_mb: int | None = None, echo: bool | None = None, sandbox: bool = True) -> dict[str, Any]:
     """The record of ``options.track``'s ``evaluate([entry], options)`` run in a child process, or a failure record
     saying why not.
 
     ``timeout_s`` (None: no limit) bounds the whole child; ``memory_mb`` is the memory the evaluation may add (see
     the module docstring). The NaN/inf guard is on unless the track times. ``echo`` (default: ``options.progress``)
-    passes the child's output on to this process's stderr.
+    passes the child's (bounded) output on to this process's stderr. ``sandbox``: run the child under bwrap where
+    it works here (see the module docstring); a track with a :class:`~ntirekit.eval.track.ChildPlan` then has its
+    inputs sent and its outputs scored by this process.
     """
     if options.track not in TRACKS:
         return _failure(entry, options, "error", f"unknown track {options.track!r}")
     track = TRACKS[options.track]
-    job = {"track": options.track, "track_module": track.evaluate.__module__, "options": dataclasses.asdict(options)}
+    options = track.resolve(options)
+    job: dict[str, Any] = {"track": options.track, "track_module": track.evaluate.__module__,
+                           "options": dataclasses.asdict(options)}
+    plan = track.child_plan
+    inputs = collect = None
+    folder_data = options.data is not None and Path(str(options.data)).exists()
+    if plan is None and folder_data and sandbox_kind(sandbox) == "bwrap":
+        if track.entries != "esr":
+            return {**_failure(entry, options, "error", f"the {track.name} track cannot run an untrusted entry in "
+                               "the sandbox without showing it the reference clips; --trust its folder to run it "
+                               "in process"), "sandbox": "bwrap"}
+
+        copy = str(Path(SCRATCH) / "LR")
+
+        def inputs(host: Path) -> dict[str, Any]:
+            lr_copy(str(options.data), entry.spec.scale, host)
+            return {"options": dataclasses.asdict(dataclasses.replace(options, data=copy))}
+
+        def collect(child: dict[str, Any], host: Path) -> dict[str, Any]:
+            # the record names the organizer's dataset, not the copy the child read
+            return {k: v.replace(copy, str(options.data)) if isinstance(v, str) else v for k, v in child.items()}
+    if plan is not None and sandbox_kind(sandbox) == "bwrap":
+        def inputs(host: Path) -> dict[str, Any]:
+            call, kwargs = plan.inputs(entry, options, host, Path(SCRATCH))
+            return {"call": call, "kwargs": kwargs}
+
+        def collect(child: dict[str, Any], host: Path) -> dict[str, Any]:
+            try:
+                return plan.collect(entry, options, host, child)
+            except Exception as exc:  # noqa: BLE001 - outputs that cannot be scored fail this entry only
+                return _failure(entry, options, "error", error_line(exc))
     return _run_child(entry, job, check_finite=track.finite_guard, timeout_s=timeout_s,
                       memory_mb=memory_mb, echo=options.progress if echo is None else echo,
-                      fail=lambda kind, message: _failure(entry, options, kind, message))
+                      fail=lambda kind, message: _failure(entry, options, kind, message), sandbox=sandbox,
+                      inputs=inputs, collect=collect)
+
+
+def lr_copy(data: str, scale: int, scratch: Path) -> Path:
+    """The LR images of dataset ``data`` (never its HR) copied in order to ``scratch/LR/NNNNN.png``: an LR-only dataset
+    that a sandboxed child reads instead of the dataset folder."""
+    folder = scratch / "LR"     # an LR-named folder is read as LR-only (ntirekit.data.images)
+    folder.mkdir()
+    for index, pair in enumerate(open_image_dataset(data, scale=scale)):
+        write_image(folder / f"{index:05d}.png", pair.lr)     # numbered: in order, and no name leaks
+    return folder
 
 
 def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
                   memory_mb: int | None = None, check_finite: bool = True, echo: bool = False,
-                  **kwargs: Any) -> dict[str, Any]:
+                  sandbox: bool = True, **kwargs: Any) -> dict[str, Any]:
     """``{"status": "ok", **function(entry, **kwargs)}`` run in a child process, or ``{"status": "failed", "error":
     ..., "failure_kind": ...}`` saying why not. ``function`` is a module-level function (it is imported by name in
     the child) and ``kwargs`` travel as JSON."""
@@ -175,84 +278,151 @@ def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, time
         return {"entry": entry.name, "status": "failed", "error": message, "failure_kind": kind, "isolated": True}
 
     return _run_child(entry, job, check_finite=check_finite, timeout_s=timeout_s, memory_mb=memory_mb, echo=echo,
-                      fail=fail)
+                      fail=fail, sandbox=sandbox)
+
+
+def _sandbox_binds(entry: Entry, job: dict[str, Any]) -> list[Path]:
+    """What an untrusted child sees read-only besides :func:`runtime_binds`: its entry folder, its own resolved weights
+    file (where it lies outside the folder) and the folder of a track module declared outside the kit (organizer
+    code, e.g. a test's track)."""
+    binds = [entry.folder]
+    explicit = ((job.get("options") or {}).get("weights") or {}).get(entry.name)
+    try:
+        weights = entry.weights_path(explicit, download=False) if (explicit or entry.spec.weights) else None
+    except Exception:  # noqa: BLE001 - a missing or bad checkpoint is the child's failure to report
+        weights = None
+    if weights is not None and Path(weights).resolve().is_file():
+        binds.append(Path(weights).resolve())
+    return binds + _outside_code(job)
+
+
+def _outside_code(job: dict[str, Any]) -> list[Path]:
+    """The folder of the job's track module or function when it lies outside the kit (organizer code, e.g. a test's
+    track): bound read-only and put on the child's ``sys.path``."""
+    module = sys.modules.get(str(job.get("track_module") or job.get("call", "").partition(":")[0]))
+    kit = Path(ntirekit.__file__).resolve().parent
+    source = getattr(module, "__file__", None)
+    if source and kit not in Path(source).resolve().parents:
+        return [Path(source).resolve().parent]
+    return []
+
+
+_FALLBACK_SAID: list[str] = []
+
+
+def sandbox_kind(sandbox: bool = True) -> str:
+    """``"bwrap"`` when untrusted children run under bubblewrap here, else ``"rlimits"`` (said once per process on
+    stderr, with the reason)."""
+    if not sandbox:
+        return "rlimits"
+    problem = bwrap_problem()
+    if problem is None:
+        return "bwrap"
+    if not _FALLBACK_SAID:
+        _FALLBACK_SAID.append(problem)
+        sys.stderr.write(f"ntirekit: no sandbox ({problem}); untrusted entries run with rlimit isolation only\n")
+    return "rlimits"
 
 
 def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout_s: float | None,
-               memory_mb: int | None, echo: bool, fail: Callable[[str, str], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``job`` on ``entry`` in ``python -m ntirekit.eval.isolate``; its record, or ``fail(kind, message)``."""
+               memory_mb: int | None, echo: bool, fail: Callable[[str, str], dict[str, Any]],
+               sandbox: bool = True, inputs: Callable[[Path], dict[str, Any]] | None = None,
+               collect: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run ``job`` on ``entry`` in ``python -m ntirekit.eval.isolate`` (under bwrap when ``sandbox`` and bwrap works
+    here); its record, or ``fail(kind, message)``. Every record says ``"sandbox": "bwrap" | "rlimits"`` and keeps the
+    child's output tail (:mod:`ntirekit.eval.sandbox.capture`) as ``output``.
+
+    ``inputs(scratch_as_seen)`` may put the child's inputs into the scratch folder first and returns changes to the
+    job; ``collect(record, scratch)`` turns the child's record into the final one while the scratch folder still
+    exists (the parent scores what the child left there)."""
+    kind = sandbox_kind(sandbox)
+    fail_kind = fail
+
+    def fail(what: str, message: str) -> dict[str, Any]:  # noqa: F811 - every failure says its sandbox
+        return {**fail_kind(what, message), "sandbox": kind}
+
     with tempfile.TemporaryDirectory(prefix="ntirekit-isolate-") as tmp:
+        host = Path(tmp)
+        inside = Path(SCRATCH) if kind == "bwrap" else host
+        try:
+            job = {**job, **(inputs(host) if inputs else {})}
+        except Exception as exc:  # noqa: BLE001 - inputs the parent cannot prepare fail this entry only
+            return fail("error", error_line(exc))
         request = {"folder": str(entry.folder), "spec": entry.spec.to_dict(), **job,
                    "memory_mb": memory_mb, "check_finite": bool(check_finite),
-                   "sys_path": [p for p in sys.path if p], "result": str(Path(tmp) / "result.json")}
-        request_path = Path(tmp) / "request.json"
+                   "sys_path": [*map(str, _outside_code(job)), *(p for p in sys.path if p)], "result": str(inside / "result.json"),
+                   "ready": str(inside / "ready")}
         try:
-            request_path.write_text(json.dumps(request))
+            (host / "request.json").write_text(json.dumps(request))
         except (TypeError, ValueError) as exc:
             return fail("error", f"options cannot be sent to the child process ({exc})")
-        env = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "ntirekit.eval.isolate", str(inside / "request.json")]
+        variables = {"PYTHONFAULTHANDLER": "1", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        if kind == "bwrap":
+            argv = sandboxed_command(argv, binds=[*runtime_binds(), *_sandbox_binds(entry, job)], scratch=host,
+                                     env={**variables, **_thread_env()})
+            env = None
+        else:
+            env = {**os.environ, **variables}
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "ntirekit.eval.isolate", str(request_path)],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
         except OSError as exc:
             return fail("crash", f"the evaluation process could not be started ({exc})")
-        tail: collections.deque[str] = collections.deque(maxlen=50)
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for raw in iter(proc.stdout.readline, b""):
-                line = raw.decode("utf-8", errors="replace")
-                if line.rstrip("\n") == _READY:
-                    ready.set()
-                    continue
-                tail.append(line.rstrip())
-                if echo:
-                    sys.stderr.write(line)
-            proc.stdout.close()
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        timed_out = False
+        assert proc.stdout is not None
+        reader, tail = start_tail_reader(proc.stdout)
+        ready = host / "ready"
+        timed_out = started = False
         try:
             timed_out = _wait(proc, ready, timeout_s)
         finally:
+            started = ready.exists()
             _kill_group(proc.pid)          # the hung child, or whatever the entry left running
             proc.wait()
             reader.join(timeout=10)
+            proc.stdout.close()
+        output = tail.text()
+        if echo and output:
+            sys.stderr.write(output)
         records: list[dict[str, Any]] = []
-        result_path = Path(request["result"])
-        if result_path.is_file():
+        result_path = host / "result.json"
+        if result_path.is_file() and result_path.stat().st_size <= MAX_RESULT_BYTES:
             try:
                 records = json.loads(result_path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 records = []
-    mine = [r for r in records if isinstance(r, dict) and r.get("entry") == entry.name] or records
-    if mine:
-        record = _classify(dict(mine[0]), memory_mb)
-        record["isolated"] = True
-        return record
-    last = _last_words(list(tail))
+        mine = [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+        if mine:
+            record = _classify(dict(mine[0]), memory_mb)
+            if collect is not None and record.get("status") == "ok":
+                record = collect(record, host)
+            own = fail("error", "")       # the parent's own entry, track and device: never the child's
+            record.update({k: own[k] for k in ("entry", "track", "device") if k in own})
+            record.update(isolated=True, sandbox=kind, output=output)
+            return record
+    lines = output.splitlines()
+    last = _last_words(lines)
     context = f" (last output: {last[:200]})" if last else ""
     if timed_out:
-        what = f"{timeout_s:g} s of evaluation" if ready.is_set() else f"{STARTUP_TIMEOUT_S:g} s of start-up"
-        return fail("timeout", f"timed out after {what}: the evaluation process group was "
-                                                   "killed")
+        what = f"{timeout_s:g} s of evaluation" if started else f"{STARTUP_TIMEOUT_S:g} s of start-up"
+        return {**fail("timeout", f"timed out after {what}: the evaluation process group was killed"),
+                "output": output}
     code = proc.returncode
+    if kind == "bwrap" and code is not None and code > 128 and code - 128 in signal.Signals._value2member_map_:
+        code = -(code - 128)           # bwrap's init exits with 128 + the signal that killed the child
     if code is not None and code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         if -code == signal.SIGKILL:
-            return fail("oom", f"out of memory: the evaluation process was killed by SIGKILL "
-                                                   f"(the kernel's out-of-memory killer sends it){context}")
-        return fail("crash", f"crashed: the evaluation process was killed by signal {name}"
-                                                 f"{context}")
+            return {**fail("oom", f"out of memory: the evaluation process was killed by SIGKILL "
+                                  f"(the kernel's out-of-memory killer sends it){context}"), "output": output}
+        return {**fail("crash", f"crashed: the evaluation process was killed by signal {name}{context}"),
+                "output": output}
     if _OOM_PATTERN.search(last):
-        return fail("oom", f"out of memory: {last[:200]}")
+        return {**fail("oom", f"out of memory: {last[:200]}"), "output": output}
     if code:
-        return fail("crash", f"crashed: the evaluation process exited with status {code}"
-                                                 f"{context}")
-    return fail("crash", f"the evaluation process ended without a result{context}")
+        return {**fail("crash", f"crashed: the evaluation process exited with status {code}{context}"),
+                "output": output}
+    return {**fail("crash", f"the evaluation process ended without a result{context}"), "output": output}
 
 
 # ---------------------------------------------------------------------------------------------------------- child
@@ -343,7 +513,7 @@ def _child(request_path: str) -> int:
 def _start(request: dict[str, Any], device: torch.device) -> None:
     if request.get("memory_mb"):
         _limit_memory(int(request["memory_mb"]), device)
-    print(_READY, flush=True)
+    Path(request["ready"]).touch()
 
 
 def _run_track(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -366,7 +536,7 @@ def _run_track(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
 def _run_call(entry: Entry, request: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         function = _resolve(request["call"])
-        _start(request, torch.device("cpu"))
+        _start(request, resolve_device(str(request["kwargs"].get("device") or "cpu")))
         return [{"entry": entry.name, "status": "ok", **function(entry, **request["kwargs"])}]
     except BaseException as exc:  # noqa: BLE001 - a failing entry is a result, not a crash
         return [{"entry": entry.name, "status": "failed", "error": error_line(exc)}]

@@ -101,6 +101,20 @@ class Column:
 
 
 @dataclass(frozen=True)
+class ChildPlan:
+    """How the parent runs one untrusted entry of a track in a sandbox without showing it any reference data.
+
+    ``inputs(entry, options, scratch, inside)`` writes what the child needs (LR images) into the host folder
+    ``scratch`` (seen by the child as ``inside``) and returns ``(call, kwargs)``: the module-level function
+    ``"module:function"`` the child runs as ``function(entry, **kwargs)`` (its outputs go below ``inside``) and its
+    JSON arguments. ``collect(entry, options, scratch, child_result)`` reads the outputs back and builds the record
+    in the parent (PSNR against HR the child never saw)."""
+
+    inputs: Callable[..., tuple[str, dict[str, Any]]]
+    collect: Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Track:
     """A track's declaration (see the module docstring)."""
 
@@ -117,6 +131,9 @@ class Track:
     description: str = ""
     #: opens ``(data, scale)`` cheaply before any entry runs, so that a bad dataset is one error, not one per entry
     check_data: Callable[[str, int], Any] | None = None
+    #: how a sandboxed child runs this track when it must not read ``options.data`` itself (None: the child runs
+    #: ``evaluate`` and sees no dataset folder): see :class:`ChildPlan`
+    child_plan: ChildPlan | None = None
 
     def takes(self, entry: Entry) -> bool:
         """Whether this track runs ``entry``."""
