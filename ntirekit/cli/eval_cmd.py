@@ -197,7 +197,8 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int | None,
                  repeats: int | None, full: bool, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
-                 resume: bool, isolate: bool | None, trusted: tuple[str, ...], timeout_s: float | None, memory_mb: int | None,
+                 resume: bool, isolate: bool | None, trusted: tuple[str, ...], timeout_s: float | None,
+                 memory_mb: int | None,
                  protocol_name: str, quiet: bool, executor: ExecutorSettings | None = None,
                  **track_options: Any) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
@@ -217,12 +218,14 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     ntirekit eval --track psnr --entries team07.zip --entry team07_fastsr   (checked, unpacked, run isolated)
     """
     with declared_roots(untrusted=[r for r in entry_roots if not r.lower().endswith(".zip")], trusted=trusted):
-        _eval(track, names, entry_roots, data, protocol, device, tile, tile_overlap, timer, warmup, repeats, full,
+        _eval(track, names, entry_roots, data, split, protocol, device, tile, tile_overlap, timer, warmup, repeats,
+              full,
               runs, input_shape, threads, weights, out, resume, isolate, timeout_s, memory_mb, protocol_name, quiet,
               executor, track_options)
 
 
-def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None, protocol: str,
+def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None, split: str | None,
+          protocol: str,
           device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int | None, repeats: int | None,
           full: bool, runs: int, input_shape: tuple[int, int, int, int], threads: int | None,
           weights: tuple[str, ...], out: str, resume: bool, isolate: bool | None, timeout_s: float | None,
