@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntirekit.core.records import read_result, result_path
+from ntirekit.core.records import read_result, record_path
 from ntirekit.core.registry import discover
 from ntirekit.data.images import write_image
 from ntirekit.eval.runner import run_track
@@ -135,9 +135,9 @@ def test_hostile_entries_reach_nothing_and_honest_figures_stand(world: dict[str,
     assert rss_growth_mib < 40
 
     time.sleep(2.5)                                 # the forger's daemon would have written by now
-    expected = {result_path(out, name, "psnr", good["device"]).name for name in by}
+    expected = {record_path(out, rec).name for rec in by.values()}
     assert {p.name for p in out.iterdir()} == expected
-    assert read_result(result_path(out, "good", "psnr", good["device"]))["psnr_db"] == reference["psnr_db"]
+    assert read_result(record_path(out, by["good"]))["psnr_db"] == reference["psnr_db"]
 
 
 def test_timing_tracks_get_lr_copies_not_the_dataset(world: dict[str, Any]) -> None:
