@@ -108,7 +108,7 @@ def test_a_derived_entry_packs_self_contained_and_imports_without_the_kit(tmp_pa
         assert torch.equal(torch.load(tmp_path / "y.pt"), derived.load().eval()(x))
 
 
-@pytest.mark.parametrize("name", ["team99_rlfn_pruned", "team98_pqf_basicvsrpp_small"])
+@pytest.mark.parametrize("name", ["team99_rlfn_pruned", "team98_pqf_basicvsrpp_small", "team98_basicvsrpp_small"])
 def test_worked_examples_are_self_contained(name: str) -> None:
     folder = REPO_ROOT / "submissions" / name
     if not folder.is_dir():
