@@ -17,7 +17,6 @@ from ntirekit.core.spec import read_spec
 from ntirekit.core.weights import sha256_of
 from ntirekit.pack.legacy import LegacyError, import_ntire, import_repository
 from ntirekit.pack import check_zip, pack
-from ntirekit.pack.legacy import LegacyError, import_ntire
 
 TEAM04 = '''
 import torch

@@ -12,7 +12,6 @@ from tabulate import tabulate
 
 from ntirekit.cli.common import echo_json, json_output, one_line_errors
 from ntirekit.core.errors import OptionError
-from ntirekit.data import DataError
 from ntirekit.data.compress import compress_clip
 from ntirekit.data.frames import find_pqf, frame_psnr, quality_proxy
 from ntirekit.data.video import read_clip

@@ -219,9 +219,8 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     """
     with declared_roots(untrusted=[r for r in entry_roots if not r.lower().endswith(".zip")], trusted=trusted):
         _eval(track, names, entry_roots, data, split, protocol, device, tile, tile_overlap, timer, warmup, repeats,
-              full,
-              runs, input_shape, threads, weights, out, resume, isolate, timeout_s, memory_mb, protocol_name, quiet,
-              executor, track_options)
+              full, runs, input_shape, threads, weights, out, resume, isolate, timeout_s, memory_mb, protocol_name,
+              quiet, executor, track_options)
 
 
 def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None, split: str | None,

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from ntirekit.cli.common import echo_err, one_line_errors
-from ntirekit.rank.inputs import PUBLISHED, InputError, load_results, published_table
+from ntirekit.rank.inputs import PUBLISHED, load_results, published_table
 from ntirekit.core.records import SPLIT_RULE
-from ntirekit.rank.leaderboard import BASELINE_MODES, LeaderboardError, build_leaderboard
+from ntirekit.rank.leaderboard import BASELINE_MODES, build_leaderboard
 from ntirekit.rank.metrics import RUNTIME_STATS
 from ntirekit.rank.plot import pareto_plot
 from ntirekit.rank.protocol import available_protocols, load_protocol, load_protocol_file

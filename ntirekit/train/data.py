@@ -16,7 +16,6 @@ flips/rotations applied to both. Everything random comes from the ``numpy.random
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
