@@ -79,6 +79,10 @@ class Model(nn.Module):
                 time.sleep(1)
         if self.mode == "oom":
             torch.empty(2 ** 33, dtype=torch.uint8)     # 8 GiB under a 256 MiB limit
+        if self.mode == "hog":                           # a grandchild holds 600 MiB resident
+            import subprocess, sys
+            subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(600 * 2**20); time.sleep(60)"])
+            time.sleep(60)
         if self.mode == "segv":
             import ctypes
             ctypes.string_at(0)
@@ -122,6 +126,7 @@ def test_failures_are_recorded_with_their_reason_and_others_stay_correct(tmp_pat
     assert by["b_crash"]["status"] == "failed" and by["b_crash"]["failure_kind"] == "crash"
     assert "exited with status 3" in by["b_crash"]["error"]
     assert by["c_hang"]["failure_kind"] == "timeout" and "timed out after 3 s" in by["c_hang"]["error"]
+    assert (by["c_hang"]["limit"], by["c_hang"]["limit_value"]) == ("time", 3)
     assert by["d_oom"]["failure_kind"] == "oom" and by["d_oom"]["error"].startswith("out of memory (limit 256 MiB)")
     assert by["e_nan"]["failure_kind"] == "nonfinite" and "NaN or inf" in by["e_nan"]["error"]
 
@@ -182,3 +187,17 @@ def test_child_output_tail_names_the_error(tmp_path: Path, tiny_track: str, monk
     rec: dict[str, Any] = evaluate_isolated(entry, EvalOptions(track="broken", progress=False), timeout_s=60)
     assert rec["failure_kind"] == "crash"
     assert rec["error"] == "crashed: the evaluation process exited with status 7 (last output: about to fail)"
+
+
+def test_default_memory_limit_counts_the_whole_process_tree(tmp_path: Path, tiny_track: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --memory-mb: the watchdog's share-of-the-machine limit (here set to 300 MiB) ends an entry whose
+    grandchild holds 600 MiB, says so in the record, and leaves no process behind."""
+    import ntirekit.eval.isolate as isolate
+
+    monkeypatch.setattr(isolate, "default_memory_mb", lambda: 300)
+    mode_entry(tmp_path / "entries", "hog", "hog")
+    entry = discover([tmp_path / "entries"], include_defaults=False)["hog"]
+    rec = evaluate_isolated(entry, EvalOptions(track=tiny_track, device="cpu", progress=False), timeout_s=60)
+    assert rec["failure_kind"] == "oom" and (rec["limit"], rec["limit_value"]) == ("memory", 300)
+    assert "more than 300 MiB resident" in rec["error"]

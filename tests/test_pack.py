@@ -20,6 +20,7 @@ from ntirekit.core.weights import sha256_of
 from ntirekit.eval.isolate import UNTRUSTED_MARKER, is_untrusted
 from ntirekit.eval.runner import run_track
 from ntirekit.eval.track import EvalOptions
+from ntirekit.eval.sandbox.bwrap import bwrap_problem
 from ntirekit.pack import ACCEPTED, check_zip, pack, parse_readme, unpack
 from ntirekit.pack.formats import README
 from tests.helpers.entries import write_entry
@@ -323,6 +324,19 @@ def test_check_load_builds_the_model_in_a_child_process(tmp_path: Path) -> None:
     members = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     report = check_zip(zip_of(tmp_path / "wrong.zip", members), load=True, timeout_s=120)
     assert report.codes() == ["load-failed"], report.render()
+
+
+@pytest.mark.skipif(bwrap_problem() is not None, reason=f"no bwrap sandbox here: {bwrap_problem()}")
+def test_check_load_runs_in_the_sandbox(tmp_path: Path) -> None:
+    """A zip whose model.py writes outside on import: --load builds it under bwrap and the write goes nowhere."""
+    folder = team_entry(tmp_path / "src")
+    outside = tmp_path / "written-by-the-zip.txt"
+    (folder / "model.py").write_text(f"import pathlib\ntry:\n    pathlib.Path({str(outside)!r}).write_text('x')\n"
+                                     f"except OSError:\n    pass\n" + (folder / "model.py").read_text())
+    members = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    report = check_zip(zip_of(tmp_path / "hostile.zip", members), load=True, timeout_s=120)
+    assert report.verdict == ACCEPTED and report.info["load_sandbox"] == "bwrap", report.render()
+    assert not outside.exists()
 
 
 # ---------------------------------------------------------------------------------------------------------- examples

@@ -75,6 +75,39 @@ import sys
 sys.stdout.write("x" * 50_000_000 + "\\n")
 sys.stdout.flush()
 ''',
+    "f_psnr": '''
+import sys
+for module in list(sys.modules.values()):        # every PSNR function the child's kit modules hold
+    for name in dir(module) if module and module.__name__.startswith("ntirekit") else ():
+        if "psnr" in name.lower() and callable(getattr(module, name, None)):
+            setattr(module, name, lambda *a, **k: 50.0)
+''',
+    "g_frames": '''
+import gc, inspect
+import numpy as np
+import torch
+def _hr_in_reach():
+    seen = [o for o in gc.get_objects() if isinstance(o, (np.ndarray, torch.Tensor)) and tuple(o.shape[-3:-1]) == (32, 32)]
+    for frame in inspect.stack():
+        seen += [v for v in frame.frame.f_locals.values() if isinstance(v, np.ndarray) and v.shape[:2] == (32, 32)]
+    return seen
+_forward = TinySR.forward
+def forward(self, x):
+    found = _hr_in_reach()
+    print("HRFOUND:%d" % len(found), flush=True)
+    return _forward(self, x)
+TinySR.forward = forward
+''',
+    "h_name": '''
+import sys
+import ntirekit.core.records as records
+_real = records.record
+def forged(entry, *args, **kwargs):
+    return _real("../../../escaped", *args, **kwargs)
+for module in list(sys.modules.values()):
+    if getattr(module, "record", None) is _real:
+        module.record = forged
+''',
 }
 
 
@@ -133,6 +166,14 @@ def test_hostile_entries_reach_nothing_and_honest_figures_stand(world: dict[str,
     # (e) a 50 MB line is cut, and the organizer did not hold it
     assert by["e_shouter"]["status"] == "ok" and "bytes cut]" in by["e_shouter"]["output"]
     assert rss_growth_mib < 40
+
+    # (f) PSNR functions patched inside: the figure is the parent's own
+    assert by["f_psnr"]["status"] == "ok" and by["f_psnr"]["psnr_db"] == reference["psnr_db"]
+    # (g) no HR image in the child's memory or stack frames, so the output is the model's own
+    assert "HRFOUND:0" in by["g_frames"]["output"] and by["g_frames"]["psnr_db"] == reference["psnr_db"]
+    # (h) a forged entry name in the child's record: the parent's name and file name stand
+    assert by["h_name"]["entry"] == "h_name" and by["h_name"]["psnr_db"] == reference["psnr_db"]
+    assert not list(out.parent.parent.rglob("escaped*"))
 
     time.sleep(2.5)                                 # the forger's daemon would have written by now
     expected = {record_path(out, rec).name for rec in by.values()}

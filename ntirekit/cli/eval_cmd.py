@@ -185,8 +185,11 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--trust", "trusted", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of entries to trust (run in this process; repeatable). --entries folders, submissions/ "
                    "and zips are untrusted (sandboxed) otherwise.")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="Time limit per isolated entry [s].")
-@click.option("--memory-mb", type=int, default=None, help="Memory limit per isolated entry [MiB].")
+@click.option("--timeout", "timeout_s", type=float, default=None,
+              help="Time limit per isolated entry [s] (default: 300 s + 15 s per forward call of the track).")
+@click.option("--memory-mb", type=int, default=None,
+              help="Memory limit per isolated entry [MiB] (default: half the machine's memory, resident, all its "
+                   "processes).")
 @click.option("--leaderboard", "protocol_name", default="ntire2022", show_default=True,
               help="Ranking protocol of the closing leaderboard (runtime/complexity/overall); 'none' to skip.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

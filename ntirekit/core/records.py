@@ -104,7 +104,7 @@ SPLIT_RULE = ("a PSNR counts as val or test when its record's split says so (eva
               "sample: neither)")
 _VALID = {"valid", "val", "validation"}
 #: the statuses written beside a good record instead of over it
-NOT_OK_SUFFIXES = ("failed", "partial")
+NOT_OK_SUFFIXES = ("failed", "partial", "suspect")
 
 
 def split_of(text: Any) -> str | None:

@@ -15,6 +15,8 @@ from ntirekit.data.sample import div2k_like_inputs
 
 #: the timing inputs when none are named
 DIV2K_LIKE = "div2k-like"
+#: how many inputs ``"div2k-like"`` has
+DIV2K_LIKE_COUNT = 6
 
 
 def timing_images(data: str | None = DIV2K_LIKE, scale: int = 4, images: int | None = None,
@@ -22,7 +24,7 @@ def timing_images(data: str | None = DIV2K_LIKE, scale: int = 4, images: int | N
     """The RGB uint8 LR images named ``data`` (see the module docstring) for a x``scale`` model: the first ``images``
     of them (all when None), each centre-cropped to at most ``crop x crop`` pixels (uncropped when None)."""
     if data in (None, "", DIV2K_LIKE):
-        out = list(div2k_like_inputs())
+        out = list(div2k_like_inputs(DIV2K_LIKE_COUNT))
     else:
         out = [pair.lr for pair in open_image_dataset(data, scale=scale)]
     if images:

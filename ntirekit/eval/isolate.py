@@ -10,15 +10,22 @@ says what went wrong. :func:`call_isolated` runs a plain function of one entry t
     the process exited with a non-zero status (``os._exit(3)``, an uncaught error outside the track) or was killed by
     a signal (a segfault in an extension); the last line of its output is quoted.
 ``timeout``
-    its evaluation ran past ``timeout_s`` (counted from the child's ready signal, so interpreter and torch start-up
-    are not charged to the entry; start-up has its own :data:`STARTUP_TIMEOUT_S`): the whole process group (the
-    entry's own children included) is killed with SIGKILL.
+    its evaluation ran past its time limit (``timeout_s``, by default scaled to the work:
+    :func:`ntirekit.eval.limits.default_timeout_s`), counted from the child's ready signal so that interpreter and
+    torch start-up are not charged to the entry (start-up has its own :data:`STARTUP_TIMEOUT_S`): the whole process
+    group (the entry's own children included) is killed with SIGKILL. The record says ``limit: "time"`` (or
+    ``"start-up time"``) and ``limit_value``.
 ``oom``
-    it ran out of memory: ``MemoryError``, torch's "can't allocate memory", CUDA out of memory, or SIGKILL from the
-    kernel. On CPU the child caps its address space with ``RLIMIT_AS`` at its start-up footprint (interpreter, torch,
-    the track's modules, torch's thread pool) plus ``memory_mb``; on CUDA (which reserves huge address ranges, so
-    ``RLIMIT_AS`` cannot be used) ``memory_mb`` caps torch's GPU allocator through
-    ``torch.cuda.set_per_process_memory_fraction``.
+    it ran out of memory: its process tree held more resident memory than ``memory_mb`` (by default a share of the
+    machine, :func:`ntirekit.eval.limits.default_memory_mb`; this process watches it and kills the tree, ``limit:
+    "memory"``), ``MemoryError``, torch's "can't allocate memory", CUDA out of memory, or SIGKILL from the kernel.
+    With an explicit ``memory_mb`` the child also caps itself from inside: on CPU its address space with
+    ``RLIMIT_AS`` at its start-up footprint (interpreter, torch, the track's modules, torch's thread pool) plus
+    ``memory_mb``; on CUDA (which reserves huge address ranges, so ``RLIMIT_AS`` cannot be used) torch's GPU
+    allocator through ``torch.cuda.set_per_process_memory_fraction``.
+``suspect``
+    (not a failure of the process) its timings are implausible against this process's own clock
+    (:mod:`ntirekit.eval.witness`); the record is kept, marked ``"status": "suspect"``, and not ranked.
 ``nonfinite``
     the model returned NaN or inf. Outside the timing tracks (:attr:`ntirekit.eval.track.Track.times`) the child adds
     a build hook to the entry (:meth:`ntirekit.core.spec.Entry.add_build_hook`) that puts a forward hook on every model
@@ -74,13 +81,18 @@ from ntirekit.core.records import error_line, failure, write_json_atomic
 from ntirekit.core.spec import Entry, EntrySpec
 from ntirekit.data.images import open_image_dataset, write_image
 from ntirekit.eval.inference import NonFiniteOutput
+from ntirekit.eval.limits import (MEMORY_SHARE, TIMEOUT_BASE_S, default_memory_mb, default_timeout_s,
+                                  describe_timeout, limit_fields, tree_rss_mib)
 from ntirekit.eval.sandbox.bwrap import SCRATCH, bwrap_problem, runtime_binds, sandboxed_command
 from ntirekit.eval.sandbox.capture import start_tail_reader
 from ntirekit.eval.track import EvalOptions, options_from_dict
 from ntirekit.eval.tracks import TRACKS, get_track, register
+from ntirekit.eval.witness import Witness, timing_verdict
+from ntirekit.measure.runtime import witness_to
 
 UNTRUSTED_MARKER = ".ntirekit-untrusted"
-DEFAULT_TIMEOUT_S = 3600.0
+#: how often the resident memory of a child's process tree is checked [s]
+RSS_POLL_S = 0.5
 #: the child's start-up (interpreter, torch, the track's imports) has its own limit, outside ``timeout_s``
 STARTUP_TIMEOUT_S = 300.0
 #: the largest result file the parent reads back from a child (bytes)
@@ -144,21 +156,30 @@ def mark_untrusted(folder: str | os.PathLike) -> Path:
     return marker
 
 
-def _wait(proc: subprocess.Popen, ready: Path, timeout_s: float | None) -> bool:
-    """Wait for the child; True when it timed out. The limit counts from the child's ready signal, so interpreter
-    and torch start-up (seconds on a loaded machine) never eat into an entry's time."""
+def _wait(proc: subprocess.Popen, ready: Path, timeout_s: float, rss_limit_mib: float | None
+          ) -> tuple[str, float] | None:
+    """Wait for the child; the limit that ended it (``(kind, value)``, :func:`ntirekit.eval.limits.limit_fields`),
+    or None when it ended by itself. The time limit counts from the child's ready signal, so interpreter and torch
+    start-up (seconds on a loaded machine) never eat into an entry's time; start-up has its own limit. The resident
+    memory of the child's whole process tree is checked every :data:`RSS_POLL_S`."""
     start_by = time.monotonic() + STARTUP_TIMEOUT_S
+    deadline: float | None = None
+    next_rss = 0.0
     while proc.poll() is None:
-        time.sleep(0.02)
-        if ready.exists():
-            try:
-                proc.wait(timeout=timeout_s)
-                return False
-            except subprocess.TimeoutExpired:
-                return True
-        if time.monotonic() > start_by:
-            return True
-    return False
+        time.sleep(0.02 if deadline is None else 0.05)
+        now = time.monotonic()
+        if deadline is None:
+            if ready.exists():
+                deadline = now + timeout_s
+            elif now > start_by:
+                return "start-up time", STARTUP_TIMEOUT_S
+        elif now > deadline:
+            return "time", timeout_s
+        if rss_limit_mib and now >= next_rss:
+            next_rss = now + RSS_POLL_S
+            if tree_rss_mib(proc.pid) > rss_limit_mib:
+                return "memory", rss_limit_mib
+    return None
 
 
 def _thread_env() -> dict[str, str]:
@@ -205,13 +226,15 @@ def _classify(record: dict[str, Any], memory_mb: int | None) -> dict[str, Any]:
     return record
 
 
-def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | None = None,
                       memory_mb: int | None = None, echo: bool | None = None, sandbox: bool = True) -> dict[str, Any]:
     """The record of ``options.track``'s ``evaluate([entry], options)`` run in a child process, or a failure record
     saying why not.
 
-    ``timeout_s`` (None: no limit) bounds the whole child; ``memory_mb`` is the memory the evaluation may add (see
-    the module docstring). The NaN/inf guard is on unless the track times. ``echo`` (default: ``options.progress``)
+    ``timeout_s`` bounds the evaluation (None: scaled to the work, :func:`ntirekit.eval.limits.default_timeout_s`);
+    ``memory_mb`` bounds the resident memory of the child's process tree (None: a share of the machine,
+    :func:`ntirekit.eval.limits.default_memory_mb`) and, when given, also caps it from inside (see the module
+    docstring). The NaN/inf guard is on unless the track times. ``echo`` (default: ``options.progress``)
     passes the child's (bounded) output on to this process's stderr. ``sandbox``: run the child under bwrap where
     it works here (see the module docstring); a track with a :class:`~ntirekit.eval.track.ChildPlan` then has its
     inputs sent and its outputs scored by this process.
@@ -250,10 +273,12 @@ def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | 
                 return plan.collect(entry, options, host, child)
             except Exception as exc:  # noqa: BLE001 - outputs that cannot be scored fail this entry only
                 return _failure(entry, options, "error", error_line(exc))
-    return _run_child(entry, job, check_finite=track.finite_guard, timeout_s=timeout_s,
+    timeout = (timeout_s, f"{timeout_s:g} s (--timeout)") if timeout_s else (
+        default_timeout_s(track, options), describe_timeout(track, options))
+    return _run_child(entry, job, check_finite=track.finite_guard, timeout=timeout,
                       memory_mb=memory_mb, echo=options.progress if echo is None else echo,
                       fail=lambda kind, message: _failure(entry, options, kind, message), sandbox=sandbox,
-                      inputs=inputs, collect=collect)
+                      inputs=inputs, collect=collect, witness=track.times)
 
 
 def lr_copy(data: str, scale: int, scratch: Path) -> Path:
@@ -266,7 +291,7 @@ def lr_copy(data: str, scale: int, scratch: Path) -> Path:
     return folder
 
 
-def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, timeout_s: float = TIMEOUT_BASE_S,
                   memory_mb: int | None = None, check_finite: bool = True, echo: bool = False,
                   sandbox: bool = True, **kwargs: Any) -> dict[str, Any]:
     """``{"status": "ok", **function(entry, **kwargs)}`` run in a child process, or ``{"status": "failed", "error":
@@ -277,8 +302,8 @@ def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, time
     def fail(kind: str, message: str) -> dict[str, Any]:
         return {"entry": entry.name, "status": "failed", "error": message, "failure_kind": kind, "isolated": True}
 
-    return _run_child(entry, job, check_finite=check_finite, timeout_s=timeout_s, memory_mb=memory_mb, echo=echo,
-                      fail=fail, sandbox=sandbox)
+    return _run_child(entry, job, check_finite=check_finite, timeout=(timeout_s, f"{timeout_s:g} s"),
+                      memory_mb=memory_mb, echo=echo, fail=fail, sandbox=sandbox)
 
 
 def _sandbox_binds(entry: Entry, job: dict[str, Any]) -> list[Path]:
@@ -324,17 +349,21 @@ def sandbox_kind(sandbox: bool = True) -> str:
     return "rlimits"
 
 
-def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout_s: float | None,
+def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout: tuple[float, str],
                memory_mb: int | None, echo: bool, fail: Callable[[str, str], dict[str, Any]],
                sandbox: bool = True, inputs: Callable[[Path], dict[str, Any]] | None = None,
-               collect: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None) -> dict[str, Any]:
+               collect: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None,
+               witness: bool = False) -> dict[str, Any]:
     """Run ``job`` on ``entry`` in ``python -m ntirekit.eval.isolate`` (under bwrap when ``sandbox`` and bwrap works
-    here); its record, or ``fail(kind, message)``. Every record says ``"sandbox": "bwrap" | "rlimits"`` and keeps the
+    here); its record, or ``fail(kind, message)``. ``timeout``: the time limit [s] and how it was chosen;
+    ``memory_mb``: the resident-memory limit of the process tree (None: :func:`ntirekit.eval.limits.default_memory_mb`),
+    which, given, the child also applies from inside. Every record says ``"sandbox": "bwrap" | "rlimits"`` and keeps the
     child's output tail (:mod:`ntirekit.eval.sandbox.capture`) as ``output``.
 
     ``inputs(scratch_as_seen)`` may put the child's inputs into the scratch folder first and returns changes to the
     job; ``collect(record, scratch)`` turns the child's record into the final one while the scratch folder still
-    exists (the parent scores what the child left there)."""
+    exists (the parent scores what the child left there). ``witness``: the child's timed calls are witnessed by this
+    process's clock and an implausible timing is marked suspect (:mod:`ntirekit.eval.witness`)."""
     kind = sandbox_kind(sandbox)
     fail_kind = fail
 
@@ -348,13 +377,17 @@ def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout
             job = {**job, **(inputs(host) if inputs else {})}
         except Exception as exc:  # noqa: BLE001 - inputs the parent cannot prepare fail this entry only
             return fail("error", error_line(exc))
+        watch = Witness() if witness else None
         request = {"folder": str(entry.folder), "spec": entry.spec.to_dict(), **job,
+                   "witness_fd": watch.fd if watch else None,
                    "memory_mb": memory_mb, "check_finite": bool(check_finite),
                    "sys_path": [*map(str, _outside_code(job)), *(p for p in sys.path if p)], "result": str(inside / "result.json"),
                    "ready": str(inside / "ready")}
         try:
             (host / "request.json").write_text(json.dumps(request))
         except (TypeError, ValueError) as exc:
+            if watch:
+                watch.close_unstarted()
             return fail("error", f"options cannot be sent to the child process ({exc})")
         argv = [sys.executable, "-m", "ntirekit.eval.isolate", str(inside / "request.json")]
         variables = {"PYTHONFAULTHANDLER": "1", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -366,21 +399,28 @@ def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout
             env = {**os.environ, **variables}
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    pass_fds=(watch.fd,) if watch else ())
         except OSError as exc:
+            if watch:
+                watch.close_unstarted()
             return fail("crash", f"the evaluation process could not be started ({exc})")
+        if watch:
+            watch.start()
         assert proc.stdout is not None
         reader, tail = start_tail_reader(proc.stdout)
         ready = host / "ready"
-        timed_out = started = False
+        ended_by = None
+        rss_limit = memory_mb or default_memory_mb()
         try:
-            timed_out = _wait(proc, ready, timeout_s)
+            ended_by = _wait(proc, ready, timeout[0], rss_limit)
         finally:
-            started = ready.exists()
             _kill_group(proc.pid)          # the hung child, or whatever the entry left running
             proc.wait()
             reader.join(timeout=10)
             proc.stdout.close()
+            if watch:
+                watch.stop()
         output = tail.text()
         if echo and output:
             sys.stderr.write(output)
@@ -392,21 +432,27 @@ def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 records = []
         mine = [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
-        if mine:
+        if mine and ended_by is None:
             record = _classify(dict(mine[0]), memory_mb)
             if collect is not None and record.get("status") == "ok":
                 record = collect(record, host)
             own = fail("error", "")       # the parent's own entry, track and device: never the child's
             record.update({k: own[k] for k in ("entry", "track", "device") if k in own})
             record.update(isolated=True, sandbox=kind, output=output)
-            return record
+            return timing_verdict(record, watch) if watch else record
     lines = output.splitlines()
     last = _last_words(lines)
     context = f" (last output: {last[:200]})" if last else ""
-    if timed_out:
-        what = f"{timeout_s:g} s of evaluation" if started else f"{STARTUP_TIMEOUT_S:g} s of start-up"
+    if ended_by is not None:
+        limit, value = ended_by
+        if limit == "memory":
+            share = "--memory-mb" if memory_mb else f"{MEMORY_SHARE:g} of the machine's memory"
+            message = (f"out of memory: the entry's processes held more than {value:g} MiB resident (limit: {share}); "
+                       "they were killed")
+            return {**fail("oom", message), **limit_fields(limit, value), "output": output}
+        what = f"{timeout[1]} of evaluation" if limit == "time" else f"{value:g} s of start-up"
         return {**fail("timeout", f"timed out after {what}: the evaluation process group was killed"),
-                "output": output}
+                **limit_fields(limit, value), "output": output}
     code = proc.returncode
     if kind == "bwrap" and code is not None and code > 128 and code - 128 in signal.Signals._value2member_map_:
         code = -(code - 128)           # bwrap's init exits with 128 + the signal that killed the child
@@ -414,7 +460,8 @@ def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         if -code == signal.SIGKILL:
             return {**fail("oom", f"out of memory: the evaluation process was killed by SIGKILL "
-                                  f"(the kernel's out-of-memory killer sends it){context}"), "output": output}
+                                  f"(the kernel's out-of-memory killer sends it){context}"),
+                    **limit_fields("memory", None), "output": output}
         return {**fail("crash", f"crashed: the evaluation process was killed by signal {name}{context}"),
                 "output": output}
     if _OOM_PATTERN.search(last):
@@ -502,6 +549,8 @@ def _child(request_path: str) -> int:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))          # no core dumps from crashing entries
     except (ImportError, ValueError, OSError):
         pass
+    if request.get("witness_fd") is not None:
+        witness_to(int(request["witness_fd"]))
     entry = Entry(EntrySpec.from_dict(request["spec"], f"{request['folder']}/entry.toml"), Path(request["folder"]))
     if request["check_finite"]:
         entry.add_build_hook(finite_guard)

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import ResultError, read_result, result_key, result_path, write_record
 from ntirekit.core.spec import Entry
-from ntirekit.eval.isolate import DEFAULT_TIMEOUT_S, evaluate_isolated, is_untrusted
+from ntirekit.eval.isolate import evaluate_isolated, is_untrusted
 from ntirekit.eval.track import EvalOptions, Track
 from ntirekit.eval.tracks import get_track
 
@@ -98,10 +98,27 @@ def check_data(track: Track, options: EvalOptions, entries: list[Entry]) -> None
 
 def _evaluate(entries: list[Entry], options: EvalOptions, track: Track, isolate: bool | None,
               timeout_s: float | None, memory_mb: int | None) -> Iterator[dict[str, Any]]:
-    """In-process entries through the track, then each isolated entry in its own child process."""
+    """In-process entries through the track, then each isolated entry in its own child process.
+
+    Fair timing: when a timing track would run some entries in process and others isolated (untrusted ones), every
+    entry runs isolated, one after the other, so that all of one comparison are timed the same way whatever their
+    trust level. Each timed record says how (``timing_arrangement``)."""
     isolated = [e for e in entries if (is_untrusted(e) if isolate is None else isolate)]
     local = [e for e in entries if e not in isolated]
+    if track.times and isolated and local:
+        isolated, local = list(entries), []
     if local:
-        yield from track.evaluate(local, options)
+        how = "in this process"
+        if len(local) > 1:
+            how += f" with {len(local) - 1} other entries" + (", interleaved" if options.timer == "robust" else "")
+        for rec in track.evaluate(local, options):
+            yield _arranged(rec, track, how)
     for entry in isolated:
-        yield evaluate_isolated(entry, options, timeout_s=timeout_s or DEFAULT_TIMEOUT_S, memory_mb=memory_mb)
+        rec = evaluate_isolated(entry, options, timeout_s=timeout_s, memory_mb=memory_mb)
+        yield _arranged(rec, track, f"own process per entry ({rec.get('sandbox')}), one after another")
+
+
+def _arranged(rec: dict[str, Any], track: Track, how: str) -> dict[str, Any]:
+    if track.times and "runtime_ms" in rec:
+        rec.setdefault("timing_arrangement", how)
+    return rec

@@ -15,15 +15,24 @@ Two timers, both in milliseconds, both timing ``model(x)`` only (inputs are on t
     CUDA events (with a synchronize before and after) on GPU; ``time.perf_counter_ns`` and a fixed thread count
     (``torch.set_num_threads``) on CPU; ``torch.inference_mode()``. Per entry: median and dispersion over all timings.
 
-The result per entry is ``{"median", "mean", "iqr", "cv", "min", "max", "timer", "n", "unit": "ms"}``; ``cv`` is the
+The result per entry is ``{"median", "mean", "total", "iqr", "cv", "min", "max", "timer", "n", "unit": "ms"}``; ``cv`` is the
 population standard deviation (``ddof=0``) over the mean, ``iqr`` the 75th minus the 25th percentile (numpy's default
 linear interpolation). For the ``ntire`` timer the headline figure is ``mean``, for ``robust`` it is ``median``
-(:func:`headline`).
+(:func:`headline`). ``total`` is the sum of the timings (the figure the isolation layer checks against its own
+clock, :mod:`ntirekit.eval.witness`).
+
+**Clocks that an entry cannot patch.** The clocks (``time.perf_counter``, ``time.perf_counter_ns``,
+``torch.cuda.Event.record`` / ``elapsed_time``, ``torch.cuda.synchronize``) are bound when this module is imported,
+which the kit does before any entry's code is imported: an entry that later replaces ``time.perf_counter_ns`` or the
+CUDA event methods does not change a timing. Around every timed call a witness byte is written (:func:`witness_to`:
+``+`` before, ``-`` after, outside the timed region) to a pipe whose other end the organizer's process reads and
+timestamps with its own clock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -36,6 +45,27 @@ TIMERS = ("robust", "ntire")
 
 Model = Callable[[torch.Tensor], Any]
 
+_perf_counter = time.perf_counter
+_perf_counter_ns = time.perf_counter_ns
+_event_record = torch.cuda.Event.record
+_event_elapsed = torch.cuda.Event.elapsed_time
+_cuda_synchronize = torch.cuda.synchronize
+_write = os.write
+_witness: list[int] = []
+
+
+def witness_to(fd: int | None) -> None:
+    """Write a witness byte to file descriptor ``fd`` around every timed call from now on (``None``: stop)."""
+    _witness[:] = [] if fd is None else [int(fd)]
+
+
+def _mark(byte: bytes) -> None:
+    for fd in _witness:
+        try:
+            _write(fd, byte)
+        except OSError:
+            _witness.clear()
+
 
 def summarize(times_ms: Sequence[float], timer: str) -> dict[str, Any]:
     """The statistics of a list of timings (milliseconds)."""
@@ -44,7 +74,7 @@ def summarize(times_ms: Sequence[float], timer: str) -> dict[str, Any]:
         raise ValueError("no timings to summarize")
     mean = float(a.mean())
     q75, q25 = np.percentile(a, [75, 25])
-    return {"median": float(np.median(a)), "mean": mean, "iqr": float(q75 - q25),
+    return {"median": float(np.median(a)), "mean": mean, "total": float(a.sum()), "iqr": float(q75 - q25),
             "cv": float(a.std(ddof=0) / mean) if mean > 0 else float("nan"), "min": float(a.min()),
             "max": float(a.max()), "timer": timer, "n": int(a.size), "unit": "ms"}
 
@@ -88,21 +118,28 @@ class _Clock:
             self.end = torch.cuda.Event(enable_timing=True)
 
     def time(self, fn: Callable[[], Any]) -> float:
+        _mark(b"+")
+        try:
+            return self._time(fn)
+        finally:
+            _mark(b"-")
+
+    def _time(self, fn: Callable[[], Any]) -> float:
         if self.cuda:
             if self.sync_before:
-                torch.cuda.synchronize()
-            self.start.record()
+                _cuda_synchronize()
+            _event_record(self.start)
             fn()
-            self.end.record()
-            torch.cuda.synchronize()
-            return float(self.start.elapsed_time(self.end))
+            _event_record(self.end)
+            _cuda_synchronize()
+            return float(_event_elapsed(self.start, self.end))
         if self.cpu_clock == "perf_counter":
-            t0 = time.perf_counter()
+            t0 = _perf_counter()
             fn()
-            return (time.perf_counter() - t0) * 1e3
-        t0 = time.perf_counter_ns()
+            return (_perf_counter() - t0) * 1e3
+        t0 = _perf_counter_ns()
         fn()
-        return (time.perf_counter_ns() - t0) / 1e6
+        return (_perf_counter_ns() - t0) / 1e6
 
 
 def _device_of(inputs: Mapping[str, Sequence[torch.Tensor]], device: str | torch.device | None) -> torch.device:
@@ -249,5 +286,6 @@ def pool_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     stats = summarize(heads, str(runs[0]["timer"]))
     stats["runs"] = heads
     stats["n_runs"] = len(runs)
+    stats["total"] = float(sum(float(r["total"]) for r in runs if "total" in r))
     stats["n"] = int(sum(int(r["n"]) for r in runs))
     return stats

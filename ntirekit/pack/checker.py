@@ -127,6 +127,7 @@ def unpack(path: str | os.PathLike, dest: str | os.PathLike, fmt: str = "auto", 
 def _load_isolated(spec: Any, root: Path, report: Report, *, timeout_s: float, memory_mb: int | None) -> None:
     entry = Entry(spec, root)
     rec = call_isolated(entry, load_probe, timeout_s=timeout_s, memory_mb=memory_mb)
+    report.info["load_sandbox"] = rec.get("sandbox")
     if rec.get("status") == "ok":
         report.info["params"] = rec.get("params")
     else:

@@ -366,7 +366,8 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
         reason = ""
         if row.refused:
             reason = "; ".join(f"{m} {v!r} refused (not a positive finite number)" for m, v in row.refused.items())
-        reason = reason or _missing_reason(row, trk.metrics, baseline, base_entry)
+        suspect = next((e for e in row.errors if e.startswith("suspect")), "")
+        reason = reason or suspect or _missing_reason(row, trk.metrics, baseline, base_entry)
         lacking = [m for m in trk.metrics if m not in row.baseline] if trk.method == "score" else []
         if lacking and not reason:
             reason = f"no {base_entry} {', '.join(lacking)} to score against"
