@@ -31,7 +31,7 @@ def test_schema_keys_are_the_keys_the_spec_reads() -> None:
     top = {k.key for k in SCHEMA if not k.table}
     tables = {k.table for k in SCHEMA if k.table}
     spec = EntrySpec(name="x", track="esr", task="sr", factory="model.py:M", weights=WeightsSpec("w.pth"),
-                     published={"params": 1}, tile=128)
+                     published={"params": 1}, tile=128, reference=True)
     assert top | tables == set(spec.to_dict())
     assert {k.key for k in SCHEMA if k.table == "weights"} == {f.name for f in dataclasses.fields(WeightsSpec)}
     assert {k.key for k in SCHEMA if k.table == "model"} == set(spec.to_dict()["model"])

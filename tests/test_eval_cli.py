@@ -56,7 +56,7 @@ def tiny_world(tmp_path: Path) -> tuple[Path, Path]:
 def test_psnr_track_records_and_table(tiny_world: tuple[Path, Path], tmp_path: Path) -> None:
     entries, data = tiny_world
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--entries", str(entries), "--entry", "nearest",
+    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--allow-random", "--entries", str(entries), "--entry", "nearest",
                                        "--entry", "broken", "--data", str(data), "--out", str(out), "--quiet"])
     assert result.exit_code == 1, result.output  # one entry failed
     assert "FAILED: RuntimeError: exploded" in result.output
@@ -110,6 +110,29 @@ def test_sample_psnr_runs_every_esr_baseline(tmp_path: Path, weights_dir: Path) 
     for r in records:
         if r["entry"] in {"imdn", "rlfn", "rfdn", "rlfn_ntire"}:
             assert r["weights"] == "pretrained" and 24 < r["psnr_db"] < 40, r
+    # entries without weights are left out (one line), bicubic is there as the reference row
+    assert not names & {"rlfn_rep", "ecbsr"} and "left out 2 entries without weights" in result.output
+    bicubic = next(r for r in records if r["entry"] == "bicubic")
+    assert bicubic["weights"] == "none" and bicubic["reference"] is True
+    table = result.output[result.output.index("entry "):]
+    assert table.splitlines()[0].split()[:2] == ["entry", "weights"]
+    assert any(line.split()[:2] == ["imdn", "pretrained"] for line in table.splitlines())
+
+
+@pytest.mark.slow
+def test_bicubic_reference_row_on_set5(set5_dir: Path, tmp_path: Path) -> None:
+    """Bicubic x4 on Set5, paper protocol (Y, border 4): 28.43 dB here; SR papers' tables give 28.42 dB (EDSR,
+    RCAN: MATLAB bicubic of the same LR images, their own Y/rounding details). Random-weight entries need
+    --allow-random on a quality track."""
+    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--data", str(set5_dir), "--protocol", "paper",
+                                       "--entry", "bicubic", "--entry", "rlfn_rep", "--out", str(tmp_path / "o"),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "o").glob("*.json")]
+    assert record["entry"] == "bicubic" and record["psnr_db"] == pytest.approx(28.42, abs=0.02)
+    allowed = CliRunner().invoke(main, ["eval", "--track", "psnr", "--data", str(set5_dir), "--entry", "rlfn_rep",
+                                        "--allow-random", "--out", str(tmp_path / "r"), "--quiet"])
+    assert allowed.exit_code == 0 and "random" in allowed.output and "not ranked" in allowed.output
 
 
 @pytest.mark.slow
@@ -124,7 +147,7 @@ def test_vqe_eval_runs_basicvsrpp_and_pqf_on_a_compressed_clip(tmp_path: Path, v
                                 "--frames", "3", "--preset", "ultrafast"])
     assert made.exit_code == 0, made.output
     out = tmp_path / "res"
-    result = runner.invoke(main, ["eval", "--track", "vqe", "--data", str(clips), "--entry", "basicvsrpp",
+    result = runner.invoke(main, ["eval", "--track", "vqe", "--allow-random", "--data", str(clips), "--entry", "basicvsrpp",
                                   "--entry", "pqf_basicvsrpp", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     records = {json.loads(p.read_text())["entry"]: json.loads(p.read_text()) for p in out.glob("*.json")}

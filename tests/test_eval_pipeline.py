@@ -189,7 +189,7 @@ def test_save_sr_then_pack_an_esr_results_zip(world: tuple[Path, Path], tmp_path
     entries, data = world
     sr_dir, out = tmp_path / "sr", tmp_path / "out"
     runner = CliRunner()
-    res = runner.invoke(main, ["eval", "--track", "psnr", "--entries", str(entries), "--entry", "tiny", "--data",
+    res = runner.invoke(main, ["eval", "--track", "psnr", "--allow-random", "--entries", str(entries), "--entry", "tiny", "--data",
                                str(data), "--save-sr", str(sr_dir), "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (sr_dir / "tiny").iterdir()) == [f"080{i}.png" for i in range(1, 6)]

@@ -136,7 +136,7 @@ def test_slurm_submits_one_array_with_one_gpu_per_task(tmp_path: Path, hr_images
         interp_entry(root, name, mode)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, [
-        "eval", "--track", "psnr", "--data", str(hr_images), "--entries", str(root), "--entry", "a_nearest",
+        "eval", "--track", "psnr", "--allow-random", "--data", str(hr_images), "--entries", str(root), "--entry", "a_nearest",
         "--entry", "b_bilinear", "--entry", "c_bicubic", "--out", str(out), "--quiet", "--executor", "slurm",
         "--partition", "gpu", "--time-limit", "30", "--mem-gb", "16", "--max-parallel", "2",
         "--cpus-per-task", "4"])

@@ -32,7 +32,7 @@ def _image_set(folder: Path, seed: int) -> Path:
 
 
 def _eval(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["eval", *args])
+    result = CliRunner().invoke(main, ["eval", "--allow-random", *args])
     return result.exit_code, result.output
 
 

@@ -700,3 +700,13 @@ def test_tour_pareto_plot_axes_front_and_labels(tmp_path):
               {**r, "runtime_ms": {"timer": "robust", "median": 90120.0, "mean": 90120.0}} for r in tour_records()]
     fig, _ = pareto_figure(build_leaderboard(spread, "ntire2022", "overall", allow_random=True, gate="none"))
     assert fig.axes[0].get_xscale() == "log"
+
+
+def test_a_reference_method_is_shown_as_a_reference_row_and_never_ranked():
+    """The bicubic row (records with ``"reference": true``, written by the quality tracks for ``reference``
+    entries) is listed with status reference, even with --rank-references off or on."""
+    records = [*tour_records(), {**eval_record("bicubic", device=CPU, psnr_db=26.7, weights="none"), "track": "psnr",
+                                 "dataset": "DIV2K_valid", "reference": True}]
+    rows = by_entry(build_leaderboard(records, "ntire2022", "overall", gate="none"))
+    assert rows["bicubic"].status == "reference" and rows["bicubic"].rank is None
+    assert rows["span"].rank == 1

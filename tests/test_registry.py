@@ -20,7 +20,7 @@ from tests.helpers.entries import write_entry
 
 def test_baselines_ship_inside_the_package_and_name_kit_factories() -> None:
     registry = discover([BASELINES], include_defaults=False)
-    assert len(registry) == 21
+    assert len(registry) == 22
     for entry in registry.values():
         assert entry.folder.parent == BASELINES.resolve()
         assert entry.spec.factory.startswith("ntirekit.models."), entry.spec.factory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from torch import nn
 
 from ntirekit.train.bundle import kit_imports
 from ntirekit.core.registry import discover
+from ntirekit.eval.runner import run_track
+from ntirekit.eval.track import EvalOptions
 from ntirekit.nn.rep import ECB, Conv3XC, RepBlock, RepVGGBlock, is_reparameterized, reparameterize_model
 
 BOUNDS = {torch.float64: 1e-9, torch.float32: 1e-5}
@@ -226,3 +229,15 @@ def test_reparam_refuses_an_entry_without_deploy_form(tmp_path) -> None:
     result = CliRunner().invoke(main, ["reparam", "tiny", "--entries", str(tmp_path / "e"), "--out",
                                        str(tmp_path / "out")])
     assert result.exit_code != 0 and "deploy" in result.output
+
+
+def test_efficiency_tracks_measure_the_deploy_form_unless_asked() -> None:
+    """rlfn_rep (RLFN 52 ch, 6 blocks with Conv3XC blocks) is counted in its deploy form by default: exactly the
+    plain RLFN's 543,740 parameters (bytedance/RLFN rlfn_x4.pth holds 543,740); --training-form keeps the branches."""
+    entry = discover()["rlfn_rep"]
+    options = EvalOptions(track="complexity", device="cpu", progress=False, input_shape=(1, 3, 32, 32),
+                          extra={"fvcore": False})
+    deploy = run_track([entry], options)[0]
+    assert deploy["status"] == "ok" and deploy["form"] == "deploy" and deploy["params"] == 543_740
+    training = run_track([entry], dataclasses.replace(options, extra={"fvcore": False, "training_form": True}))[0]
+    assert training["form"] == "training" and training["params"] > deploy["params"]

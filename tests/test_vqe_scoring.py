@@ -86,7 +86,7 @@ def test_eval_save_frames_feeds_pack_vqe_results(tmp_path):
     assert discover([entries], include_defaults=False)["tiny_vqe"].spec.kwargs["hr_channels"] == 4
     for every_10th in (False, True):
         out = tmp_path / f"frames{int(every_10th)}"
-        args = ["eval", "--track", "vqe", "--data", str(data), "--entries", str(entries), "--entry", "tiny_vqe",
+        args = ["eval", "--track", "vqe", "--allow-random", "--data", str(data), "--entries", str(entries), "--entry", "tiny_vqe",
                 "--device", "cpu", "--save-frames", str(out), "--extra-data", "1", "--out",
                 str(tmp_path / f"res{int(every_10th)}"), "--leaderboard", "none", "--quiet", "--no-isolate"]
         result = CliRunner().invoke(main, args + (["--every-10th"] if every_10th else []))

@@ -58,7 +58,7 @@ def test_the_wheel_ships_every_baseline(installed: Path, tmp_path: Path) -> None
     listed = _run([str(installed / "ntirekit"), "list"], cwd=tmp_path)
     names = {line.split()[0] for line in listed.splitlines()[2:] if line.strip()}
     baselines = {p.parent.name for p in (REPO / "ntirekit" / "baselines").glob("*/entry.toml")}
-    assert len(baselines) == 21 and names == baselines
+    assert len(baselines) == 22 and names == baselines
 
 
 @pytest.mark.slow

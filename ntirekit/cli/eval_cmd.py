@@ -27,15 +27,31 @@ QUICK_IMAGES, QUICK_CROP, QUICK_WARMUP, QUICK_REPEATS = 2, 128, 1, 3
 
 
 def summary_table(records: list[dict[str, Any]], track: str) -> str:
-    """One row per entry: its figures, or its failure reason."""
+    """One row per entry: its weights (pretrained | random) and figures, or its failure reason; a suspect record
+    (:mod:`ntirekit.eval.witness`) shows why."""
     columns = get_track(track).columns
     rows = []
     for rec in records:
+        weights = str(rec.get("weights") or "")
         if rec.get("status") == "ok":
-            rows.append([rec["entry"], *(c.cell(rec) for c in columns), "ok"])
+            status = "ok (random weights: not ranked)" if weights == "random" else "ok"
+            rows.append([rec["entry"], weights, *(c.cell(rec) for c in columns), status])
         else:
-            rows.append([rec["entry"], *([""] * len(columns)), f"FAILED: {rec.get('error', '')}"])
-    return tabulate(rows, headers=["entry", *(c.header for c in columns), "status"], disable_numparse=True)
+            label = "SUSPECT" if rec.get("status") == "suspect" else "FAILED"
+            rows.append([rec["entry"], weights, *([""] * len(columns)), f"{label}: {rec.get('error', '')}"])
+    return tabulate(rows, headers=["entry", "weights", *(c.header for c in columns), "status"], disable_numparse=True)
+
+
+def with_weights(entries: list[Any], explicit: dict[str, str], track: str) -> list[Any]:
+    """``entries`` that have weights (declared in their ``entry.toml`` or given with ``--weights``) or need none (a
+    ``reference`` method such as bicubic); the others are left out with one line (a quality figure of random weights
+    means nothing)."""
+    kept = [e for e in entries if e.spec.weights or e.spec.reference or e.name in explicit]
+    left = [e.name for e in entries if e not in kept]
+    if left:
+        click.echo(f"left out {len(left)} entr{'y' if len(left) == 1 else 'ies'} without weights on the {track} "
+                   f"track ({', '.join(left)}): --allow-random measures them", err=True)
+    return kept
 
 
 def _data_label(options: EvalOptions, explain: bool = False) -> str:
@@ -180,6 +196,9 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Folder for the result JSON files (one per entry).")
 @click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
+@click.option("--allow-random", is_flag=True,
+              help="Quality tracks (psnr, vqe): also measure entries without weights (left out by default: the "
+                   "figures of random weights mean nothing).")
 @click.option("--isolate/--no-isolate", default=None,
               help="Run each entry in its own process with limits. Default: only untrusted entries (submissions/, zips).")
 @click.option("--trust", "trusted", multiple=True, type=click.Path(exists=True, file_okay=False),
@@ -201,7 +220,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                  repeats: int | None, full: bool, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
                  resume: bool, isolate: bool | None, trusted: tuple[str, ...], timeout_s: float | None,
-                 memory_mb: int | None,
+                 memory_mb: int | None, allow_random: bool,
                  protocol_name: str, quiet: bool, executor: ExecutorSettings | None = None,
                  **track_options: Any) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
@@ -223,7 +242,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     with declared_roots(untrusted=[r for r in entry_roots if not r.lower().endswith(".zip")], trusted=trusted):
         _eval(track, names, entry_roots, data, split, protocol, device, tile, tile_overlap, timer, warmup, repeats,
               full, runs, input_shape, threads, weights, out, resume, isolate, timeout_s, memory_mb, protocol_name,
-              quiet, executor, track_options)
+              quiet, executor, track_options, allow_random=allow_random)
 
 
 def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None, split: str | None,
@@ -232,12 +251,16 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
           full: bool, runs: int, input_shape: tuple[int, int, int, int], threads: int | None,
           weights: tuple[str, ...], out: str, resume: bool, isolate: bool | None, timeout_s: float | None,
           memory_mb: int | None, protocol_name: str, quiet: bool, executor: ExecutorSettings | None,
-          track_options: dict[str, Any]) -> None:
+          track_options: dict[str, Any], allow_random: bool = False) -> None:
     """The body of ``eval`` (see :func:`eval_entries`), with the entry roots' trust declared."""
     declared = get_track(track)
     extra = track_extra(declared, track_options)
     registry = load_registry(entry_roots)
     entries = registry.select(names, track=None if names else declared.entries)
+    if not names and not declared.needs_weights:      # a reference method has no efficiency to measure
+        entries = [e for e in entries if not e.spec.reference]
+    if declared.needs_weights and not allow_random:
+        entries = with_weights(entries, _parse_weights(weights), track)
     if not entries:
         raise click.ClickException(f"no entries to evaluate on track {track}")
     quick = track in QUICK_TRACKS and not full and resolve_device(device).type == "cpu"

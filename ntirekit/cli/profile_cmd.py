@@ -16,7 +16,8 @@ from ntirekit.core.errors import OptionError
 from ntirekit.core.records import _finite, _json_default
 from ntirekit.core.spec import input_contract
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
-from ntirekit.eval.pipeline import entry_inputs, load_for_measurement, macs_per_frame, memory_of, time_entries
+from ntirekit.eval.pipeline import (entry_inputs, load_for_measurement, macs_per_frame, measured_form, memory_of,
+                                   time_entries)
 from ntirekit.measure.counts import count
 from ntirekit.measure.runtime import fixed_threads
 
@@ -31,19 +32,21 @@ def video_input_shape(entry: Any) -> tuple[int, int, int, int, int]:
 def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: tuple[int, ...] = (1, 3, 256, 256),
                   runtime: bool = False, memory: bool = False, device: str = "auto", timer: str = "robust",
                   data: str = DIV2K_LIKE, warmup: int = 3, repeats: int = 5, threads: int | None = None,
-                  weights: str | None = None) -> dict[str, Any]:
+                  weights: str | None = None, training_form: bool = False) -> dict[str, Any]:
     """The profile of one entry as a plain dict (what ``--json`` prints), measured by the pipeline of the
-    efficiency tracks (:mod:`ntirekit.eval.pipeline`)."""
+    efficiency tracks (:mod:`ntirekit.eval.pipeline`), in the deploy form unless ``training_form``."""
     entry = load_registry(entry_roots)[name]
     dev = resolve_device(device)
     model, weights_kind = load_for_measurement(entry, weights)
+    form = measured_form(model, training_form)
     video = entry.spec.track == "vqe"
     if video and (runtime or memory):
         raise OptionError(f"{entry.name} is a video entry: time it on clips with 'ntirekit eval --track vqe'")
     if video and len(input_shape) == 4:
         input_shape = video_input_shape(entry)
     counts = count(model, input_shape)
-    out: dict[str, Any] = {"entry": entry.name, "weights": weights_kind, **counts.to_dict()}
+    out: dict[str, Any] = {"entry": entry.name, "weights": weights_kind, **({"form": form} if form else {}),
+                           **counts.to_dict()}
     if video:
         out["macs_per_frame"] = macs_per_frame(model, input_shape[-2], input_shape[-1])
     with fixed_threads(threads if dev.type == "cpu" else None):
@@ -94,7 +97,8 @@ def render(profile: dict[str, Any]) -> str:
         rows.append([f"Mem [MiB] ({profile['memory_kind']})", _fmt(profile["max_memory_mib"])])
         if profile.get("nvml_memory_mib") is not None:
             rows.append(["Mem [MiB] (NVML, process)", _fmt(profile["nvml_memory_mib"])])
-    lines = [f"{profile['entry']}  (input {shape}, weights {profile['weights']}, {profile['device_id']})",
+    form = f", {profile['form']} form" if profile.get("form") else ""
+    lines = [f"{profile['entry']}  (input {shape}, weights {profile['weights']}{form}, {profile['device_id']})",
              tabulate(rows, tablefmt="simple", disable_numparse=True)]
     if profile.get("warnings"):
         lines.append("")
@@ -122,11 +126,13 @@ def render(profile: dict[str, Any]) -> str:
 @click.option("--threads", type=int, default=None, help="CPU threads while timing (default: torch's).")
 @click.option("--weights", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Checkpoint to load instead of the entry's own.")
+@click.option("--training-form", is_flag=True,
+              help="Measure re-parameterizable blocks in their training form (default: merged, the deploy form).")
 @one_line_errors()
 @json_output
 def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape: tuple[int, ...], runtime: bool,
             memory: bool, device: str, timer: str, data: str, warmup: int, repeats: int, threads: int | None,
-            weights: str | None) -> None:
+            weights: str | None, training_form: bool) -> None:
     """Count (and optionally time) one entry.
 
     \b
@@ -136,7 +142,7 @@ def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape
     """
     result = profile_entry(entry, entry_roots=entry_roots, input_shape=input_shape, runtime=runtime, memory=memory,
                            device=device, timer=timer, data=data, warmup=warmup, repeats=repeats, threads=threads,
-                           weights=weights)
+                           weights=weights, training_form=training_form)
     if as_json:
         echo_json(json.dumps(_finite(result), indent=2, default=_json_default))
     else:

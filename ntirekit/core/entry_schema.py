@@ -36,6 +36,8 @@ SCHEMA: tuple[SpecKey, ...] = (
     SpecKey("", "tile", "integer", "0", "Run on LR tiles of this size (pixels) unless `--tile` says otherwise; "
             "0 = the whole image."),
     SpecKey("", "description", "string", "\"\"", "One line shown by `ntirekit list` and in results."),
+    SpecKey("", "reference", "boolean", "false", "A reference method (bicubic): no weights, measured by the quality "
+            "tracks beside the entries, shown as a reference row and never ranked."),
     SpecKey("model", "factory", "string", "required", "`file.py:Name`: the class or function in the entry folder "
                                                       "that builds the model."),
     SpecKey("model", "kwargs", "table", "{}", "Keyword arguments of the factory (`{ feature_channels = 46 }`)."),

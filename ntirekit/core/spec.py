@@ -166,6 +166,8 @@ class EntrySpec:
     frames: int = 1
     tile: int = 0
     description: str = ""
+    #: a reference method (bicubic): nothing to train, no weights, shown beside the entries and never ranked
+    reference: bool = False
     weights: WeightsSpec | None = None
     published: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     min_size: int = 1
@@ -173,8 +175,8 @@ class EntrySpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "entry.toml") -> "EntrySpec":
-        known = {"name", "track", "task", "scale", "data_range", "frames", "tile", "description", "model", "weights",
-                 "published", "input"}
+        known = {"name", "track", "task", "scale", "data_range", "frames", "tile", "description", "reference",
+                 "model", "weights", "published", "input"}
         unknown = set(d) - known
         if unknown:
             raise EntryError(f"{where}: unknown keys {sorted(unknown)}")
@@ -216,6 +218,7 @@ class EntrySpec:
         return cls(name=name, track=str(d["track"]), task=str(d["task"]), factory=str(model["factory"]),
                    kwargs=_freeze(dict(model.get("kwargs", {}))), scale=scale, data_range=data_range,
                    frames=frames, tile=tile, description=str(d.get("description", "")),
+                   reference=_flag(d, "reference", where),
                    weights=weights, published=_freeze(dict(d.get("published", {}))),
                    min_size=min_size, multiple=multiple)
 
@@ -234,6 +237,7 @@ class EntrySpec:
         out: dict[str, Any] = {"name": self.name, "track": self.track, "task": self.task, "scale": self.scale,
                                "data_range": self.data_range, "frames": self.frames,
                                **({"tile": self.tile} if self.tile else {}), "description": self.description,
+                               **({"reference": True} if self.reference else {}),
                                "model": {"factory": self.factory, "kwargs": thaw(self.kwargs)}}
         if self.weights is not None:
             w = self.weights
@@ -245,6 +249,13 @@ class EntrySpec:
         if (self.min_size, self.multiple) != (1, 1):
             out["input"] = {"min_size": self.min_size, "multiple": self.multiple}
         return out
+
+
+def _flag(d: Mapping[str, Any], key: str, where: str) -> bool:
+    value = d.get(key, False)
+    if not isinstance(value, bool):
+        raise EntryError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
 
 
 def read_spec(folder: Path) -> EntrySpec:

@@ -23,9 +23,10 @@ from ntirekit.measure.counts import macs_fvcore
 from ntirekit.measure.memory import measure_memory
 from ntirekit.measure.runtime import pool_runs, time_models, timed_calls
 from ntirekit.nn.deform import implementation
+from ntirekit.nn.rep import RepBlock, is_reparameterized
 from ntirekit.quality.convert import to_model_input
 
-__all__ = ["load_for_measurement", "to_inputs", "entry_inputs", "memory_of", "time_entries", "macs_per_frame"]
+__all__ = ["load_for_measurement", "measured_form", "to_inputs", "entry_inputs", "memory_of", "time_entries", "macs_per_frame"]
 
 
 def load_for_measurement(entry: Entry, explicit: str | None = None,
@@ -35,6 +36,21 @@ def load_for_measurement(entry: Entry, explicit: str | None = None,
     if explicit is not None or entry.has_weights():
         return entry.load(explicit, pretrained=True, device=device), "pretrained"
     return entry.load(pretrained=False, device=device), "random"
+
+
+def measured_form(model: nn.Module, training_form: bool = False) -> str | None:
+    """Put ``model`` in the form the challenge measures and say which: the kit's re-parameterizable blocks
+    (:class:`ntirekit.nn.rep.RepBlock`) still in training form are merged in place into their plain convolutions
+    (``"deploy"``), unless ``training_form`` (``"training"``); None for a model without such blocks (a team's
+    submitted code is measured as it builds)."""
+    if is_reparameterized(model):
+        return None
+    if training_form:
+        return "training"
+    for module in model.modules():
+        if isinstance(module, RepBlock):
+            module.reparameterize()
+    return "deploy"
 
 
 def to_inputs(images: Iterable[np.ndarray], data_range: float, device: str | torch.device) -> list[torch.Tensor]:

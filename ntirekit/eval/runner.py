@@ -103,10 +103,10 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: Track, isolate:
     Fair timing: when a timing track would run some entries in process and others isolated (untrusted ones), every
     entry runs isolated, one after the other, so that all of one comparison are timed the same way whatever their
     trust level. Each timed record says how (``timing_arrangement``)."""
-    isolated = [e for e in entries if (is_untrusted(e) if isolate is None else isolate)]
-    local = [e for e in entries if e not in isolated]
+    untrusted = [e for e in entries if (is_untrusted(e) if isolate is None else isolate)]
+    isolated, local = untrusted, [e for e in entries if e not in untrusted]
     if track.times and isolated and local:
-        isolated, local = list(entries), []
+        isolated, local = list(entries), []         # trusted ones in their own (unsandboxed) process
     if local:
         how = "in this process"
         if len(local) > 1:
@@ -114,8 +114,8 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: Track, isolate:
         for rec in track.evaluate(local, options):
             yield _arranged(rec, track, how)
     for entry in isolated:
-        rec = evaluate_isolated(entry, options, timeout_s=timeout_s, memory_mb=memory_mb)
-        yield _arranged(rec, track, f"own process per entry ({rec.get('sandbox')}), one after another")
+        rec = evaluate_isolated(entry, options, timeout_s=timeout_s, memory_mb=memory_mb, sandbox=entry in untrusted)
+        yield _arranged(rec, track, "own process per entry, one after another")
 
 
 def _arranged(rec: dict[str, Any], track: Track, how: str) -> dict[str, Any]:

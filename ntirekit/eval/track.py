@@ -128,6 +128,9 @@ class Track:
     default_data: str = "sample"
     leaderboard: bool = False                      # eval closes with the protocol's leaderboard
     finite_guard: bool = True                      # isolated runs check every forward's output for NaN/inf
+    #: its figures depend on the weights (a quality track): ``eval`` leaves out entries without weights unless
+    #: ``--allow-random``
+    needs_weights: bool = False
     description: str = ""
     #: opens ``(data, scale)`` cheaply before any entry runs, so that a bad dataset is one error, not one per entry
     check_data: Callable[[str, int], Any] | None = None

@@ -361,7 +361,8 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
     gates = list(gate_set.gates) if gate_set else []
     ungated = tuple(dict.fromkeys(g.metric for g in gates if not any(g.metric in r.stats for r in rows)))
     gates = [g for g in gates if g.metric not in ungated]
-    references = set() if rank_references else set(proto.reference)
+    references = (set() if rank_references else set(proto.reference)) | {
+        str(r["entry"]) for r in records if isinstance(r, Mapping) and r.get("reference")}   # bicubic & co.
     for row in rows:
         reason = ""
         if row.refused:

@@ -20,8 +20,11 @@ no ``runtime_ms``), which the runner writes and its final record replaces: a run
 ``options.extra`` (declared in :data:`TRACKS`): ``fvcore`` (bool, default True), ``cross_check`` (bool, default
 False: also torch's FlopCounterMode per operator, compared with fvcore), ``memory`` (bool, default True: the peak
 memory of the timed tracks, on their timing inputs), ``images`` (int: time on the first N images only), ``crop`` (int:
-centre-crop each LR input to at most ``crop x crop`` pixels) and ``benchmark`` (bool: ``cudnn.benchmark`` for the
-robust timer, default False as in the challenge). Counting costs one shape-only pass plus one fvcore trace per entry
+centre-crop each LR input to at most ``crop x crop`` pixels), ``benchmark`` (bool: ``cudnn.benchmark`` for the
+robust timer, default False as in the challenge) and ``training_form`` (bool, default False: entries built with the
+kit's re-parameterizable blocks are merged into their deploy form before counting and timing, as the challenge
+measures them, and the record says ``"form": "deploy"``; True keeps and records the training form).
+Counting costs one shape-only pass plus one fvcore trace per entry
 (:func:`ntirekit.measure.counts.count`).
 
 Before the timing phase an estimate of its duration is printed (with progress on): the fvcore trace of the counting
@@ -47,7 +50,7 @@ from ntirekit.data.images import open_image_dataset
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
 from ntirekit.eval.columns import COUNTS, MEMORY, RUNTIME
 from ntirekit.eval.guard import guard
-from ntirekit.eval.pipeline import entry_inputs, load_for_measurement, memory_of, time_entries
+from ntirekit.eval.pipeline import entry_inputs, load_for_measurement, measured_form, memory_of, time_entries
 from ntirekit.eval.track import EvalOptions, Track, TrackOption
 from ntirekit.measure.counts import count
 
@@ -131,6 +134,7 @@ def _prepare(entry: Entry, options: EvalOptions, device: torch.device, images_by
     started = time.perf_counter()
     model, weights = load_for_measurement(entry, options.weights.get(entry.name))
     extra = options.extra or {}
+    form = measured_form(model, training_form=bool(extra.get("training_form", False)))
     counted = time.perf_counter()
     counts = count(model, options.input_shape, fvcore=use_fvcore, cross_check=bool(extra.get("cross_check", False)))
     count_seconds = time.perf_counter() - counted
@@ -141,6 +145,7 @@ def _prepare(entry: Entry, options: EvalOptions, device: torch.device, images_by
         "input_shape": list(counts.input_shape), "warnings": list(counts.warnings), "weights": weights,
         "scale": entry.spec.scale, "data_range": entry.spec.data_range,
         "max_memory_mib": None, "memory_kind": None, "nvml_memory_mib": None,
+        **({"form": form} if form else {}),
     }
     if timed:
         scale = entry.spec.scale
@@ -207,6 +212,8 @@ _OPTIONS = (
     TrackOption("crop", int, None, "centre-crop each LR input to at most NxN (default: none; CPU quick run: 128)",
                 "--crop"),
     TrackOption("benchmark", bool, False, "cudnn.benchmark for the robust timer (the challenge had it off)"),
+    TrackOption("training_form", bool, False, "count and time re-parameterizable entries in their training form "
+                "(default: merged into the deploy form first, as the challenge measures them)", "--training-form"),
 )
 TRACKS = (
     Track("runtime", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, columns=RUNTIME + MEMORY,

@@ -110,9 +110,17 @@ def _record(entry: Entry, options: EvalOptions, fp: dict[str, Any], dataset_name
                   psnr_db=sum(i["psnr_db"] for i in images) / n,
                   ssim=sum(i["ssim"] for i in images) / n if with_ssim else None,
                   images=images, scale=entry.spec.scale, data_range=entry.spec.data_range,
-                  weights="pretrained" if entry.spec.weights or entry.name in options.weights else "random",
+                  weights=weights_label(entry, options), **({"reference": True} if entry.spec.reference else {}),
                   tile=tile, seconds=round(seconds, 3),
                   **({"sr_folder": str(save_dir)} if save_dir is not None else {}))
+
+
+def weights_label(entry: Entry, options: EvalOptions) -> str:
+    """``"none"`` for a reference method (no parameters to learn), ``"pretrained"`` when the entry declares weights
+    or ``--weights`` gives them, else ``"random"``."""
+    if entry.spec.reference:
+        return "none"
+    return "pretrained" if entry.spec.weights or entry.name in options.weights else "random"
 
 
 def _score(sr: torch.Tensor, hr: torch.Tensor, name: str, options: EvalOptions, scale: int) -> dict[str, Any]:
@@ -177,7 +185,7 @@ def _sandbox_collect(entry: Entry, options: EvalOptions, scratch: Path, child: d
     return _record(entry, options, fp, dataset.name, images, options.tile or entry.spec.tile or None,
                    time.perf_counter() - start, save_dir)
 
-TRACKS = (Track("psnr", evaluate, "esr", times=False,
+TRACKS = (Track("psnr", evaluate, "esr", times=False, needs_weights=True,
                 record_fields=("protocol", "dataset", "split", "psnr_db", "ssim", "images", "scale", "data_range", "weights",
                                "tile"),
                 columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")),

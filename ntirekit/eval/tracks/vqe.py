@@ -252,7 +252,7 @@ def _save_frames(frames: list[np.ndarray], folder: Path, frame_step: int) -> Non
 __all__ = ["evaluate", "find_videos", "macs_per_frame", "VideoPair", "VqeDataError"]
 
 TRACKS = (Track(
-    TRACK, evaluate, "vqe", times=True,
+    TRACK, evaluate, "vqe", times=True, needs_weights=True,
     record_fields=("psnr_db", "psnr_input_db", "delta_psnr_db", "protocol", "dataset", "videos", "frames",
                    "runtime_ms_per_frame", "params", "macs_per_frame", "max_memory_mib", "weights", "chunk",
                    "overlap", "drop_duplicates", "scoring", "frame_step"),
