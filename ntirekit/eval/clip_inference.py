@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -91,8 +91,12 @@ def _frames_tensor(frames: Sequence[np.ndarray], data_range: float, device: torc
 def enhance_clip(model: nn.Module, frames: Sequence[np.ndarray], *, chunk: int | None = None, overlap: int = 2,
                  pad_to_multiple: int = 4, min_size: int = 256, drop_duplicates: bool = True,
                  device: str | torch.device = "cpu", data_range: float = 1.0,
-                 pqf: Sequence[int] | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
+                 pqf: Sequence[int] | None = None,
+                 on_frames: Callable[[int], Any] | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Enhance (or upscale) a clip with a video model ``(1, T, 3, H, W) -> (1, T, 3, sH, sW)``.
+
+    ``on_frames(k)`` (a progress bar's update) is called after each window with the number of unique frames it
+    finished, outside the timed model call.
 
     ``model`` must already be on ``device`` and in eval mode. Returns ``(frames_out, stats)``; ``stats`` holds
     ``frames``, ``unique_frames``, ``duplicates``, ``chunks``, ``processed_frames`` (context frames included),
@@ -150,6 +154,8 @@ def enhance_clip(model: nn.Module, frames: Sequence[np.ndarray], *, chunk: int |
             y = y[0, win.keep_start - win.start:win.keep_stop - win.start, :, :h * scale, :w * scale]
             out_unique.extend(to_uint8_output(frame, data_range) for frame in y)
             del x, y
+            if on_frames is not None:
+                on_frames(win.keep_stop - win.keep_start)
     out = restore_duplicates(out_unique, index_map) if drop_duplicates else out_unique
     stats: dict[str, Any] = {
         "frames": n,

@@ -590,7 +590,8 @@ def _compare_names(report: Report, expected: Mapping[str, Any], present: set[str
 def _check_readme(tree: Tree, report: Report, fmt: str, broken: frozenset[str] = frozenset()) -> dict[str, Any]:
     if README not in tree:
         if README not in broken:
-            report.error("missing-readme", "readme.txt with the four NTIRE fields is missing")
+            report.error("missing-readme", report.info.get("readme_missing")
+                         or "readme.txt with the four NTIRE fields is missing")
         return {}
     try:
         text = tree[README].read_text(encoding="utf-8", errors="replace")

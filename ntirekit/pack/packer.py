@@ -224,11 +224,17 @@ def _stage_readme(tree: dict[str, Path], fmt: str, tmp: Path, report: Report, *,
         report.warn("typed-readme", "runtime and CPU/GPU come from the typed readme.txt, not from a measurement "
                                     "(give --result RESULT.json from 'ntirekit eval', or --entry NAME to time it)")
     report.info["readme"] = values
-    if all(f.key in values for f in readme_fields(fmt)):
+    missing = [f.key for f in readme_fields(fmt) if f.key not in values]
+    if not missing:
         path = tmp / "readme" / README
         path.parent.mkdir()
         path.write_text(render_readme(values, fmt), encoding="utf-8")
         tree[README] = path
+    elif README not in tree and values:
+        flags = {"runtime_s": "--result RESULT.json or --entry NAME", "cpu": "--result RESULT.json or --entry NAME",
+                 "extra_data": "--extra-data 0|1", "description": "--description TEXT"}
+        report.info["readme_missing"] = f"readme.txt lacks {', '.join(missing)}: give " + ", ".join(
+            dict.fromkeys(flags[m] for m in missing))
     # otherwise the folder's own readme (or its absence) is validated and its missing fields reported
 
 

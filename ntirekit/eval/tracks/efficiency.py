@@ -91,7 +91,8 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: str,
     images_by_scale: dict[int, list[np.ndarray]] = {}
     pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]] = {}
 
-    for entry in tqdm(entries, desc=f"{track}: count", unit="entry", disable=not options.progress, leave=False):
+    phase = f"{track}: count + memory" if with_memory else f"{track}: count"
+    for entry in tqdm(entries, desc=phase, unit="entry", disable=not options.progress, leave=False):
         failed: list[dict[str, Any]] = []
         prepared: tuple[nn.Module, dict[str, Any]] | None = None
         with guard(entry, track, fp, failed):  # never yield inside guard: it would swallow GeneratorExit

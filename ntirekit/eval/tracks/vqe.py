@@ -183,9 +183,14 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
         if len(lq) != len(gt):
             raise ValueError(f"{pair.name}: {len(lq)} compressed frames but {len(gt)} clean frames")
         pqf, pqf_source = _pqf_of(lq)
-        out, stats = enhance_clip(model, lq.frames, chunk=chunk, overlap=overlap, pad_to_multiple=contract.multiple,
-                                  min_size=contract.min_size, drop_duplicates=drop, device=device,
-                                  data_range=spec.data_range, pqf=pqf)
+        with tqdm(total=len(lq), desc=f"{entry.name} {pair.name}", unit="frame", disable=not options.progress,
+                  leave=False) as bar:
+            out, stats = enhance_clip(model, lq.frames, chunk=chunk, overlap=overlap,
+                                      pad_to_multiple=contract.multiple, min_size=contract.min_size,
+                                      drop_duplicates=drop, device=device, data_range=spec.data_range, pqf=pqf,
+                                      on_frames=bar.update)
+            bar.n = len(lq)           # duplicates dropped before the model count as done
+            bar.refresh()
         if first_padded is None:
             first_padded = (stats["padded_size"][1], stats["padded_size"][0])
         out_psnr, in_psnr = [], []
