@@ -46,7 +46,7 @@ def child(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     model = PQFBasicVSRPlusPlus(mid_channels=args.mid_channels, num_blocks=args.num_blocks,
-                                num_blocks_reconstruction=args.reconstruction_blocks).eval().to(device)
+                                num_blocks_reconstruction=args.reconstruction_blocks, flow=args.flow).eval().to(device)
     h, w = (int(s) for s in args.size.split("x"))
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(args.frames)]
@@ -56,11 +56,13 @@ def child(args: argparse.Namespace) -> None:
     base = tracker.current
     start = time.perf_counter()
     if device.type == "cuda":
-        out, stats = enhance_clip(model, frames, chunk=chunk, overlap=args.overlap, device=device)
+        out, stats = enhance_clip(model, frames, chunk=chunk, overlap=args.overlap, device=device,
+                                      min_size=model.min_input_size)
         torch_peak = stats["max_memory_mib"]
     else:
         with tracker:
-            out, stats = enhance_clip(model, frames, chunk=chunk, overlap=args.overlap, device=device)
+            out, stats = enhance_clip(model, frames, chunk=chunk, overlap=args.overlap, device=device,
+                                      min_size=model.min_input_size)
         torch_peak = (tracker.peak - base) / MIB
     seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -79,6 +81,8 @@ def main() -> None:
     parser.add_argument("--mid-channels", type=int, default=16)
     parser.add_argument("--num-blocks", type=int, default=2)
     parser.add_argument("--reconstruction-blocks", type=int, default=5)
+    parser.add_argument("--flow", default="spynet", choices=["spynet", "zero", "dis"],
+                        help="flow source (spynet pads frames to 256x256; zero and dis to 32x32 at least)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows here.")
@@ -91,11 +95,12 @@ def main() -> None:
         return
     common = ["--chunk", str(args.chunk), "--overlap", str(args.overlap), "--size", args.size, "--mid-channels",
               str(args.mid_channels), "--num-blocks", str(args.num_blocks), "--reconstruction-blocks",
-              str(args.reconstruction_blocks), "--device", args.device, "--threads", str(args.threads)]
+              str(args.reconstruction_blocks), "--device", args.device, "--threads", str(args.threads),
+              "--flow", args.flow]
     rows = []
     print(f"PQF-BasicVSR++ mid_channels={args.mid_channels} num_blocks={args.num_blocks} "
           f"reconstruction={args.reconstruction_blocks}, frames {args.size}, chunk {args.chunk} overlap "
-          f"{args.overlap}, {args.device}")
+          f"{args.overlap}, flow {args.flow}, {args.device}")
     print(f"{'mode':8} {'frames':>6} {'chunks':>6} {'peak RSS MiB':>12} {'torch peak MiB':>14} {'s':>7}")
     for mode in args.modes:
         for n in args.lengths:

@@ -92,7 +92,8 @@ if [ "$DRY" = 1 ]; then
   step deform 120 "$PY" benchmarks/deform_compare.py --device cpu --size 12x16 --channels 8 --deform-groups 2 \
     --warmup 0 --repeats 1 --json "$OUT/deform.json"
   step vqe_memory 300 "$PY" benchmarks/chunk_memory.py --device cpu --lengths 6 --chunk 3 --overlap 1 \
-    --size 16x16 --mid-channels 16 --num-blocks 1 --reconstruction-blocks 1 --json "$OUT/vqe_memory.json"
+    --size 16x16 --mid-channels 8 --num-blocks 1 --reconstruction-blocks 1 --flow zero \
+    --json "$OUT/vqe_memory.json"
   step throughput 300 "$PY" benchmarks/eval_throughput.py --device cpu --images 2 --hr-size 64x96 --rounds 1 \
     --json "$OUT/throughput.json"
   step regress 300 "$NTIREKIT" regress --record --device cpu --entry rlfn_ntire --track complexity \

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers.basicvsrpp_ref import one_thread  # noqa: F401  (fixture)
 from helpers.entries import write_entry
 
@@ -115,3 +116,45 @@ def test_find_videos_layouts(tmp_path):
     (tmp_path / "pairs" / "gt" / "other").mkdir()
     with pytest.raises(VqeDataError, match="no clean clip for clip0"):
         find_videos(tmp_path / "pairs")
+
+
+HOSTILE_VQE = '''
+import os
+_found = sum(1 for top in ("{data}", "/") for root, dirs, files in os.walk(top)
+             if not dirs.__setitem__(slice(None), [d for d in dirs if d not in ("proc", "sys", "dev", "usr")])
+             for f in files if "gt" in root.split(os.sep))
+print("GTFOUND:%d" % _found, flush=True)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("ntirekit.eval.sandbox.bwrap", fromlist=["x"]).bwrap_problem() is not None,
+                    reason="no bwrap sandbox here")
+def test_an_untrusted_vqe_entry_gets_compressed_frames_only_and_the_parent_scores(tmp_path):
+    """Sandboxed, a VQE entry is sent the compressed frames (and qp.txt) only; its output frames come back and
+    this process scores them: the record equals an in-process run's, figure for figure, and the clean frames were
+    nowhere in the sandbox."""
+    data = tmp_path / "data"
+    _synthetic_pair(data)
+    entries_root = tmp_path / "entries"
+    folder = _tiny_copy(entries_root, "pqf_basicvsrpp")
+    spec = (folder / "entry.toml").read_text().replace('factory = "ntirekit.models.basicvsrpp:PQFBasicVSRPlusPlus"',
+                                                        'factory = "model.py:Hostile"')
+    (folder / "entry.toml").write_text(spec)
+    (folder / "model.py").write_text("from ntirekit.models.basicvsrpp import PQFBasicVSRPlusPlus as Hostile\n"
+                                     + HOSTILE_VQE.format(data=data))
+    torch.manual_seed(0)
+    untrained = discover([entries_root], include_defaults=False)["pqf_basicvsrpp"].load(pretrained=False)
+    torch.save(untrained.state_dict(), folder / "w.pth")           # the same weights in both runs
+    (folder / "entry.toml").write_text(spec + '\n[weights]\nfile = "w.pth"\n')
+    entry = discover([entries_root], include_defaults=False)["pqf_basicvsrpp"]
+    options = EvalOptions(track="vqe", data=str(data), device="cpu", progress=False, extra={"chunk": 3, "overlap": 1})
+    reference = run_track([entry], options, isolate=False)[0]
+    sandboxed = run_track([entry], options, isolate=True, timeout_s=300)[0]
+    assert sandboxed["status"] == "ok", sandboxed.get("error")
+    assert sandboxed["sandbox"] == "bwrap" and "GTFOUND:0" in sandboxed["output"]
+    assert reference["status"] == "ok" and "GTFOUND:" not in reference.get("output", "")
+    for key in ("psnr_db", "psnr_input_db", "delta_psnr_db", "frames", "params", "macs_per_frame"):
+        assert sandboxed[key] == pytest.approx(reference[key], abs=1e-9), key
+    assert sandboxed["videos"][0]["frame_psnr_db"] == pytest.approx(reference["videos"][0]["frame_psnr_db"], abs=1e-9)
+    assert sandboxed["videos"][0]["pqf"] == [0, 4] and sandboxed["videos"][0]["name"] == "clip0"

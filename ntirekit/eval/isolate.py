@@ -41,11 +41,12 @@ The records of other entries are never touched by a failing one.
 ``--die-with-parent``, and a file system of the Python runtime (read-only), the entry folder and its resolved weights
 file (read-only), the folder of a track module declared outside the kit, and one private scratch folder (request,
 result and inputs travel through it); no ``$HOME``, results folder, dataset or other entry. Inputs: a track with a
-:class:`~ntirekit.eval.track.ChildPlan` (``psnr``) has the parent write the dataset's LR images into scratch; the
-child writes its uint8 SR images there and the parent scores them against HR the child never sees and builds the
-record. A track without a plan that reads an image ``--data`` folder (``runtime``, ``overall``) gets numbered LR-only
-copies (:func:`lr_copy`); ``vqe`` (which needs GT clips) refuses an untrusted entry with one line (``--trust``).
-Where bwrap cannot run, one line on stderr says why and the rlimit child above is used. Every isolated record says
+:class:`~ntirekit.eval.track.ChildPlan` (``psnr``: LR images; ``vqe``: compressed frames and ``qp.txt``) has the
+parent write the inputs into scratch; the child writes its uint8 outputs (SR images, enhanced frames) there and the
+parent scores them against HR images or clean frames the child never sees, and builds the record. A track without a
+plan that reads an image ``--data`` folder (``runtime``, ``overall``) gets numbered LR-only copies (:func:`lr_copy`);
+any other plan-less track refuses an untrusted entry with one line (``--trust``). Where bwrap cannot run, one
+line on stderr says why and the rlimit child above is used. Every isolated record says
 ``"sandbox": "bwrap" | "rlimits"`` and keeps the child's output tail (``output``: the last 64 KiB, lines cut at
 4 KiB, :mod:`ntirekit.eval.sandbox.capture`); ``entry``, ``track`` and ``device`` are always the parent's own.
 

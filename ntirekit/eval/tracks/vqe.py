@@ -39,6 +39,7 @@ packs it as it is (``ntirekit eval`` writes that readme from the record: :func:`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -55,12 +56,12 @@ from ntirekit.core.records import record
 from ntirekit.core.spec import Entry, input_contract
 from ntirekit.data import DataError
 from ntirekit.data.frames import find_pqf
-from ntirekit.data.video import CLIP_JSON, Clip, read_clip, write_png_folder, yuv_name_info
+from ntirekit.data.video import CLIP_JSON, QP_FILE, Clip, read_clip, write_png_folder, write_qp_file, yuv_name_info
 from ntirekit.eval.clip_inference import enhance_clip
 from ntirekit.eval.columns import cell
 from ntirekit.eval.guard import guard
 from ntirekit.eval.pipeline import load_for_measurement, macs_per_frame
-from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
+from ntirekit.eval.track import ChildPlan, Column, EvalOptions, Track, TrackOption, options_from_dict
 from ntirekit.quality import mean_over_videos, psnr
 from ntirekit.quality.vqe_scoring import NTIRE2022_VQE, SCORINGS, VqeScoring, scored_frames, score_video
 from ntirekit.data.images import write_image
@@ -161,78 +162,177 @@ def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, A
 
 def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions, device: torch.device,
                     fp: dict[str, Any]) -> dict[str, Any]:
-    spec = entry.spec
-    if spec.track != "vqe":
-        raise ValueError(f"{entry.name} is an {spec.track} entry; the vqe track runs vqe entries")
-    extra = options.extra or {}
-    chunk, overlap = extra.get("chunk"), int(extra.get("overlap", 2))
-    drop = bool(extra.get("drop_duplicates", spec.task == "qe"))
-    limit = extra.get("frames")
-    scoring = _scoring(options.protocol, 10 if extra.get("every_10th") else int(extra.get("frame_step", 1)))
+    """In process: each video enhanced (:func:`_enhance_video`) and scored (:func:`_score_video`) in turn."""
+    _check_entry(entry)
     started = time.perf_counter()
     model, weights = load_for_measurement(entry, options.weights.get(entry.name), device)
-    contract = input_contract(entry)
-
+    limit = (options.extra or {}).get("frames")
     per_video: list[dict[str, Any]] = []
-    model_seconds, total_frames = 0.0, 0
-    peak: float | None = None
-    first_padded: tuple[int, int] | None = None
     for pair in tqdm(videos, desc=entry.name, unit="video", disable=not options.progress, leave=False):
         lq = read_clip(pair.lq).head(limit)
         gt = read_clip(pair.gt).head(pair.gt_frames).head(limit)
-        if len(lq) != len(gt):
-            raise ValueError(f"{pair.name}: {len(lq)} compressed frames but {len(gt)} clean frames")
-        pqf, pqf_source = _pqf_of(lq)
-        with tqdm(total=len(lq), desc=f"{entry.name} {pair.name}", unit="frame", disable=not options.progress,
-                  leave=False) as bar:
-            out, stats = enhance_clip(model, lq.frames, chunk=chunk, overlap=overlap,
-                                      pad_to_multiple=contract.multiple, min_size=contract.min_size,
-                                      drop_duplicates=drop, device=device, data_range=spec.data_range, pqf=pqf,
-                                      on_frames=bar.update)
-            bar.n = len(lq)           # duplicates dropped before the model count as done
-            bar.refresh()
-        if first_padded is None:
-            first_padded = (stats["padded_size"][1], stats["padded_size"][0])
-        out_psnr, in_psnr = [], []
-        for i, (y, x, ref) in enumerate(zip(out, lq.frames, gt.frames)):
-            if y.shape != ref.shape:
-                raise ValueError(f"{pair.name} frame {i}: output {y.shape} but clean frame {ref.shape}")
-            out_psnr.append(psnr(y, ref, protocol=options.protocol, border=0))
-            in_psnr.append(psnr(_input_for_comparison(x, ref.shape), ref, protocol=options.protocol, border=0))
-        v_out, v_in = score_video(out_psnr, scoring), score_video(in_psnr, scoring)
-        per_video.append({"name": pair.name, "frames": stats["frames"], "unique_frames": stats["unique_frames"],
-                          "size": [int(out[0].shape[1]), int(out[0].shape[0])], "psnr_db": v_out, "psnr_input_db": v_in,
-                          "delta_psnr_db": v_out - v_in, "runtime_ms_per_frame": stats["runtime_ms_per_frame"],
-                          "chunks": stats["chunks"], "pqf": stats["pqf"],
-                          "pqf_source": pqf_source if stats["pqf"] is not None else None,
-                          "frame_psnr_db": out_psnr})
-        model_seconds += stats["model_seconds"]
-        total_frames += stats["frames"]
-        if stats["max_memory_mib"] is not None:
-            peak = max(peak or 0.0, stats["max_memory_mib"])
-        if extra.get("save"):
-            _save_frames(out, Path(extra["save"]) / entry.name / pair.name, scoring.frame_step)
+        out, stats = _enhance_video(model, entry, lq, options, device, label=f"{entry.name} {pair.name}")
+        per_video.append(_score_video(pair.name, out, lq, gt, stats, entry, options))
         del out
+    fields = _model_fields(model, per_video, options)
+    return _record(entry, options, fp, per_video, weights, fields, time.perf_counter() - started)
 
-    psnr_db = mean_over_videos([v["psnr_db"] for v in per_video])
-    psnr_in = mean_over_videos([v["psnr_input_db"] for v in per_video])
-    fields: dict[str, Any] = {
-        "psnr_db": psnr_db, "psnr_input_db": psnr_in, "delta_psnr_db": psnr_db - psnr_in,
-        "protocol": options.protocol, "dataset": str(options.data), "videos": per_video, "frames": total_frames,
-        "runtime_ms_per_frame": 1000.0 * model_seconds / total_frames,
-        "params": sum(p.numel() for p in model.parameters()),
-        "macs_per_frame": None, "macs_input": None,
-        "max_memory_mib": peak, "memory_kind": "cuda_max_memory_allocated" if device.type == "cuda" else None,
-        "weights": weights, "task": spec.task, "scale": spec.scale, "data_range": spec.data_range,
-        "chunk": chunk, "overlap": overlap, "drop_duplicates": drop,
-        "scoring": scoring.name, "frame_step": scoring.frame_step,
-    }
-    if extra.get("macs", True) and first_padded is not None:
-        h, w = first_padded
+
+def _check_entry(entry: Entry) -> None:
+    if entry.spec.track != "vqe":
+        raise ValueError(f"{entry.name} is an {entry.spec.track} entry; the vqe track runs vqe entries")
+
+
+def _enhance_video(model: torch.nn.Module, entry: Entry, lq: Clip, options: EvalOptions, device: torch.device,
+                   label: str) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """One compressed clip through the model (:func:`enhance_clip`, with a frame bar); the uint8 output frames and
+    the inference statistics, ``pqf_source`` included."""
+    extra = options.extra or {}
+    contract = input_contract(entry)
+    drop = bool(extra.get("drop_duplicates", entry.spec.task == "qe"))
+    pqf, pqf_source = _pqf_of(lq)
+    with tqdm(total=len(lq), desc=label, unit="frame", disable=not options.progress, leave=False) as bar:
+        out, stats = enhance_clip(model, lq.frames, chunk=extra.get("chunk"), overlap=int(extra.get("overlap", 2)),
+                                  pad_to_multiple=contract.multiple, min_size=contract.min_size,
+                                  drop_duplicates=drop, device=device, data_range=entry.spec.data_range, pqf=pqf,
+                                  on_frames=bar.update)
+        bar.n = len(lq)           # duplicates dropped before the model count as done
+        bar.refresh()
+    return out, {**stats, "pqf_source": pqf_source if stats["pqf"] is not None else None}
+
+
+def _score_video(name: str, out: list[np.ndarray], lq: Clip, gt: Clip, stats: dict[str, Any], entry: Entry,
+                 options: EvalOptions) -> dict[str, Any]:
+    """One video's figures: per-frame PSNR of the output and of the compressed input against the clean frames,
+    scored as the protocol says; the output saved when asked."""
+    if len(lq) != len(gt):
+        raise ValueError(f"{name}: {len(lq)} compressed frames but {len(gt)} clean frames")
+    if len(out) != len(gt):
+        raise RuntimeError(f"{name}: the entry returned {len(out)} frames for {len(gt)}")
+    scoring = _scoring_of(options)
+    out_psnr, in_psnr = [], []
+    for i, (y, x, ref) in enumerate(zip(out, lq.frames, gt.frames)):
+        if y.shape != ref.shape:
+            raise ValueError(f"{name} frame {i}: output {y.shape} but clean frame {ref.shape}")
+        out_psnr.append(psnr(y, ref, protocol=options.protocol, border=0))
+        in_psnr.append(psnr(_input_for_comparison(x, ref.shape), ref, protocol=options.protocol, border=0))
+    v_out, v_in = score_video(out_psnr, scoring), score_video(in_psnr, scoring)
+    if (options.extra or {}).get("save"):
+        _save_frames(out, Path(options.extra["save"]) / entry.name / name, scoring.frame_step)
+    return {"name": name, "frames": len(gt), "unique_frames": int(stats["unique_frames"]),
+            "size": [int(out[0].shape[1]), int(out[0].shape[0])], "psnr_db": v_out, "psnr_input_db": v_in,
+            "delta_psnr_db": v_out - v_in, "runtime_ms_per_frame": float(stats["runtime_ms_per_frame"]),
+            "chunks": int(stats["chunks"]), "pqf": stats["pqf"], "pqf_source": stats.get("pqf_source"),
+            "frame_psnr_db": out_psnr, "model_seconds": float(stats["model_seconds"]),
+            "padded_size": [int(v) for v in stats["padded_size"]],
+            "max_memory_mib": None if stats["max_memory_mib"] is None else float(stats["max_memory_mib"])}
+
+
+def _model_fields(model: torch.nn.Module, per_video: list[dict[str, Any]], options: EvalOptions) -> dict[str, Any]:
+    """``params``, and the fvcore MACs of one more frame at the first video's padded size."""
+    fields: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters()),
+                              "macs_per_frame": None, "macs_input": None}
+    if (options.extra or {}).get("macs", True) and per_video:
+        w, h = per_video[0]["padded_size"]
         fields["macs_per_frame"] = macs_per_frame(model, h, w)
         fields["macs_input"] = [w, h]
-    fields["seconds"] = round(time.perf_counter() - started, 3)
-    return record(entry.name, TRACK, fp, **fields)
+    return fields
+
+
+def _record(entry: Entry, options: EvalOptions, fp: dict[str, Any], per_video: list[dict[str, Any]], weights: str,
+            model_fields: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The entry's record from its scored videos."""
+    extra = options.extra or {}
+    scoring = _scoring_of(options)
+    model_seconds = sum(v.pop("model_seconds") for v in per_video)
+    total_frames = sum(v["frames"] for v in per_video)
+    peaks = [m for m in (v.pop("max_memory_mib") for v in per_video) if m is not None]
+    for v in per_video:
+        v.pop("padded_size")
+    psnr_db = mean_over_videos([v["psnr_db"] for v in per_video])
+    psnr_in = mean_over_videos([v["psnr_input_db"] for v in per_video])
+    spec = entry.spec
+    return record(entry.name, TRACK, fp, **{
+        "psnr_db": psnr_db, "psnr_input_db": psnr_in, "delta_psnr_db": psnr_db - psnr_in,
+        "protocol": options.protocol, "dataset": str(options.data), "videos": per_video, "frames": total_frames,
+        "runtime_ms_per_frame": 1000.0 * model_seconds / total_frames, **model_fields,
+        "max_memory_mib": max(peaks) if peaks else None,
+        "memory_kind": "cuda_max_memory_allocated" if fp.get("kind") == "cuda" else None,
+        "weights": weights, "task": spec.task, "scale": spec.scale, "data_range": spec.data_range,
+        "chunk": extra.get("chunk"), "overlap": int(extra.get("overlap", 2)),
+        "drop_duplicates": bool(extra.get("drop_duplicates", spec.task == "qe")),
+        "scoring": scoring.name, "frame_step": scoring.frame_step, "seconds": round(seconds, 3)})
+
+
+def _scoring_of(options: EvalOptions) -> VqeScoring:
+    extra = options.extra or {}
+    return _scoring(options.protocol, 10 if extra.get("every_10th") else int(extra.get("frame_step", 1)))
+
+
+# ----------------------------------------------------------------------------------- sandboxed: parent-scored
+
+def _sandbox_inputs(entry: Entry, options: EvalOptions, scratch: Path, inside: Path) -> tuple[str, dict[str, Any]]:
+    """Parent side: each video's compressed frames (and its ``qp.txt``), never its clean frames, as
+    ``scratch/lq/NNNNN/`` for the child; the child's outputs go to ``scratch/out/NNNNN/``."""
+    _check_entry(entry)
+    limit = (options.extra or {}).get("frames")
+    videos = find_videos(options.data)
+    for index, pair in enumerate(videos):
+        lq = read_clip(pair.lq).head(limit)
+        folder = scratch / "lq" / f"{index:05d}"
+        write_png_folder(lq.frames, folder, start=0, digits=5)
+        if lq.qps is not None:
+            write_qp_file(folder / QP_FILE, lq.qps)
+    (scratch / "out").mkdir()
+    return f"{__name__}:enhance_videos", {"count": len(videos), "lq": str(inside / "lq"), "out": str(inside / "out"),
+                                          "options": dataclasses.asdict(options), "device": options.device}
+
+
+def enhance_videos(entry: Entry, *, count: int, lq: str, out: str, options: dict[str, Any],
+                   device: str) -> dict[str, Any]:
+    """Child side (in the sandbox): each ``lq/NNNNN/`` clip through the model, its uint8 output frames as
+    ``out/NNNNN/NNNNN.png``, and the inference statistics. It sees no clean frame and computes no figure."""
+    opts = options_from_dict(options)
+    torch_device = resolve_device(device)
+    model, _weights = load_for_measurement(entry, opts.weights.get(entry.name), torch_device)
+    videos = []
+    for index in range(count):
+        clip = read_clip(Path(lq) / f"{index:05d}")
+        frames, stats = _enhance_video(model, entry, clip, opts, torch_device, label=f"video {index + 1}/{count}")
+        write_png_folder(frames, Path(out) / f"{index:05d}", start=0, digits=5)
+        videos.append({k: stats[k] for k in _CHILD_STATS})
+    return {"videos": videos, **_model_fields(model, [{"padded_size": v["padded_size"]} for v in videos], opts)}
+
+
+#: the inference statistics a sandboxed child reports per video (the parent scores the frames itself)
+_CHILD_STATS = ("unique_frames", "runtime_ms_per_frame", "chunks", "pqf", "pqf_source", "model_seconds",
+                "padded_size", "max_memory_mib")
+
+
+def _sandbox_collect(entry: Entry, options: EvalOptions, scratch: Path, child: dict[str, Any]) -> dict[str, Any]:
+    """Parent side: the record, each video's output frames read back and scored against the clean frames the child
+    never saw."""
+    start = time.perf_counter()
+    limit = (options.extra or {}).get("frames")
+    videos = find_videos(options.data)
+    reported = child.get("videos")
+    if not isinstance(reported, list) or len(reported) != len(videos):
+        raise RuntimeError(f"the entry reported {len(reported) if isinstance(reported, list) else 'no'} videos for "
+                           f"{len(videos)}")
+    per_video = []
+    for index, (pair, stats) in enumerate(zip(videos, reported)):
+        lq = read_clip(pair.lq).head(limit)
+        gt = read_clip(pair.gt).head(pair.gt_frames).head(limit)
+        folder = scratch / "out" / f"{index:05d}"
+        if not folder.is_dir():
+            raise RuntimeError(f"the entry left no output for video {pair.name}")
+        out = read_clip(folder).frames
+        per_video.append(_score_video(pair.name, out, lq, gt, {k: stats.get(k) for k in _CHILD_STATS}, entry,
+                                      options))
+    fields = {k: child.get(k) for k in ("params", "macs_per_frame", "macs_input")}
+    fp = fingerprint(resolve_device(options.device))
+    weights = "pretrained" if entry.spec.weights or entry.name in options.weights else "random"
+    return _record(entry, options, fp, per_video, weights, fields, time.perf_counter() - start)
 
 
 def _scoring(protocol: str, frame_step: int) -> VqeScoring:
@@ -279,4 +379,4 @@ TRACKS = (Track(
                          "[0]'", "--extra-data"),
              TrackOption("macs", bool, True, "count the MACs per frame")),
     default_data="", description="ΔPSNR of video entries on compressed clips, runtime per frame",
-    check_data=lambda data, _scale: find_videos(data)),)
+    check_data=lambda data, _scale: find_videos(data), child_plan=ChildPlan(_sandbox_inputs, _sandbox_collect)),)
