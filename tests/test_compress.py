@@ -98,6 +98,10 @@ def test_cli_compress_and_inspect(tmp_path, video_dir):
     res = runner.invoke(main, ["data", "inspect", str(tmp_path / "out" / "src"), "--gt", str(src)])
     assert res.exit_code == 0, res.output
     assert "PQFs (qp:" in res.output and "PSNR vs" in res.output
+    # without --gt a compressed clip is compared with the source its clip.json names: the same per-frame PSNR
+    res = runner.invoke(main, ["data", "inspect", str(tmp_path / "out" / "src"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["psnr"] == report["psnr"]
 
 
 def test_cli_inspect_duplicates_and_errors(tmp_path):

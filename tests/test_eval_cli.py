@@ -56,14 +56,17 @@ def tiny_world(tmp_path: Path) -> tuple[Path, Path]:
 def test_psnr_track_records_and_table(tiny_world: tuple[Path, Path], tmp_path: Path) -> None:
     entries, data = tiny_world
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--allow-random", "--entries", str(entries), "--entry", "nearest",
-                                       "--entry", "broken", "--data", str(data), "--out", str(out), "--quiet"])
+    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--allow-random", "--entries", str(entries),
+                                       "--entry", "nearest", "--entry", "broken", "--data", str(data), "--out",
+                                       str(out), "--quiet"])
     assert result.exit_code == 1, result.output  # one entry failed
     assert "FAILED: RuntimeError: exploded" in result.output
     files = {p.name.split("__")[0]: json.loads(p.read_text()) for p in out.glob("*.json")}
     assert set(files) == {"nearest", "broken"}
     rec = files["nearest"]
     assert rec["status"] == "ok" and rec["protocol"] == "challenge" and rec["device"]["kind"] == "cpu"
+    # an --entries folder (not named submissions) is untrusted: isolated, never in this process
+    assert rec["isolated"] is True and rec["sandbox"] in ("bwrap", "rlimits")
     assert {"entry", "protocol", "dataset", "psnr_db", "ssim", "images", "device", "versions"} <= set(rec)
     # independent figure: each image has one wrong pixel out of (18-4)x(22-4)x3 values after the 2-px border
     for image in rec["images"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,7 +15,8 @@ from ntirekit.cli.common import echo_json, json_output, one_line_errors
 from ntirekit.core.errors import OptionError
 from ntirekit.data.compress import compress_clip
 from ntirekit.data.frames import find_pqf, frame_psnr, quality_proxy
-from ntirekit.data.video import read_clip
+from ntirekit.data.video import CLIP_JSON, read_clip
+from ntirekit.eval.tracks.vqe import VqeDataError, find_videos
 from ntirekit.quality import video_psnr
 from ntirekit.data.synth import MotionRange
 from ntirekit.data.synth import synth_clips as render
@@ -114,7 +116,13 @@ def _runs(mask: list[bool]) -> list[list[int]]:
 
 def inspect_clip(path: str, *, gt: str | None = None, size: str | None = None, fps: float | None = None,
                  pqf_period: int | None = None) -> dict[str, Any]:
-    """What ``ntirekit data inspect`` reports, as a dict (one pass over the frames, and over ``gt`` when given)."""
+    """What ``ntirekit data inspect`` reports, as a dict (one pass over the frames, and over ``gt`` when given; a
+    clip written by ``ntirekit data compress`` is compared with the clean source its ``clip.json`` names)."""
+    if gt is None and (Path(path) / CLIP_JSON).is_file():
+        try:
+            gt = str(find_videos(path)[0].gt)
+        except VqeDataError:
+            gt = None                # the source moved: no PSNR, the rest of the report stands
     clip = read_clip(path, size=size, fps=fps)
     reference = read_clip(gt, size=size, fps=fps) if gt is not None else None
     n = len(clip)
@@ -168,7 +176,8 @@ def _fmt(value: Any) -> str:
 
 @data.command("inspect")
 @click.argument("clip", type=click.Path(exists=True))
-@click.option("--gt", type=click.Path(exists=True), default=None, help="Clean clip: per-frame PSNR against it.")
+@click.option("--gt", type=click.Path(exists=True), default=None,
+              help="Clean clip: per-frame PSNR against it (default for a compressed clip: the source in clip.json).")
 @click.option("--pqf-period", type=click.IntRange(min=1), default=None,
               help="Known PQF period (used when the clip has no qp.txt).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
