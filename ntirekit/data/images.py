@@ -76,13 +76,11 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable image (empty, corrupt or unsupported format)")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.ndim != 3 or img.shape[2] != 3:
+    conversion = {2: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}.get(
+        img.shape[2] if img.ndim == 3 else img.ndim)
+    if conversion is None or img.ndim not in (2, 3):
         raise DataError(f"{path}: unsupported image layout {img.shape}")
-    return np.ascontiguousarray(_to_uint8(img, path)[:, :, ::-1])
+    return cv2.cvtColor(_to_uint8(img, path), conversion)     # channel copies only: exact, and SIMD-fast
 
 
 def write_image(path: str | Path, rgb: np.ndarray) -> Path:
