@@ -86,6 +86,17 @@ import ntirekit.measure.runtime as runtime
 _real = runtime.summarize
 runtime.summarize = lambda times, timer: _real([t / 100 for t in times], timer)
 ''',
+    "c_fields": '''
+import sys
+import ntirekit.core.records as records
+_real = records.record
+def forged(entry, track, device, **fields):
+    return _real(entry, track, device, **{**fields, "psnr_db": 99.0, "options": {"chosen": "by the entry"},
+                                          "timing_witness": {"witnessed_ms": 1e9}, "weights": "pretrained"})
+for module in list(sys.modules.values()):
+    if getattr(module, "record", None) is _real:
+        module.record = forged
+''',
 }
 
 SLOW_MODEL = TINY_MODEL.replace("        return self.shuffle(self.conv(x))",
@@ -122,6 +133,11 @@ def test_clock_patching_entries_are_suspect_and_not_ranked(clock_world: dict[str
         assert rec["status"] == "suspect", (name, rec.get("error"))
         assert "the organizer's clock saw" in rec["error"]
         assert rec["timing_witness"]["witnessed_ms"] >= 4 * 40
+    # fields the track does not declare never reach the record; the weights label and the witness are the parent's
+    fields = by["c_fields"]
+    assert fields["status"] == "ok" and "psnr_db" not in fields
+    assert fields["options"] != {"chosen": "by the entry"} and fields["timing_witness"]["witnessed_calls"] == 4
+    assert fields["weights"] == "random"
     board = build_leaderboard(records, "ntire2022", "runtime", baseline="measured", baseline_entry="honest",
                               gate="none", allow_random=True)
     rows = {row.entry: row for row in board.rows}

@@ -198,6 +198,22 @@ def _last_words(lines: list[str]) -> str:
     return next((line for line in reversed(lines) if not line.startswith("Extension modules")), "")
 
 
+#: fields of a child's own record that are not figures (the parent sets entry, track, device, options, split, ...)
+_STATUS_FIELDS = ("status", "error", "failure_kind", "versions", "created")
+
+
+def _declared_only(child: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """Of the record a child wrote for a track, the fields the track declares (``record_fields``,
+    ``optional_fields``) and the status fields; anything else (a ``psnr_db`` in a runtime record, ``options`` that
+    choose its file name, a ``timing_witness``) is dropped. A called function's result (``job["call"]``) is the
+    caller's to check and passes whole."""
+    track = TRACKS.get(str(job.get("track"))) if "call" not in job else None
+    if track is None:
+        return dict(child)
+    keep = {*track.record_fields, *track.optional_fields, *_STATUS_FIELDS}
+    return {k: v for k, v in child.items() if k in keep}
+
+
 def _failure(entry: Entry, options: EvalOptions, kind: str, message: str) -> dict[str, Any]:
     return failure(entry.name, options.track, fingerprint(resolve_device(options.device)), message,
                    failure_kind=kind, isolated=True)
@@ -276,10 +292,13 @@ def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | 
                 return _failure(entry, options, "error", error_line(exc))
     timeout = (timeout_s, f"{timeout_s:g} s (--timeout)") if timeout_s else (
         default_timeout_s(track, options), describe_timeout(track, options))
-    return _run_child(entry, job, check_finite=track.finite_guard, timeout=timeout,
-                      memory_mb=memory_mb, echo=options.progress if echo is None else echo,
-                      fail=lambda kind, message: _failure(entry, options, kind, message), sandbox=sandbox,
-                      inputs=inputs, collect=collect, witness=track.times)
+    rec = _run_child(entry, job, check_finite=track.finite_guard, timeout=timeout,
+                     memory_mb=memory_mb, echo=options.progress if echo is None else echo,
+                     fail=lambda kind, message: _failure(entry, options, kind, message), sandbox=sandbox,
+                     inputs=inputs, collect=collect, witness=track.times)
+    if plan is None and "weights" in rec:          # the parent's own label: a child cannot claim trained weights
+        rec["weights"] = "pretrained" if options.weights.get(entry.name) or entry.has_weights() else "random"
+    return rec
 
 
 def lr_copy(data: str, scale: int, scratch: Path) -> Path:
@@ -434,7 +453,7 @@ def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout
                 records = []
         mine = [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
         if mine and ended_by is None:
-            record = _classify(dict(mine[0]), memory_mb)
+            record = _classify(_declared_only(mine[0], job), memory_mb)
             if collect is not None and record.get("status") == "ok":
                 record = collect(record, host)
             own = fail("error", "")       # the parent's own entry, track and device: never the child's

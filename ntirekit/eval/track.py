@@ -131,6 +131,9 @@ class Track:
     #: its figures depend on the weights (a quality track): ``eval`` leaves out entries without weights unless
     #: ``--allow-random``
     needs_weights: bool = False
+    #: fields some of its records carry besides ``record_fields``; of a sandboxed child's own record the parent keeps
+    #: these, ``record_fields`` and the status fields only (:mod:`ntirekit.eval.isolate`)
+    optional_fields: tuple[str, ...] = ()
     description: str = ""
     #: opens ``(data, scale)`` cheaply before any entry runs, so that a bad dataset is one error, not one per entry
     check_data: Callable[[str, int], Any] | None = None

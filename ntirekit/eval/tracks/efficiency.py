@@ -203,6 +203,8 @@ def check_data(data: str, scale: int) -> None:
 _COUNT_FIELDS = ("params", "macs_ntire2022", "macs_fvcore", "activations", "activations_fvcore", "convs",
                  "input_shape", "warnings", "weights", "scale", "data_range", "max_memory_mib", "memory_kind")
 _TIMED_FIELDS = (*_COUNT_FIELDS, "runtime_ms", "timer", "runtime_input", "runtime_images")
+_OPTIONAL_FIELDS = ("flops_torch", "functional_convs", "nvml_memory_mib", "memory_input", "seconds", "count_seconds",
+                    "form")
 _OPTIONS = (
     TrackOption("fvcore", bool, True, "also count with fvcore (macs_fvcore, activations_fvcore)"),
     TrackOption("cross_check", bool, False, "also count with torch's FlopCounterMode and compare with fvcore per "
@@ -217,13 +219,13 @@ _OPTIONS = (
                 "(default: merged into the deploy form first, as the challenge measures them)", "--training-form"),
 )
 TRACKS = (
-    Track("runtime", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, columns=RUNTIME + MEMORY,
-          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
+    Track("runtime", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, optional_fields=_OPTIONAL_FIELDS,
+          columns=RUNTIME + MEMORY, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
           description="runtime (timer statistics) and peak memory, with the counts"),
-    Track("complexity", evaluate, "esr", times=False, record_fields=_COUNT_FIELDS, columns=COUNTS,
-          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
+    Track("complexity", evaluate, "esr", times=False, record_fields=_COUNT_FIELDS, optional_fields=_OPTIONAL_FIELDS,
+          columns=COUNTS, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
           description="params, MACs, activations, #conv on --input-shape"),
-    Track("overall", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, columns=RUNTIME + COUNTS + MEMORY,
-          options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
+    Track("overall", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, optional_fields=_OPTIONAL_FIELDS,
+          columns=RUNTIME + COUNTS + MEMORY, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
           description="runtime, memory and counts"),
 )
