@@ -119,6 +119,6 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: Track, isolate:
 
 
 def _arranged(rec: dict[str, Any], track: Track, how: str) -> dict[str, Any]:
-    if track.times and "runtime_ms" in rec:
+    if track.times and ("runtime_ms" in rec or "runtime_ms_per_frame" in rec):
         rec.setdefault("timing_arrangement", how)
     return rec
