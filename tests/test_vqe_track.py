@@ -158,3 +158,20 @@ def test_an_untrusted_vqe_entry_gets_compressed_frames_only_and_the_parent_score
         assert sandboxed[key] == pytest.approx(reference[key], abs=1e-9), key
     assert sandboxed["videos"][0]["frame_psnr_db"] == pytest.approx(reference["videos"][0]["frame_psnr_db"], abs=1e-9)
     assert sandboxed["videos"][0]["pqf"] == [0, 4] and sandboxed["videos"][0]["name"] == "clip0"
+
+
+def test_declared_weights_that_do_not_load_fail_the_entry_not_turn_random(tmp_path):
+    """A quality figure of other weights means nothing: a declared checkpoint that is missing or whose sha256
+    differs fails the entry with its reason (it is never replaced by random weights)."""
+    data = tmp_path / "data"
+    _synthetic_pair(data, n=3)
+    folder = _tiny_copy(tmp_path / "entries", "basicvsrpp")
+    spec = (folder / "entry.toml").read_text()
+    (folder / "entry.toml").write_text(spec + '\n[weights]\nfile = "w.pth"\nsha256 = "' + "0" * 64 + '"\n')
+    torch.manual_seed(0)
+    torch.save(discover([tmp_path / "entries"], include_defaults=False)["basicvsrpp"].load(pretrained=False)
+               .state_dict(), folder / "w.pth")
+    entry = discover([tmp_path / "entries"], include_defaults=False)["basicvsrpp"]
+    (rec,) = run_track([entry], EvalOptions(track="vqe", data=str(data), device="cpu", progress=False,
+                                            extra={"macs": False}))
+    assert rec["status"] == "failed" and "sha256" in rec["error"] and "weights" not in rec

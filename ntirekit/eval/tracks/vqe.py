@@ -60,7 +60,7 @@ from ntirekit.data.video import CLIP_JSON, QP_FILE, Clip, read_clip, write_png_f
 from ntirekit.eval.clip_inference import enhance_clip
 from ntirekit.eval.columns import cell
 from ntirekit.eval.guard import guard
-from ntirekit.eval.pipeline import load_for_measurement, macs_per_frame
+from ntirekit.eval.pipeline import macs_per_frame
 from ntirekit.eval.track import ChildPlan, Column, EvalOptions, Track, TrackOption, options_from_dict
 from ntirekit.quality import mean_over_videos, psnr
 from ntirekit.quality.vqe_scoring import NTIRE2022_VQE, SCORINGS, VqeScoring, scored_frames, score_video
@@ -165,7 +165,7 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
     """In process: each video enhanced (:func:`_enhance_video`) and scored (:func:`_score_video`) in turn."""
     _check_entry(entry)
     started = time.perf_counter()
-    model, weights = load_for_measurement(entry, options.weights.get(entry.name), device)
+    model, weights = _load(entry, options, device)
     limit = (options.extra or {}).get("frames")
     per_video: list[dict[str, Any]] = []
     for pair in tqdm(videos, desc=entry.name, unit="video", disable=not options.progress, leave=False):
@@ -176,6 +176,16 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
         del out
     fields = _model_fields(model, per_video, options)
     return _record(entry, options, fp, per_video, weights, fields, time.perf_counter() - started)
+
+
+def _load(entry: Entry, options: EvalOptions, device: torch.device) -> tuple[torch.nn.Module, str]:
+    """The model with its weights loaded strictly when the entry declares weights or ``--weights`` gives them (a
+    missing, corrupt or mismatching checkpoint fails the entry: a quality figure of other weights means nothing),
+    else randomly initialised (``"random"``)."""
+    explicit = options.weights.get(entry.name)
+    if explicit or entry.spec.weights:
+        return entry.load(explicit, device=device), "pretrained"
+    return entry.load(pretrained=False, device=device), "random"
 
 
 def _check_entry(entry: Entry) -> None:
@@ -294,7 +304,7 @@ def enhance_videos(entry: Entry, *, count: int, lq: str, out: str, options: dict
     ``out/NNNNN/NNNNN.png``, and the inference statistics. It sees no clean frame and computes no figure."""
     opts = options_from_dict(options)
     torch_device = resolve_device(device)
-    model, _weights = load_for_measurement(entry, opts.weights.get(entry.name), torch_device)
+    model, _weights = _load(entry, opts, torch_device)
     videos = []
     for index in range(count):
         clip = read_clip(Path(lq) / f"{index:05d}")
