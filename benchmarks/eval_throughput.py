@@ -19,7 +19,10 @@ Models: ``free`` (nearest-neighbour x4, nearly free: what is compared is the har
 Each round runs every configuration once, in a rotating order; the figure is the median wall time over the rounds,
 and the ratio is official / kit (the kit's throughput in multiples of the official loop's).
 
-Measured on CPU (torch 2.13.0+cpu, 2 shared cores, 10 images, PSNR identical to 0 dB in every run): free model,
+Measured on CPU (torch 2.13.0+cpu, 2 idle AMD EPYC cores, 10 images, PSNR identical to 0 dB, after the cvtColor
+and channels-last SSE changes): free model, official 0.86 s (no save) / 1.39 s (saves), kit 0.42 s / 0.77 s
+(--save-sr): 2.05x / 1.81x, and 3.32x against the official loop as it runs (it always saves); rlfn_ntire (one round):
+5.44 / 6.39 s against 4.98 / 5.34 s: 1.09x / 1.20x. Earlier, on 2 shared cores (before those changes): free model,
 load ~18: official 32.6 s (no save) / 37.1 s (saves), kit 6.75 s / 11.0 s (--save-sr): 4.8x / 3.4x; free model,
 load ~5: 5.71 / 9.83 s against 2.76 / 5.83 s: 2.07x / 1.69x; rlfn_ntire (one round, load ~18): 233.7 / 212.8 s
 against 155.1 / 137.7 s: 1.51x / 1.55x. Pipelined against serial only gains where a core is free (1.47x at load ~18

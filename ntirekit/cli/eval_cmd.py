@@ -63,7 +63,7 @@ def plan_line(options: EvalOptions, entries: list[Any], device: str, quick: bool
     """The first line of ``eval``: what it will do, on what, and roughly how long."""
     declared = get_track(options.track)
     if declared.times:
-        how_long = ("about 3 minutes for the ESR baselines on 2 idle cores" if quick else
+        how_long = ("about 15 s for the ESR baselines on 2 idle cores, minutes on a busy machine" if quick else
                     "counting and memory first, then the timing, whose estimate is printed before it starts")
     else:
         how_long = "one bar per entry with its ETA"
@@ -135,7 +135,7 @@ def _quick_note(extra: dict[str, Any], warmup: int, repeats: int, timer: str,
     memory = "no memory estimate" if extra.get("memory") is False else "memory estimated on the same inputs"
     size = f"centre crops of at most {extra['crop']}x{extra['crop']}" if extra.get("crop") else "full size"
     images = f"the first {extra['images']} inputs" if extra.get("images") else "every input"
-    return (f"CPU quick run (sized for the ESR baselines in about 3 minutes on 2 idle cores): {images}, {size}, "
+    return (f"CPU quick run (sized for the ESR baselines: about 15 s on 2 idle cores): {images}, {size}, "
             f"{runs}, {memory}; counts on the full {'x'.join(map(str, input_shape))} input. --full for the "
             f"challenge's measurement.")
 
