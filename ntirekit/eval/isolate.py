@@ -16,9 +16,9 @@ says what went wrong. :func:`call_isolated` runs a plain function of one entry t
     group (the entry's own children included) is killed with SIGKILL. The record says ``limit: "time"`` (or
     ``"start-up time"``) and ``limit_value``.
 ``oom``
-    it ran out of memory: its process tree held more resident memory than ``memory_mb`` (by default a share of the
-    machine, :func:`ntirekit.eval.limits.default_memory_mb`; this process watches it and kills the tree, ``limit:
-    "memory"``), ``MemoryError``, torch's "can't allocate memory", CUDA out of memory, or SIGKILL from the kernel.
+    it ran out of memory: its process tree held more resident memory than a share of the machine
+    (:func:`ntirekit.eval.limits.default_memory_mb`) or, with ``memory_mb``, than its start-up footprint plus
+    ``memory_mb`` (this process watches it and kills the tree, ``limit: "memory"``), ``MemoryError``, torch's "can't allocate memory", CUDA out of memory, or SIGKILL from the kernel.
     With an explicit ``memory_mb`` the child also caps itself from inside: on CPU its address space with
     ``RLIMIT_AS`` at its start-up footprint (interpreter, torch, the track's modules, torch's thread pool) plus
     ``memory_mb``; on CUDA (which reserves huge address ranges, so ``RLIMIT_AS`` cannot be used) torch's GPU
@@ -157,29 +157,34 @@ def mark_untrusted(folder: str | os.PathLike) -> Path:
     return marker
 
 
-def _wait(proc: subprocess.Popen, ready: Path, timeout_s: float, rss_limit_mib: float | None
-          ) -> tuple[str, float] | None:
+def _wait(proc: subprocess.Popen, ready: Path, timeout_s: float, rss_limit_mib: float,
+          added_mib: float | None = None) -> tuple[str, float] | None:
     """Wait for the child; the limit that ended it (``(kind, value)``, :func:`ntirekit.eval.limits.limit_fields`),
     or None when it ended by itself. The time limit counts from the child's ready signal, so interpreter and torch
     start-up (seconds on a loaded machine) never eat into an entry's time; start-up has its own limit. The resident
-    memory of the child's whole process tree is checked every :data:`RSS_POLL_S`."""
+    memory of the child's whole process tree is checked every :data:`RSS_POLL_S` against ``rss_limit_mib`` and, when
+    ``added_mib`` is given, against its footprint at the ready signal plus ``added_mib`` (the value reported is then
+    the limit in effect)."""
     start_by = time.monotonic() + STARTUP_TIMEOUT_S
     deadline: float | None = None
     next_rss = 0.0
+    limit = rss_limit_mib
     while proc.poll() is None:
         time.sleep(0.02 if deadline is None else 0.05)
         now = time.monotonic()
         if deadline is None:
             if ready.exists():
                 deadline = now + timeout_s
+                if added_mib is not None:
+                    limit = min(rss_limit_mib, tree_rss_mib(proc.pid) + added_mib)
             elif now > start_by:
                 return "start-up time", STARTUP_TIMEOUT_S
         elif now > deadline:
             return "time", timeout_s
-        if rss_limit_mib and now >= next_rss:
+        if now >= next_rss:
             next_rss = now + RSS_POLL_S
-            if tree_rss_mib(proc.pid) > rss_limit_mib:
-                return "memory", rss_limit_mib
+            if tree_rss_mib(proc.pid) > limit:
+                return "memory", round(limit, 1)
     return None
 
 
@@ -249,9 +254,9 @@ def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | 
     saying why not.
 
     ``timeout_s`` bounds the evaluation (None: scaled to the work, :func:`ntirekit.eval.limits.default_timeout_s`);
-    ``memory_mb`` bounds the resident memory of the child's process tree (None: a share of the machine,
-    :func:`ntirekit.eval.limits.default_memory_mb`) and, when given, also caps it from inside (see the module
-    docstring). The NaN/inf guard is on unless the track times. ``echo`` (default: ``options.progress``)
+    the resident memory of the child's process tree is bounded by a share of the machine
+    (:func:`ntirekit.eval.limits.default_memory_mb`) and, with ``memory_mb``, by its start-up footprint plus
+    ``memory_mb``, which the child then also caps from inside (see the module docstring). The NaN/inf guard is on unless the track times. ``echo`` (default: ``options.progress``)
     passes the child's (bounded) output on to this process's stderr. ``sandbox``: run the child under bwrap where
     it works here (see the module docstring); a track with a :class:`~ntirekit.eval.track.ChildPlan` then has its
     inputs sent and its outputs scored by this process.
@@ -376,8 +381,8 @@ def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout
                witness: bool = False) -> dict[str, Any]:
     """Run ``job`` on ``entry`` in ``python -m ntirekit.eval.isolate`` (under bwrap when ``sandbox`` and bwrap works
     here); its record, or ``fail(kind, message)``. ``timeout``: the time limit [s] and how it was chosen;
-    ``memory_mb``: the resident-memory limit of the process tree (None: :func:`ntirekit.eval.limits.default_memory_mb`),
-    which, given, the child also applies from inside. Every record says ``"sandbox": "bwrap" | "rlimits"`` and keeps the
+    ``memory_mb``: the memory the evaluation may add to its start-up footprint (watched here for the whole process
+    tree, capped inside the child), besides :func:`ntirekit.eval.limits.default_memory_mb` for the tree. Every record says ``"sandbox": "bwrap" | "rlimits"`` and keeps the
     child's output tail (:mod:`ntirekit.eval.sandbox.capture`) as ``output``.
 
     ``inputs(scratch_as_seen)`` may put the child's inputs into the scratch folder first and returns changes to the
@@ -431,9 +436,8 @@ def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout
         reader, tail = start_tail_reader(proc.stdout)
         ready = host / "ready"
         ended_by = None
-        rss_limit = memory_mb or default_memory_mb()
         try:
-            ended_by = _wait(proc, ready, timeout[0], rss_limit)
+            ended_by = _wait(proc, ready, timeout[0], default_memory_mb(), memory_mb)
         finally:
             _kill_group(proc.pid)          # the hung child, or whatever the entry left running
             proc.wait()
@@ -466,7 +470,8 @@ def _run_child(entry: Entry, job: dict[str, Any], *, check_finite: bool, timeout
     if ended_by is not None:
         limit, value = ended_by
         if limit == "memory":
-            share = "--memory-mb" if memory_mb else f"{MEMORY_SHARE:g} of the machine's memory"
+            share = (f"start-up + {memory_mb} MiB (--memory-mb)" if memory_mb and value < default_memory_mb()
+                     else f"{MEMORY_SHARE:g} of the machine's memory")
             message = (f"out of memory: the entry's processes held more than {value:g} MiB resident (limit: {share}); "
                        "they were killed")
             return {**fail("oom", message), **limit_fields(limit, value), "output": output}

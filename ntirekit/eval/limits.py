@@ -3,9 +3,10 @@ the work.
 
 **Memory** (:func:`default_memory_mb`): :data:`MEMORY_SHARE` (one half) of the machine's physical memory
 (``MemTotal`` of ``/proc/meminfo``). The organizer's process watches the resident memory of the entry's whole process
-tree (every descendant, :func:`tree_rss_mib`) and kills the tree when it passes the limit, on CPU and CUDA alike; an
-explicit ``--memory-mb`` also caps the child's address space (CPU) or torch's GPU allocator (CUDA) from inside
-(:mod:`ntirekit.eval.isolate`).
+tree (every descendant, :func:`tree_rss_mib`) and kills the tree when it passes the limit, on CPU and CUDA alike. An
+explicit ``--memory-mb N`` is memory the evaluation may add to its start-up footprint (interpreter, torch, the
+track's modules): the tree may then hold its footprint at the ready signal plus N, and the child also caps its
+address space (CPU) or torch's GPU allocator (CUDA) from inside (:mod:`ntirekit.eval.isolate`).
 
 **Time** (:func:`default_timeout_s`): :data:`TIMEOUT_BASE_S` (300 s) plus :data:`TIMEOUT_S_PER_CALL` (15 s) per
 forward call the track will make: one per image (or frame) for the quality tracks; for the timing tracks the timed
