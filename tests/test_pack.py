@@ -4,6 +4,7 @@ pack -> check -> unpack -> evaluate isolated."""
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -346,10 +347,15 @@ EXAMPLES = sorted(iter_entry_folders(REPO_ROOT / "submissions")) if (REPO_ROOT /
 
 @pytest.mark.parametrize("folder", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_worked_examples_in_submissions_pack_and_check(tmp_path: Path, folder: Path) -> None:
-    entry = discover([folder], include_defaults=False)
-    (only,) = entry.values()
+    """Each example packs and is accepted. Its trained weights are not in the repository: where they are not at hand,
+    a copy of the folder gets seeded random weights of the same architecture (the layout is what is checked)."""
+    (only,) = discover([folder], include_defaults=False).values()
     if only.spec.weights is not None and not only.has_weights():
-        pytest.skip(f"{only.name}: weights not available offline")
+        folder = shutil.copytree(folder, tmp_path / folder.name)
+        torch.manual_seed(0)
+        torch.save(only.load(pretrained=False).state_dict(), folder / only.spec.weights.file)
+        spec = folder / "entry.toml"
+        spec.write_text("\n".join(l for l in spec.read_text().splitlines() if not l.startswith("sha256")) + "\n")
     outcome = pack(folder, out=tmp_path / "example.zip")
     assert outcome.zip_path is not None, outcome.report.render()
     assert check_zip(outcome.zip_path).verdict == ACCEPTED

@@ -1,7 +1,8 @@
 """The README's tour, every command in order as pasted, in a fresh folder (issue 15).
 
 The folder holds what a checkout beside ``../shared`` holds for the tour: the set-up's ``.venv`` (linked), the
-``submissions/`` examples (copied), ``../shared`` (linked) and the reference figures of ``metrics/`` (one entry's, so
+``submissions/`` examples (copied, without their trained weights, which the repository does not hold either),
+``../shared`` (linked) and the reference figures of ``metrics/`` (one entry's, so
 that ``regress`` stays short). Where the tour's data would be slow here, :data:`SMALLER` appends arguments (fewer
 entries, inputs, frames or steps; click takes the last value of an option given twice); the command text itself is
 the README's. Each command must exit 0 and leave what the README says it makes (:data:`MAKES`).
@@ -50,12 +51,11 @@ MAKES = {
     "ntirekit data compress clean/*": ["train_clips/*/qp.txt"],
     "ntirekit data compress ../shared": ["clips/basicvsrpp_demo_000/qp.txt"],
     "ntirekit train": ["trained/entry.toml"],
-    "ntirekit eval --track vqe --data clips/ --trust submissions --entry team98_pqf_basicvsrpp_small --entry": [
-        "results/team98_pqf_basicvsrpp_small__vqe__*.json", "results/team98_basicvsrpp_small__vqe__*.json"],
-    "ntirekit eval --track vqe --data clips/ --trust submissions --entry team98_pqf_basicvsrpp_small --save": [
-        "up/team98_pqf_basicvsrpp_small/readme.txt"],
-    "ntirekit pack up/": ["team98_pqf_basicvsrpp_small*.zip"],
-    "ntirekit pack submissions/team99_rlfn_pruned": ["team99_rlfn_pruned.zip"],
+    "ntirekit eval --track vqe --data clips/ --entries trained/ --trust trained/ --entry pqf_basicvsrpp_trained "
+    "--save": ["up/pqf_basicvsrpp_trained/readme.txt", "up/pqf_basicvsrpp_trained/basicvsrpp_demo_000/010.png"],
+    "ntirekit eval --track vqe": ["results/pqf_basicvsrpp_trained__vqe__*.json"],
+    "ntirekit pack up/": ["pqf_basicvsrpp_trained*.zip"],
+    "ntirekit pack tuned/rlfn_46_48": ["team42_rlfn_pruned.zip"],
 }
 
 
@@ -76,7 +76,7 @@ def _folder(tmp_path: Path, shared: Path) -> Path:
     (work / ".venv").symlink_to(REPO / ".venv")
     (tmp_path / "shared").symlink_to(shared)
     shutil.copytree(REPO / "submissions", work / "submissions",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.zip"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.zip", "*.pth"))
     reference = work / METRICS
     reference.mkdir(parents=True)
     for record in (REPO / METRICS).glob("span__*.json"):

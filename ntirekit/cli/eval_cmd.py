@@ -43,15 +43,20 @@ def summary_table(records: list[dict[str, Any]], track: str) -> str:
 
 
 def with_weights(entries: list[Any], explicit: dict[str, str], track: str) -> list[Any]:
-    """``entries`` that have weights (declared in their ``entry.toml`` or given with ``--weights``) or need none (a
-    ``reference`` method such as bicubic); the others are left out with one line (a quality figure of random weights
-    means nothing)."""
-    kept = [e for e in entries if e.spec.weights or e.spec.reference or e.name in explicit]
-    left = [e.name for e in entries if e not in kept]
-    if left:
-        click.echo(f"left out {len(left)} entr{'y' if len(left) == 1 else 'ies'} without weights on the {track} "
-                   f"track ({', '.join(left)}): --allow-random measures them", err=True)
-    return kept
+    """``entries`` whose weights are at hand: given with ``--weights``, declared in their ``entry.toml`` and found
+    locally or downloadable (a pinned ``url``), or not needed (a ``reference`` method such as bicubic). The others
+    are left out with one line saying why (a quality figure of other weights means nothing)."""
+    missing: dict[str, str] = {}
+    for e in entries:
+        w = e.spec.weights
+        if e.name in explicit or e.spec.reference or (w is not None and (w.url or e.has_weights())):
+            continue
+        missing[e.name] = "no weights" if w is None else f"{w.file} not found here"
+    if missing:
+        reasons = ", ".join(f"{name}: {why}" for name, why in missing.items())
+        click.echo(f"left out {len(missing)} entr{'y' if len(missing) == 1 else 'ies'} without weights on the {track} "
+                   f"track ({reasons}): --allow-random measures them with random weights", err=True)
+    return [e for e in entries if e.name not in missing]
 
 
 def _data_label(options: EvalOptions, explain: bool = False) -> str:
