@@ -132,7 +132,7 @@ def test_clock_patching_entries_are_suspect_and_not_ranked(clock_world: dict[str
         rec = by[name]
         assert rec["status"] == "suspect", (name, rec.get("error"))
         assert "the organizer's clock saw" in rec["error"]
-        assert rec["timing_witness"]["witnessed_ms"] >= 4 * 40
+        assert rec["timing_witness"]["witnessed_ms"] >= 0.9 * 4 * 40   # 4 real sleeps; thread wake-ups jitter
     # fields the track does not declare never reach the record; the weights label and the witness are the parent's
     fields = by["c_fields"]
     assert fields["status"] == "ok" and "psnr_db" not in fields

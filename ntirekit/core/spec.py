@@ -124,10 +124,8 @@ class WeightsSpec:
         sha = str(d.get("sha256", "")).lower()
         if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
             raise EntryError(f"{where}: [weights].sha256 is not 64 hex digits")
-        if not isinstance(d.get("strict", True), bool):
-            raise EntryError(f"{where}: [weights].strict must be true or false")
         return cls(file, str(d.get("url", "")), sha, str(d.get("key", "")),
-                   str(d.get("strip_prefix", "")), rename, bool(d.get("strict", True)))
+                   str(d.get("strip_prefix", "")), rename, _flag(d, "strict", where, True, "[weights].strict"))
 
 
 @dataclass(frozen=True)
@@ -251,10 +249,11 @@ class EntrySpec:
         return out
 
 
-def _flag(d: Mapping[str, Any], key: str, where: str) -> bool:
-    value = d.get(key, False)
+def _flag(d: Mapping[str, Any], key: str, where: str, default: bool = False, name: str | None = None) -> bool:
+    """The boolean ``d[key]`` (``default`` when absent); anything else is an :class:`EntryError`."""
+    value = d.get(key, default)
     if not isinstance(value, bool):
-        raise EntryError(f"{where}: {key} must be true or false, got {value!r}")
+        raise EntryError(f"{where}: {name or key} must be true or false, got {value!r}")
     return value
 
 

@@ -82,8 +82,9 @@ from ntirekit.core.records import error_line, failure, write_json_atomic
 from ntirekit.core.spec import Entry, EntrySpec
 from ntirekit.data.images import open_image_dataset, write_image
 from ntirekit.eval.inference import NonFiniteOutput
+from ntirekit.eval.pipeline import available_weights
 from ntirekit.eval.limits import (MEMORY_SHARE, TIMEOUT_BASE_S, default_memory_mb, default_timeout_s,
-                                  describe_timeout, limit_fields, tree_rss_mib)
+                                  limit_fields, tree_rss_mib)
 from ntirekit.eval.sandbox.bwrap import SCRATCH, bwrap_problem, runtime_binds, sandboxed_command
 from ntirekit.eval.sandbox.capture import start_tail_reader
 from ntirekit.eval.track import EvalOptions, options_from_dict
@@ -295,14 +296,13 @@ def evaluate_isolated(entry: Entry, options: EvalOptions, *, timeout_s: float | 
                 return plan.collect(entry, options, host, child)
             except Exception as exc:  # noqa: BLE001 - outputs that cannot be scored fail this entry only
                 return _failure(entry, options, "error", error_line(exc))
-    timeout = (timeout_s, f"{timeout_s:g} s (--timeout)") if timeout_s else (
-        default_timeout_s(track, options), describe_timeout(track, options))
+    timeout = (timeout_s, f"{timeout_s:g} s (--timeout)") if timeout_s else default_timeout_s(track, options)
     rec = _run_child(entry, job, check_finite=track.finite_guard, timeout=timeout,
                      memory_mb=memory_mb, echo=options.progress if echo is None else echo,
                      fail=lambda kind, message: _failure(entry, options, kind, message), sandbox=sandbox,
                      inputs=inputs, collect=collect, witness=track.times)
     if plan is None and "weights" in rec:          # the parent's own label: a child cannot claim trained weights
-        rec["weights"] = "pretrained" if options.weights.get(entry.name) or entry.has_weights() else "random"
+        rec["weights"] = available_weights(entry, options.weights.get(entry.name))
     return rec
 
 

@@ -73,14 +73,11 @@ def forward_calls(track: Track, options: EvalOptions) -> int:
     return timed + warmup + images + 1
 
 
-def default_timeout_s(track: Track, options: EvalOptions) -> float:
-    """:data:`TIMEOUT_BASE_S` + :data:`TIMEOUT_S_PER_CALL` x :func:`forward_calls`."""
-    return TIMEOUT_BASE_S + TIMEOUT_S_PER_CALL * forward_calls(track, options)
-
-
-def describe_timeout(track: Track, options: EvalOptions) -> str:
-    return (f"{default_timeout_s(track, options):g} s = {TIMEOUT_BASE_S:g} s + {TIMEOUT_S_PER_CALL:g} s x "
-            f"{forward_calls(track, options)} forward calls")
+def default_timeout_s(track: Track, options: EvalOptions) -> tuple[float, str]:
+    """:data:`TIMEOUT_BASE_S` + :data:`TIMEOUT_S_PER_CALL` x :func:`forward_calls`, and the sum written out."""
+    calls = forward_calls(track, options)
+    seconds = TIMEOUT_BASE_S + TIMEOUT_S_PER_CALL * calls
+    return seconds, f"{seconds:g} s = {TIMEOUT_BASE_S:g} s + {TIMEOUT_S_PER_CALL:g} s x {calls} forward calls"
 
 
 def tree_rss_mib(pid: int) -> float:

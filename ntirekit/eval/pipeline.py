@@ -26,16 +26,30 @@ from ntirekit.nn.deform import implementation
 from ntirekit.nn.rep import RepBlock, is_reparameterized
 from ntirekit.quality.convert import to_model_input
 
-__all__ = ["load_for_measurement", "measured_form", "to_inputs", "entry_inputs", "memory_of", "time_entries", "macs_per_frame"]
+__all__ = ["load_for_measurement", "available_weights", "declared_weights", "measured_form", "to_inputs", "entry_inputs", "memory_of", "time_entries", "macs_per_frame"]
 
 
 def load_for_measurement(entry: Entry, explicit: str | None = None,
                          device: torch.device | str = "cpu") -> tuple[nn.Module, str]:
     """The entry's model in eval mode on ``device`` and ``"pretrained"`` when weights are given or available locally
     (never downloaded), else the randomly initialised model and ``"random"``."""
-    if explicit is not None or entry.has_weights():
-        return entry.load(explicit, pretrained=True, device=device), "pretrained"
-    return entry.load(pretrained=False, device=device), "random"
+    label = available_weights(entry, explicit)
+    return entry.load(explicit, pretrained=label == "pretrained", device=device), label
+
+
+def available_weights(entry: Entry, explicit: str | None = None) -> str:
+    """The weights a measurement that does not depend on them uses: ``"pretrained"`` when given or available
+    locally (never downloaded), else ``"random"``."""
+    return "pretrained" if explicit is not None or entry.has_weights() else "random"
+
+
+def declared_weights(entry: Entry, explicit: str | None = None) -> str:
+    """The weights :meth:`~ntirekit.core.spec.Entry.load` gives a quality track (strictly loaded when declared or
+    given, else random): ``"none"`` for a reference method (no parameters to learn), ``"pretrained"`` or
+    ``"random"``."""
+    if entry.spec.reference:
+        return "none"
+    return "pretrained" if entry.spec.weights or explicit else "random"
 
 
 def measured_form(model: nn.Module, training_form: bool = False) -> str | None:

@@ -36,6 +36,7 @@ from ntirekit.eval.columns import cell
 from ntirekit.eval.guard import guard
 from ntirekit.eval.image_pipeline import ImageWriter, model_input, prefetch
 from ntirekit.eval.inference import run_tiled
+from ntirekit.eval.pipeline import declared_weights
 from ntirekit.eval.track import ChildPlan, Column, EvalOptions, Track, TrackOption
 from ntirekit.quality.device import output_to_uint8, psnr_tensor, ssim_tensor
 
@@ -110,17 +111,9 @@ def _record(entry: Entry, options: EvalOptions, fp: dict[str, Any], dataset_name
                   psnr_db=sum(i["psnr_db"] for i in images) / n,
                   ssim=sum(i["ssim"] for i in images) / n if with_ssim else None,
                   images=images, scale=entry.spec.scale, data_range=entry.spec.data_range,
-                  weights=weights_label(entry, options), **({"reference": True} if entry.spec.reference else {}),
+                  weights=declared_weights(entry, options.weights.get(entry.name)), **({"reference": True} if entry.spec.reference else {}),
                   tile=tile, seconds=round(seconds, 3),
                   **({"sr_folder": str(save_dir)} if save_dir is not None else {}))
-
-
-def weights_label(entry: Entry, options: EvalOptions) -> str:
-    """``"none"`` for a reference method (no parameters to learn), ``"pretrained"`` when the entry declares weights
-    or ``--weights`` gives them, else ``"random"``."""
-    if entry.spec.reference:
-        return "none"
-    return "pretrained" if entry.spec.weights or entry.name in options.weights else "random"
 
 
 def _score(sr: torch.Tensor, hr: torch.Tensor, name: str, options: EvalOptions, scale: int) -> dict[str, Any]:

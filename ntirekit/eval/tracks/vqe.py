@@ -60,7 +60,7 @@ from ntirekit.data.video import CLIP_JSON, QP_FILE, Clip, read_clip, write_png_f
 from ntirekit.eval.clip_inference import enhance_clip
 from ntirekit.eval.columns import cell
 from ntirekit.eval.guard import guard
-from ntirekit.eval.pipeline import macs_per_frame
+from ntirekit.eval.pipeline import declared_weights, macs_per_frame
 from ntirekit.eval.track import ChildPlan, Column, EvalOptions, Track, TrackOption, options_from_dict
 from ntirekit.quality import mean_over_videos, psnr
 from ntirekit.quality.vqe_scoring import NTIRE2022_VQE, SCORINGS, VqeScoring, scored_frames, score_video
@@ -165,27 +165,20 @@ def _evaluate_entry(entry: Entry, videos: list[VideoPair], options: EvalOptions,
     """In process: each video enhanced (:func:`_enhance_video`) and scored (:func:`_score_video`) in turn."""
     _check_entry(entry)
     started = time.perf_counter()
-    model, weights = _load(entry, options, device)
+    explicit = options.weights.get(entry.name)
+    model, weights = entry.load(explicit, device=device), declared_weights(entry, explicit)
     limit = (options.extra or {}).get("frames")
     per_video: list[dict[str, Any]] = []
+    inference: list[dict[str, Any]] = []
     for pair in tqdm(videos, desc=entry.name, unit="video", disable=not options.progress, leave=False):
         lq = read_clip(pair.lq).head(limit)
         gt = read_clip(pair.gt).head(pair.gt_frames).head(limit)
         out, stats = _enhance_video(model, entry, lq, options, device, label=f"{entry.name} {pair.name}")
         per_video.append(_score_video(pair.name, out, lq, gt, stats, entry, options))
+        inference.append(stats)
         del out
-    fields = _model_fields(model, per_video, options)
-    return _record(entry, options, fp, per_video, weights, fields, time.perf_counter() - started)
-
-
-def _load(entry: Entry, options: EvalOptions, device: torch.device) -> tuple[torch.nn.Module, str]:
-    """The model with its weights loaded strictly when the entry declares weights or ``--weights`` gives them (a
-    missing, corrupt or mismatching checkpoint fails the entry: a quality figure of other weights means nothing),
-    else randomly initialised (``"random"``)."""
-    explicit = options.weights.get(entry.name)
-    if explicit or entry.spec.weights:
-        return entry.load(explicit, device=device), "pretrained"
-    return entry.load(pretrained=False, device=device), "random"
+    fields = _model_fields(model, inference, options)
+    return _record(entry, options, fp, per_video, inference, weights, fields, time.perf_counter() - started)
 
 
 def _check_entry(entry: Entry) -> None:
@@ -233,32 +226,30 @@ def _score_video(name: str, out: list[np.ndarray], lq: Clip, gt: Clip, stats: di
             "size": [int(out[0].shape[1]), int(out[0].shape[0])], "psnr_db": v_out, "psnr_input_db": v_in,
             "delta_psnr_db": v_out - v_in, "runtime_ms_per_frame": float(stats["runtime_ms_per_frame"]),
             "chunks": int(stats["chunks"]), "pqf": stats["pqf"], "pqf_source": stats.get("pqf_source"),
-            "frame_psnr_db": out_psnr, "model_seconds": float(stats["model_seconds"]),
-            "padded_size": [int(v) for v in stats["padded_size"]],
-            "max_memory_mib": None if stats["max_memory_mib"] is None else float(stats["max_memory_mib"])}
+            "frame_psnr_db": out_psnr}
 
 
-def _model_fields(model: torch.nn.Module, per_video: list[dict[str, Any]], options: EvalOptions) -> dict[str, Any]:
-    """``params``, and the fvcore MACs of one more frame at the first video's padded size."""
+def _model_fields(model: torch.nn.Module, inference: list[dict[str, Any]], options: EvalOptions) -> dict[str, Any]:
+    """``params``, and the fvcore MACs of one more frame at the first video's padded size (``inference``: each
+    video's statistics of :func:`_enhance_video`)."""
     fields: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters()),
                               "macs_per_frame": None, "macs_input": None}
-    if (options.extra or {}).get("macs", True) and per_video:
-        w, h = per_video[0]["padded_size"]
+    if (options.extra or {}).get("macs", True) and inference:
+        w, h = (int(v) for v in inference[0]["padded_size"])
         fields["macs_per_frame"] = macs_per_frame(model, h, w)
         fields["macs_input"] = [w, h]
     return fields
 
 
-def _record(entry: Entry, options: EvalOptions, fp: dict[str, Any], per_video: list[dict[str, Any]], weights: str,
-            model_fields: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """The entry's record from its scored videos."""
+def _record(entry: Entry, options: EvalOptions, fp: dict[str, Any], per_video: list[dict[str, Any]],
+            inference: list[dict[str, Any]], weights: str, model_fields: dict[str, Any],
+            seconds: float) -> dict[str, Any]:
+    """The entry's record from its scored videos and their inference statistics."""
     extra = options.extra or {}
     scoring = _scoring_of(options)
-    model_seconds = sum(v.pop("model_seconds") for v in per_video)
+    model_seconds = sum(float(stats["model_seconds"]) for stats in inference)
     total_frames = sum(v["frames"] for v in per_video)
-    peaks = [m for m in (v.pop("max_memory_mib") for v in per_video) if m is not None]
-    for v in per_video:
-        v.pop("padded_size")
+    peaks = [float(stats["max_memory_mib"]) for stats in inference if stats["max_memory_mib"] is not None]
     psnr_db = mean_over_videos([v["psnr_db"] for v in per_video])
     psnr_in = mean_over_videos([v["psnr_input_db"] for v in per_video])
     spec = entry.spec
@@ -304,14 +295,14 @@ def enhance_videos(entry: Entry, *, count: int, lq: str, out: str, options: dict
     ``out/NNNNN/NNNNN.png``, and the inference statistics. It sees no clean frame and computes no figure."""
     opts = options_from_dict(options)
     torch_device = resolve_device(device)
-    model, _weights = _load(entry, opts, torch_device)
+    model = entry.load(opts.weights.get(entry.name), device=torch_device)
     videos = []
     for index in range(count):
         clip = read_clip(Path(lq) / f"{index:05d}")
         frames, stats = _enhance_video(model, entry, clip, opts, torch_device, label=f"video {index + 1}/{count}")
         write_png_folder(frames, Path(out) / f"{index:05d}", start=0, digits=5)
         videos.append({k: stats[k] for k in _CHILD_STATS})
-    return {"videos": videos, **_model_fields(model, [{"padded_size": v["padded_size"]} for v in videos], opts)}
+    return {"videos": videos, **_model_fields(model, videos, opts)}
 
 
 #: the inference statistics a sandboxed child reports per video (the parent scores the frames itself)
@@ -330,19 +321,18 @@ def _sandbox_collect(entry: Entry, options: EvalOptions, scratch: Path, child: d
         raise RuntimeError(f"the entry reported {len(reported) if isinstance(reported, list) else 'no'} videos for "
                            f"{len(videos)}")
     per_video = []
-    for index, (pair, stats) in enumerate(zip(videos, reported)):
+    inference = [{k: stats.get(k) if isinstance(stats, dict) else None for k in _CHILD_STATS} for stats in reported]
+    for index, (pair, stats) in enumerate(zip(videos, inference)):
         lq = read_clip(pair.lq).head(limit)
         gt = read_clip(pair.gt).head(pair.gt_frames).head(limit)
         folder = scratch / "out" / f"{index:05d}"
         if not folder.is_dir():
             raise RuntimeError(f"the entry left no output for video {pair.name}")
-        out = read_clip(folder).frames
-        per_video.append(_score_video(pair.name, out, lq, gt, {k: stats.get(k) for k in _CHILD_STATS}, entry,
-                                      options))
+        per_video.append(_score_video(pair.name, read_clip(folder).frames, lq, gt, stats, entry, options))
     fields = {k: child.get(k) for k in ("params", "macs_per_frame", "macs_input")}
     fp = fingerprint(resolve_device(options.device))
-    weights = "pretrained" if entry.spec.weights or entry.name in options.weights else "random"
-    return _record(entry, options, fp, per_video, weights, fields, time.perf_counter() - start)
+    weights = declared_weights(entry, options.weights.get(entry.name))
+    return _record(entry, options, fp, per_video, inference, weights, fields, time.perf_counter() - start)
 
 
 def _scoring(protocol: str, frame_step: int) -> VqeScoring:
