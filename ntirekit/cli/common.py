@@ -16,6 +16,7 @@ import click
 from ntirekit.cli import one_line
 from ntirekit.core.errors import EntryError, NtirekitError
 from ntirekit.core.registry import Registry, discover
+from ntirekit.core.trust import add_roots
 from ntirekit.pack import unpack
 
 
@@ -40,9 +41,22 @@ def unpack_submission(zip_path: str) -> Path:
     return root
 
 
+def trust_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--trust DIR`` (repeatable): entry folders whose code the organizer has reviewed, run in this process."""
+    return click.option("--trust", "trusted", multiple=True, type=click.Path(exists=True, file_okay=False),
+                        callback=lambda _c, _p, v: (add_roots(trusted=v), v)[1],
+                        help="A folder of entries whose code you have reviewed: their code may run in this process "
+                             "(repeatable). Other --entries folders, submissions/ and zips run in the sandbox "
+                             "only.")(func)
+
+
 def entry_root_paths(entry_roots: tuple[str, ...] = ()) -> list[Path]:
-    """The folders behind ``--entries``: folders as given, submission zips checked and unpacked (untrusted)."""
-    return [unpack_submission(r) if r.lower().endswith(".zip") else Path(r) for r in entry_roots]
+    """The folders behind ``--entries``: folders as given, submission zips checked and unpacked; all of them are
+    untrusted roots from now on in this process (:func:`ntirekit.core.trust.add_roots`) unless ``--trust`` names
+    them."""
+    paths = [unpack_submission(r) if r.lower().endswith(".zip") else Path(r) for r in entry_roots]
+    add_roots(untrusted=[p for p in paths if p.is_dir()])
+    return paths
 
 
 def load_registry(entry_roots: tuple[str, ...] = ()) -> Registry:

@@ -11,7 +11,7 @@ from tabulate import tabulate
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
 from ntirekit.core.device import resolve_device
 from ntirekit.core.records import SPLIT_RULE
-from ntirekit.eval.isolate import declared_roots
+from ntirekit.core.trust import declared_roots
 from ntirekit.eval.runner import check_data, run_track
 from ntirekit.eval.track import EvalOptions, Track
 from ntirekit.eval.tracks import TRACKS, get_track

@@ -10,14 +10,17 @@ import torch
 from tabulate import tabulate
 
 from ntirekit.cli.common import echo_err, echo_json, entries_option, json_output, load_registry, one_line_errors, \
-    parse_shape
+    parse_shape, trust_option
 from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
 from ntirekit.core.errors import OptionError
 from ntirekit.core.records import _finite, _json_default
 from ntirekit.core.spec import input_contract
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
-from ntirekit.eval.pipeline import (entry_inputs, load_for_measurement, macs_per_frame, measured_form, memory_of,
-                                   time_entries)
+from ntirekit.eval.limits import jail_limits
+from ntirekit.eval.measure_graph import measure_entry
+from ntirekit.eval.pipeline import entry_inputs, load_for_measurement, macs_per_frame, measured_form, time_entries
+from ntirekit.eval.track import EvalOptions
+from ntirekit.eval.tracks import get_track
 from ntirekit.measure.counts import count
 from ntirekit.measure.runtime import fixed_threads
 
@@ -33,38 +36,52 @@ def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: 
                   runtime: bool = False, memory: bool = False, device: str = "auto", timer: str = "robust",
                   data: str = DIV2K_LIKE, warmup: int = 3, repeats: int = 5, threads: int | None = None,
                   weights: str | None = None, training_form: bool = False) -> dict[str, Any]:
-    """The profile of one entry as a plain dict (what ``--json`` prints), measured by the pipeline of the
-    efficiency tracks (:mod:`ntirekit.eval.pipeline`), in the deploy form unless ``training_form``."""
+    """The profile of one entry as a plain dict (what ``--json`` prints). An image entry is measured on its exported
+    graph exactly as the ``complexity`` track measures it (:func:`ntirekit.eval.measure_graph.measure_entry`: its
+    code in the jail when untrusted, the graph checked against its outputs, counted and timed by the kit); a video
+    entry (trusted only) on its eager module."""
     entry = load_registry(entry_roots)[name]
     dev = resolve_device(device)
-    model, weights_kind = load_for_measurement(entry, weights)
-    form = measured_form(model, training_form)
-    video = entry.spec.track == "vqe"
-    if video and (runtime or memory):
-        raise OptionError(f"{entry.name} is a video entry: time it on clips with 'ntirekit eval --track vqe'")
-    if video and len(input_shape) == 4:
-        input_shape = video_input_shape(entry)
-    counts = count(model, input_shape)
-    out: dict[str, Any] = {"entry": entry.name, "weights": weights_kind, **({"form": form} if form else {}),
-                           **counts.to_dict()}
-    if video:
-        out["macs_per_frame"] = macs_per_frame(model, input_shape[-2], input_shape[-1])
+    if entry.spec.track == "vqe":
+        return _profile_video(entry, input_shape, runtime or memory, weights, training_form, dev)
+    options = EvalOptions(track="complexity", device=str(dev), input_shape=tuple(input_shape),
+                          weights={entry.name: weights} if weights else {}, progress=False,
+                          extra={"training_form": training_form})
+    images = timing_images(data, scale=entry.spec.scale) if (runtime or memory) else []
+    measured = measure_entry(entry, options, images, memory=memory,
+                             limits=jail_limits(get_track("complexity"), options))
+    out: dict[str, Any] = {"entry": entry.name, **measured.fields}
     with fixed_threads(threads if dev.type == "cpu" else None):
         out["device"] = fingerprint(dev)
         out["device_id"] = fingerprint_id(out["device"])
         if runtime or memory:
-            images = timing_images(data, scale=entry.spec.scale)
             out["data"] = data
             out["images"] = len(images)
-        if memory:
-            out.update(memory_of(model, entry_inputs(entry, data, "cpu", images), dev))
+            out["runtime_input"] = f"{data}: {len(images)} LR images for x{entry.spec.scale}"
         if runtime:
-            model.to(dev)
+            model = measured.model.to(dev)
             out["runtime_ms"] = time_entries({entry.name: model}, {entry.name: entry_inputs(entry, data, dev, images)},
                                              timer=timer, device=dev, warmup=warmup, repeats=repeats)[entry.name]
-    model.to("cpu")
+            model.to("cpu")
     if dev.type == "cuda":
         torch.cuda.empty_cache()
+    return out
+
+
+def _profile_video(entry: Any, input_shape: tuple[int, ...], timed: bool, weights: str | None, training_form: bool,
+                   dev: torch.device) -> dict[str, Any]:
+    """A video entry's counts on its eager module (its code runs here: trusted entries only, by the door)."""
+    if timed:
+        raise OptionError(f"{entry.name} is a video entry: time it on clips with 'ntirekit eval --track vqe'")
+    model, weights_kind = load_for_measurement(entry, weights)
+    form = measured_form(model, training_form)
+    if len(input_shape) == 4:
+        input_shape = video_input_shape(entry)
+    counts = count(model, input_shape)
+    out = {"entry": entry.name, "weights": weights_kind, **({"form": form} if form else {}), **counts.to_dict(),
+           "macs_per_frame": macs_per_frame(model, input_shape[-2], input_shape[-1]), "measured": "eager"}
+    out["device"] = fingerprint(dev)
+    out["device_id"] = fingerprint_id(out["device"])
     return out
 
 
@@ -93,12 +110,20 @@ def render(profile: dict[str, Any]) -> str:
         rows.append([f"Runtime [ms] ({rt['timer']} {head})", f"{rt[head]:.2f}"])
         rows.append(["Runtime spread", f"IQR {rt['iqr']:.2f} ms, CV {rt['cv']:.3f}, min {rt['min']:.2f} ms, "
                                        f"n {rt['n']}"])
+    missed = profile.get("macs_ntire2022_missed")
+    if missed:
+        rows.insert(2, ["FLOPs [G] (2022) missed", f"{missed / 1e9:.4f} in {profile.get('convs_missed')} convs the "
+                                                   "official counter cannot see (ranked with them)"])
+    if rt and profile.get("runtime_input"):
+        rows.append(["Runtime input", profile["runtime_input"]])
     if profile.get("memory_kind"):
         rows.append([f"Mem [MiB] ({profile['memory_kind']})", _fmt(profile["max_memory_mib"])])
         if profile.get("nvml_memory_mib") is not None:
             rows.append(["Mem [MiB] (NVML, process)", _fmt(profile["nvml_memory_mib"])])
     form = f", {profile['form']} form" if profile.get("form") else ""
-    lines = [f"{profile['entry']}  (input {shape}, weights {profile['weights']}{form}, {profile['device_id']})",
+    measured = "exported graph" if profile.get("measured") == "graph" else "eager module"
+    lines = [f"{profile['entry']}  (input {shape}, weights {profile['weights']}{form}, {measured}, "
+             f"{profile['device_id']})",
              tabulate(rows, tablefmt="simple", disable_numparse=True)]
     if profile.get("warnings"):
         lines.append("")
@@ -109,6 +134,7 @@ def render(profile: dict[str, Any]) -> str:
 @click.command("profile")
 @click.argument("entry")
 @entries_option
+@trust_option
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
 @click.option("--input-shape", default="1,3,256,256", show_default=True,
               callback=lambda c, p, v: parse_shape(v, (4, 5)),
@@ -132,8 +158,8 @@ def render(profile: dict[str, Any]) -> str:
 @json_output
 def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape: tuple[int, ...], runtime: bool,
             memory: bool, device: str, timer: str, data: str, warmup: int, repeats: int, threads: int | None,
-            weights: str | None, training_form: bool) -> None:
-    """Count (and optionally time) one entry.
+            weights: str | None, training_form: bool, trusted: tuple[str, ...]) -> None:
+    """Count (and optionally time) one entry, on its exported graph (an untrusted entry's code runs in the sandbox).
 
     \b
     ntirekit profile rlfn_ntire

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors
+from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors, trust_option
 from ntirekit.core.spec import thaw
 from ntirekit.measure.counts import macs_ntire2022, params
 from ntirekit.train.prune import named_groups, trace_channels, width_spec_of
@@ -31,9 +31,11 @@ from ntirekit.train.prune.entry import COLLAPSE_DB, DEFAULT_CRITERION, parse_wid
 @click.option("--list", "list_groups", is_flag=True, help="Only list the prunable widths and channel groups.")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder.")
 @entries_option
+@trust_option
 @one_line_errors()
 def prune(entry_name: str, out_dir: str | None, widths: str | None, target_macs_ratio: float | None, criterion: str,
-          calibration: str, weights: str | None, name: str | None, list_groups: bool, force: bool, entry_roots: tuple[str, ...]) -> None:
+          calibration: str, weights: str | None, name: str | None, list_groups: bool, force: bool,
+          entry_roots: tuple[str, ...], trusted: tuple[str, ...] = ()) -> None:
     """Prune coupled channel groups of ENTRY by importance and write the pruned entry.
 
     The PSNR before and after is reported on a small calibration set (the centre 96x96 of the five embedded sample

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ntirekit.cli.common import entries_option, load_registry, one_line_errors
+from ntirekit.cli.common import entries_option, load_registry, one_line_errors, trust_option
 from ntirekit.measure.counts import params
 from ntirekit.train.derive import reparameterize_entry
 
@@ -18,10 +18,14 @@ from ntirekit.train.derive import reparameterize_entry
 @click.option("--name", help="Name of the deploy entry (default: ENTRY_deploy).")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder.")
 @entries_option
+@trust_option
 @one_line_errors()
 def reparam(entry_name: str, out_dir: str, weights: str | None, name: str | None, force: bool,
-            entry_roots: tuple[str, ...]) -> None:
-    """Merge every re-parameterizable block of ENTRY into plain convs and write the result as a deploy entry."""
+            entry_roots: tuple[str, ...], trusted: tuple[str, ...]) -> None:
+    """Merge every re-parameterizable block of ENTRY into plain convs and write the result as a deploy entry.
+
+    It runs the entry's code in this process: untrusted entries (submissions/, --entries folders, zips) are refused
+    unless --trust names their folder."""
     entry = load_registry(entry_roots)[entry_name]
     derived, diff = reparameterize_entry(entry, out_dir, weights=weights, name=name, overwrite=force)
     train_params = params(entry.build())

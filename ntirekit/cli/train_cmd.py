@@ -8,7 +8,7 @@ from typing import Any, Callable
 import click
 from click.core import ParameterSource
 
-from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors
+from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors, trust_option
 from ntirekit.train.image import ImageTrainOptions, default_ckpt_dir, train_image_entry
 from ntirekit.train.loop import TrainConfig
 from ntirekit.train.video import VideoTrainOptions, train_video_entry
@@ -92,6 +92,7 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
         entries_option,
+        trust_option,
     ]
     for option in reversed(options):
         func = option(func)

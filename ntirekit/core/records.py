@@ -32,6 +32,7 @@ import torch
 import ntirekit
 from ntirekit.core.device import fingerprint_id
 from ntirekit.core.errors import NtirekitError
+from ntirekit.core.text import clean_text, one_line
 
 
 class ResultError(NtirekitError):
@@ -86,9 +87,10 @@ def record(entry: str, track: str, device: dict[str, Any], **fields: Any) -> dic
 def error_line(error: BaseException | str) -> str:
     """An error as the one line a record carries: ``"Type: first line"`` for an exception."""
     if isinstance(error, BaseException):
-        text = str(error).strip().splitlines()
-        return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
-    return str(error).strip().splitlines()[0] if str(error).strip() else "failed"
+        text = clean_text(str(error)).strip().splitlines()
+        return one_line(f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": "), 1000)
+    text = clean_text(str(error)).strip().splitlines()
+    return one_line(text[0], 1000) if text else "failed"
 
 
 def failure(entry: str, track: str, device: dict[str, Any], error: BaseException | str, **fields: Any) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from torch import nn
 from ntirekit.core.errors import DuplicateEntryError, EntryError
 from ntirekit.core.team_code import call_factory, import_model_file
 from ntirekit.core.tomlw import load_file
+from ntirekit.core.trust import check_runnable
 from ntirekit.core.weights import WeightsError, load_state_dict, resolve_weights
 
 __all__ = ["TRACKS", "TASKS", "SPEC_FILE", "KIT_ROOT", "REPO_ROOT", "EntryError", "DuplicateEntryError",
@@ -117,6 +118,9 @@ class WeightsSpec:
         file = str(d["file"])
         if Path(file).name in ("", ".", "..") or "\0" in file:
             raise EntryError(f"{where}: [weights].file must name a file, got {file!r}")
+        if Path(file).is_absolute() or ".." in Path(file).parts or file.startswith("~"):
+            raise EntryError(f"{where}: [weights].file must be a path inside the entry's folder (no absolute path, "
+                             f"no '..'), got {file!r}")
         pairs = d.get("rename", ())
         if not isinstance(pairs, (list, tuple)) or not all(isinstance(r, (list, tuple)) and len(r) == 2 for r in pairs):
             raise EntryError(f"{where}: [weights].rename must be a list of [old, new] prefix pairs")
@@ -300,6 +304,7 @@ class Entry:
         process as shipped, in the folder's own module namespace (see :mod:`ntirekit.core.team_code`: relative
         imports and the folder's ``models``/helper modules resolve, and two entries' modules of one name never
         clash)."""
+        check_runnable(self.name, self.folder)
         file_name = self.spec.factory.split(":", 1)[0]
         if not self.spec.factory_in_folder:
             try:

@@ -104,15 +104,23 @@ def resolve_weights(entry: "Entry", explicit: str | os.PathLike | None = None, d
     # ``file`` may be a path (relative to the folders, or absolute); the cache holds files by their name only, so that
     # no spec (an untrusted submission's included) can make a download write outside the cache.
     cached = cache_dir() / Path(spec.file).name
-    for candidate in [folder / spec.file for folder in folders] + [cached]:
+    for folder, candidate in [(folder, folder / spec.file) for folder in folders] + [(cached.parent, cached)]:
         if candidate.is_file():
-            return _verify(entry.name, candidate, expected)
+            return _verify(entry.name, _confined(entry.name, candidate, folder), expected)
     folders.append(cache_dir())
     if download and spec.url:
         return _download(entry.name, spec.url, cached, expected)
     where = ", ".join(str(f) for f in folders)
     raise WeightsError(f"{entry.name}: weights {spec.file} not found in {where}"
                        + ("" if spec.url else " and no URL is given") + " (set NTIREKIT_WEIGHTS to a local folder)")
+
+
+def _confined(entry_name: str, path: Path, folder: Path) -> Path:
+    """``path`` resolved, when it stays inside ``folder`` (a link leaving the folder is refused)."""
+    resolved, root = path.resolve(), folder.resolve()
+    if root != resolved and root not in resolved.parents:
+        raise WeightsError(f"{entry_name}: weights {path} lead outside {folder} (a link); refused")
+    return resolved
 
 
 def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Any:

@@ -25,6 +25,27 @@ def _check_finite(y: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def tile_windows(h: int, w: int, tile: int | None, overlap: int) -> list[tuple[int, int, int, int, int, int, int, int]]:
+    """The tiles :func:`run_tiled` runs on an ``h``x``w`` LR image: ``(t0, t1, l0, l1, top, bottom, left, right)``
+    per tile (the model's input window with context, and the core it writes); one window of the whole image when
+    ``tile`` is None or the image fits in one tile."""
+    if tile is None or (h <= tile and w <= tile):
+        return [(0, h, 0, w, 0, h, 0, w)]
+    windows = []
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            bottom, right = min(top + tile, h), min(left + tile, w)
+            windows.append((max(top - overlap, 0), min(bottom + overlap, h), max(left - overlap, 0),
+                            min(right + overlap, w), top, bottom, left, right))
+    return windows
+
+
+def call_shapes(shape: tuple[int, ...], tile: int | None, overlap: int) -> list[tuple[int, ...]]:
+    """The input shapes of the model calls :func:`run_tiled` makes for an input of ``shape`` (``1xCxHxW``)."""
+    return list(dict.fromkeys((*shape[:-2], t1 - t0, l1 - l0)
+                              for t0, t1, l0, l1, *_ in tile_windows(shape[-2], shape[-1], tile, overlap)))
+
+
 @torch.inference_mode()
 def run_tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int | None = None,
               overlap: int = 16) -> torch.Tensor:
@@ -38,16 +59,12 @@ def run_tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int | None = 
         return _check_finite(model(x))
     _, _, h, w = x.shape
     out: torch.Tensor | None = None
-    for top in range(0, h, tile):
-        for left in range(0, w, tile):
-            bottom, right = min(top + tile, h), min(left + tile, w)
-            t0, l0 = max(top - overlap, 0), max(left - overlap, 0)
-            t1, l1 = min(bottom + overlap, h), min(right + overlap, w)
-            y = _check_finite(model(x[..., t0:t1, l0:l1]))
-            if out is None:
-                out = y.new_empty(y.shape[0], y.shape[1], h * scale, w * scale)
-            out[..., top * scale:bottom * scale, left * scale:right * scale] = y[
-                ..., (top - t0) * scale:(bottom - t0) * scale, (left - l0) * scale:(right - l0) * scale]
+    for t0, t1, l0, l1, top, bottom, left, right in tile_windows(h, w, tile, overlap):
+        y = _check_finite(model(x[..., t0:t1, l0:l1]))
+        if out is None:
+            out = y.new_empty(y.shape[0], y.shape[1], h * scale, w * scale)
+        out[..., top * scale:bottom * scale, left * scale:right * scale] = y[
+            ..., (top - t0) * scale:(bottom - t0) * scale, (left - l0) * scale:(right - l0) * scale]
     assert out is not None
     return out
 

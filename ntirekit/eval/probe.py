@@ -1,7 +1,7 @@
 """The load probe: does an entry build, load its weights strictly and give an output of the right size?
 
-``check --load`` runs it in a child process (:func:`ntirekit.eval.isolate.call_isolated`); ``pack`` runs it in
-process on the entry it packs.
+``check --load``, ``pack`` and ``import-ntire --check`` run it in the jail (:func:`ntirekit.eval.isolate.call_isolated`):
+it runs the entry's code. Its result is a verdict (and the notes of the load), never a figure.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def load_probe(entry: Entry, device: str = "cpu") -> dict[str, Any]:
 
     The input is :data:`PROBE_SIZE` pixels square, raised to the entry's input contract (``min_size``,
     ``multiple``), then 64 and 256 pixels when the model's forward raises on the smaller one (a team model that
-    downsamples may need more than 24x24); a video entry gets its contract's ``frames`` frames. Returns ``params``,
+    downsamples may need more than 24x24); a video entry gets its contract's ``frames`` frames. Returns
     ``output_shape`` and the entry's :attr:`~ntirekit.core.spec.Entry.notes` (a CUDA constructor built on the CPU, an
     unwrapped checkpoint, the keys a non-strict load left missing or unused).
     """
@@ -49,4 +49,4 @@ def load_probe(entry: Entry, device: str = "cpu") -> dict[str, Any]:
                          f"gives 3x{want[0]}x{want[1]}")
     if not bool(torch.isfinite(y).all()):
         raise NonFiniteOutput("model output contains NaN or inf")
-    return {"params": sum(p.numel() for p in model.parameters()), "output_shape": list(y.shape), **entry.notes}
+    return {"output_shape": list(y.shape), **entry.notes}

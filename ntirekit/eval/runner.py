@@ -20,7 +20,6 @@ from typing import Any, Iterator
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import ResultError, read_result, result_key, result_path, write_record
 from ntirekit.core.spec import Entry
-from ntirekit.eval.isolate import evaluate_isolated, is_untrusted
 from ntirekit.eval.track import EvalOptions, Track
 from ntirekit.eval.tracks import get_track
 
@@ -38,7 +37,7 @@ def existing_ok(out_dir: Path, entry: Entry, track: str, device: dict[str, Any],
 def options_record(options: EvalOptions) -> dict[str, Any]:
     """The options a record was measured with (so that ``regress`` can measure it again the same way)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()
-            if k not in ("progress", "device", "weights")}
+            if k not in ("progress", "device", "weights", "timeout_s", "memory_mb", "isolate")}
 
 
 def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | None = None,
@@ -47,13 +46,16 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
     """Evaluate ``entries`` on ``options.track``; write ``OUT/<entry>__<track>__<key>__<device>.json`` for each
     (:func:`ntirekit.core.records.result_path`).
 
-    ``isolate``: True runs every entry in its own child process (:func:`ntirekit.eval.isolate.evaluate_isolated`,
-    with ``timeout_s`` and ``memory_mb``), False none; None (default) isolates the untrusted ones (submissions,
-    unpacked zips: :func:`ntirekit.eval.isolate.is_untrusted`). Unknown tracks and options of the wrong type are an
+    ``isolate``: True runs every entry's code in the jail, None (default) the untrusted ones only (submissions,
+    unpacked zips, ``--entries`` folders: :func:`ntirekit.core.trust.is_untrusted`); untrusted code never runs in this
+    process whatever ``isolate`` says. ``timeout_s`` and ``memory_mb`` bound each jail
+    (:func:`ntirekit.eval.limits.jail_limits`). Unknown tracks and options of the wrong type are an
     :class:`~ntirekit.core.errors.OptionError` before anything runs.
     """
     track = get_track(options.track)
-    options = track.resolve(options)
+    options = track.resolve(dataclasses.replace(options, isolate=options.isolate if isolate is None else isolate,
+                                                timeout_s=timeout_s or options.timeout_s,
+                                                memory_mb=memory_mb or options.memory_mb))
     device = fingerprint(resolve_device(options.device))
     stamp = options_record(options)
     records: list[dict[str, Any]] = []
@@ -64,7 +66,7 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
         todo = [e for e in entries if done[e.name] is None]
     check_data(track, options, todo)
     partial: dict[str, dict[str, Any]] = {}
-    for rec in _evaluate(todo, options, track, isolate, timeout_s, memory_mb):
+    for rec in _evaluate(todo, options, track):
         rec.setdefault("track", options.track)
         rec.setdefault("options", stamp)
         rec.setdefault("split", options.split)
@@ -96,29 +98,16 @@ def check_data(track: Track, options: EvalOptions, entries: list[Entry]) -> None
         track.check_data(str(options.data), scale)
 
 
-def _evaluate(entries: list[Entry], options: EvalOptions, track: Track, isolate: bool | None,
-              timeout_s: float | None, memory_mb: int | None) -> Iterator[dict[str, Any]]:
-    """In-process entries through the track, then each isolated entry in its own child process.
-
-    Fair timing: when a timing track would run some entries in process and others isolated (untrusted ones), every
-    entry runs isolated, one after the other, so that all of one comparison are timed the same way whatever their
-    trust level. Each timed record says how (``timing_arrangement``)."""
-    untrusted = [e for e in entries if (is_untrusted(e) if isolate is None else isolate)]
-    isolated, local = untrusted, [e for e in entries if e not in untrusted]
-    if track.times and isolated and local:
-        isolated, local = list(entries), []         # trusted ones in their own (unsandboxed) process
-    if local:
-        how = "in this process"
-        if len(local) > 1:
-            how += f" with {len(local) - 1} other entries" + (", interleaved" if options.timer == "robust" else "")
-        for rec in track.evaluate(local, options):
-            yield _arranged(rec, track, how)
-    for entry in isolated:
-        rec = evaluate_isolated(entry, options, timeout_s=timeout_s, memory_mb=memory_mb, sandbox=entry in untrusted)
-        yield _arranged(rec, track, "own process per entry, one after another")
-
-
-def _arranged(rec: dict[str, Any], track: Track, how: str) -> dict[str, Any]:
-    if track.times and ("runtime_ms" in rec or "runtime_ms_per_frame" in rec):
-        rec.setdefault("timing_arrangement", how)
-    return rec
+def _evaluate(entries: list[Entry], options: EvalOptions, track: Track) -> Iterator[dict[str, Any]]:
+    """Every entry through the track, which runs an untrusted entry's code in the jail only (the door,
+    :func:`ntirekit.core.trust.check_runnable`, keeps it out of this process whatever a track does). A timed record
+    says how it was timed (``timing_arrangement``)."""
+    others = len(entries) - 1
+    for rec in track.evaluate(entries, options):
+        if track.times and ("runtime_ms" in rec or "runtime_ms_per_frame" in rec):
+            how = "exported graph timed in this process" if rec.get("measured") == "graph" else \
+                "eager module timed in this process (trusted)"
+            if others > 0 and "runtime_ms" in rec:
+                how += f" with {others} other entries" + (", interleaved" if options.timer == "robust" else "")
+            rec.setdefault("timing_arrangement", how)
+        yield rec

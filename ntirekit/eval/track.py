@@ -48,6 +48,11 @@ class EvalOptions:
     weights: dict[str, str] = field(default_factory=dict)   # entry name -> explicit checkpoint
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)     # track-specific options (Track.options)
+    #: jail limits for untrusted entries: seconds after start-up (None: scaled to the work) and MiB (None: half the
+    #: machine); ``isolate``: None jails untrusted entries only, True every entry
+    timeout_s: float | None = None
+    memory_mb: int | None = None
+    isolate: bool | None = None
 
 
 def options_from_dict(data: dict[str, Any]) -> EvalOptions:

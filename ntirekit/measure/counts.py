@@ -87,6 +87,10 @@ class Counts:
     activations_fvcore: int | None
     flops_torch: int | None = None            # FlopCounterMode total (2 per MAC)
     functional_convs: int = 0                 # aten convolutions the challenge counters cannot see
+    #: the 2022 counter's conv rules applied to those convolutions (graph counts only; None where not measured)
+    macs_ntire2022_missed: int | None = None
+    activations_missed: int | None = None
+    convs_missed: int | None = None
     fvcore_by_operator: dict[str, int] = field(default_factory=dict)
     torch_by_operator: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

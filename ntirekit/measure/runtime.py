@@ -18,21 +18,15 @@ Two timers, both in milliseconds, both timing ``model(x)`` only (inputs are on t
 The result per entry is ``{"median", "mean", "total", "iqr", "cv", "min", "max", "timer", "n", "unit": "ms"}``; ``cv`` is the
 population standard deviation (``ddof=0``) over the mean, ``iqr`` the 75th minus the 25th percentile (numpy's default
 linear interpolation). For the ``ntire`` timer the headline figure is ``mean``, for ``robust`` it is ``median``
-(:func:`headline`). ``total`` is the sum of the timings (the figure the isolation layer checks against its own
-clock, :mod:`ntirekit.eval.witness`).
+(:func:`headline`). ``total`` is the sum of the timings.
 
-**Clocks that an entry cannot patch.** The clocks (``time.perf_counter``, ``time.perf_counter_ns``,
-``torch.cuda.Event.record`` / ``elapsed_time``, ``torch.cuda.synchronize``) are bound when this module is imported,
-which the kit does before any entry's code is imported: an entry that later replaces ``time.perf_counter_ns`` or the
-CUDA event methods does not change a timing. Around every timed call a witness byte is written (:func:`witness_to`:
-``+`` before, ``-`` after, outside the timed region) to a pipe whose other end the organizer's process reads and
-timestamps with its own clock.
+Only the kit's own code runs here: what is timed is an entry's exported graph (:mod:`ntirekit.eval.measure_graph`)
+or a trusted entry's module, never a process the entry controls.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -44,28 +38,6 @@ from ntirekit.core.errors import OptionError
 TIMERS = ("robust", "ntire")
 
 Model = Callable[[torch.Tensor], Any]
-
-_perf_counter = time.perf_counter
-_perf_counter_ns = time.perf_counter_ns
-_event_record = torch.cuda.Event.record
-_event_elapsed = torch.cuda.Event.elapsed_time
-_cuda_synchronize = torch.cuda.synchronize
-_write = os.write
-_witness: list[int] = []
-
-
-def witness_to(fd: int | None) -> None:
-    """Write a witness byte to file descriptor ``fd`` around every timed call from now on (``None``: stop)."""
-    _witness[:] = [] if fd is None else [int(fd)]
-
-
-def _mark(byte: bytes) -> None:
-    for fd in _witness:
-        try:
-            _write(fd, byte)
-        except OSError:
-            _witness.clear()
-
 
 def summarize(times_ms: Sequence[float], timer: str) -> dict[str, Any]:
     """The statistics of a list of timings (milliseconds)."""
@@ -118,28 +90,21 @@ class _Clock:
             self.end = torch.cuda.Event(enable_timing=True)
 
     def time(self, fn: Callable[[], Any]) -> float:
-        _mark(b"+")
-        try:
-            return self._time(fn)
-        finally:
-            _mark(b"-")
-
-    def _time(self, fn: Callable[[], Any]) -> float:
         if self.cuda:
             if self.sync_before:
-                _cuda_synchronize()
-            _event_record(self.start)
+                torch.cuda.synchronize()
+            self.start.record()
             fn()
-            _event_record(self.end)
-            _cuda_synchronize()
-            return float(_event_elapsed(self.start, self.end))
+            self.end.record()
+            torch.cuda.synchronize()
+            return float(self.start.elapsed_time(self.end))
         if self.cpu_clock == "perf_counter":
-            t0 = _perf_counter()
+            t0 = time.perf_counter()
             fn()
-            return (_perf_counter() - t0) * 1e3
-        t0 = _perf_counter_ns()
+            return (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter_ns()
         fn()
-        return (_perf_counter_ns() - t0) / 1e6
+        return (time.perf_counter_ns() - t0) / 1e6
 
 
 def _device_of(inputs: Mapping[str, Sequence[torch.Tensor]], device: str | torch.device | None) -> torch.device:

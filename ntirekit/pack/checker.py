@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ntirekit.core.spec import Entry
-from ntirekit.eval.isolate import call_isolated, mark_untrusted
+from ntirekit.core.trust import mark_untrusted
+from ntirekit.eval.isolate import call_isolated
 from ntirekit.eval.probe import load_probe
 from ntirekit.pack.formats import FORMATS, MANIFEST, code_root, detect_format, validate
 from ntirekit.pack.manifest import read_manifest, verify_manifest
@@ -128,7 +129,5 @@ def _load_isolated(spec: Any, root: Path, report: Report, *, timeout_s: float, m
     entry = Entry(spec, root)
     rec = call_isolated(entry, load_probe, timeout_s=timeout_s, memory_mb=memory_mb)
     report.info["load_sandbox"] = rec.get("sandbox")
-    if rec.get("status") == "ok":
-        report.info["params"] = rec.get("params")
-    else:
+    if rec.get("status") != "ok":
         report.error("load-failed", f"building the model and loading its weights strictly failed: {rec.get('error')}")

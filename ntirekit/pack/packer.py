@@ -38,6 +38,8 @@ from ntirekit.core.registry import discover
 from ntirekit.core.spec import Entry, EntryError, read_spec
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
 from ntirekit.eval.pipeline import entry_inputs, time_entries
+from ntirekit.core.trust import mark_untrusted
+from ntirekit.eval.isolate import call_isolated
 from ntirekit.eval.probe import load_probe
 from ntirekit.eval.regress import figure
 from ntirekit.measure.runtime import headline
@@ -152,11 +154,16 @@ def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
         target = stage / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
-    entry = Entry(read_spec(stage), stage)
+    mark_untrusted(stage)
     try:
-        report.info["params"] = load_probe(entry)["params"]
-    except Exception as exc:  # noqa: BLE001 - the entry's code may fail in any way; the report says how
-        report.error("load-failed", f"building the model and loading its weights strictly failed: {error_line(exc)}")
+        entry = Entry(read_spec(stage), stage)
+    except Exception as exc:  # noqa: BLE001 - a broken spec is a problem to report
+        report.error("load-failed", f"the entry cannot be read: {error_line(exc)}")
+        return
+    rec = call_isolated(entry, load_probe)          # the entry's code runs in the jail only
+    report.info["load_sandbox"] = rec.get("sandbox")
+    if rec.get("status") != "ok":
+        report.error("load-failed", f"building the model and loading its weights strictly failed: {rec.get('error')}")
 
 
 # ---------------------------------------------------------------------------------------------------------- results

@@ -1,40 +1,36 @@
-"""The efficiency tracks: ``complexity``, ``runtime`` and ``overall``.
+"""The efficiency tracks: ``complexity``, ``runtime`` and ``overall``, measured on each entry's exported graph.
 
-Every record carries the counts of :func:`ntirekit.measure.counts.count` on ``options.input_shape`` (``params``,
-``macs_ntire2022``, ``macs_fvcore``, ``activations``, ``activations_fvcore``, ``convs``, ``input_shape``,
-``warnings``), ``weights`` (``"pretrained"`` when a checkpoint is available locally or given with ``--weights``, else
-``"random"``: counts and timings do not depend on the weights' values) and the device fingerprint.
+For every entry (:mod:`ntirekit.eval.measure_graph`): its own code, in the jail when it is untrusted, produces outputs
+for the timing inputs and the counting input and exports its graph; this process vets the graph, runs it on the same
+inputs (in a jail without team code for an untrusted entry) and requires the same outputs ("exported graph differs
+from the scored model" otherwise), then counts it on ``options.input_shape`` (``params``, ``macs_ntire2022`` and the
+convolutions that counter misses, ``macs_fvcore``, ``activations``, ``activations_fvcore``, ``convs``,
+``input_shape``, ``warnings``; :mod:`ntirekit.measure.graph_counts`), names it (``graph_id``) and, for ``runtime`` and
+``overall``, measures its peak memory (``max_memory_mib``, ``memory_kind``, ``nvml_memory_mib``;
+:mod:`ntirekit.measure.memory`) on the timing inputs. Then every entry's graph is timed in this process, the robust
+timer interleaving them (``runtime_ms``: :mod:`ntirekit.measure.runtime`), so every entry is timed the same way
+whatever its trust. No figure comes from the entry's process.
 
-``runtime`` and ``overall`` add ``runtime_ms`` (the timer's statistics, :mod:`ntirekit.measure.runtime`) and the peak
-memory (``max_memory_mib``, ``memory_kind``, ``nvml_memory_mib``; :mod:`ntirekit.measure.memory`), both measured on
-the LR images of ``options.data`` (default ``"div2k-like"``: DIV2K-shaped crops; :mod:`ntirekit.data.timing`) through
-:mod:`ntirekit.eval.pipeline`. ``complexity`` measures no memory (its memory keys are ``None``). A CPU fingerprint
-labels CPU timings as such; CPU memory is an estimate (``memory_kind = "cpu_estimate"``).
+An untrusted entry whose network does not export is not measured ("not exportable: ..."); a trusted one is measured
+as the eager module (``"measured": "eager"``). Records say ``weights`` (``"pretrained"`` when a checkpoint is available
+locally or given, else ``"random"``: counts and timings do not depend on the weights' values), ``measured``
+(``graph`` | ``eager``), ``graph`` (how it was exported and checked) and, for a jailed entry, ``sandbox``,
+``limits`` and ``output``.
 
-Order of work: each entry is loaded and counted (and, for runtime/overall, its memory measured with no other entry
-on the device) inside :func:`ntirekit.eval.guard.guard`; then all entries that got so far are timed together (the
-robust timer interleaves them). An entry that fails at any step becomes a failure record and the others go on. For
-runtime/overall, each entry's counts and memory are yielded at once as a ``"partial"`` record (``"partial": true``,
-no ``runtime_ms``), which the runner writes and its final record replaces: a run interrupted while timing keeps them.
+Inputs: the LR images of ``options.data`` (default ``"div2k-like"``: DIV2K-shaped crops; :mod:`ntirekit.data.timing`).
+For runtime/overall each entry's counts and memory are yielded first as a ``"partial"`` record (``"partial": true``, no
+``runtime_ms``), which the runner writes and the final record replaces: a run interrupted while timing keeps them.
 
-``options.extra`` (declared in :data:`TRACKS`): ``fvcore`` (bool, default True), ``cross_check`` (bool, default
-False: also torch's FlopCounterMode per operator, compared with fvcore), ``memory`` (bool, default True: the peak
-memory of the timed tracks, on their timing inputs), ``images`` (int: time on the first N images only), ``crop`` (int:
-centre-crop each LR input to at most ``crop x crop`` pixels), ``benchmark`` (bool: ``cudnn.benchmark`` for the
-robust timer, default False as in the challenge) and ``training_form`` (bool, default False: entries built with the
-kit's re-parameterizable blocks are merged into their deploy form before counting and timing, as the challenge
-measures them, and the record says ``"form": "deploy"``; True keeps and records the training form).
-Counting costs one shape-only pass plus one fvcore trace per entry
-(:func:`ntirekit.measure.counts.count`).
-
-Before the timing phase an estimate of its duration is printed (with progress on): the fvcore trace of the counting
-input is about one forward pass, scaled by the timing inputs' pixels and the number of timed runs. No background
-work runs while a forward is timed (the image pipeline of the psnr track is not used here).
+``options.extra`` (declared in :data:`TRACKS`): ``fvcore`` (bool, default True), ``cross_check`` (bool: also torch's
+FlopCounterMode per operator, compared with fvcore), ``memory`` (bool, default True), ``images`` (int: the first N
+inputs only), ``crop`` (int: centre-crop each LR input to at most ``crop x crop``), ``benchmark`` (bool:
+``cudnn.benchmark`` for the robust timer, default False as in the challenge) and ``training_form`` (bool: entries built
+with the kit's re-parameterizable blocks are merged into their deploy form first, as the challenge measures them,
+``"form": "deploy"``; True keeps the training form).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterator
 
 import numpy as np
@@ -42,17 +38,18 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ntirekit.core.errors import OptionError
 from ntirekit.core.device import fingerprint, resolve_device
+from ntirekit.core.errors import OptionError
 from ntirekit.core.records import record
 from ntirekit.core.spec import Entry
 from ntirekit.data.images import open_image_dataset
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
 from ntirekit.eval.columns import COUNTS, MEMORY, RUNTIME
 from ntirekit.eval.guard import guard
-from ntirekit.eval.pipeline import entry_inputs, load_for_measurement, measured_form, memory_of, time_entries
+from ntirekit.eval.limits import jail_limits
+from ntirekit.eval.measure_graph import measure_entry
+from ntirekit.eval.pipeline import entry_inputs, time_entries
 from ntirekit.eval.track import EvalOptions, Track, TrackOption
-from ntirekit.measure.counts import count
 
 TRACK_NAMES = ("runtime", "complexity", "overall")
 
@@ -85,18 +82,14 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: str,
               device: torch.device) -> Iterator[dict[str, Any]]:
     fp = fingerprint(device)
     timed = track in ("runtime", "overall")
-    extra = options.extra or {}
-    use_fvcore = bool(extra.get("fvcore", True))
-    with_memory = timed and bool(extra.get("memory", True))
     images_by_scale: dict[int, list[np.ndarray]] = {}
     pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]] = {}
-
-    phase = f"{track}: count + memory" if with_memory else f"{track}: count"
+    phase = f"{track}: export, check, count" + (" + memory" if timed else "")
     for entry in tqdm(entries, desc=phase, unit="entry", disable=not options.progress, leave=False):
         failed: list[dict[str, Any]] = []
         prepared: tuple[nn.Module, dict[str, Any]] | None = None
         with guard(entry, track, fp, failed):  # never yield inside guard: it would swallow GeneratorExit
-            prepared = _prepare(entry, options, device, images_by_scale, use_fvcore, timed, with_memory)
+            prepared = _prepare(entry, options, images_by_scale, timed)
         if prepared is None:
             yield from failed
             continue
@@ -106,7 +99,6 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: str,
             yield {**record(entry.name, track, fp, **fields), "status": "partial", "partial": True}
         else:
             yield record(entry.name, track, fp, **fields)
-
     if not timed or not pending:
         return
     if options.progress:
@@ -116,48 +108,31 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: str,
 
 def _timing_estimate(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]],
                      images_by_scale: dict[int, list[np.ndarray]], options: EvalOptions) -> str:
-    """``timing N entries: about S s`` from each entry's counting time (about one forward of the counting input:
-    the fvcore trace), scaled by the timing inputs' pixels and the number of timed runs."""
-    count_pixels = options.input_shape[-1] * options.input_shape[-2]
+    """``timing N entries (names): about S s`` from each entry's check time (one graph forward per input),
+    scaled by the number of timed calls."""
     runs = max(1, options.runs) * (options.warmup + options.repeats if options.timer == "robust" else 1)
-    total = 0.0
-    for entry, _model, fields in pending.values():
-        pixels = sum(img.shape[0] * img.shape[1] for img in images_by_scale[entry.spec.scale])
-        total += fields.get("count_seconds", 0.0) * pixels / count_pixels * runs
-    return f"timing {len(pending)} entries ({options.timer} timer): about {total:.0f} s"
+    total = sum(fields.get("check_seconds", 0.0) * runs for _e, _m, fields in pending.values())
+    names = ", ".join(list(pending)[:6]) + (", ..." if len(pending) > 6 else "")
+    return f"timing {len(pending)} entr{'y' if len(pending) == 1 else 'ies'} ({names}; {options.timer} timer): " \
+           f"about {total:.0f} s"
 
 
-def _prepare(entry: Entry, options: EvalOptions, device: torch.device, images_by_scale: dict[int, list[np.ndarray]],
-             use_fvcore: bool, timed: bool, with_memory: bool) -> tuple[nn.Module, dict[str, Any]]:
-    """Load and count one entry (and measure its memory for the timed tracks); raises on any failure."""
+def _prepare(entry: Entry, options: EvalOptions, images_by_scale: dict[int, list[np.ndarray]],
+             timed: bool) -> tuple[nn.Module, dict[str, Any]]:
+    """Export, check, count (and measure the memory of) one entry; raises on any failure."""
     if entry.spec.track != "esr":
         raise ValueError(f"{entry.name} is a {entry.spec.track} entry; the {options.track} track runs esr entries")
-    started = time.perf_counter()
-    model, weights = load_for_measurement(entry, options.weights.get(entry.name))
     extra = options.extra or {}
-    form = measured_form(model, training_form=bool(extra.get("training_form", False)))
-    counted = time.perf_counter()
-    counts = count(model, options.input_shape, fvcore=use_fvcore, cross_check=bool(extra.get("cross_check", False)))
-    count_seconds = time.perf_counter() - counted
-    fields: dict[str, Any] = {
-        "params": counts.params, "macs_ntire2022": counts.macs_ntire2022, "macs_fvcore": counts.macs_fvcore,
-        "activations": counts.activations, "activations_fvcore": counts.activations_fvcore,
-        "convs": counts.convs, "flops_torch": counts.flops_torch, "functional_convs": counts.functional_convs,
-        "input_shape": list(counts.input_shape), "warnings": list(counts.warnings), "weights": weights,
-        "scale": entry.spec.scale, "data_range": entry.spec.data_range,
-        "max_memory_mib": None, "memory_kind": None, "nvml_memory_mib": None,
-        **({"form": form} if form else {}),
-    }
-    if timed:
-        scale = entry.spec.scale
-        if scale not in images_by_scale:
-            images_by_scale[scale] = timing_images(options.data, scale, extra.get("images"), extra.get("crop"))
-        if with_memory:
-            fields.update(memory_of(model, entry_inputs(entry, options.data, "cpu", images_by_scale[scale]), device))
-            fields["memory_input"] = _input_label(options)
-    fields["seconds"] = round(time.perf_counter() - started, 3)
-    fields["count_seconds"] = round(count_seconds, 3)
-    return model, fields
+    scale = entry.spec.scale
+    if scale not in images_by_scale:
+        images_by_scale[scale] = timing_images(options.data, scale, extra.get("images"), extra.get("crop"))
+    measured = measure_entry(entry, options, images_by_scale[scale], memory=timed and bool(extra.get("memory", True)),
+                             limits=jail_limits(_BY_NAME[options.track], options))
+    fields = dict(measured.fields)
+    fields.update(scale=entry.spec.scale, data_range=entry.spec.data_range)
+    if timed and extra.get("memory", True):
+        fields["memory_input"] = _input_label(options)
+    return measured.model, fields
 
 
 def _time_pending(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]],
@@ -201,10 +176,12 @@ def check_data(data: str, scale: int) -> None:
 
 
 _COUNT_FIELDS = ("params", "macs_ntire2022", "macs_fvcore", "activations", "activations_fvcore", "convs",
-                 "input_shape", "warnings", "weights", "scale", "data_range", "max_memory_mib", "memory_kind")
+                 "input_shape", "warnings", "weights", "scale", "data_range", "max_memory_mib", "memory_kind",
+                 "measured")
 _TIMED_FIELDS = (*_COUNT_FIELDS, "runtime_ms", "timer", "runtime_input", "runtime_images")
-_OPTIONAL_FIELDS = ("flops_torch", "functional_convs", "nvml_memory_mib", "memory_input", "seconds", "count_seconds",
-                    "form")
+_OPTIONAL_FIELDS = ("flops_torch", "functional_convs", "macs_ntire2022_missed", "activations_missed", "convs_missed",
+                    "nvml_memory_mib", "memory_input", "seconds", "check_seconds", "form", "graph", "graph_id",
+                    "sandbox", "limits", "output")
 _OPTIONS = (
     TrackOption("fvcore", bool, True, "also count with fvcore (macs_fvcore, activations_fvcore)"),
     TrackOption("cross_check", bool, False, "also count with torch's FlopCounterMode and compare with fvcore per "
@@ -220,12 +197,13 @@ _OPTIONS = (
 )
 TRACKS = (
     Track("runtime", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, optional_fields=_OPTIONAL_FIELDS,
-          columns=RUNTIME + MEMORY, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
-          description="runtime (timer statistics) and peak memory, with the counts"),
+          columns=RUNTIME + MEMORY, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          check_data=check_data, description="runtime (timer statistics) and peak memory, with the counts"),
     Track("complexity", evaluate, "esr", times=False, record_fields=_COUNT_FIELDS, optional_fields=_OPTIONAL_FIELDS,
-          columns=COUNTS, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
-          description="params, MACs, activations, #conv on --input-shape"),
+          columns=COUNTS, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          check_data=check_data, description="params, MACs, activations, #conv on --input-shape"),
     Track("overall", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, optional_fields=_OPTIONAL_FIELDS,
-          columns=RUNTIME + COUNTS + MEMORY, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False, check_data=check_data,
-          description="runtime, memory and counts"),
+          columns=RUNTIME + COUNTS + MEMORY, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True,
+          finite_guard=False, check_data=check_data, description="runtime, memory and counts"),
 )
+_BY_NAME = {t.name: t for t in TRACKS}

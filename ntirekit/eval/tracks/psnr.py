@@ -20,6 +20,7 @@ integer arithmetic, the official float64 figure bit for bit), SR images written 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,16 +29,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ntirekit.data.images import open_image_dataset, read_image, write_image
+from ntirekit.data.images import open_image_dataset
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import record, split_of
 from ntirekit.core.spec import Entry
 from ntirekit.eval.columns import cell
-from ntirekit.eval.guard import guard
-from ntirekit.eval.image_pipeline import ImageWriter, model_input, prefetch
+from ntirekit.eval.graph_side import COUNT_SHAPE, MAX_GRAPH_BYTES, compare_outputs, counting_image
+from ntirekit.eval.guard import EntryFailed, guard
+from ntirekit.eval.limits import jail_limits
+from ntirekit.eval.measure_graph import harness_of, jailed, vet
+from ntirekit.eval.sides import graph_side, team_side
+from ntirekit.graph.errors import NotExportable
+from ntirekit.eval.image_pipeline import ImageWriter, prefetch
 from ntirekit.eval.inference import run_tiled
 from ntirekit.eval.pipeline import declared_weights
-from ntirekit.eval.track import ChildPlan, Column, EvalOptions, Track, TrackOption
+from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
 from ntirekit.quality.device import output_to_uint8, psnr_tensor, ssim_tensor
 
 
@@ -49,7 +55,8 @@ def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, A
         failed: list[dict[str, Any]] = []
         rec: dict[str, Any] | None = None
         with guard(entry, "psnr", fp, failed):  # never yield inside guard
-            rec = _evaluate_entry(entry, options, device, fp, datasets)
+            rec = _evaluate_jailed(entry, options, fp, datasets) if jailed(entry, options) else \
+                _evaluate_entry(entry, options, device, fp, datasets)
         yield from failed if rec is None else [rec]
 
 
@@ -122,65 +129,79 @@ def _score(sr: torch.Tensor, hr: torch.Tensor, name: str, options: EvalOptions, 
             "ssim": ssim_tensor(sr, hr, protocol=options.protocol, border=scale) if with_ssim else None}
 
 
-# ----------------------------------------------------------------------------------- sandboxed: parent-scored
+# ------------------------------------------------------------------------------ untrusted: jailed, parent-scored
 
-def _sandbox_inputs(entry: Entry, options: EvalOptions, scratch: Path, inside: Path) -> tuple[str, dict[str, Any]]:
-    """Parent side: the dataset's LR images (never its HR) as ``scratch/lr/NNNNN.png`` for the child."""
-    dataset = open_dataset(str(options.data), entry.spec.scale, options.split)
+def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], datasets: dict[int, Any]) -> dict[str, Any]:
+    """An untrusted entry: its code, in the jail, gets the LR images (never an HR image) and returns its uint8
+    outputs, which this process scores; it also exports its graph, which a jail without team code runs on the same
+    images: the outputs must be the same (else "exported graph differs from the scored model"), and the record
+    carries the graph's identity (``graph_id``, on the counting input) so that a leaderboard can require the timed
+    graph to be the scored network. A network that does not export is scored without one (``graph``: why)."""
+    if entry.spec.track != "esr":
+        raise ValueError(f"{entry.name} is a {entry.spec.track} entry; the psnr track runs esr entries")
+    scale = entry.spec.scale
+    if scale not in datasets:
+        datasets[scale] = open_dataset(str(options.data), scale, options.split)
+    dataset = datasets[scale]
     if not dataset.has_hr:
         raise ValueError(f"{dataset.name}: some images have no HR image; PSNR needs HR")
-    (scratch / "lr").mkdir()
-    (scratch / "sr").mkdir()
-    for index in range(len(dataset)):
-        write_image(scratch / "lr" / f"{index:05d}.png", dataset[index].lr)
-    return f"{__name__}:super_resolve", {"count": len(dataset), "lr": str(inside / "lr"), "sr": str(inside / "sr"),
-                                         "tile": options.tile, "tile_overlap": options.tile_overlap,
-                                         "weights": options.weights.get(entry.name), "device": options.device}
-
-
-def super_resolve(entry: Entry, *, count: int, lr: str, sr: str, tile: int | None, tile_overlap: int,
-                  weights: str | None, device: str) -> dict[str, Any]:
-    """Child side (in the sandbox): ``lr/NNNNN.png`` through the model, the uint8 output as ``sr/NNNNN.png``. It
-    sees no HR image and computes no figure."""
-    torch_device = resolve_device(device)
-    model = entry.load(weights, device=torch_device)
-    scale, data_range = entry.spec.scale, entry.spec.data_range
-    for index in range(count):
-        x = model_input(read_image(Path(lr) / f"{index:05d}.png"), data_range).to(torch_device)
-        y = run_tiled(model, x, scale, tile or entry.spec.tile or None, tile_overlap)
-        write_image(Path(sr) / f"{index:05d}.png", output_to_uint8(y, data_range).permute(1, 2, 0).cpu().numpy())
-    return {"images": count}
-
-
-def _sandbox_collect(entry: Entry, options: EvalOptions, scratch: Path, child: dict[str, Any]) -> dict[str, Any]:
-    """Parent side: the record, each SR image read back and scored against the HR image the child never saw."""
-    start = time.perf_counter()
-    dataset = open_dataset(str(options.data), entry.spec.scale, options.split)
-    scale = entry.spec.scale
+    explicit = options.weights.get(entry.name)
+    weights = entry.weights_path(explicit, download=False) if (explicit or entry.spec.weights) else None
+    rel = None if weights is None else (entry.spec.weights.file if explicit is None and entry.spec.weights
+                                        else f".weights/{Path(weights).name}")
+    tile = options.tile or entry.spec.tile or None
+    harness = harness_of(entry, options, rel, tile)
+    lrs = [dataset[i].lr for i in range(len(dataset))]
+    count = counting_image()
+    shapes = harness.model_shapes([lr.shape[:2] for lr in [*lrs, count]])
+    limits = jail_limits(TRACKS[0], options)
     save_dir = Path(options.extra["save_sr"]) / entry.name if (options.extra or {}).get("save_sr") else None
-    images = []
-    with ImageWriter(background=False) as writer:
-        for index in range(len(dataset)):
-            pair = dataset[index]
-            assert pair.hr is not None
-            path = scratch / "sr" / f"{index:05d}.png"
-            if not path.is_file():
-                raise RuntimeError(f"the entry left no output for image {pair.name}")
-            sr = read_image(path)
-            if sr.shape != pair.hr.shape:
-                raise RuntimeError(f"output is {sr.shape[:2]}, expected {pair.hr.shape[:2]} for a x{scale} model")
-            sr_t = torch.from_numpy(np.ascontiguousarray(sr.transpose(2, 0, 1)))
-            hr_t = torch.from_numpy(np.ascontiguousarray(pair.hr.transpose(2, 0, 1)))
-            images.append(_score(sr_t, hr_t, pair.name, options, scale))
-            if save_dir is not None:
-                writer.submit(save_dir / sr_file_name(pair.name), sr)
-    fp = fingerprint(resolve_device(options.device))
-    return _record(entry, options, fp, dataset.name, images, options.tile or entry.spec.tile or None,
-                   time.perf_counter() - start, save_dir)
+    images: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    with team_side(entry, harness, jailed=True, limits=limits, weights=weights) as (team, info):
+        try:
+            data, how = team.export(shapes, MAX_GRAPH_BYTES)
+        except NotExportable as exc:
+            data, how = None, {"exportable": False, "reason": f"not exportable: {exc}"}
+        graph_context = graph_side(data, harness, jailed=True, limits=limits) if data is not None else \
+            contextlib.nullcontext(None)
+        if data is not None:
+            vet(data)
+        with graph_context as side, ImageWriter(background=False) as writer:
+            for index, lr in enumerate(tqdm(lrs, desc=entry.name, unit="img", disable=not options.progress,
+                                            leave=False)):
+                pair = dataset[index]
+                sr = team.run_image(lr)
+                _check_graph(side, lr, sr, f"image {pair.name}")
+                assert pair.hr is not None
+                sr_t = torch.from_numpy(np.ascontiguousarray(sr.transpose(2, 0, 1)))
+                hr_t = torch.from_numpy(np.ascontiguousarray(pair.hr.transpose(2, 0, 1)))
+                images.append(_score(sr_t, hr_t, pair.name, options, scale))
+                if save_dir is not None:
+                    writer.submit(save_dir / sr_file_name(pair.name), sr)
+            if side is not None:
+                _check_graph(side, count, team.run_image(count), "the counting input")
+                figures = side.figures(COUNT_SHAPE, fvcore=False)
+                how = {"id": figures["graph_id"], "programs": how["programs"], "dynamic": how["dynamic"],
+                       "export_seconds": round(how["seconds"], 3), "bytes": len(data),
+                       "checked_inputs": len(lrs) + 1}
+    rec = _record(entry, options, fp, dataset.name, images, tile, time.perf_counter() - start, save_dir)
+    rec.update(graph=how, **({"graph_id": how["id"]} if "id" in how else {}), **info.fields())
+    return rec
+
+
+def _check_graph(side: Any, lr: np.ndarray, out: np.ndarray, what: str) -> None:
+    if side is None:
+        return
+    problem = compare_outputs(out, side.run_image(lr))
+    if problem:
+        raise EntryFailed(f"exported graph differs from the scored model: on {what} {problem}", "graph-differs")
 
 TRACKS = (Track("psnr", evaluate, "esr", times=False, needs_weights=True,
                 record_fields=("protocol", "dataset", "split", "psnr_db", "ssim", "images", "scale", "data_range", "weights",
                                "tile"),
+                optional_fields=("graph", "graph_id", "sandbox", "limits", "output", "sr_folder", "reference",
+                                 "seconds"),
                 columns=(Column("PSNR [dB]", cell("psnr_db", fmt="{:.3f}")),
                          Column("SSIM", cell("ssim", fmt="{:.4f}"))),
                 options=(TrackOption("ssim", bool, False, "also SSIM (on the device; off by default, as in the "
@@ -189,4 +210,4 @@ TRACKS = (Track("psnr", evaluate, "esr", times=False, needs_weights=True,
                                      "`ntirekit pack --format esr-results`)", "--save-sr"),
                          TrackOption("workers", int, None, "reader threads (0: every step serially in one thread)")),
                 description="PSNR (SSIM with --ssim) of ESR entries on an image dataset",
-                check_data=open_dataset, child_plan=ChildPlan(_sandbox_inputs, _sandbox_collect)),)
+                check_data=open_dataset),)

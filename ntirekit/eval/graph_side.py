@@ -1,0 +1,156 @@
+"""The organizer's side of a measurement: an exported graph, run and measured by the kit's own code only.
+
+:class:`GraphModel` is an ``nn.Module`` over a vetted graph (:func:`ntirekit.graph.read.read_graph`): its forward runs
+the program exported for the input's shape, so the harness (tiles, conversions) runs it exactly as it runs the eager
+model. :class:`GraphRunner` gives the outputs the graph makes for the scored inputs (to compare with the entry's own,
+:func:`compare_outputs`), its counts (:func:`ntirekit.measure.graph_counts.count_graph`), its identity
+(:func:`ntirekit.graph.identity.graph_id`) and its peak memory. For an untrusted entry's graph it runs in a jail of its
+own that holds no team code (:func:`serve`: a hostile graph that tries to exhaust memory or time ends that jail, not
+the organizer's run); the figures it returns are the kit's, computed on the graph.
+
+Messages :func:`serve` answers: ``array`` (an LR image; reply: the graph's output), ``figures`` (``input_shape``,
+``fvcore``, ``cross_check``; reply: ``figures`` with the counts and ``graph_id``), ``memory`` (the same images as
+``array`` messages follow, ``count`` of them; reply: ``memory``), ``end``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ntirekit.core.device import resolve_device
+from ntirekit.eval.inference import upscale_image
+from ntirekit.eval.pipeline import memory_of, to_inputs
+from ntirekit.eval.producer import Harness
+from ntirekit.graph.identity import graph_id
+from ntirekit.graph.read import Graph, read_graph
+from ntirekit.jail.channel import Channel
+from ntirekit.measure.counts import make_input
+from ntirekit.measure.graph_counts import count_graph
+
+#: uint8 outputs of the graph and of the entry may differ by one level on at most this share of their values (float
+#: rounding between two processes can flip a value that sits on .5); anything more is another network
+FLIP_SHARE = 1e-4
+#: the most bytes a graph file may hold (a run's memory limit bounds it further)
+MAX_GRAPH_BYTES = 4 * 2**30
+#: the counting input of image entries
+COUNT_SHAPE = (1, 3, 256, 256)
+
+
+class GraphModel(nn.Module):
+    """An ``nn.Module`` whose forward runs ``graph``'s program for the input's shape."""
+
+    def __init__(self, graph: Graph):
+        super().__init__()
+        self.graph = graph
+        self.programs = nn.ModuleList(p.module for p in graph.programs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph.program_for(tuple(x.shape)).module(x)
+
+    def to(self, *args: Any, **kwargs: Any) -> "GraphModel":   # noqa: D102 - shared tensors move once
+        device = torch._C._nn._parse_to(*args, **kwargs)[0]
+        if device is not None:
+            self.graph.to(device)
+        return self
+
+
+def counting_image(shape: Sequence[int] = COUNT_SHAPE, seed: int = 0) -> np.ndarray:
+    """The RGB uint8 image of the counting shape (``1x3xHxW``) that both sides run to check the graph there."""
+    return np.random.default_rng(seed).integers(0, 256, (shape[-2], shape[-1], 3), dtype=np.uint8)
+
+
+def compare_outputs(entry_out: np.ndarray, graph_out: np.ndarray) -> str | None:
+    """None when the graph's uint8 output equals the entry's (or differs by one level on at most
+    :data:`FLIP_SHARE` of the values); else one line saying how they differ."""
+    if entry_out.shape != graph_out.shape:
+        return f"shapes differ ({entry_out.shape} vs {graph_out.shape})"
+    diff = np.abs(entry_out.astype(np.int16) - graph_out.astype(np.int16))
+    worst = int(diff.max()) if diff.size else 0
+    flips = int(np.count_nonzero(diff))
+    if worst == 0 or (worst == 1 and flips <= FLIP_SHARE * diff.size):
+        return None
+    return f"{flips} of {diff.size} values differ (by up to {worst} levels)"
+
+
+class GraphRunner:
+    """An exported graph with the entry's harness (see the module docstring)."""
+
+    def __init__(self, graph: Graph, harness: Harness):
+        self.harness = harness
+        self.device = resolve_device(harness.device)
+        self.graph = graph.to(self.device)
+        self.model = GraphModel(self.graph)
+
+    @classmethod
+    def of_bytes(cls, data: bytes, harness: Harness) -> "GraphRunner":
+        """Vet ``data`` (:func:`~ntirekit.graph.read.read_graph`) and wrap it."""
+        return cls(read_graph(data, device="cpu", max_tensor_bytes=MAX_GRAPH_BYTES), harness)
+
+    def run_image(self, lr: np.ndarray) -> np.ndarray:
+        """The graph's RGB uint8 output for one RGB uint8 LR image, through the same harness as the entry's."""
+        h = self.harness
+        return upscale_image(self.model, lr, scale=h.scale, data_range=h.data_range, device=self.device, tile=h.tile,
+                             overlap=h.overlap)
+
+    def figures(self, input_shape: Sequence[int] = COUNT_SHAPE, fvcore: bool = True,
+                cross_check: bool = False) -> dict[str, Any]:
+        """The graph's counts (record fields) and identity on ``input_shape``."""
+        counts = count_graph(self.graph.to("cpu"), input_shape, fvcore=fvcore, cross_check=cross_check)
+        program = self.graph.program_for(tuple(input_shape))
+        identity = graph_id(program, make_input(program.module, input_shape))
+        self.graph.to(self.device)
+        fields = {k: v for k, v in dataclasses.asdict(counts).items()
+                  if k not in ("fvcore_by_operator", "torch_by_operator")}
+        fields["input_shape"] = list(counts.input_shape)
+        fields["graph_id"] = identity
+        return fields
+
+    def memory(self, images: Sequence[np.ndarray]) -> dict[str, Any]:
+        """Peak memory of the graph over ``images`` (:func:`ntirekit.eval.pipeline.memory_of`)."""
+        return memory_of(self.model, to_inputs(images, self.harness.data_range, "cpu"), self.device)
+
+
+def serve(channel: Channel, *, folder: str, harness: dict[str, Any], graph_bytes: int) -> dict[str, Any]:
+    """The jail's function for an untrusted entry's graph (no team code here): read the graph the organizer sends,
+    then answer its messages (module docstring) until ``end``."""
+    header, data = channel.receive(payload_limit=min(graph_bytes, MAX_GRAPH_BYTES))
+    if header.get("kind") != "graph":
+        raise RuntimeError("expected the graph")
+    runner = GraphRunner.of_bytes(data, Harness(**harness))
+    del data
+    channel.send({"kind": "loaded", "programs": len(runner.graph.programs)})
+    while True:
+        header, payload = channel.receive(payload_limit=lambda h: _image_bytes(h))
+        kind = header.get("kind")
+        if kind == "array":
+            channel.send_array(runner.run_image(_image(header, payload)))
+        elif kind == "figures":
+            channel.send({"kind": "figures", **runner.figures(header["input_shape"], bool(header.get("fvcore", True)),
+                                                              bool(header.get("cross_check", False)))})
+        elif kind == "memory":
+            images = []
+            for _ in range(int(header["count"])):
+                h, p = channel.receive(payload_limit=lambda h: _image_bytes(h))
+                images.append(_image(h, p))
+            channel.send({"kind": "memory", **runner.memory(images)})
+        elif kind == "end":
+            return {}
+        else:
+            raise RuntimeError(f"unexpected message {str(kind)[:40]!r}")
+
+
+def _image_bytes(header: dict[str, Any]) -> int:
+    shape = header.get("shape") if header.get("kind") == "array" else None
+    return int(np.prod(shape)) if isinstance(shape, list) else 0
+
+
+def _image(header: dict[str, Any], payload: bytes) -> np.ndarray:
+    return np.frombuffer(payload, dtype=np.uint8).reshape(header["shape"])
+
+
+__all__ = ["GraphModel", "GraphRunner", "compare_outputs", "counting_image", "serve"]

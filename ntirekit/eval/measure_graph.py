@@ -1,0 +1,154 @@
+"""One entry measured the way no team can forge: its outputs and its exported graph, checked against each other.
+
+:func:`measure_entry`:
+
+1. the team side (:func:`ntirekit.eval.sides.team_side`: the entry's code, jailed when untrusted) exports the network
+   for every model call the harness makes on the inputs and on the counting input, and produces its uint8 outputs
+   for them;
+2. this process vets the graph file (:func:`ntirekit.graph.read.read_graph`: refused in one line, before any of it
+   runs, when it is anything but allowlisted operators and plain tensors);
+3. the graph side (:func:`ntirekit.eval.sides.graph_side`: the kit's code only, jailed when the graph comes from an
+   untrusted entry) runs the graph on the same inputs through the same harness and requires the same uint8 outputs
+   (:func:`ntirekit.eval.graph_side.compare_outputs`), else the entry fails: "exported graph differs from the scored
+   model" (a network that behaves otherwise when traced, timed or counted is caught here); then counts it, names it
+   (``graph_id``) and measures its peak memory.
+
+The caller times the returned :class:`~ntirekit.eval.graph_side.GraphModel` in its own process. A network that does
+not export fails ("not exportable: ...") when untrusted; a trusted one is measured eagerly in this process
+(``"measured": "eager"``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from torch import nn
+
+from ntirekit.core.spec import Entry, input_contract
+from ntirekit.core.trust import is_untrusted
+from ntirekit.eval.graph_side import MAX_GRAPH_BYTES, GraphModel, compare_outputs, counting_image
+from ntirekit.eval.guard import EntryFailed
+from ntirekit.eval.pipeline import available_weights, memory_of, to_inputs
+from ntirekit.eval.producer import Harness
+from ntirekit.eval.sides import graph_side, team_side
+from ntirekit.eval.track import EvalOptions
+from ntirekit.graph.errors import GraphError, NotExportable
+from ntirekit.graph.read import read_graph
+from ntirekit.jail.run import Limits
+from ntirekit.measure.counts import count
+
+_NO_MEMORY = {"max_memory_mib": None, "memory_kind": None, "nvml_memory_mib": None}
+
+
+@dataclass
+class Measured:
+    """What :func:`measure_entry` gives: the module to time (the graph, or a trusted entry's eager model) and the
+    record fields."""
+
+    model: nn.Module
+    fields: dict[str, Any]
+
+
+def jailed(entry: Entry, options: EvalOptions) -> bool:
+    """Whether ``entry``'s code runs in a jail: always when untrusted, every entry with ``options.isolate``."""
+    return bool(options.isolate) or is_untrusted(entry.folder)
+
+
+def measurement_weights(entry: Entry, explicit: str | None) -> tuple[Path | None, str | None, str]:
+    """``(checkpoint, its path inside the entry folder as the jail gets it, label)`` for a measurement that does not
+    depend on the weights' values: the checkpoint when given or found locally (never downloaded), else random
+    weights."""
+    label = available_weights(entry, explicit)
+    if label == "random":
+        return None, None, label
+    path = entry.weights_path(explicit, download=False)
+    if path is None:
+        return None, None, "random"
+    rel = entry.spec.weights.file if explicit is None and entry.spec.weights else f".weights/{Path(path).name}"
+    return Path(path), rel, label
+
+
+def harness_of(entry: Entry, options: EvalOptions, weights_rel: str | None, tile: int | None = None) -> Harness:
+    """The harness ``entry`` runs under for ``options``."""
+    extra = options.extra or {}
+    return Harness(scale=entry.spec.scale, data_range=entry.spec.data_range, tile=tile,
+                   overlap=options.tile_overlap, device=options.device,
+                   training_form=bool(extra.get("training_form", False)), weights=weights_rel,
+                   multiple=input_contract(entry).multiple)
+
+
+def vet(data: bytes) -> Any:
+    """The vetted graph, or the entry's failure: "graph refused: ..." (nothing of it has run)."""
+    try:
+        return read_graph(data, max_tensor_bytes=MAX_GRAPH_BYTES)
+    except GraphError as exc:
+        raise EntryFailed(f"graph refused: {exc}", "graph-refused") from None
+
+
+def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarray], *, memory: bool,
+                  limits: Limits) -> Measured:
+    """Measure ``entry`` on its graph (module docstring): ``images`` are the RGB uint8 LR inputs its outputs are
+    checked on (and its memory measured on); ``limits`` bound its jails."""
+    started = time.perf_counter()
+    extra = options.extra or {}
+    weights, weights_rel, label = measurement_weights(entry, options.weights.get(entry.name))
+    harness = harness_of(entry, options, weights_rel)
+    count_shape = tuple(options.input_shape)
+    check = [*images, counting_image(count_shape)]
+    shapes = harness.model_shapes([img.shape[:2] for img in check])
+    in_jail = jailed(entry, options)
+    with team_side(entry, harness, jailed=in_jail, limits=limits, weights=weights) as (team, info):
+        try:
+            data, how = team.export(shapes, MAX_GRAPH_BYTES)
+        except NotExportable as exc:
+            if in_jail:
+                raise EntryFailed(f"not exportable: {exc}", "not-exportable") from None
+            return _eager(entry, team.producer, options, images, memory, label, str(exc), started)
+        outputs = [team.run_image(img) for img in check]
+        form = team.form
+    graph = vet(data)
+    check_started = time.perf_counter()
+    with graph_side(data, harness, jailed=in_jail, limits=limits) as side:
+        for k, (img, out) in enumerate(zip(check, outputs)):
+            problem = compare_outputs(out, side.run_image(img))
+            if problem:
+                what = "the counting input" if k == len(images) else f"input {k + 1}"
+                raise EntryFailed(f"exported graph differs from the scored model: on {what} "
+                                  f"({img.shape[1]}x{img.shape[0]}) {problem}", "graph-differs")
+        check_seconds = (time.perf_counter() - check_started) / len(check)
+        figures = side.figures(count_shape, bool(extra.get("fvcore", True)), bool(extra.get("cross_check", False)))
+        peak = side.memory(list(images)) if memory else dict(_NO_MEMORY)
+    fields: dict[str, Any] = {**figures, **peak, "weights": label, "measured": "graph",
+                              "graph": {"id": figures["graph_id"], "programs": how["programs"],
+                                        "dynamic": how["dynamic"], "export_seconds": round(how["seconds"], 3),
+                                        "bytes": len(data), "checked_inputs": len(check)},
+                              **({"form": form} if form else {}),
+                              "seconds": round(time.perf_counter() - started, 3),
+                              "check_seconds": round(check_seconds, 4)}
+    if in_jail:
+        fields.update(info.fields())
+    return Measured(GraphModel(graph), fields)
+
+
+def _eager(entry: Entry, producer: Any, options: EvalOptions, images: Sequence[np.ndarray], memory: bool,
+           label: str, why: str, started: float) -> Measured:
+    """A trusted entry that does not export, measured as the eager module in this process."""
+    extra = options.extra or {}
+    model = producer.model
+    counts = count(model, tuple(options.input_shape), fvcore=bool(extra.get("fvcore", True)),
+                   cross_check=bool(extra.get("cross_check", False)))
+    fields: dict[str, Any] = {k: v for k, v in counts.to_dict().items()
+                              if k not in ("fvcore_by_operator", "torch_by_operator")}
+    fields["warnings"] = [*counts.warnings, f"not exportable ({why}): measured as the eager module (trusted)"]
+    check_started = time.perf_counter()
+    producer.run_image(images[0])
+    check_seconds = time.perf_counter() - check_started
+    peak = memory_of(model, to_inputs(images, entry.spec.data_range, "cpu"), producer.device) if memory \
+        else dict(_NO_MEMORY)
+    fields.update(peak, weights=label, measured="eager", **({"form": producer.form} if producer.form else {}),
+                  seconds=round(time.perf_counter() - started, 3), check_seconds=round(check_seconds, 4))
+    return Measured(model, fields)

@@ -1,0 +1,121 @@
+"""The team side of a measurement: an entry's own model, producing outputs and an exported graph, and nothing else.
+
+A :class:`Producer` holds an entry's eager model (built from its code, weights loaded strictly) and the harness
+around it: :meth:`Producer.run_image` turns an RGB uint8 LR image into the RGB uint8 output exactly as the official
+harness does (:func:`ntirekit.eval.inference.upscale_image`: tiles, clamp, round); :meth:`Producer.export` exports
+the model for the input shapes the organizer will run (:func:`ntirekit.graph.export.export_graph`). It computes no
+figure. For a trusted entry it runs in the organizer's process; for an untrusted one, :func:`serve` runs it in the
+jail (:mod:`ntirekit.jail`) and answers the organizer's messages (:mod:`ntirekit.eval.sides`, which also holds the
+organizer's side of the conversation).
+
+Messages the jailed producer answers: ``image`` (an LR array; reply: the output array), ``export`` (``shapes``;
+reply: ``graph`` with the file as payload, or ``not-exportable`` with one line), ``end``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ntirekit.core.device import resolve_device
+from ntirekit.core.spec import Entry, EntrySpec
+from ntirekit.eval.inference import call_shapes, upscale_image
+from ntirekit.eval.pipeline import measured_form
+from ntirekit.graph.errors import NotExportable
+from ntirekit.graph.export import ExportedGraph, export_graph
+from ntirekit.jail.channel import Channel
+
+
+@dataclass(frozen=True)
+class Harness:
+    """How an image entry is run (sent to the jail as JSON): scale, input data range, tile size (LR pixels, None
+    for whole images) and overlap, device, whether to keep re-parameterizable blocks in their training form, and the
+    weights (a path relative to the entry folder, or None for random weights)."""
+
+    scale: int
+    data_range: float
+    tile: int | None = None
+    overlap: int = 16
+    device: str = "cpu"
+    training_form: bool = False
+    weights: str | None = None
+    multiple: int = 1
+
+    def model_shapes(self, image_shapes: Sequence[tuple[int, int]]) -> list[tuple[int, ...]]:
+        """The model input shapes (``1x3xhxw``) the harness calls for LR images of ``image_shapes`` (``(h, w)``)."""
+        shapes: list[tuple[int, ...]] = []
+        for h, w in image_shapes:
+            shapes += call_shapes((1, 3, h, w), self.tile, self.overlap)
+        return list(dict.fromkeys(shapes))
+
+    def output_shape(self, lr_shape: Sequence[int]) -> tuple[int, int, int]:
+        """The RGB uint8 output shape for an LR image of ``lr_shape`` (``HxWx3``)."""
+        return lr_shape[0] * self.scale, lr_shape[1] * self.scale, 3
+
+
+class Producer:
+    """An entry's eager model with the harness (see the module docstring)."""
+
+    def __init__(self, model: torch.nn.Module, harness: Harness, form: str | None = None):
+        self.model, self.harness, self.form = model, harness, form
+        self.device = resolve_device(harness.device)
+
+    @classmethod
+    def of_entry(cls, entry: Entry, harness: Harness) -> "Producer":
+        """Build and load ``entry`` (its code runs here: call this in the jail for an untrusted entry) and put it
+        in the form the challenge measures (:func:`ntirekit.eval.pipeline.measured_form`)."""
+        weights = str(entry.folder / harness.weights) if harness.weights else None
+        device = resolve_device(harness.device)
+        model = entry.load(weights, pretrained=weights is not None, device=device)
+        form = measured_form(model, training_form=harness.training_form)
+        return cls(model, harness, form)
+
+    def run_image(self, lr: np.ndarray) -> np.ndarray:
+        """The RGB uint8 output for one RGB uint8 LR image (``HxWx3``)."""
+        h = self.harness
+        return upscale_image(self.model, lr, scale=h.scale, data_range=h.data_range, device=self.device, tile=h.tile,
+                             overlap=h.overlap)
+
+    def export(self, shapes: Sequence[Sequence[int]]) -> ExportedGraph:
+        """The model exported for ``shapes`` (:class:`~ntirekit.graph.errors.NotExportable` when it cannot be)."""
+        return export_graph(self.model, [tuple(s) for s in shapes], self.harness.multiple)
+
+
+def serve(channel: Channel, *, folder: str, spec: dict[str, Any], harness: dict[str, Any]) -> dict[str, Any]:
+    """The jail's function for an untrusted image entry: build it, then answer the organizer's messages (module
+    docstring) until ``end``."""
+    entry = Entry(EntrySpec.from_dict(spec, f"{folder}/entry.toml"), Path(folder))
+    producer = Producer.of_entry(entry, Harness(**harness))
+    channel.send({"kind": "built", "form": producer.form})
+    while True:
+        header, payload = channel.receive(payload_limit=lambda h: _image_bytes(h))
+        kind = header.get("kind")
+        if kind == "array":
+            lr = np.frombuffer(payload, dtype=np.uint8).reshape(header["shape"])
+            channel.send_array(producer.run_image(lr))
+        elif kind == "export":
+            try:
+                graph = producer.export(header["shapes"])
+            except NotExportable as exc:
+                channel.send({"kind": "not-exportable", "error": str(exc)[:2000]})
+                continue
+            channel.send({"kind": "graph", "programs": graph.programs, "dynamic": graph.dynamic,
+                          "seconds": graph.seconds}, graph.data)
+        elif kind == "end":
+            return {}
+        else:
+            raise RuntimeError(f"unexpected message {str(kind)[:40]!r}")
+
+
+def _image_bytes(header: dict[str, Any]) -> int:
+    shape = header.get("shape") if header.get("kind") == "array" else None
+    return int(np.prod(shape)) if isinstance(shape, list) else 0
+
+
+def harness_fields(harness: Harness) -> dict[str, Any]:
+    """``harness`` as JSON-able fields."""
+    return asdict(harness)

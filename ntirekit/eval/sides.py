@@ -1,0 +1,236 @@
+"""The organizer's handles on the two sides of a measurement, in this process or in a jail, behind one interface.
+
+- :func:`team_side`: the entry's own model (:class:`~ntirekit.eval.producer.Producer`): in this process for a
+  trusted entry, else in a jail (:mod:`ntirekit.jail`) that gets the entry's files (its folder's regular files,
+  links only where they stay inside it, and the checkpoint this process found and verified) and nothing else;
+- :func:`graph_side`: the graph the team side exported (:class:`~ntirekit.eval.graph_side.GraphRunner`): in this
+  process for a trusted entry, else in a jail that holds the kit's code only.
+
+Both yield an object with the same methods whichever way they run (``run_image``; ``export`` on the team side;
+``figures`` and ``memory`` on the graph side). When a jail breaks (a limit, a crash, an error in the entry's code),
+the method raises :class:`SideFailure` with the failure's kind, one line (clean: :func:`ntirekit.core.text.one_line`)
+and the record fields saying which limit ended it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ntirekit.core.errors import NtirekitError
+from ntirekit.core.spec import Entry
+from ntirekit.core.text import one_line
+from ntirekit.eval.graph_side import GraphRunner
+from ntirekit.eval.guard import EntryFailed
+from ntirekit.eval.producer import Harness, Producer
+from ntirekit.graph.errors import NotExportable
+from ntirekit.jail.channel import Channel, ChannelError, RemoteError
+from ntirekit.jail.run import Jail, JailReport, Limits, describe_end
+
+#: the most bytes of an entry's folder (with its checkpoint) sent into a jail
+MAX_ENTRY_BYTES = 4 * 2**30
+
+
+class SideFailure(EntryFailed):
+    """A side of a measurement failed: one line, its ``kind`` (``error``, ``crash``, ``timeout``, ``oom``) and the
+    record fields of the limit that ended it (``limit``, ``limit_value``) where one did."""
+
+
+@dataclass
+class SideInfo:
+    """How a side ran (record fields): ``sandbox`` (``bwrap``, ``process`` or ``none`` in this process), the limits and
+    how each was enforced, the child's output tail."""
+
+    sandbox: str = "none"
+    limits: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def entry_files(entry: Entry, weights: Path | None, weights_rel: str | None) -> dict[str, Path]:
+    """The files a jail gets for ``entry``: every regular file below its folder (a link only where it resolves to a
+    regular file inside the folder) and the checkpoint ``weights`` as ``weights_rel``; a folder over
+    :data:`MAX_ENTRY_BYTES` is an error."""
+    root = entry.folder.resolve()
+    files: dict[str, Path] = {}
+    total = 0
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)))
+        for name in sorted(names):
+            path = Path(folder) / name
+            resolved = path.resolve()
+            if root not in resolved.parents or not resolved.is_file():
+                continue                       # a link leaving the folder, or not a regular file: never sent
+            total += resolved.stat().st_size
+            files[str(path.relative_to(root))] = resolved
+    if weights is not None and weights_rel is not None:
+        files[weights_rel] = Path(weights).resolve()
+        total += files[weights_rel].stat().st_size
+    if total > MAX_ENTRY_BYTES:
+        raise NtirekitError(f"{entry.name}: the entry folder holds {total / 2**30:.1f} GiB; at most "
+                            f"{MAX_ENTRY_BYTES / 2**30:g} GiB are sent to the sandbox")
+    return files
+
+
+def _failure(jail: Jail, exc: BaseException) -> SideFailure:
+    report = jail.close()
+    if isinstance(exc, RemoteError) and report.ended_by is None:
+        return SideFailure(one_line(str(exc)), "error")
+    kind, message = describe_end(report)
+    if isinstance(exc, ChannelError) and not isinstance(exc, RemoteError) and report.ended_by is None \
+            and report.returncode == 0:
+        kind, message = "error", one_line(str(exc))
+    fields = {"limit": report.ended_by[0], "limit_value": report.ended_by[1]} if report.ended_by else {}
+    return SideFailure(one_line(message), kind, fields)
+
+
+def _info(report: JailReport | None) -> SideInfo:
+    if report is None:
+        return SideInfo()
+    return SideInfo(report.sandbox, {**report.limits, "enforced_by": report.enforcement}, report.output)
+
+
+class _Remote:
+    """Calls over a jail's channel, each failure turned into :class:`SideFailure`."""
+
+    def __init__(self, jail: Jail, channel: Channel, harness: Harness):
+        self.jail, self.channel, self.harness = jail, channel, harness
+
+    def _guard(self, call: Any) -> Any:
+        try:
+            return call()
+        except (ChannelError, RemoteError, OSError) as exc:
+            raise _failure(self.jail, exc) from None
+
+    def run_image(self, lr: np.ndarray) -> np.ndarray:
+        def call() -> np.ndarray:
+            self.channel.send_array(np.ascontiguousarray(lr, dtype=np.uint8))
+            return self.channel.receive_array(self.harness.output_shape(lr.shape))[0]
+        return self._guard(call)
+
+    def end(self) -> None:
+        try:
+            self.channel.send({"kind": "end"})
+            self.channel.receive()
+        except (ChannelError, OSError):
+            pass
+
+
+class RemoteTeam(_Remote):
+    """The team side in a jail."""
+
+    form: str | None = None
+
+    def export(self, shapes: Sequence[Sequence[int]], max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+        """The graph file and how it was made; :class:`~ntirekit.graph.errors.NotExportable` with the entry's line."""
+        def call() -> tuple[bytes, dict[str, Any]]:
+            self.channel.send({"kind": "export", "shapes": [list(s) for s in shapes]})
+            header, data = self.channel.receive(payload_limit=lambda h: max_bytes if h.get("kind") == "graph" else 0)
+            if header.get("kind") == "not-exportable":
+                raise NotExportable(one_line(str(header.get("error", ""))))
+            if header.get("kind") == "error":
+                raise RemoteError(str(header.get("error", "")))
+            if header.get("kind") != "graph":
+                raise ChannelError("expected the graph")
+            return data, {k: header.get(k) for k in ("programs", "dynamic", "seconds")}
+        return self._guard(call)
+
+
+class LocalTeam:
+    """The team side in this process (a trusted entry)."""
+
+    def __init__(self, producer: Producer):
+        self.producer, self.form = producer, producer.form
+
+    def run_image(self, lr: np.ndarray) -> np.ndarray:
+        return self.producer.run_image(lr)
+
+    def export(self, shapes: Sequence[Sequence[int]], max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+        graph = self.producer.export(shapes)
+        return graph.data, {"programs": graph.programs, "dynamic": graph.dynamic, "seconds": graph.seconds}
+
+
+class RemoteGraph(_Remote):
+    """The graph side in a jail."""
+
+    def figures(self, input_shape: Sequence[int], fvcore: bool = True, cross_check: bool = False) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            self.channel.send({"kind": "figures", "input_shape": list(input_shape), "fvcore": fvcore,
+                               "cross_check": cross_check})
+            header, _ = self.channel.receive()
+            if header.get("kind") == "error":
+                raise RemoteError(str(header.get("error", "")))
+            return {k: v for k, v in header.items() if k != "kind"}
+        return self._guard(call)
+
+    def memory(self, images: Sequence[np.ndarray]) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            self.channel.send({"kind": "memory", "count": len(images)})
+            for image in images:
+                self.channel.send_array(np.ascontiguousarray(image, dtype=np.uint8))
+            header, _ = self.channel.receive()
+            if header.get("kind") == "error":
+                raise RemoteError(str(header.get("error", "")))
+            return {k: v for k, v in header.items() if k != "kind"}
+        return self._guard(call)
+
+
+@contextlib.contextmanager
+def team_side(entry: Entry, harness: Harness, *, jailed: bool, limits: Limits, weights: Path | None = None,
+              sandbox: bool = True) -> Iterator[tuple[Any, SideInfo]]:
+    """The team side of ``entry`` and how it runs (see the module docstring). ``weights``: the checkpoint this
+    process resolved and verified (sent as ``harness.weights``)."""
+    if not jailed:
+        yield LocalTeam(Producer.of_entry(entry, harness)), SideInfo()
+        return
+    files = entry_files(entry, weights, harness.weights)
+    jail = Jail("ntirekit.eval.producer:serve", {"spec": entry.spec.to_dict(), "harness": asdict(harness)},
+                limits=limits, files=files, sandbox=sandbox, gpu=harness.device.startswith("cuda"))
+    info = SideInfo()
+    try:
+        try:
+            channel = jail.__enter__()
+            header, _ = channel.receive()
+        except (ChannelError, RemoteError, OSError) as exc:
+            raise _failure(jail, exc) from None
+        if header.get("kind") == "error":
+            raise _failure(jail, RemoteError(str(header.get("error", ""))))
+        remote = RemoteTeam(jail, channel, harness)
+        remote.form = header.get("form")
+        yield remote, info
+        remote.end()
+    finally:
+        report = jail.close()
+        info.__dict__.update(_info(report).__dict__)
+
+
+@contextlib.contextmanager
+def graph_side(data: bytes, harness: Harness, *, jailed: bool, limits: Limits,
+               sandbox: bool = True) -> Iterator[Any]:
+    """The graph side for the graph file ``data`` (see the module docstring)."""
+    if not jailed:
+        yield GraphRunner.of_bytes(data, harness)
+        return
+    jail = Jail("ntirekit.eval.graph_side:serve", {"harness": asdict(harness), "graph_bytes": len(data)},
+                limits=limits, sandbox=sandbox, gpu=harness.device.startswith("cuda"))
+    try:
+        try:
+            channel = jail.__enter__()
+            channel.send({"kind": "graph"}, data)
+            header, _ = channel.receive()
+        except (ChannelError, RemoteError, OSError) as exc:
+            raise _failure(jail, exc) from None
+        if header.get("kind") == "error":
+            raise _failure(jail, RemoteError(str(header.get("error", ""))))
+        remote = RemoteGraph(jail, channel, harness)
+        yield remote
+        remote.end()
+    finally:
+        jail.close()

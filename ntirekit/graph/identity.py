@@ -1,0 +1,71 @@
+"""A graph's identity: a digest of what it computes on one input, the same for every export of one network.
+
+:func:`graph_id` runs a program on an input and digests the sequence of tensor operators it executes: each
+operator's name, each tensor argument as the position of the operator that produced it (or, for a weight, the
+SHA-256 of its content), each other argument by value. Size arithmetic (``sym_size``, Python operators on sizes) and
+assertions are left out, their results appearing as the values the operators received, so a dynamic and a static
+export of one network at that input give one identity; another network, other weights, or other arguments give
+another. Records of one entry carry it (``graph_id``, on the counting input ``1x3x256x256`` for images), so a
+leaderboard can require that the network whose outputs were scored is the network that was timed and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import torch
+from torch import fx
+
+from ntirekit.graph.read import Program
+
+
+class _Trace(fx.Interpreter):
+    """Runs a program and records its tensor-producing calls with canonical arguments."""
+
+    def __init__(self, module: fx.GraphModule, weights: dict[str, str]):
+        super().__init__(module)
+        self.weights = weights
+        self.labels: dict[fx.Node, Any] = {}     # tensor-valued nodes: their canonical name
+        self.values: dict[fx.Node, Any] = {}     # other nodes: the value they produced (sizes)
+        self.steps: list[Any] = []
+
+    def _canonical(self, value: Any) -> Any:
+        if isinstance(value, fx.Node):
+            return self.labels[value] if value in self.labels else self._canonical(self.values.get(value))
+        if isinstance(value, (list, tuple)):
+            return [self._canonical(v) for v in value]
+        if isinstance(value, (bool, int, str)) or value is None:
+            return value
+        if isinstance(value, float):
+            return repr(value)
+        return str(value)
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if n.op == "get_attr":
+            self.labels[n] = ["w", self.weights[n.target]]
+        elif n.op == "placeholder":
+            self.labels[n] = ["input"]
+        elif n.op == "call_function":
+            tensors = isinstance(out, torch.Tensor) or (
+                isinstance(out, (list, tuple)) and any(isinstance(o, torch.Tensor) for o in out))
+            if tensors:
+                self.steps.append([n.meta.get("ntk_target", ""), self._canonical(list(n.args)),
+                                   {k: self._canonical(v) for k, v in n.kwargs.items()}])
+                self.labels[n] = ["s", len(self.steps) - 1]
+            else:
+                self.values[n] = out if isinstance(out, (bool, int, float)) or out is None else str(out)
+        return out
+
+
+def graph_id(program: Program, x: torch.Tensor) -> str:
+    """The identity (hex SHA-256) of ``program`` run on ``x``."""
+    weights = {attr: hashlib.sha256(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                                    ).hexdigest() for attr, t in program.module.named_buffers()}
+    trace = _Trace(program.module, weights)
+    with torch.no_grad():
+        trace.run(x)
+    text = json.dumps(trace.steps, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
