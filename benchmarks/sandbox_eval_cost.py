@@ -1,10 +1,11 @@
-"""What the bwrap sandbox costs one untrusted entry on the psnr track: start-up per entry and time per image.
+"""What the jail costs one untrusted entry on the psnr track: start-up per entry and time per image.
 
-One tiny x4 entry (conv + pixel shuffle, seeded weights) is evaluated by :func:`ntirekit.eval.isolate.evaluate_isolated`
-on two image sets of ``--small`` and ``--large`` random HR images (``--size`` px square), under bwrap (the child gets LR
-copies, the parent scores the SR images it leaves) and with rlimit isolation only (the child reads the dataset and
-scores itself), the four runs interleaved ``--repeats`` times. From the medians: per image = (t_large - t_small) /
-(large - small), start-up = t_small - small * per image, for each mode, and the sandbox's extra cost (ms).
+One tiny x4 entry (conv + pixel shuffle, seeded weights) is evaluated by :func:`ntirekit.eval.runner.run_track` on two
+image sets of ``--small`` and ``--large`` random HR images (``--size`` px square): trusted (in this process) and
+untrusted (its code in the jail gets the LR images over the channel and returns its outputs, which this process scores;
+its exported graph runs in a second, kit-only jail on the same images and must give the same outputs), the four runs
+interleaved ``--repeats`` times. From the medians: per image = (t_large - t_small) / (large - small), start-up =
+t_small - small * per image, for each mode, and the jail's extra cost (ms).
 
     python benchmarks/sandbox_eval_cost.py                      # 3 repeats, 2 and 10 images of 128 px
     python benchmarks/sandbox_eval_cost.py --repeats 5 --size 256
@@ -25,8 +26,9 @@ from tabulate import tabulate
 
 from ntirekit.core.registry import discover
 from ntirekit.data.images import write_image
-from ntirekit.eval.isolate import evaluate_isolated
-from ntirekit.eval.sandbox.bwrap import bwrap_problem
+from ntirekit.core.trust import declared_roots
+from ntirekit.eval.runner import run_track
+from ntirekit.jail.bwrap import bwrap_problem
 from ntirekit.eval.track import EvalOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,26 +62,27 @@ def main() -> None:
         times: dict[tuple[str, int], list[float]] = {}
         psnr: dict[tuple[str, int], float] = {}
         for _ in range(args.repeats):
-            for mode, sandbox in (("bwrap", True), ("rlimits", False)):
+            for mode, isolate in (("jail", True), ("in process", None)):
                 for n, data in sets.items():
                     options = EvalOptions(track="psnr", data=str(data), device="cpu", progress=False)
                     start = time.perf_counter()
-                    rec = evaluate_isolated(entry, options, timeout_s=600, sandbox=sandbox)
+                    with declared_roots(trusted=[] if isolate else [entry.folder]):
+                        rec = run_track([entry], options, isolate=isolate, timeout_s=600)[0]
                     times.setdefault((mode, n), []).append((time.perf_counter() - start) * 1e3)
-                    assert rec["status"] == "ok" and rec["sandbox"] == mode, rec.get("error")
+                    assert rec["status"] == "ok", rec.get("error")
                     psnr[(mode, n)] = rec["psnr_db"]
     rows, fit = [], {}
     span = args.large - args.small
-    for mode in ("bwrap", "rlimits"):
+    for mode in ("jail", "in process"):
         small, large = (statistics.median(times[(mode, n)]) for n in (args.small, args.large))
         per_image = (large - small) / span
         fit[mode] = (small - args.small * per_image, per_image)
         rows.append([mode, f"{small:.0f}", f"{large:.0f}", f"{fit[mode][0]:.0f}", f"{per_image:.1f}"])
-    rows.append(["bwrap - rlimits", "", "", f"{fit['bwrap'][0] - fit['rlimits'][0]:+.0f}",
-                 f"{fit['bwrap'][1] - fit['rlimits'][1]:+.1f}"])
+    rows.append(["jail - in process", "", "", f"{fit['jail'][0] - fit['in process'][0]:+.0f}",
+                 f"{fit['jail'][1] - fit['in process'][1]:+.1f}"])
     print(tabulate(rows, headers=["mode", f"{args.small} img [ms]", f"{args.large} img [ms]", "start-up [ms]",
                                   "per image [ms]"]))
-    same = all(psnr[("bwrap", n)] == psnr[("rlimits", n)] for n in sets)
+    same = all(psnr[("jail", n)] == psnr[("in process", n)] for n in sets)
     print(f"\n{args.size}x{args.size} HR, x4 tiny entry, median of {args.repeats}; PSNR identical in both modes: {same}")
 
 

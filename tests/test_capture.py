@@ -1,4 +1,4 @@
-"""Bounded capture of a child's output (ntirekit.eval.sandbox.capture): a real child printing one 400 MB line, then many
+"""Bounded capture of a child's output (ntirekit.jail.capture): a real child printing one 400 MB line, then many
 short lines; the reader keeps the last 64 KiB with lines cut, and never holds more than that."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tracemalloc
 
-from ntirekit.eval.sandbox.capture import MAX_BYTES, MAX_LINE, TailBuffer, read_tail, start_tail_reader
+from ntirekit.jail.capture import MAX_BYTES, MAX_LINE, TailBuffer, read_tail, start_tail_reader
 
 HUGE = 400 * 2**20
 CHILD = f"""

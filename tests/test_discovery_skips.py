@@ -65,6 +65,5 @@ def test_entries_folders_are_sandboxed_unless_trusted(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, [*common, *extra, "--out", str(out)])
         assert result.exit_code == 0, result.output
         records[label] = json.loads(next(out.glob("fine__*.json")).read_text())
-    assert records["default"]["isolated"] is True and records["default"]["sandbox"] in ("bwrap", "rlimits")
-    assert "isolated" not in records["trusted"] and "sandbox" not in records["trusted"]
+    assert records["default"]["sandbox"] in ("bwrap", "process") and "sandbox" not in records["trusted"]
     assert records["default"]["params"] == records["trusted"]["params"] == 3 * 48 * 9 + 48

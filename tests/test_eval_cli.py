@@ -65,8 +65,8 @@ def test_psnr_track_records_and_table(tiny_world: tuple[Path, Path], tmp_path: P
     assert set(files) == {"nearest", "broken"}
     rec = files["nearest"]
     assert rec["status"] == "ok" and rec["protocol"] == "challenge" and rec["device"]["kind"] == "cpu"
-    # an --entries folder (not named submissions) is untrusted: isolated, never in this process
-    assert rec["isolated"] is True and rec["sandbox"] in ("bwrap", "rlimits")
+    # an --entries folder (not named submissions) is untrusted: jailed, never in this process
+    assert rec["sandbox"] in ("bwrap", "process")
     assert {"entry", "protocol", "dataset", "psnr_db", "ssim", "images", "device", "versions"} <= set(rec)
     # independent figure: each image has one wrong pixel out of (18-4)x(22-4)x3 values after the 2-px border
     for image in rec["images"]:

@@ -106,7 +106,9 @@ def test_import_makes_entries_that_load_strictly_and_evaluate(tmp_path: Path) ->
     spec = read_spec(tmp_path / "out" / "team04_rlfn")
     assert spec.factory == "models/team04_rlfn.py:RLFN_cut" and spec.data_range == 255.0
     assert dict(spec.kwargs) == {"in_nc": 3, "out_nc": 3}
-    assert spec.weights.file == str(repo / "model_zoo" / "team04_rlfn.pth")        # referenced, not copied
+    assert spec.weights.file == "model_zoo/team04_rlfn.pth"                 # copied: never a path outside
+    assert (tmp_path / "out" / "team04_rlfn" / "model_zoo" / "team04_rlfn.pth").read_bytes() == \
+        (repo / "model_zoo" / "team04_rlfn.pth").read_bytes()
     assert spec.weights.sha256 == sha256_of(repo / "model_zoo" / "team04_rlfn.pth")
     assert read_spec(tmp_path / "out" / "team26_imdn_baseline").data_range == 1.0
 
@@ -123,7 +125,7 @@ def test_import_makes_entries_that_load_strictly_and_evaluate(tmp_path: Path) ->
 def test_copied_weights_make_a_packable_ntire_layout(tmp_path: Path) -> None:
     repo = mini_repo(tmp_path)
     (tmp_path / "teams.toml").write_text(MAPPING)
-    import_ntire(repo, tmp_path / "teams.toml", tmp_path / "out", copy_weights=True)
+    import_ntire(repo, tmp_path / "teams.toml", tmp_path / "out")
     folder = tmp_path / "out" / "team04_rlfn"
     assert read_spec(folder).weights.file == "model_zoo/team04_rlfn.pth"
     assert (folder / "model_zoo" / "team04_rlfn.pth").read_bytes() == (repo / "model_zoo" / "team04_rlfn.pth").read_bytes()

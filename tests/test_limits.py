@@ -1,4 +1,5 @@
-"""Default limits of isolated entries (issue 12): time scaled to the work, memory a share of the machine."""
+"""Default limits of jailed entries: time scaled to the work, memory a share of the machine (ntirekit.eval.limits,
+ntirekit.jail.tree)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ntirekit.data.images import write_image
-from ntirekit.eval.limits import (TIMEOUT_BASE_S, TIMEOUT_S_PER_CALL, default_memory_mb,
-                                  default_timeout_s, forward_calls, machine_memory_mib, tree_rss_mib)
+from ntirekit.eval.limits import TIMEOUT_BASE_S, TIMEOUT_S_PER_CALL, default_timeout_s, forward_calls, jail_limits
+from ntirekit.jail.run import default_memory_mb
+from ntirekit.jail.tree import machine_memory_mib, tree_pids, tree_rss_mib
 from ntirekit.eval.track import EvalOptions
 from ntirekit.eval.tracks import get_track
 
@@ -23,11 +25,12 @@ def test_time_limit_scales_with_the_calls_a_track_makes(tmp_path: Path) -> None:
     psnr = EvalOptions(track="psnr", data=str(tmp_path))
     assert forward_calls(get_track("psnr"), psnr) == 3
     runtime = EvalOptions(track="runtime", data="div2k-like", warmup=3, repeats=5, runs=1)
-    # 6 inputs x 5 repeats timed, 3 warm-up calls, one memory pass over 6 inputs, one counting trace
-    assert forward_calls(get_track("runtime"), runtime) == 30 + 3 + 6 + 1
-    assert default_timeout_s(get_track("runtime"), runtime)[0] == TIMEOUT_BASE_S + TIMEOUT_S_PER_CALL * 40
-    quick = EvalOptions(track="runtime", data="div2k-like", warmup=3, repeats=5, runs=1, extra={"images": 2})
-    assert forward_calls(get_track("runtime"), quick) == 10 + 3 + 2 + 1
+    # the jail runs each of the 6 inputs and the counting input once: the organizer times the graph itself
+    assert forward_calls(get_track("runtime"), runtime) == 6 + 1
+    assert default_timeout_s(get_track("runtime"), runtime)[0] == TIMEOUT_BASE_S + TIMEOUT_S_PER_CALL * 7
+    quick = EvalOptions(track="runtime", data="div2k-like", extra={"images": 2})
+    assert forward_calls(get_track("runtime"), quick) == 2 + 1
+    assert jail_limits(get_track("runtime"), EvalOptions(track="runtime", timeout_s=9, memory_mb=300)).time_s == 9
 
 
 def test_memory_share_and_tree_rss() -> None:
@@ -45,6 +48,7 @@ def test_memory_share_and_tree_rss() -> None:
             if grown - before > 190:
                 break
         assert grown - before > 190
+        assert child.pid in tree_pids(os.getpid())
     finally:
         child.kill()
         child.wait()

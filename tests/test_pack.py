@@ -18,10 +18,10 @@ from ntirekit.cli.pack_cmd import pack as pack_cli
 from ntirekit.core.registry import discover, iter_entry_folders
 from ntirekit.core.spec import REPO_ROOT
 from ntirekit.core.weights import sha256_of
-from ntirekit.eval.isolate import UNTRUSTED_MARKER, is_untrusted
+from ntirekit.core.trust import UNTRUSTED_MARKER, declared_roots, is_untrusted
 from ntirekit.eval.runner import run_track
 from ntirekit.eval.track import EvalOptions
-from ntirekit.eval.sandbox.bwrap import bwrap_problem
+from ntirekit.jail.bwrap import bwrap_problem
 from ntirekit.pack import ACCEPTED, check_zip, pack, parse_readme, unpack
 from ntirekit.pack.formats import README
 from tests.helpers.entries import write_entry
@@ -75,7 +75,7 @@ def test_entry_folder_pack_writes_manifest_and_passes_check(tmp_path: Path) -> N
     files = {f["path"]: f for f in manifest["files"]}
     assert files["tiny.pth"]["sha256"] == sha256_of(folder / "tiny.pth")
     assert files["tiny.pth"]["size"] == (folder / "tiny.pth").stat().st_size
-    assert outcome.report.info["params"] == 3 * 48 * 9 + 48
+    assert outcome.report.info["load_sandbox"] in ("bwrap", "process")      # the probe ran the code in the jail
     assert any(w.code == "missing-factsheet" for w in outcome.report.warnings)   # flat layout: a warning only
     assert check_zip(outcome.zip_path).verdict == ACCEPTED
 
@@ -91,12 +91,8 @@ def test_weights_resolved_outside_the_folder_are_packed(tmp_path: Path, monkeypa
     assert "tiny.pth" in zip_names(outcome.zip_path)
 
     absolute = write_entry(tmp_path / "src2", TEAM, extra_toml=f'\n[weights]\nfile = "{store / "tiny.pth"}"\n')
-    outcome = pack(absolute, out=tmp_path / "b.zip")
-    assert outcome.zip_path is not None, outcome.report.render()
-    assert any(w.code == "weights-path" for w in outcome.report.warnings)
-    with zipfile.ZipFile(outcome.zip_path) as zf:
-        assert 'file = "tiny.pth"' in zf.read("entry.toml").decode()
-    assert check_zip(outcome.zip_path).verdict == ACCEPTED
+    outcome = pack(absolute, out=tmp_path / "b.zip")            # entry paths stay inside the folder, as in zips
+    assert outcome.zip_path is None and "inside the entry's folder" in outcome.report.render()
 
 
 def test_pack_refuses_weights_that_do_not_fit_and_bad_names(tmp_path: Path) -> None:
@@ -293,13 +289,16 @@ def test_round_trip_pack_check_unpack_evaluate_isolated(tmp_path: Path) -> None:
     report, root = unpack(outcome.zip_path, tmp_path / "unpacked")
     assert report.ok and root is not None and (tmp_path / "unpacked" / UNTRUSTED_MARKER).is_file()
     entry = discover([root], include_defaults=False)[TEAM]
-    assert is_untrusted(entry)
+    assert is_untrusted(entry.folder)
     options = EvalOptions(track="psnr", data=str(data), device="cpu", progress=False)
-    isolated = run_track([entry], options, out_dir=tmp_path / "out")[0]        # untrusted: isolated by default
+    isolated = run_track([entry], options, out_dir=tmp_path / "out")[0]        # untrusted: jailed by default
     assert isolated["status"] == "ok", isolated.get("error")
-    assert isolated["isolated"] is True
-    local = run_track([entry], options, isolate=False)[0]
-    assert "isolated" not in local
+    assert isolated["sandbox"] in ("bwrap", "process") and isolated["graph"]["checked_inputs"] == 3
+    refused = run_track([entry], options, isolate=False)[0]                   # never in this process untrusted
+    assert refused["status"] == "failed" and "--trust" in refused["error"]
+    with declared_roots(trusted=[root]):
+        local = run_track([entry], options, isolate=False)[0]
+    assert "sandbox" not in local
     assert isolated["psnr_db"] == pytest.approx(local["psnr_db"], abs=1e-9)
     assert [i["name"] for i in isolated["images"]] == ["0001", "0002"]
     assert len(list((tmp_path / "out").glob(f"{TEAM}__psnr__*.json"))) == 1

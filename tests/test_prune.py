@@ -251,7 +251,7 @@ class Net(nn.Module):
 '''
     write_entry(tmp_path / "src", "net", model_code=code, factory="model.py:Net")
     out = tmp_path / "net_pruned"
-    result = CliRunner().invoke(main, ["prune", "net", "--entries", str(tmp_path / "src"), "--target-macs-ratio",
+    result = CliRunner().invoke(main, ["prune", "net", "--entries", str(tmp_path / "src"), "--trust", str(tmp_path / "src"), "--target-macs-ratio",
                                        "0.5", "--out", str(out)])
     assert result.exit_code == 0, result.output
     pruned = discover([out], include_defaults=False)["net_pruned"]
@@ -332,7 +332,7 @@ def test_prune_reports_psnr_and_warns_loudly_on_a_collapse(tmp_path) -> None:
     expected_before = _nearest_psnr_on_the_check_crops()
 
     def prune(criterion: str):
-        return CliRunner().invoke(main, ["prune", "net", "--entries", str(tmp_path / "src"), "--widths", "head=3",
+        return CliRunner().invoke(main, ["prune", "net", "--entries", str(tmp_path / "src"), "--trust", str(tmp_path / "src"), "--widths", "head=3",
                                          "--criterion", criterion, "--out", str(tmp_path / criterion)])
 
     collapsed = prune("l1")

@@ -226,7 +226,7 @@ def test_reparam_refuses_an_entry_without_deploy_form(tmp_path) -> None:
     from tests.helpers.entries import write_entry
 
     write_entry(tmp_path / "e", "tiny")
-    result = CliRunner().invoke(main, ["reparam", "tiny", "--entries", str(tmp_path / "e"), "--out",
+    result = CliRunner().invoke(main, ["reparam", "tiny", "--entries", str(tmp_path / "e"), "--trust", str(tmp_path / "e"), "--out",
                                        str(tmp_path / "out")])
     assert result.exit_code != 0 and "deploy" in result.output
 

@@ -1,6 +1,6 @@
-"""Hostile entries under the bwrap sandbox (issue 12): each is a working tiny entry with one attack added to its
-model module; the organizer's run finishes, the honest entry's figures equal an in-process run's, the attack reaches
-nothing outside the sandbox's scratch folder, and the psnr figures are the parent's own."""
+"""Hostile entries in the jail (issues 12, 21): each is a working tiny entry with one attack added to its model
+module; the organizer's run finishes, the honest entry's figures equal an in-process run's, the attack reaches nothing
+outside the jail, and the psnr figures are the parent's own."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from ntirekit.core.records import read_result, record_path
 from ntirekit.core.registry import discover
 from ntirekit.data.images import write_image
 from ntirekit.eval.runner import run_track
-from ntirekit.eval.sandbox.bwrap import bwrap_problem, runtime_binds
-from ntirekit.eval.sandbox.capture import MAX_BYTES
+from ntirekit.jail.bwrap import bwrap_problem, runtime_binds
+from ntirekit.jail.capture import MAX_BYTES
 from ntirekit.eval.track import EvalOptions
 from tests.helpers.entries import TINY_MODEL, write_entry
 
@@ -143,7 +143,7 @@ def test_hostile_entries_reach_nothing_and_honest_figures_stand(world: dict[str,
     by = {r["entry"]: r for r in records}
     assert sorted(by) == sorted(["good", *ATTACKS])
     for rec in by.values():
-        assert rec["sandbox"] == "bwrap" and rec["isolated"] is True
+        assert rec["sandbox"] == "bwrap"
         assert len(rec.get("output", "").encode()) <= MAX_BYTES + 4096
 
     good = by["good"]
@@ -181,15 +181,67 @@ def test_hostile_entries_reach_nothing_and_honest_figures_stand(world: dict[str,
     assert read_result(record_path(out, by["good"]))["psnr_db"] == reference["psnr_db"]
 
 
-def test_timing_tracks_get_lr_copies_not_the_dataset(world: dict[str, Any]) -> None:
-    """A track without a parent-scored plan (runtime) reads an LR-only copy of ``--data``: the HR files are not
-    there, and the timing inputs are the dataset's own LR images (same count and sizes as in process)."""
+def test_timing_tracks_send_lr_images_only(world: dict[str, Any]) -> None:
+    """The timing tracks send the jail the LR images of ``--data`` only (as arrays over the channel): the HR files are
+    nowhere in it, and the graph is timed on the dataset's own LR images (same count and sizes as in process)."""
     registry = world["registry"]
     options = EvalOptions(track="runtime", data=str(world["data"]), device="cpu", progress=False, warmup=0,
                           repeats=1)
     hostile = run_track([registry["b_hr"]], options, isolate=True, timeout_s=120)[0]
     assert hostile["status"] == "ok", hostile.get("error")
-    assert hostile["sandbox"] == "bwrap" and "HR:0" in hostile["output"]
+    assert hostile["sandbox"] == "bwrap" and "HR:0" in hostile["output"] and hostile["measured"] == "graph"
     reference = run_track([registry["good"]], options, isolate=False)[0]
     assert hostile["runtime_images"] == reference["runtime_images"] == 2
     assert hostile["runtime_input"] == reference["runtime_input"] == str(world["data"])
+
+
+def test_entry_paths_stay_inside_the_entry_and_weights_come_from_the_organizer(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[weights].file`` absolute or with ``..`` is refused for folders as for zips; a checkpoint that is a link
+    leading out of the folder is refused; an honest entry whose checkpoint the organizer keeps in
+    ``$NTIREKIT_WEIGHTS`` gets it in the jail (found and verified by the organizer's process)."""
+    secret = tmp_path / "secret.pth"
+    torch.save({"conv.weight": torch.zeros(48, 3, 3, 3), "conv.bias": torch.zeros(48)}, secret)
+    roots = tmp_path / "entries"
+    for name, file in (("abs_path", str(secret)), ("dotdot", "../../secret.pth")):
+        write_entry(roots, name, extra_toml=f'\n[weights]\nfile = "{file}"\n')
+    linked = write_entry(roots, "linked", extra_toml='\n[weights]\nfile = "w.pth"\n')
+    (linked / "w.pth").symlink_to(secret)
+    store = tmp_path / "organizer_weights"
+    store.mkdir()
+    torch.manual_seed(0)
+    state = {"conv.weight": torch.randn(48, 3, 3, 3) * 0.1, "conv.bias": torch.zeros(48)}
+    torch.save(state, store / "honest.pth")
+    write_entry(roots, "honest", extra_toml='\n[weights]\nfile = "honest.pth"\n')
+    monkeypatch.setenv("NTIREKIT_WEIGHTS", str(store))
+    skipped: list[str] = []
+    registry = discover([roots], include_defaults=False, report=skipped.append)
+    assert sorted(registry) == ["honest", "linked"]
+    assert any("abs_path" in line and "inside the entry's folder" in line for line in skipped)
+    assert any("dotdot" in line and "inside the entry's folder" in line for line in skipped)
+    data = tmp_path / "data"
+    write_image(data / "a.png", np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    options = EvalOptions(track="psnr", data=str(data), device="cpu", progress=False)
+    by = {r["entry"]: r for r in run_track([registry["honest"], registry["linked"]], options, isolate=True,
+                                           timeout_s=120)}
+    reference = run_track([registry["honest"]], options, isolate=False)[0]
+    assert by["honest"]["status"] == "ok" and by["honest"]["psnr_db"] == reference["psnr_db"]
+    assert by["honest"]["weights"] == "pretrained"
+    assert by["linked"]["status"] == "failed" and "lead outside" in by["linked"]["error"]
+
+
+def test_what_a_team_raises_reaches_the_record_clean(tmp_path: Path) -> None:
+    attack = TINY_MODEL + '''
+_forward = TinySR.forward
+def forward(self, x):
+    raise RuntimeError("\\x1b]0;owned\\x07\\x1b[2J<a href='javascript:alert(1)'>click</a>\\r\\x1b[1Afake ok")
+TinySR.forward = forward
+'''
+    write_entry(tmp_path / "e", "loud", model_code=attack)
+    registry = discover([tmp_path / "e"], include_defaults=False)
+    data = tmp_path / "data"
+    write_image(data / "a.png", np.zeros((16, 16, 3), dtype=np.uint8))
+    rec = run_track([registry["loud"]], EvalOptions(track="psnr", data=str(data), device="cpu", progress=False),
+                    isolate=True, timeout_s=120)[0]
+    assert rec["status"] == "failed" and "javascript" in rec["error"]
+    assert not any(c in rec["error"] for c in "\x1b\x07\r\n")

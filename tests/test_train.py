@@ -135,7 +135,7 @@ def test_train_and_finetune_commands(tmp_path) -> None:
     common = ["--data", str(data), "--val", str(data), "--steps", "4", "--batch-size", "2", "--patch", "8",
               "--val-every", "2", "--ckpt-every", "2", "--no-progress", "--device", "cpu"]
     out = tmp_path / "tiny_trained"
-    result = CliRunner().invoke(main, ["train", "tiny", "--entries", str(tmp_path / "entries"), "--out", str(out),
+    result = CliRunner().invoke(main, ["train", "tiny", "--entries", str(tmp_path / "entries"), "--trust", str(tmp_path / "entries"), "--out", str(out),
                                        "--ckpt-dir", str(tmp_path / "ckpt1"), *common])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ckpt1" / "last.pt").is_file()
@@ -144,12 +144,12 @@ def test_train_and_finetune_commands(tmp_path) -> None:
     assert "trained by `ntirekit train`" in trained.spec.description
     out2 = tmp_path / "tiny_ft"
     common += ["--ckpt-dir", str(tmp_path / "ckpt2")]
-    result = CliRunner().invoke(main, ["finetune", "tiny_trained", "--entries", str(out), "--out", str(out2),
+    result = CliRunner().invoke(main, ["finetune", "tiny_trained", "--entries", str(out), "--trust", str(out), "--out", str(out2),
                                        "--loss", "charbonnier", *common])
     assert result.exit_code == 0, result.output
     discover([out2], include_defaults=False)["tiny_trained_ft"].load()
     # Resuming a finished run does no further step and writes the same best weights again.
-    result = CliRunner().invoke(main, ["finetune", "tiny_trained", "--entries", str(out), "--out", str(out2),
+    result = CliRunner().invoke(main, ["finetune", "tiny_trained", "--entries", str(out), "--trust", str(out), "--out", str(out2),
                                        "--force", "--resume", "--loss", "charbonnier", *common])
     assert result.exit_code == 0, result.output
     assert "resumed from" in result.output
@@ -162,7 +162,7 @@ def test_finetune_needs_weights(tmp_path) -> None:
     from tests.helpers.entries import write_entry
 
     write_entry(tmp_path / "entries", "tiny")
-    result = CliRunner().invoke(main, ["finetune", "tiny", "--entries", str(tmp_path / "entries"), "--steps", "1"])
+    result = CliRunner().invoke(main, ["finetune", "tiny", "--entries", str(tmp_path / "entries"), "--trust", str(tmp_path / "entries"), "--steps", "1"])
     assert result.exit_code != 0 and "no weights" in result.output
 
 

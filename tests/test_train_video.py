@@ -338,7 +338,7 @@ def test_train_command_on_a_vqe_entry(tmp_path) -> None:
     lq = _clip(t=6, seed=6)
     gt = np.clip(lq.astype(int) + 4, 0, 255).astype(np.uint8)
     _write_pairs(tmp_path / "data", lq, gt, qps=[37, 42, 41, 42, 38, 42])
-    common = ["--entries", str(tmp_path / "entries"), "--data", str(tmp_path / "data"), "--frames", "3",
+    common = ["--entries", str(tmp_path / "entries"), "--trust", str(tmp_path / "entries"), "--data", str(tmp_path / "data"), "--frames", "3",
               "--patch", "8", "--batch-size", "2", "--steps", "4", "--val-every", "2", "--ckpt-every", "2",
               "--no-progress", "--device", "cpu"]
     out = tmp_path / "out"
@@ -357,7 +357,7 @@ def test_train_command_on_a_vqe_entry(tmp_path) -> None:
     grow = CliRunner().invoke(main, ["train", "tinyvqe", *common, "--grow-from",
                                      str(out / "tiny_small.pth"), "--ckpt-dir", str(tmp_path / "ckpt2")])
     assert grow.exit_code == 1 and "shapes differ" in grow.output and "Traceback" not in grow.output
-    nodata = CliRunner().invoke(main, ["train", "tinyvqe", "--entries", str(tmp_path / "entries")])
+    nodata = CliRunner().invoke(main, ["train", "tinyvqe", "--entries", str(tmp_path / "entries"), "--trust", str(tmp_path / "entries")])
     assert nodata.exit_code != 0 and "give --data" in nodata.output
 
 
@@ -383,7 +383,7 @@ def test_image_entries_take_the_staged_loss_and_refuse_video_options(tmp_path) -
 
     write_entry(tmp_path / "entries", "tiny")
     write_image(tmp_path / "hr" / "a.png", (np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8))
-    common = ["--entries", str(tmp_path / "entries"), "--data", str(tmp_path / "hr"), "--val", "none", "--steps", "3",
+    common = ["--entries", str(tmp_path / "entries"), "--trust", str(tmp_path / "entries"), "--data", str(tmp_path / "hr"), "--val", "none", "--steps", "3",
               "--batch-size", "2", "--patch", "8", "--no-progress", "--device", "cpu"]
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["train", "tiny", *common, "--then-loss", "l2", "--switch-at", "2",

@@ -128,7 +128,7 @@ print("GTFOUND:%d" % _found, flush=True)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(__import__("ntirekit.eval.sandbox.bwrap", fromlist=["x"]).bwrap_problem() is not None,
+@pytest.mark.skipif(__import__("ntirekit.jail.bwrap", fromlist=["x"]).bwrap_problem() is not None,
                     reason="no bwrap sandbox here")
 def test_an_untrusted_vqe_entry_gets_compressed_frames_only_and_the_parent_scores(tmp_path):
     """Sandboxed, a VQE entry is sent the compressed frames (and qp.txt) only; its output frames come back and

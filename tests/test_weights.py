@@ -170,8 +170,12 @@ def test_a_download_never_writes_outside_the_cache(isolated_env: Path) -> None:
     # an untrusted spec whose file climbs out of every folder it is joined to
     toml = f'\n[weights]\nfile = "../../escaped.pth"\nurl = "{upstream.as_uri()}"\nsha256 = "{digest}"\n'
     write_entry(isolated_env / "entries", "tiny", extra_toml=toml)
+    skipped: list[str] = []
+    registry = discover([isolated_env / "entries"], include_defaults=False, report=skipped.append)
+    assert "tiny" not in registry and "inside the entry's folder" in skipped[0]     # refused before any download
+    assert not cache_dir().exists() or not any(cache_dir().iterdir())
+    (isolated_env / "entries" / "tiny" / "entry.toml").write_text(
+        (isolated_env / "entries" / "tiny" / "entry.toml").read_text().replace("../../escaped.pth", "escaped.pth"))
     entry = discover([isolated_env / "entries"], include_defaults=False)["tiny"]
-    assert resolve_weights(entry) == cache_dir() / "escaped.pth"
+    assert resolve_weights(entry) == cache_dir() / "escaped.pth"                     # the cache holds it by name
     assert [p.name for p in cache_dir().iterdir()] == ["escaped.pth"]
-    assert not (cache_dir() / "../../escaped.pth").exists()
-    assert resolve_weights(entry, download=False) == cache_dir() / "escaped.pth"     # found again in the cache

@@ -8,6 +8,7 @@ command lets through becomes one error line and exit status 1; any other excepti
 from __future__ import annotations
 
 import importlib
+import signal
 
 import click
 
@@ -45,10 +46,15 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module_name), attr)
 
     def invoke(self, ctx: click.Context) -> object:
+        signal.signal(signal.SIGTERM, _terminate)     # cleanup (jails, cgroups, temporary folders) runs on SIGTERM
         try:
             return super().invoke(ctx)
         except NtirekitError as exc:
             raise click.ClickException(one_line(exc)) from None
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def one_line(exc: BaseException) -> str:

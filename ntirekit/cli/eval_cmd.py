@@ -27,8 +27,7 @@ QUICK_IMAGES, QUICK_CROP, QUICK_WARMUP, QUICK_REPEATS = 2, 128, 1, 3
 
 
 def summary_table(records: list[dict[str, Any]], track: str) -> str:
-    """One row per entry: its weights (pretrained | random) and figures, or its failure reason; a suspect record
-    (:mod:`ntirekit.eval.witness`) shows why."""
+    """One row per entry: its weights (pretrained | random) and figures, or its failure reason."""
     columns = get_track(track).columns
     rows = []
     for rec in records:
@@ -205,15 +204,16 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
               help="Quality tracks (psnr, vqe): also measure entries without weights (left out by default: the "
                    "figures of random weights mean nothing).")
 @click.option("--isolate/--no-isolate", default=None,
-              help="Run each entry in its own process with limits. Default: only untrusted entries (submissions/, zips).")
+              help="--isolate runs every entry's code in the sandbox (jail), trusted ones too. Untrusted entries "
+                   "(submissions/, --entries folders, zips) always run there, whatever this says.")
 @click.option("--trust", "trusted", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of entries to trust (run in this process; repeatable). --entries folders, submissions/ "
-                   "and zips are untrusted (sandboxed) otherwise.")
+              help="Folder of entries whose code you have reviewed: it runs in this process (repeatable). "
+                   "--entries folders, submissions/ and zips run in the sandbox otherwise.")
 @click.option("--timeout", "timeout_s", type=float, default=None,
-              help="Time limit per isolated entry [s] (default: 300 s + 15 s per forward call of the track).")
+              help="Time limit per jail [s] (default: 300 s + 15 s per forward call it makes).")
 @click.option("--memory-mb", type=int, default=None,
-              help="Memory limit per isolated entry [MiB] (default: half the machine's memory, resident, all its "
-                   "processes).")
+              help="Memory a jail may add to its start-up footprint [MiB] (default: only the machine share, half "
+                   "its memory; everything the jail holds counts: processes, tmpfs, memfd).")
 @click.option("--leaderboard", "protocol_name", default="ntire2022", show_default=True,
               help="Ranking protocol of the closing leaderboard (runtime/complexity/overall); 'none' to skip.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

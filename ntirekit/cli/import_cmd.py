@@ -22,14 +22,12 @@ from ntirekit.pack.legacy import LegacyError, import_repository
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the entries.")
 @click.option("--write-map", "write_map", default=None, type=click.Path(dir_okay=False),
               help="Also write the map used (derived, merged with --map) to this TOML file for review.")
-@click.option("--copy-weights", is_flag=True, help="Copy checkpoints into the entries (default: reference by path "
-                                                   "and sha256).")
 @click.option("--force", is_flag=True, help="Replace entry folders that already exist in --out.")
 @click.option("--check", "check_load", is_flag=True, help="Build each entry and load its weights, each in an "
                                                           "isolated child process.")
 @click.option("--json", "as_json", is_flag=True, help="Print the import report as JSON.")
 @json_output
-def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: str | None, copy_weights: bool,
+def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: str | None,
                  force: bool, check_load: bool, as_json: bool) -> None:
     """Turn REPO_DIR (models/teamXX_Name.py + model_zoo/ + test_demo.py) into entry folders in --out.
 
@@ -39,8 +37,7 @@ def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: s
     ntirekit eval --entries imported/ --track overall
     """
     try:
-        outcome = import_repository(repo_dir, out_dir, map_path=map_path, write_map=write_map,
-                                    copy_weights=copy_weights, force=force)
+        outcome = import_repository(repo_dir, out_dir, map_path=map_path, write_map=write_map, force=force)
     except LegacyError as exc:
         raise click.ClickException(str(exc)) from None
     if not as_json:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from ntirekit.cli.common import echo_json, entries_option, entry_root_paths, json_output, one_line_errors
+from ntirekit.cli.common import echo_json, entries_option, entry_root_paths, json_output, one_line_errors, trust_option
 from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
 from ntirekit.eval.regress import RegressError, record_reference
 from ntirekit.eval.regress import regress as do_regress
@@ -34,6 +34,7 @@ from ntirekit.jobs.executors import ExecutorSettings
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--data", default=None, help="Dataset for quality tracks (default: the one each record ran with).")
 @entries_option
+@trust_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Also write the fresh records here (CI artefact).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -43,7 +44,7 @@ from ntirekit.jobs.executors import ExecutorSettings
 def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: str, record: bool,
             names: tuple[str, ...], tracks: tuple[str, ...], device: str, data: str | None,
             entry_roots: tuple[str, ...], out_dir: str | None, as_json: bool,
-            executor: ExecutorSettings | None = None) -> None:
+            executor: ExecutorSettings | None = None, trusted: tuple[str, ...] = ()) -> None:
     """Compare fresh measurements with metrics/<fingerprint id>/ (exit status 1 listing every regression).
 
     \b

@@ -23,14 +23,15 @@ import torch
 from torch import nn
 
 from ntirekit.core.device import resolve_device
+from ntirekit.eval.clip_inference import enhance_clip
 from ntirekit.eval.inference import upscale_image
 from ntirekit.eval.pipeline import memory_of, to_inputs
-from ntirekit.eval.producer import Harness
+from ntirekit.eval.producer import ClipHarness, Harness
 from ntirekit.graph.identity import graph_id
 from ntirekit.graph.read import Graph, read_graph
 from ntirekit.jail.channel import Channel
-from ntirekit.measure.counts import make_input
-from ntirekit.measure.graph_counts import count_graph
+from ntirekit.measure.counts import fvcore_counts, make_input
+from ntirekit.measure.graph_counts import count_graph, params_of
 
 #: uint8 outputs of the graph and of the entry may differ by one level on at most this share of their values (float
 #: rounding between two processes can flip a value that sits on .5); anything more is another network
@@ -153,4 +154,88 @@ def _image(header: dict[str, Any], payload: bytes) -> np.ndarray:
     return np.frombuffer(payload, dtype=np.uint8).reshape(header["shape"])
 
 
-__all__ = ["GraphModel", "GraphRunner", "compare_outputs", "counting_image", "serve"]
+
+
+# ---------------------------------------------------------------------------------------------------------- clips
+
+class ClipGraphModel(nn.Module):
+    """A video graph as ``enhance_clip`` calls a video model: ``forward(x, **kwargs)`` runs the program exported
+    for that call; ``min_frames`` and, where the entry takes PQF positions, ``default_pqf`` (the positions its run
+    used) come from the team side's report (a lie there only makes the graph's outputs differ)."""
+
+    def __init__(self, graph: Graph, attrs: dict[str, Any], positions: Sequence[int] | None):
+        super().__init__()
+        self.graph = graph
+        self.min_frames = int(attrs.get("min_frames", 1))
+        if attrs.get("pqf"):
+            self.default_pqf = lambda n: list(positions or [])
+
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        call = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in kwargs.items()}
+        return self.graph.program_for(tuple(x.shape), call).module(x)
+
+
+class ClipGraphRunner:
+    """A video entry's exported graph with the entry's :class:`~ntirekit.eval.producer.ClipHarness`."""
+
+    def __init__(self, graph: Graph, harness: ClipHarness):
+        self.harness = harness
+        self.device = resolve_device(harness.device)
+        self.graph = graph.to(self.device)
+
+    @classmethod
+    def of_bytes(cls, data: bytes, harness: ClipHarness) -> "ClipGraphRunner":
+        return cls(read_graph(data, device="cpu", max_tensor_bytes=MAX_GRAPH_BYTES), harness)
+
+    def run_clip(self, frames: Sequence[np.ndarray], positions: Sequence[int] | None,
+                 attrs: dict[str, Any]) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """The graph's output frames and the kit's timing of it (``runtime_ms_per_frame``, ``model_seconds``,
+        ``max_memory_mib``: :func:`~ntirekit.eval.clip_inference.enhance_clip`'s statistics)."""
+        h = self.harness
+        model = ClipGraphModel(self.graph, attrs, positions)
+        out, stats = enhance_clip(model, frames, chunk=h.chunk, overlap=h.overlap, pad_to_multiple=h.multiple,
+                                  min_size=h.min_size, drop_duplicates=h.drop_duplicates, device=self.device,
+                                  data_range=h.data_range, pqf=positions if attrs.get("pqf") else None)
+        return out, {k: stats[k] for k in ("runtime_ms_per_frame", "model_seconds", "max_memory_mib")}
+
+    def figures(self, width: int, height: int) -> dict[str, Any]:
+        """``params`` (:func:`ntirekit.measure.graph_counts.params_of`) and ``macs_per_frame``: fvcore's MACs of a
+        3-frame clip minus a 2-frame clip at ``width`` x ``height`` (the programs exported for those calls)."""
+        graph = self.graph.to("cpu")
+        three = graph.program_for((1, 3, 3, height, width))
+        two = graph.program_for((1, 2, 3, height, width))
+        macs = fvcore_counts(three.module, (1, 3, 3, height, width))[0] - \
+            fvcore_counts(two.module, (1, 2, 3, height, width))[0]
+        graph.to(self.device)
+        return {"params": params_of(three)[0], "macs_per_frame": int(macs), "macs_input": [width, height]}
+
+
+def serve_clips(channel: Channel, *, folder: str, harness: dict[str, Any], graph_bytes: int) -> dict[str, Any]:
+    """The jail's function for an untrusted video entry's graph (no team code here): read the graph, then answer
+    ``clip`` (``frames`` arrays follow, ``pqf``, ``attrs``; reply: the output frames, then ``clip-done`` with the
+    timing statistics), ``figures`` (``size``), ``end``."""
+    header, data = channel.receive(payload_limit=min(graph_bytes, MAX_GRAPH_BYTES))
+    if header.get("kind") != "graph":
+        raise RuntimeError("expected the graph")
+    runner = ClipGraphRunner.of_bytes(data, ClipHarness(**harness))
+    del data
+    channel.send({"kind": "loaded", "programs": len(runner.graph.programs)})
+    while True:
+        header, _ = channel.receive()
+        kind = header.get("kind")
+        if kind == "clip":
+            frames = []
+            for _ in range(int(header["frames"])):
+                h, payload = channel.receive(payload_limit=lambda h: _image_bytes(h))
+                frames.append(_image(h, payload))
+            out, stats = runner.run_clip(frames, header.get("pqf"), dict(header.get("attrs") or {}))
+            for frame in out:
+                channel.send_array(frame)
+            channel.send({"kind": "clip-done", "stats": stats})
+        elif kind == "figures":
+            width, height = (int(v) for v in header["size"])
+            channel.send({"kind": "figures", **runner.figures(width, height)})
+        elif kind == "end":
+            return {}
+        else:
+            raise RuntimeError(f"unexpected message {str(kind)[:40]!r}")

@@ -50,7 +50,7 @@ def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, time
     jail = Jail("ntirekit.eval.isolate:_call_entry",
                 {"spec": entry.spec.to_dict(), "call": f"{function.__module__}:{function.__qualname__}",
                  "kwargs": kwargs},
-                limits=Limits(time_s=timeout_s, memory_mb=memory_mb or 0), files=files, sandbox=sandbox)
+                limits=Limits(time_s=timeout_s, memory_mb=memory_mb), files=files, sandbox=sandbox)
     try:
         with jail as channel:
             header, _ = channel.receive()

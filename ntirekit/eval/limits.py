@@ -7,8 +7,8 @@ ten times a CPU forward of RLFN on a DIV2K-sized LR image on a 2-core machine; t
 are outside it (they have their own limit). Images are counted without decoding: the built-in timing set's size, else
 the image files below ``--data``.
 
-**Memory**: ``--memory-mb`` for the whole jail (its processes and their tmpfs and memfd files), else
-:func:`ntirekit.jail.run.default_memory_mb` (half the machine). **Processes**: :data:`PIDS` processes and threads.
+**Memory**: everything a jail holds (its processes and their tmpfs and memfd files) stays under half the machine
+(:func:`ntirekit.jail.run.default_memory_mb`) and, with ``--memory-mb N``, under its start-up footprint plus N. **Processes**: :data:`PIDS` processes and threads.
 
 The record of a run that a limit ended says which (``limit``: ``"time"``, ``"start-up time"``, ``"memory"``,
 ``"pids"``) and the value (``limit_value``); every jailed record says how each limit was enforced (``limits``).
@@ -54,4 +54,4 @@ def default_timeout_s(track: Track, options: EvalOptions) -> tuple[float, str]:
 def jail_limits(track: Track, options: EvalOptions) -> Limits:
     """The jail limits of ``track`` under ``options`` (``--timeout``, ``--memory-mb``, else the defaults)."""
     seconds = options.timeout_s or default_timeout_s(track, options)[0]
-    return Limits(time_s=float(seconds), memory_mb=int(options.memory_mb or 0), pids=PIDS)
+    return Limits(time_s=float(seconds), memory_mb=int(options.memory_mb) if options.memory_mb else None, pids=PIDS)

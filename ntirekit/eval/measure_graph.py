@@ -2,9 +2,8 @@
 
 :func:`measure_entry`:
 
-1. the team side (:func:`ntirekit.eval.sides.team_side`: the entry's code, jailed when untrusted) exports the network
-   for every model call the harness makes on the inputs and on the counting input, and produces its uint8 outputs
-   for them;
+1. the team side (:func:`ntirekit.eval.sides.team_side`: the entry's code, jailed when untrusted) produces its uint8
+   outputs for the inputs and the counting input, and exports the network for every model call the harness made;
 2. this process vets the graph file (:func:`ntirekit.graph.read.read_graph`: refused in one line, before any of it
    runs, when it is anything but allowlisted operators and plain tensors);
 3. the graph side (:func:`ntirekit.eval.sides.graph_side`: the kit's code only, jailed when the graph comes from an
@@ -102,13 +101,13 @@ def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarra
     shapes = harness.model_shapes([img.shape[:2] for img in check])
     in_jail = jailed(entry, options)
     with team_side(entry, harness, jailed=in_jail, limits=limits, weights=weights) as (team, info):
+        outputs = [team.run_image(img) for img in check]         # the entry's own failures first, then the export's
         try:
             data, how = team.export(shapes, MAX_GRAPH_BYTES)
         except NotExportable as exc:
             if in_jail:
                 raise EntryFailed(f"not exportable: {exc}", "not-exportable") from None
             return _eager(entry, team.producer, options, images, memory, label, str(exc), started)
-        outputs = [team.run_image(img) for img in check]
         form = team.form
     graph = vet(data)
     check_started = time.perf_counter()

@@ -23,11 +23,13 @@ import torch
 
 from ntirekit.core.device import resolve_device
 from ntirekit.core.spec import Entry, EntrySpec
+from ntirekit.eval.clip_inference import enhance_clip
 from ntirekit.eval.inference import call_shapes, upscale_image
 from ntirekit.eval.pipeline import measured_form
 from ntirekit.graph.errors import NotExportable
-from ntirekit.graph.export import ExportedGraph, export_graph
+from ntirekit.graph.export import ExportedGraph, export_calls, export_graph
 from ntirekit.jail.channel import Channel
+from ntirekit.nn.deform import implementation
 
 
 @dataclass(frozen=True)
@@ -119,3 +121,110 @@ def _image_bytes(header: dict[str, Any]) -> int:
 def harness_fields(harness: Harness) -> dict[str, Any]:
     """``harness`` as JSON-able fields."""
     return asdict(harness)
+
+
+# ---------------------------------------------------------------------------------------------------------- clips
+
+@dataclass(frozen=True)
+class ClipHarness:
+    """How a video entry is run (sent to the jail as JSON): :func:`ntirekit.eval.clip_inference.enhance_clip`'s
+    settings (chunk, overlap, duplicates dropped, the input contract's ``min_size`` and ``multiple``), input data
+    range, scale, device and weights (a path relative to the entry folder, or None)."""
+
+    scale: int
+    data_range: float
+    chunk: int | None = None
+    overlap: int = 2
+    drop_duplicates: bool = True
+    min_size: int = 256
+    multiple: int = 4
+    device: str = "cpu"
+    weights: str | None = None
+
+    def output_shape(self, frame_shape: Sequence[int]) -> tuple[int, int, int]:
+        return frame_shape[0] * self.scale, frame_shape[1] * self.scale, 3
+
+
+class _Recorder(torch.nn.Module):
+    """A video model whose calls (input shape, keyword arguments) are recorded; ``min_frames`` and, for a model that
+    takes PQF positions, ``default_pqf`` pass through."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.calls: list[tuple[list[int], dict[str, Any]]] = []
+        self.min_frames = int(getattr(model, "min_frames", 1))
+        if callable(getattr(model, "default_pqf", None)):
+            self.default_pqf = model.default_pqf
+
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        self.calls.append((list(x.shape), {k: list(v) if isinstance(v, (list, tuple)) else v
+                                           for k, v in kwargs.items()}))
+        return self.model(x, **kwargs)
+
+
+class ClipProducer:
+    """A video entry's eager model with :func:`~ntirekit.eval.clip_inference.enhance_clip` around it."""
+
+    def __init__(self, model: torch.nn.Module, harness: ClipHarness):
+        self.model, self.harness = model, harness
+        self.device = resolve_device(harness.device)
+        self.recorder = _Recorder(model)
+
+    @classmethod
+    def of_entry(cls, entry: Entry, harness: ClipHarness) -> "ClipProducer":
+        weights = str(entry.folder / harness.weights) if harness.weights else None
+        return cls(entry.load(weights, pretrained=weights is not None, device=resolve_device(harness.device)), harness)
+
+    def run_clip(self, frames: Sequence[np.ndarray], pqf: Sequence[int] | None) -> tuple[list[np.ndarray],
+                                                                                         dict[str, Any]]:
+        """The uint8 output frames, and what the graph side needs to run the same calls: ``calls`` (input shape and
+        keyword arguments of each model call), ``attrs`` (``min_frames``, whether it takes PQF positions) and the
+        run's non-figure statistics (``unique_frames``, ``chunks``, ``padded_size``, ``pqf``)."""
+        h = self.harness
+        self.recorder.calls = []
+        out, stats = enhance_clip(self.recorder, frames, chunk=h.chunk, overlap=h.overlap,
+                                  pad_to_multiple=h.multiple, min_size=h.min_size, drop_duplicates=h.drop_duplicates,
+                                  device=self.device, data_range=h.data_range, pqf=pqf)
+        attrs = {"min_frames": self.recorder.min_frames, "pqf": hasattr(self.recorder, "default_pqf")}
+        return out, {"calls": self.recorder.calls, "attrs": attrs,
+                     "stats": {k: stats[k] for k in ("unique_frames", "chunks", "padded_size", "pqf")}}
+
+    def export(self, calls: Sequence[tuple[Sequence[int], dict[str, Any]]]) -> ExportedGraph:
+        """The model exported for ``calls`` with the pure-torch deformable convolution (the compiled torchvision
+        operator is not on the graph allowlist)."""
+        with implementation("torch"):
+            return export_calls(self.model, calls)
+
+
+def serve_clips(channel: Channel, *, folder: str, spec: dict[str, Any], harness: dict[str, Any]) -> dict[str, Any]:
+    """The jail's function for an untrusted video entry: ``clip`` (``frames`` arrays follow, ``pqf``; reply: the
+    output frames, then ``clip-done`` with the calls, attributes and statistics), ``export`` (``calls``), ``end``."""
+    entry = Entry(EntrySpec.from_dict(spec, f"{folder}/entry.toml"), Path(folder))
+    clip_harness = ClipHarness(**harness)
+    producer = ClipProducer.of_entry(entry, clip_harness)
+    channel.send({"kind": "built"})
+    while True:
+        header, _ = channel.receive()
+        kind = header.get("kind")
+        if kind == "clip":
+            frames = []
+            for _ in range(int(header["frames"])):
+                h, payload = channel.receive(payload_limit=lambda h: _image_bytes(h))
+                frames.append(np.frombuffer(payload, dtype=np.uint8).reshape(h["shape"]))
+            out, result = producer.run_clip(frames, header.get("pqf"))
+            for frame in out:
+                channel.send_array(frame)
+            channel.send({"kind": "clip-done", **result})
+        elif kind == "export":
+            try:
+                graph = producer.export([(c[0], c[1]) for c in header["calls"]])
+            except NotExportable as exc:
+                channel.send({"kind": "not-exportable", "error": str(exc)[:2000]})
+                continue
+            channel.send({"kind": "graph", "programs": graph.programs, "dynamic": graph.dynamic,
+                          "seconds": graph.seconds}, graph.data)
+        elif kind == "end":
+            return {}
+        else:
+            raise RuntimeError(f"unexpected message {str(kind)[:40]!r}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -25,9 +26,9 @@ import numpy as np
 from ntirekit.core.errors import NtirekitError
 from ntirekit.core.spec import Entry
 from ntirekit.core.text import one_line
-from ntirekit.eval.graph_side import GraphRunner
+from ntirekit.eval.graph_side import ClipGraphRunner, GraphRunner
 from ntirekit.eval.guard import EntryFailed
-from ntirekit.eval.producer import Harness, Producer
+from ntirekit.eval.producer import ClipHarness, Harness, Producer
 from ntirekit.graph.errors import NotExportable
 from ntirekit.jail.channel import Channel, ChannelError, RemoteError
 from ntirekit.jail.run import Jail, JailReport, Limits, describe_end
@@ -80,14 +81,22 @@ def entry_files(entry: Entry, weights: Path | None, weights_rel: str | None) -> 
 
 
 def _failure(jail: Jail, exc: BaseException) -> SideFailure:
+    """The failure of a jail that broke with ``exc``: kind, one line, and the record fields of how it ran."""
     report = jail.close()
+    fields = _info(report).fields()
     if isinstance(exc, RemoteError) and report.ended_by is None:
-        return SideFailure(one_line(str(exc)), "error")
+        message = one_line(str(exc))
+        if "NonFiniteOutput" in message or "NaN or inf" in message:
+            return SideFailure(message, "nonfinite", fields)
+        if re.search(r"MemoryError|can't allocate memory|Cannot allocate memory|out of memory", message, re.I):
+            return SideFailure(f"out of memory: {message}", "oom", fields)
+        return SideFailure(message, "error", fields)
     kind, message = describe_end(report)
     if isinstance(exc, ChannelError) and not isinstance(exc, RemoteError) and report.ended_by is None \
             and report.returncode == 0:
         kind, message = "error", one_line(str(exc))
-    fields = {"limit": report.ended_by[0], "limit_value": report.ended_by[1]} if report.ended_by else {}
+    if report.ended_by:
+        fields.update(limit=report.ended_by[0], limit_value=report.ended_by[1])
     return SideFailure(one_line(message), kind, fields)
 
 
@@ -100,7 +109,9 @@ def _info(report: JailReport | None) -> SideInfo:
 class _Remote:
     """Calls over a jail's channel, each failure turned into :class:`SideFailure`."""
 
-    def __init__(self, jail: Jail, channel: Channel, harness: Harness):
+    form: str | None = None
+
+    def __init__(self, jail: Jail, channel: Channel, harness: Any):
         self.jail, self.channel, self.harness = jail, channel, harness
 
     def _guard(self, call: Any) -> Any:
@@ -126,12 +137,12 @@ class _Remote:
 class RemoteTeam(_Remote):
     """The team side in a jail."""
 
-    form: str | None = None
-
-    def export(self, shapes: Sequence[Sequence[int]], max_bytes: int) -> tuple[bytes, dict[str, Any]]:
-        """The graph file and how it was made; :class:`~ntirekit.graph.errors.NotExportable` with the entry's line."""
+    def export(self, shapes: Sequence[Any], max_bytes: int, kind: str = "shapes") -> tuple[bytes, dict[str, Any]]:
+        """The graph file and how it was made; :class:`~ntirekit.graph.errors.NotExportable` with the entry's line.
+        ``shapes``: input shapes (``kind="shapes"``) or ``(shape, keyword arguments)`` calls (``"calls"``)."""
         def call() -> tuple[bytes, dict[str, Any]]:
-            self.channel.send({"kind": "export", "shapes": [list(s) for s in shapes]})
+            items = [list(s) for s in shapes] if kind == "shapes" else [[list(c[0]), dict(c[1])] for c in shapes]
+            self.channel.send({"kind": "export", kind: items})
             header, data = self.channel.receive(payload_limit=lambda h: max_bytes if h.get("kind") == "graph" else 0)
             if header.get("kind") == "not-exportable":
                 raise NotExportable(one_line(str(header.get("error", ""))))
@@ -182,55 +193,112 @@ class RemoteGraph(_Remote):
         return self._guard(call)
 
 
+class RemoteClipTeam(RemoteTeam):
+    """The team side of a video entry in a jail."""
+
+    def run_clip(self, frames: Sequence[np.ndarray], pqf: Sequence[int] | None) -> tuple[list[np.ndarray],
+                                                                                         dict[str, Any]]:
+        """The entry's output frames and its ``clip-done`` report (calls, attributes, statistics)."""
+        def call() -> tuple[list[np.ndarray], dict[str, Any]]:
+            self.channel.send({"kind": "clip", "frames": len(frames), "pqf": list(pqf) if pqf is not None else None})
+            for frame in frames:
+                self.channel.send_array(np.ascontiguousarray(frame, dtype=np.uint8))
+            shape = self.harness.output_shape(frames[0].shape)
+            out = [self.channel.receive_array(shape)[0] for _ in frames]
+            header, _ = self.channel.receive()
+            if header.get("kind") != "clip-done":
+                raise ChannelError("expected the end of the clip")
+            return out, header
+        return self._guard(call)
+
+    def export(self, calls: Sequence[tuple[Sequence[int], dict[str, Any]]],
+               max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+        return super().export(calls, max_bytes, kind="calls")
+
+
+class RemoteClipGraph(_Remote):
+    """The graph side of a video entry in a jail."""
+
+    def run_clip(self, frames: Sequence[np.ndarray], pqf: Sequence[int] | None,
+                 attrs: dict[str, Any]) -> tuple[list[np.ndarray], dict[str, Any]]:
+        def call() -> tuple[list[np.ndarray], dict[str, Any]]:
+            self.channel.send({"kind": "clip", "frames": len(frames), "attrs": attrs,
+                               "pqf": list(pqf) if pqf is not None else None})
+            for frame in frames:
+                self.channel.send_array(np.ascontiguousarray(frame, dtype=np.uint8))
+            shape = self.harness.output_shape(frames[0].shape)
+            out = [self.channel.receive_array(shape)[0] for _ in frames]
+            header, _ = self.channel.receive()
+            if header.get("kind") != "clip-done":
+                raise ChannelError("expected the end of the clip")
+            return out, dict(header.get("stats") or {})
+        return self._guard(call)
+
+    def figures(self, width: int, height: int) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            self.channel.send({"kind": "figures", "size": [width, height]})
+            header, _ = self.channel.receive()
+            if header.get("kind") == "error":
+                raise RemoteError(str(header.get("error", "")))
+            return {k: v for k, v in header.items() if k != "kind"}
+        return self._guard(call)
+
+
 @contextlib.contextmanager
-def team_side(entry: Entry, harness: Harness, *, jailed: bool, limits: Limits, weights: Path | None = None,
-              sandbox: bool = True) -> Iterator[tuple[Any, SideInfo]]:
+def _opened(jail: Jail, remote: type[_Remote], harness: Any, first: bytes | None = None) -> Iterator[Any]:
+    """Start ``jail``, optionally send it a graph, wait for its first message; yield the remote handle; end it."""
+    try:
+        try:
+            channel = jail.__enter__()
+            if first is not None:
+                channel.send({"kind": "graph"}, first)
+            header, _ = channel.receive()
+        except (ChannelError, RemoteError, OSError) as exc:
+            raise _failure(jail, exc) from None
+        if header.get("kind") == "error":
+            raise _failure(jail, RemoteError(str(header.get("error", ""))))
+        handle = remote(jail, channel, harness)
+        handle.form = header.get("form")
+        yield handle
+        handle.end()
+    finally:
+        jail.close()
+
+
+@contextlib.contextmanager
+def team_side(entry: Entry, harness: Harness | ClipHarness, *, jailed: bool, limits: Limits,
+              weights: Path | None = None, sandbox: bool = True) -> Iterator[tuple[Any, SideInfo]]:
     """The team side of ``entry`` and how it runs (see the module docstring). ``weights``: the checkpoint this
-    process resolved and verified (sent as ``harness.weights``)."""
+    process resolved and verified (sent as ``harness.weights``). A :class:`ClipHarness` opens a video entry
+    (jailed only)."""
+    clips = isinstance(harness, ClipHarness)
     if not jailed:
+        if clips:
+            raise ValueError("video entries run in this process through the vqe track's own path")
         yield LocalTeam(Producer.of_entry(entry, harness)), SideInfo()
         return
     files = entry_files(entry, weights, harness.weights)
-    jail = Jail("ntirekit.eval.producer:serve", {"spec": entry.spec.to_dict(), "harness": asdict(harness)},
-                limits=limits, files=files, sandbox=sandbox, gpu=harness.device.startswith("cuda"))
+    call = "ntirekit.eval.producer:serve_clips" if clips else "ntirekit.eval.producer:serve"
+    jail = Jail(call, {"spec": entry.spec.to_dict(), "harness": asdict(harness)}, limits=limits, files=files,
+                sandbox=sandbox, gpu=harness.device.startswith("cuda"))
     info = SideInfo()
     try:
-        try:
-            channel = jail.__enter__()
-            header, _ = channel.receive()
-        except (ChannelError, RemoteError, OSError) as exc:
-            raise _failure(jail, exc) from None
-        if header.get("kind") == "error":
-            raise _failure(jail, RemoteError(str(header.get("error", ""))))
-        remote = RemoteTeam(jail, channel, harness)
-        remote.form = header.get("form")
-        yield remote, info
-        remote.end()
+        with _opened(jail, RemoteClipTeam if clips else RemoteTeam, harness) as handle:
+            yield handle, info
     finally:
-        report = jail.close()
-        info.__dict__.update(_info(report).__dict__)
+        info.__dict__.update(_info(jail.report).__dict__)
 
 
 @contextlib.contextmanager
-def graph_side(data: bytes, harness: Harness, *, jailed: bool, limits: Limits,
+def graph_side(data: bytes, harness: Harness | ClipHarness, *, jailed: bool, limits: Limits,
                sandbox: bool = True) -> Iterator[Any]:
     """The graph side for the graph file ``data`` (see the module docstring)."""
+    clips = isinstance(harness, ClipHarness)
     if not jailed:
-        yield GraphRunner.of_bytes(data, harness)
+        yield (ClipGraphRunner if clips else GraphRunner).of_bytes(data, harness)  # type: ignore[arg-type]
         return
-    jail = Jail("ntirekit.eval.graph_side:serve", {"harness": asdict(harness), "graph_bytes": len(data)},
-                limits=limits, sandbox=sandbox, gpu=harness.device.startswith("cuda"))
-    try:
-        try:
-            channel = jail.__enter__()
-            channel.send({"kind": "graph"}, data)
-            header, _ = channel.receive()
-        except (ChannelError, RemoteError, OSError) as exc:
-            raise _failure(jail, exc) from None
-        if header.get("kind") == "error":
-            raise _failure(jail, RemoteError(str(header.get("error", ""))))
-        remote = RemoteGraph(jail, channel, harness)
-        yield remote
-        remote.end()
-    finally:
-        jail.close()
+    call = "ntirekit.eval.graph_side:serve_clips" if clips else "ntirekit.eval.graph_side:serve"
+    jail = Jail(call, {"harness": asdict(harness), "graph_bytes": len(data)}, limits=limits, sandbox=sandbox,
+                gpu=harness.device.startswith("cuda"))
+    with _opened(jail, RemoteClipGraph if clips else RemoteGraph, harness, first=data) as handle:
+        yield handle

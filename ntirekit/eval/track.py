@@ -1,9 +1,7 @@
 """What a track is: a :class:`Track` declares everything the runner, the isolation layer and the CLI need to know.
 
 A track is one module in :mod:`ntirekit.eval.tracks` holding a module-level ``TRACKS`` tuple of :class:`Track`
-objects. Each declares its name, the entries it takes (``esr`` or ``vqe``), whether it times, whether isolated runs
-check every forward pass for NaN/inf (off where figures come from instrumented forwards: a timed call must not pay
-for the check, a traced counting pass must not see it), its typed options (keys of
+objects. Each declares its name, the entries it takes (``esr`` or ``vqe``), whether it times, its typed options (keys of
 :attr:`EvalOptions.extra`, checked before it runs), its default dataset, the fields every successful record carries
 (its record schema) and the columns of the closing table. Its ``evaluate(entries, options)`` yields one result
 record per entry (see :mod:`ntirekit.core.records`), failed entries included, as soon as each is known.
@@ -106,20 +104,6 @@ class Column:
 
 
 @dataclass(frozen=True)
-class ChildPlan:
-    """How the parent runs one untrusted entry of a track in a sandbox without showing it any reference data.
-
-    ``inputs(entry, options, scratch, inside)`` writes what the child needs (LR images) into the host folder
-    ``scratch`` (seen by the child as ``inside``) and returns ``(call, kwargs)``: the module-level function
-    ``"module:function"`` the child runs as ``function(entry, **kwargs)`` (its outputs go below ``inside``) and its
-    JSON arguments. ``collect(entry, options, scratch, child_result)`` reads the outputs back and builds the record
-    in the parent (PSNR against HR the child never saw)."""
-
-    inputs: Callable[..., tuple[str, dict[str, Any]]]
-    collect: Callable[..., dict[str, Any]]
-
-
-@dataclass(frozen=True)
 class Track:
     """A track's declaration (see the module docstring)."""
 
@@ -132,19 +116,14 @@ class Track:
     options: tuple[TrackOption, ...] = ()
     default_data: str = "sample"
     leaderboard: bool = False                      # eval closes with the protocol's leaderboard
-    finite_guard: bool = True                      # isolated runs check every forward's output for NaN/inf
     #: its figures depend on the weights (a quality track): ``eval`` leaves out entries without weights unless
     #: ``--allow-random``
     needs_weights: bool = False
-    #: fields some of its records carry besides ``record_fields``; of a sandboxed child's own record the parent keeps
-    #: these, ``record_fields`` and the status fields only (:mod:`ntirekit.eval.isolate`)
+    #: fields some of its records carry besides ``record_fields``
     optional_fields: tuple[str, ...] = ()
     description: str = ""
     #: opens ``(data, scale)`` cheaply before any entry runs, so that a bad dataset is one error, not one per entry
     check_data: Callable[[str, int], Any] | None = None
-    #: how a sandboxed child runs this track when it must not read ``options.data`` itself (None: the child runs
-    #: ``evaluate`` and sees no dataset folder): see :class:`ChildPlan`
-    child_plan: ChildPlan | None = None
 
     def takes(self, entry: Entry) -> bool:
         """Whether this track runs ``entry``."""

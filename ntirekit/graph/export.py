@@ -119,6 +119,43 @@ def _off_list(program: Any) -> str:
     return ""
 
 
+class _Bound(nn.Module):
+    """``model`` called with fixed keyword arguments (exported as constants of the program)."""
+
+    def __init__(self, model: nn.Module, kwargs: dict[str, Any]):
+        super().__init__()
+        self.model, self.kwargs = model, kwargs
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.model(x, **self.kwargs)
+
+
+def export_calls(model: nn.Module, calls: Sequence[tuple[Sequence[int], dict[str, Any]]]) -> ExportedGraph:
+    """``model`` exported as one static program per distinct call ``(input shape, keyword arguments)`` (video models
+    called with PQF positions); the keyword arguments are kept with each program (``"call"``)."""
+    started = time.perf_counter()
+    model = model.eval()
+    programs: list[tuple[Any, list[Any]]] = []
+    kwargs_of: list[dict[str, Any]] = []
+    kinds: dict[str, str] = {}
+    seen: set[str] = set()
+    for shape, kwargs in calls:
+        key = json.dumps([list(shape), kwargs], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        bound = _Bound(model, dict(kwargs))
+        try:
+            program = torch.export.export(bound, (_example(model, tuple(shape)),))
+        except Exception as exc:  # noqa: BLE001 - whatever torch.export says is the entry's one line
+            raise NotExportable(f"torch.export fails at input {list(shape)} {kwargs or ''}: {_one_line(exc)}") from exc
+        programs.append((_allowed(program), list(shape)))
+        kwargs_of.append(dict(kwargs))
+        kinds = module_kinds(bound)
+    data = write_graph(programs, kinds, kwargs_of)
+    return ExportedGraph(data, len(programs), False, time.perf_counter() - started)
+
+
 def export_programs(model: nn.Module, shapes: Sequence[Sequence[int]], multiple: int = 1) -> tuple[list[tuple[Any, list[Any]]], bool]:
     """``[(ExportedProgram, dims)]`` covering every shape of ``shapes`` and whether they are dynamic (see the module
     docstring); :class:`NotExportable` with one line when the network cannot be exported."""
@@ -229,12 +266,17 @@ def _program(program: Any, dims: list[Any], tensors: _Tensors) -> dict[str, Any]
             "state": state, "nodes": nodes, "outputs": outputs}
 
 
-def write_graph(programs: Sequence[tuple[Any, list[Any]]], modules: dict[str, str]) -> bytes:
-    """The graph file of ``programs`` (``(ExportedProgram, dims)`` pairs) and ``modules`` (path -> 2022 kind)."""
+def write_graph(programs: Sequence[tuple[Any, list[Any]]], modules: dict[str, str],
+                calls: Sequence[dict[str, Any]] | None = None) -> bytes:
+    """The graph file of ``programs`` (``(ExportedProgram, dims)`` pairs), ``modules`` (path -> 2022 kind) and, for
+    programs of calls with keyword arguments, those arguments (one dict per program)."""
     tensors = _Tensors()
+    written = [_program(p, dims, tensors) for p, dims in programs]
+    for program, call in zip(written, calls or ()):
+        if call:
+            program["call"] = call
     header = {"format": fmt.FORMAT, "version": fmt.VERSION, "torch": torch.__version__,
-              "programs": [_program(p, dims, tensors) for p, dims in programs], "tensors": tensors.specs,
-              "modules": modules}
+              "programs": written, "tensors": tensors.specs, "modules": modules}
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return b"".join([fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION, len(text)), text, *tensors.chunks])
 

@@ -46,10 +46,11 @@ class Program:
     dims: list[Any]
     dtype: torch.dtype
     module: fx.GraphModule
+    call: dict[str, Any] = field(default_factory=dict)
 
-    def accepts(self, shape: Sequence[int]) -> bool:
-        """Whether this program was exported for inputs of ``shape``."""
-        if len(shape) != len(self.dims):
+    def accepts(self, shape: Sequence[int], call: dict[str, Any] | None = None) -> bool:
+        """Whether this program was exported for inputs of ``shape`` (and keyword arguments ``call``)."""
+        if len(shape) != len(self.dims) or (call or {}) != self.call:
             return False
         for size, dim in zip(shape, self.dims):
             if isinstance(dim, int):
@@ -71,12 +72,12 @@ class Graph:
     torch_version: str = ""
     notes: list[str] = field(default_factory=list)
 
-    def program_for(self, shape: Sequence[int]) -> Program:
-        """The program exported for inputs of ``shape``; :class:`GraphError` when there is none."""
+    def program_for(self, shape: Sequence[int], call: dict[str, Any] | None = None) -> Program:
+        """The program exported for inputs of ``shape`` (and ``call``); :class:`GraphError` when there is none."""
         for program in self.programs:
-            if program.accepts(shape):
+            if program.accepts(shape, call):
                 return program
-        raise GraphError(f"the graph has no program for input shape {list(shape)}")
+        raise GraphError(f"the graph has no program for input shape {list(shape)}" + (f" and {call}" if call else ""))
 
     def to(self, device: torch.device | str) -> "Graph":
         """Move the tensors to ``device`` (in place), each once: programs share them; returns ``self``."""
@@ -336,7 +337,8 @@ def _build(value: Any, env: dict[str, fx.Node], device: torch.device) -> Any:
 
 def _program(spec: Any, index: int, tensors: list[torch.Tensor], root: nn.Module, device: torch.device) -> Program:
     where = f"program {index}"
-    _keys(spec, where, ("inputs", "state", "nodes", "outputs"))
+    _keys(spec, where, ("inputs", "state", "nodes", "outputs"), ("call",))
+    call = _call(spec.get("call", {}), where)
     inputs = spec["inputs"]
     if not isinstance(inputs, list) or len(inputs) != 1:
         raise _fail(f"{where} must take exactly one input")
@@ -413,7 +415,23 @@ def _program(spec: Any, index: int, tensors: list[torch.Tensor], root: nn.Module
     built = [env[v.name] for v in decoded]
     graph.output(built[0] if len(built) == 1 else tuple(built))
     graph.lint()
-    return Program(checked_dims, dtype, fx.GraphModule(root, graph))
+    return Program(checked_dims, dtype, fx.GraphModule(root, graph), call)
+
+
+def _call(value: Any, where: str) -> dict[str, Any]:
+    """A program's keyword arguments: names to integers, lists of at most 4096 integers, or null."""
+    if not isinstance(value, dict) or len(value) > 16:
+        raise _fail(f"{where}: call must be an object of at most 16 arguments")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _text(key, f"{where} call")
+        if item is None or (isinstance(item, int) and not isinstance(item, bool)):
+            out[name] = item if item is None else _int(item, f"{where} call", -2**31, 2**31)
+        elif isinstance(item, list) and len(item) <= 4096:
+            out[name] = [_int(v, f"{where} call", -2**31, 2**31) for v in item]
+        else:
+            raise _fail(f"{where}: call argument {name[:40]!r} must be an integer, a list of integers or null")
+    return out
 
 
 def read_graph(data: bytes | memoryview, *, device: torch.device | str = "cpu",

@@ -56,6 +56,24 @@ class Cgroup:
                 return int(value)
         return 0
 
+    def usage_bytes(self) -> int:
+        """The memory the group holds now [bytes]."""
+        text = _read(self.memory_dir / ("memory.current" if self.version == 2 else "memory.usage_in_bytes")).strip()
+        return int(text) if text.isdigit() else 0
+
+    def set_memory(self, limit_bytes: int) -> None:
+        """Change the group's memory limit (swap included where the kernel accounts it)."""
+        if self.version == 2:
+            _write(self.memory_dir / "memory.max", str(limit_bytes))
+            return
+        memsw = self.memory_dir / "memory.memsw.limit_in_bytes"
+        current = int(_read(self.memory_dir / "memory.limit_in_bytes").strip() or 0)
+        order = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"] if limit_bytes < current else \
+            ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+        for name in order:                 # v1 keeps memsw >= limit at every step
+            if name == "memory.limit_in_bytes" or memsw.exists():
+                _write(self.memory_dir / name, str(limit_bytes))
+
     def peak_mib(self) -> float | None:
         """The most memory the group held [MiB] (where the kernel says)."""
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"

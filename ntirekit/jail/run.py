@@ -12,9 +12,10 @@ Limits (:class:`Limits`), each enforced by the kernel where a cgroup could be ma
 (advisory; :attr:`JailReport.enforcement` says which):
 
 - **time**: ``time_s`` from the ready message (``startup_s`` before it); the whole jail is killed past it;
-- **memory**: ``memory_mb`` for everything the jail holds (its processes, their tmpfs and memfd files): cgroup
-  ``memory.max``; without a cgroup, the resident memory of the process tree is polled, which tmpfs and memfd pages
-  escape;
+- **memory**: everything the jail holds (its processes, their tmpfs and memfd files) may not pass half the machine
+  (:func:`default_memory_mb`), and with ``memory_mb`` its footprint at the ready message (interpreter, torch, the
+  kit's modules) plus ``memory_mb``: cgroup ``memory.max``, lowered at the ready message; without a cgroup, the
+  resident memory of the process tree is polled, which tmpfs and memfd pages escape;
 - **processes**: ``pids`` processes and threads: cgroup ``pids.max``; without one, the tree is counted and killed
   past the limit;
 - **disk**: none: the sandbox's only writable folders are tmpfs of ``scratch_mb`` (and 256 MiB ``/tmp``,
@@ -59,18 +60,14 @@ _FALLBACK_SAID: list[str] = []
 
 @dataclass(frozen=True)
 class Limits:
-    """A jail's limits: seconds after the ready message, seconds of start-up, MiB of memory for the whole jail,
-    processes and threads, MiB of scratch tmpfs."""
+    """A jail's limits: seconds after the ready message, seconds of start-up, MiB the work may add to the start-up
+    footprint (None: only the machine share), processes and threads, MiB of scratch tmpfs."""
 
     time_s: float = 300.0
     startup_s: float = 300.0
-    memory_mb: int = 0               # 0: half the machine (see default_memory_mb)
+    memory_mb: int | None = None
     pids: int = 512
     scratch_mb: int = 1024
-
-    @property
-    def memory(self) -> int:
-        return self.memory_mb or default_memory_mb()
 
 
 def default_memory_mb() -> int:
@@ -146,6 +143,7 @@ class Jail:
         self._ready_at: float | None = None
         self._done = threading.Event()
         self._tmp: Path | None = None
+        self._memory_mib = float(default_memory_mb())
 
     # ------------------------------------------------------------------------------------------------- start
     def __enter__(self) -> Channel:
@@ -168,7 +166,8 @@ class Jail:
         return total
 
     def _start(self) -> Channel:
-        memory = self.limits.memory
+        memory = default_memory_mb()
+        self._memory_mib = float(memory)
         self._group, why_not = cgroups.create(memory * 2**20, self.limits.pids)
         enforcement = {"time": "watchdog (kills the jail)",
                        "memory": self._group.kind if self._group else f"advisory: resident memory of the process "
@@ -177,7 +176,8 @@ class Jail:
                        "disk": "tmpfs size, counted as memory" if self.kind == "bwrap" else
                                "none: a plain child process may write where its user may"}
         self.report = JailReport(self.kind, enforcement, {"time_s": self.limits.time_s, "memory_mib": memory,
-                                                          "pids": self.limits.pids})
+                                                          "pids": self.limits.pids,
+                                                          "scratch_mib": self.limits.scratch_mb})
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         output_r, output_w = os.pipe()
@@ -205,7 +205,7 @@ class Jail:
         if self._group is not None:            # enter the cgroup, then become bwrap (or the child)
             shell = shutil.which("sh") or "/bin/sh"
             argv = [shell, "-c", 'for f in "$@"; do shift; [ "$f" = -- ] && break; echo $$ > "$f"; done; '
-                    'exec "$@"', "sh", *map(str, self._group.procs_files), "--", *argv]
+                    'unset PWD OLDPWD; exec "$@"', "sh", *map(str, self._group.procs_files), "--", *argv]
         try:
             self._proc = subprocess.Popen(argv, stdin=to_child_r, stdout=from_child_w, stderr=output_w, env=run_env,
                                           cwd=cwd, start_new_session=True, pass_fds=pass_fds)
@@ -227,8 +227,21 @@ class Jail:
             raise RemoteError(str(header.get("error", "")))
         if header.get("kind") != "ready":
             raise ChannelError("the jail did not say it was ready")
+        self._limit_memory()
         self._ready_at = time.monotonic()
         return channel
+
+    def _limit_memory(self) -> None:
+        """With ``memory_mb``: the footprint now plus ``memory_mb`` (never above the machine share)."""
+        if not self.limits.memory_mb:
+            return
+        assert self._proc is not None and self.report is not None
+        footprint = self._group.usage_bytes() / 2**20 if self._group else tree_rss_mib(self._proc.pid)
+        self._memory_mib = min(self._memory_mib, footprint + self.limits.memory_mb)
+        if self._group is not None:
+            self._group.set_memory(int(self._memory_mib * 2**20))
+        self.report.limits.update(memory_mib=round(self._memory_mib, 1), memory_footprint_mib=round(footprint, 1),
+                                  memory_added_mib=self.limits.memory_mb)
 
     @staticmethod
     def _send_file(channel: Channel, rel: str, path: Path) -> None:
@@ -261,8 +274,8 @@ class Jail:
                 self._end("time", self.limits.time_s)
                 return
             if self._group is None:
-                if tree_rss_mib(self._proc.pid) > self.limits.memory:
-                    self._end("memory", float(self.limits.memory))
+                if tree_rss_mib(self._proc.pid) > self._memory_mib:
+                    self._end("memory", round(self._memory_mib, 1))
                     return
                 if len(tree_pids(self._proc.pid, threads=True)) > self.limits.pids:
                     self._end("pids", float(self.limits.pids))
@@ -307,7 +320,7 @@ class Jail:
             report.oom_killed = self._group.oom_kills() > 0
             report.peak_memory_mib = self._group.peak_mib()
             if report.oom_killed and self._ended_by is None:
-                self._ended_by = ("memory", float(self.limits.memory))
+                self._ended_by = ("memory", round(self._memory_mib, 1))
             self._group.remove()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)

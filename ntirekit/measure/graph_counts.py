@@ -250,6 +250,8 @@ def count_graph(graph: Graph, input_shape: Sequence[int] | None = DEFAULT_SHAPE,
     if fvcore:
         try:
             m_fv, by_op, a_fv = fvcore_counts(program.module, shape)
+        except MemoryError:
+            raise                            # out of memory is the run's failure, not a missing figure
         except Exception as exc:  # noqa: BLE001 - a graph fvcore cannot trace: say so, keep the other counts
             notes.append(f"fvcore could not trace the graph: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     flops_torch = None

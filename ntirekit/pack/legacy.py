@@ -24,8 +24,10 @@ it changes only the keys it states). Team ids are integers; negative ones are th
 Each team becomes ``OUT/<name>/`` holding ``entry.toml`` and the model code copied under its repository path
 (``models/team04_rlfn.py``, plus every repository module it imports, transitively, see :mod:`ntirekit.pack.importer.code`;
 for a package, every ``.py`` file of its folder): the NTIRE layout inside an entry folder,
-which the kit can evaluate, rank and pack. The checkpoint is referenced by its absolute path and sha256, or copied to
-``model_zoo/`` with ``copy_weights=True``. The default name is the model file's (or package folder's) name when it
+which the kit can evaluate, rank and pack. The checkpoint is copied to ``model_zoo/`` (its sha256 pinned), so an
+entry never names a path outside its folder; a file (code or checkpoint) that resolves outside the repository (a link)
+is never copied: its team is skipped with that reason, as is a team whose code nests too deeply to be read. The
+default name is the model file's (or package folder's) name when it
 follows ``teamXX_Name``, else ``teamXX_<file name>``.
 
 Every problem of the mapping (unknown keys, paths outside the repository, bad data ranges, duplicate names) is
@@ -89,13 +91,13 @@ class ImportPlan:
     skipped: dict[int, str]
 
 
-def plan_import(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weights: bool = False) -> list[TeamImport]:
+def plan_import(repo_dir: str | Path, mapping: Mapping[str, Any]) -> list[TeamImport]:
     """Resolve and validate every team of ``mapping``; :class:`LegacyError` lists every problem found (teams with
     absent files are left out: :func:`plan_teams` also says which and why)."""
-    return plan_teams(repo_dir, mapping, copy_weights=copy_weights).teams
+    return plan_teams(repo_dir, mapping).teams
 
 
-def plan_teams(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weights: bool = False) -> ImportPlan:
+def plan_teams(repo_dir: str | Path, mapping: Mapping[str, Any]) -> ImportPlan:
     """Resolve every team of ``mapping``: teams whose files are absent are skipped with their reason; every other
     problem is collected into one :class:`LegacyError`."""
     repo = Path(repo_dir).resolve()
@@ -145,6 +147,15 @@ def plan_teams(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weights
         if absent:
             skipped[team_id] = " and ".join(absent)
             continue
+        try:
+            code = code_files(repo, model_rel)
+        except RecursionError:
+            skipped[team_id] = f"{model_rel} nests too deeply to be read"
+            continue
+        outside = [rel for rel in (*code, ckpt_rel) if not _inside(repo, repo / str(rel))]
+        if outside:
+            skipped[team_id] = f"{outside[0]} leads outside the repository (a link); never copied"
+            continue
         assert model_rel is not None and ckpt_rel is not None
         name = str(team.get("name") or _default_name(team_id, model_rel))
         if name in names:
@@ -152,9 +163,7 @@ def plan_teams(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weights
             continue
         names[name] = where
         checkpoint = repo / ckpt_rel
-        weights: dict[str, Any] = {
-            "file": f"model_zoo/{checkpoint.name}" if copy_weights else str(checkpoint),
-            "sha256": sha256_of(checkpoint)}
+        weights: dict[str, Any] = {"file": f"model_zoo/{checkpoint.name}", "sha256": sha256_of(checkpoint)}
         for opt in ("key", "strip_prefix"):
             if opt in team:
                 weights[opt] = str(team[opt])
@@ -173,7 +182,7 @@ def plan_teams(repo_dir: str | Path, mapping: Mapping[str, Any], *, copy_weights
         except (EntryError, TypeError, ValueError) as exc:
             problems.append(str(exc))
             continue
-        plans.append(TeamImport(team_id, name, spec, code_files(repo, model_rel), checkpoint))
+        plans.append(TeamImport(team_id, name, spec, code, checkpoint))
     if problems:
         raise LegacyError("cannot import the mapping:\n" + "\n".join(f"- {p}" for p in problems))
     return ImportPlan(plans, skipped)
@@ -223,7 +232,7 @@ class ImportOutcome:
 
 
 def import_repository(repo_dir: str | Path, out_dir: str | Path, *, map_path: str | Path | None = None,
-                      write_map: str | Path | None = None, copy_weights: bool = False,
+                      write_map: str | Path | None = None,
                       force: bool = False) -> ImportOutcome:
     """Write one entry folder per importable team into ``out_dir`` (see :func:`repository_map` for the map;
     ``write_map`` also saves the map used, for review and as a later ``map_path``)."""
@@ -232,21 +241,26 @@ def import_repository(repo_dir: str | Path, out_dir: str | Path, *, map_path: st
         Path(write_map).parent.mkdir(parents=True, exist_ok=True)
         Path(write_map).write_text(tomlw.dumps(mapping), encoding="utf-8")
     skipped = {int(k): str(v) for k, v in dict(mapping.get("skipped", {})).items()}
-    plan = plan_teams(repo_dir, {k: v for k, v in mapping.items() if k != "skipped"}, copy_weights=copy_weights)
+    plan = plan_teams(repo_dir, {k: v for k, v in mapping.items() if k != "skipped"})
     skipped.update(plan.skipped)
-    folders = _write(repo_dir, plan.teams, out_dir, copy_weights=copy_weights, force=force)
+    folders = _write(repo_dir, plan.teams, out_dir, force=force)
     return ImportOutcome(folders, plan.teams, dict(sorted(skipped.items())))
 
 
 def import_ntire(repo_dir: str | Path, map_path: str | Path | None, out_dir: str | Path, *,
-                 copy_weights: bool = False, force: bool = False) -> list[Path]:
+                 force: bool = False) -> list[Path]:
     """Write one entry folder per team into ``out_dir`` (``map_path`` None: the map derived from ``test_demo.py``);
     returns the folders."""
-    return import_repository(repo_dir, out_dir, map_path=map_path, copy_weights=copy_weights, force=force).folders
+    return import_repository(repo_dir, out_dir, map_path=map_path, force=force).folders
 
 
-def _write(repo_dir: str | Path, plans: list[TeamImport], out_dir: str | Path, *, copy_weights: bool,
-           force: bool) -> list[Path]:
+def _inside(repo: Path, path: Path) -> bool:
+    """Whether ``path`` resolves to a regular file inside ``repo`` (links leading out are refused)."""
+    resolved = path.resolve()
+    return repo in resolved.parents and resolved.is_file()
+
+
+def _write(repo_dir: str | Path, plans: list[TeamImport], out_dir: str | Path, *, force: bool) -> list[Path]:
     out = Path(out_dir)
     clashes = [p.name for p in plans if (out / p.name).exists()]
     if clashes and not force:
@@ -260,11 +274,10 @@ def _write(repo_dir: str | Path, plans: list[TeamImport], out_dir: str | Path, *
         for rel in plan.code:
             target = folder / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(repo / rel, target)
-        if copy_weights:
-            target = folder / plan.spec["weights"]["file"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(plan.checkpoint, target)
+            shutil.copyfile((repo / rel).resolve(), target)
+        target = folder / plan.spec["weights"]["file"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(plan.checkpoint).resolve(), target)
         (folder / SPEC_FILE).write_text(tomlw.dumps(plan.spec), encoding="utf-8")
         folders.append(folder)
     return folders

@@ -132,18 +132,10 @@ def _stage_code(src: Path, tree: dict[str, Path], tmp: Path, report: Report) -> 
         report.error("missing-weights", str(exc), SPEC)
         return spec
     assert path is not None
-    if rel is None:                                          # absolute or outside: pack beside the model
-        legacy = any(p.startswith(("models/", "model_zoo/")) for p in tree)
-        rel = ("model_zoo/" if legacy else "") + Path(spec.weights.file).name
-        data = spec.to_dict()
-        data["weights"]["file"] = rel
-        rewritten = tmp / "spec" / SPEC
-        rewritten.parent.mkdir()
-        rewritten.write_text(tomlw.dumps(data), encoding="utf-8")
-        tree[SPEC] = rewritten
-        report.warn("weights-path", f"[weights].file pointed outside the folder; packed as {rel} and entry.toml "
-                                    "rewritten to match", SPEC)
-    tree[rel] = path
+    if rel is None:
+        report.error("weights-path", f"[weights].file {spec.weights.file!r} is not a path inside the entry", SPEC)
+        return spec
+    tree[rel] = path                       # found outside the folder ($NTIREKIT_WEIGHTS, the cache): packed inside
     return spec
 
 

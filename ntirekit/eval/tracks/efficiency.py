@@ -50,6 +50,7 @@ from ntirekit.eval.limits import jail_limits
 from ntirekit.eval.measure_graph import measure_entry
 from ntirekit.eval.pipeline import entry_inputs, time_entries
 from ntirekit.eval.track import EvalOptions, Track, TrackOption
+from ntirekit.measure.precision import channels_last_inputs, precision_label, timed_form
 
 TRACK_NAMES = ("runtime", "complexity", "overall")
 
@@ -80,8 +81,10 @@ def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, A
 
 def _evaluate(entries: list[Entry], options: EvalOptions, track: str,
               device: torch.device) -> Iterator[dict[str, Any]]:
-    fp = fingerprint(device)
     timed = track in ("runtime", "overall")
+    extra = options.extra or {}
+    fp = fingerprint(device, precision=precision_label(str(extra.get("precision") or "fp32"),
+                                                       bool(extra.get("channels_last", False))) if timed else "fp32")
     images_by_scale: dict[int, list[np.ndarray]] = {}
     pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]] = {}
     phase = f"{track}: export, check, count" + (" + memory" if timed else "")
@@ -124,9 +127,10 @@ def _prepare(entry: Entry, options: EvalOptions, images_by_scale: dict[int, list
         raise ValueError(f"{entry.name} is a {entry.spec.track} entry; the {options.track} track runs esr entries")
     extra = options.extra or {}
     scale = entry.spec.scale
-    if scale not in images_by_scale:
+    if timed and scale not in images_by_scale:
         images_by_scale[scale] = timing_images(options.data, scale, extra.get("images"), extra.get("crop"))
-    measured = measure_entry(entry, options, images_by_scale[scale], memory=timed and bool(extra.get("memory", True)),
+    images = images_by_scale[scale] if timed else []      # complexity: checked on the counting input only
+    measured = measure_entry(entry, options, images, memory=timed and bool(extra.get("memory", True)),
                              limits=jail_limits(_BY_NAME[options.track], options))
     fields = dict(measured.fields)
     fields.update(scale=entry.spec.scale, data_range=entry.spec.data_range)
@@ -142,10 +146,13 @@ def _time_pending(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]],
     models: dict[str, nn.Module] = {}
     inputs: dict[str, list[torch.Tensor]] = {}
     failed: list[dict[str, Any]] = []
+    precision, channels_last = str(extra.get("precision") or "fp32"), bool(extra.get("channels_last", False))
     for name, (entry, model, _fields) in pending.items():
         with guard(entry, track, fp, failed):
-            models[name] = model.to(device)
+            models[name] = timed_form(model.to(device), precision, channels_last)
             inputs[name] = entry_inputs(entry, options.data, device, images_by_scale[entry.spec.scale])
+            if channels_last:
+                inputs[name] = channels_last_inputs(inputs[name])
     yield from failed
     errors: dict[str, BaseException] = {}
     timings = time_entries(models, inputs, timer=options.timer, device=device, warmup=options.warmup,
@@ -161,9 +168,9 @@ def _time_pending(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]],
             yield from sink
             continue
         fields.update(runtime_ms=timings[name], timer=options.timer, runtime_input=_input_label(options),
-                      runtime_images=len(inputs[name]))
+                      runtime_images=len(inputs[name]), precision=precision_label(precision, channels_last))
         yield record(name, track, fp, **fields)
-    for model in models.values():
+    for _entry, model, _fields in pending.values():
         model.to("cpu")
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -181,7 +188,7 @@ _COUNT_FIELDS = ("params", "macs_ntire2022", "macs_fvcore", "activations", "acti
 _TIMED_FIELDS = (*_COUNT_FIELDS, "runtime_ms", "timer", "runtime_input", "runtime_images")
 _OPTIONAL_FIELDS = ("flops_torch", "functional_convs", "macs_ntire2022_missed", "activations_missed", "convs_missed",
                     "nvml_memory_mib", "memory_input", "seconds", "check_seconds", "form", "graph", "graph_id",
-                    "sandbox", "limits", "output")
+                    "sandbox", "limits", "output", "precision")
 _OPTIONS = (
     TrackOption("fvcore", bool, True, "also count with fvcore (macs_fvcore, activations_fvcore)"),
     TrackOption("cross_check", bool, False, "also count with torch's FlopCounterMode and compare with fvcore per "
@@ -192,18 +199,23 @@ _OPTIONS = (
     TrackOption("crop", int, None, "centre-crop each LR input to at most NxN (default: none; CPU quick run: 128)",
                 "--crop"),
     TrackOption("benchmark", bool, False, "cudnn.benchmark for the robust timer (the challenge had it off)"),
+    TrackOption("precision", str, "fp32", "time under automatic mixed precision: amp-fp16 | amp-bf16 (the challenge "
+                "times fp32; the precision is part of the device fingerprint, so such timings never rank with fp32)",
+                "--precision"),
+    TrackOption("channels_last", bool, False, "time with channels-last inputs and convolution weights",
+                "--channels-last"),
     TrackOption("training_form", bool, False, "count and time re-parameterizable entries in their training form "
                 "(default: merged into the deploy form first, as the challenge measures them)", "--training-form"),
 )
 TRACKS = (
     Track("runtime", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, optional_fields=_OPTIONAL_FIELDS,
-          columns=RUNTIME + MEMORY, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          columns=RUNTIME + MEMORY, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True,
           check_data=check_data, description="runtime (timer statistics) and peak memory, with the counts"),
     Track("complexity", evaluate, "esr", times=False, record_fields=_COUNT_FIELDS, optional_fields=_OPTIONAL_FIELDS,
-          columns=COUNTS, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True, finite_guard=False,
+          columns=COUNTS, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True,
           check_data=check_data, description="params, MACs, activations, #conv on --input-shape"),
     Track("overall", evaluate, "esr", times=True, record_fields=_TIMED_FIELDS, optional_fields=_OPTIONAL_FIELDS,
           columns=RUNTIME + COUNTS + MEMORY, options=_OPTIONS, default_data=DIV2K_LIKE, leaderboard=True,
-          finite_guard=False, check_data=check_data, description="runtime, memory and counts"),
+          check_data=check_data, description="runtime, memory and counts"),
 )
 _BY_NAME = {t.name: t for t in TRACKS}

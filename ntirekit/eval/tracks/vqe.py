@@ -39,8 +39,8 @@ packs it as it is (``ntirekit eval`` writes that readme from the record: :func:`
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,12 +56,18 @@ from ntirekit.core.records import record
 from ntirekit.core.spec import Entry, input_contract
 from ntirekit.data import DataError
 from ntirekit.data.frames import find_pqf
-from ntirekit.data.video import CLIP_JSON, QP_FILE, Clip, read_clip, write_png_folder, write_qp_file, yuv_name_info
+from ntirekit.data.video import CLIP_JSON, Clip, read_clip, write_png_folder, yuv_name_info
 from ntirekit.eval.clip_inference import enhance_clip
 from ntirekit.eval.columns import cell
-from ntirekit.eval.guard import guard
+from ntirekit.eval.graph_side import MAX_GRAPH_BYTES, compare_outputs
+from ntirekit.eval.guard import EntryFailed, guard
+from ntirekit.eval.limits import jail_limits
+from ntirekit.eval.measure_graph import jailed, vet
+from ntirekit.eval.producer import ClipHarness
+from ntirekit.eval.sides import graph_side, team_side
+from ntirekit.graph.errors import NotExportable
 from ntirekit.eval.pipeline import declared_weights, macs_per_frame
-from ntirekit.eval.track import ChildPlan, Column, EvalOptions, Track, TrackOption, options_from_dict
+from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
 from ntirekit.quality import mean_over_videos, psnr
 from ntirekit.quality.vqe_scoring import NTIRE2022_VQE, SCORINGS, VqeScoring, scored_frames, score_video
 from ntirekit.data.images import write_image
@@ -153,7 +159,8 @@ def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, A
         with guard(entry, TRACK, fp, failed):  # never yield inside guard
             if videos is None:
                 videos = find_videos(options.data)
-            rec = _evaluate_entry(entry, videos, options, device, fp)
+            rec = _evaluate_jailed(entry, videos, options, fp) if jailed(entry, options) else \
+                _evaluate_entry(entry, videos, options, device, fp)
         if rec is None:
             yield from failed
         else:
@@ -224,7 +231,8 @@ def _score_video(name: str, out: list[np.ndarray], lq: Clip, gt: Clip, stats: di
         _save_frames(out, Path(options.extra["save"]) / entry.name / name, scoring.frame_step)
     return {"name": name, "frames": len(gt), "unique_frames": int(stats["unique_frames"]),
             "size": [int(out[0].shape[1]), int(out[0].shape[0])], "psnr_db": v_out, "psnr_input_db": v_in,
-            "delta_psnr_db": v_out - v_in, "runtime_ms_per_frame": float(stats["runtime_ms_per_frame"]),
+            "delta_psnr_db": v_out - v_in,
+            "runtime_ms_per_frame": None if stats["runtime_ms_per_frame"] is None else float(stats["runtime_ms_per_frame"]),
             "chunks": int(stats["chunks"]), "pqf": stats["pqf"], "pqf_source": stats.get("pqf_source"),
             "frame_psnr_db": out_psnr}
 
@@ -270,69 +278,79 @@ def _scoring_of(options: EvalOptions) -> VqeScoring:
     return _scoring(options.protocol, 10 if extra.get("every_10th") else int(extra.get("frame_step", 1)))
 
 
-# ----------------------------------------------------------------------------------- sandboxed: parent-scored
+# ------------------------------------------------------------------------------ untrusted: jailed, parent-scored
 
-def _sandbox_inputs(entry: Entry, options: EvalOptions, scratch: Path, inside: Path) -> tuple[str, dict[str, Any]]:
-    """Parent side: each video's compressed frames (and its ``qp.txt``), never its clean frames, as
-    ``scratch/lq/NNNNN/`` for the child; the child's outputs go to ``scratch/out/NNNNN/``."""
+def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions, fp: dict[str, Any]) -> dict[str, Any]:
+    """An untrusted (or ``--isolate``d) entry: its code, in the jail, gets each video's compressed frames (never a
+    clean frame) and returns its uint8 output frames, which this process scores; it reports the model calls it made
+    and exports its graph for them. A jail without team code runs the graph on the same frames through the same
+    harness: the outputs must be the same ("exported graph differs from the scored model"), and the runtime per
+    frame, memory, params and MACs per frame are the kit's figures on that graph. A network that does not export is
+    scored without them (``graph``: why)."""
     _check_entry(entry)
-    limit = (options.extra or {}).get("frames")
-    videos = find_videos(options.data)
-    for index, pair in enumerate(videos):
-        lq = read_clip(pair.lq).head(limit)
-        folder = scratch / "lq" / f"{index:05d}"
-        write_png_folder(lq.frames, folder, start=0, digits=5)
-        if lq.qps is not None:
-            write_qp_file(folder / QP_FILE, lq.qps)
-    (scratch / "out").mkdir()
-    return f"{__name__}:enhance_videos", {"count": len(videos), "lq": str(inside / "lq"), "out": str(inside / "out"),
-                                          "options": dataclasses.asdict(options), "device": options.device}
-
-
-def enhance_videos(entry: Entry, *, count: int, lq: str, out: str, options: dict[str, Any],
-                   device: str) -> dict[str, Any]:
-    """Child side (in the sandbox): each ``lq/NNNNN/`` clip through the model, its uint8 output frames as
-    ``out/NNNNN/NNNNN.png``, and the inference statistics. It sees no clean frame and computes no figure."""
-    opts = options_from_dict(options)
-    torch_device = resolve_device(device)
-    model = entry.load(opts.weights.get(entry.name), device=torch_device)
-    videos = []
-    for index in range(count):
-        clip = read_clip(Path(lq) / f"{index:05d}")
-        frames, stats = _enhance_video(model, entry, clip, opts, torch_device, label=f"video {index + 1}/{count}")
-        write_png_folder(frames, Path(out) / f"{index:05d}", start=0, digits=5)
-        videos.append({k: stats[k] for k in _CHILD_STATS})
-    return {"videos": videos, **_model_fields(model, videos, opts)}
-
-
-#: the inference statistics a sandboxed child reports per video (the parent scores the frames itself)
-_CHILD_STATS = ("unique_frames", "runtime_ms_per_frame", "chunks", "pqf", "pqf_source", "model_seconds",
-                "padded_size", "max_memory_mib")
-
-
-def _sandbox_collect(entry: Entry, options: EvalOptions, scratch: Path, child: dict[str, Any]) -> dict[str, Any]:
-    """Parent side: the record, each video's output frames read back and scored against the clean frames the child
-    never saw."""
-    start = time.perf_counter()
-    limit = (options.extra or {}).get("frames")
-    videos = find_videos(options.data)
-    reported = child.get("videos")
-    if not isinstance(reported, list) or len(reported) != len(videos):
-        raise RuntimeError(f"the entry reported {len(reported) if isinstance(reported, list) else 'no'} videos for "
-                           f"{len(videos)}")
-    per_video = []
-    inference = [{k: stats.get(k) if isinstance(stats, dict) else None for k in _CHILD_STATS} for stats in reported]
-    for index, (pair, stats) in enumerate(zip(videos, inference)):
-        lq = read_clip(pair.lq).head(limit)
-        gt = read_clip(pair.gt).head(pair.gt_frames).head(limit)
-        folder = scratch / "out" / f"{index:05d}"
-        if not folder.is_dir():
-            raise RuntimeError(f"the entry left no output for video {pair.name}")
-        per_video.append(_score_video(pair.name, read_clip(folder).frames, lq, gt, stats, entry, options))
-    fields = {k: child.get(k) for k in ("params", "macs_per_frame", "macs_input")}
-    fp = fingerprint(resolve_device(options.device))
-    weights = declared_weights(entry, options.weights.get(entry.name))
-    return _record(entry, options, fp, per_video, inference, weights, fields, time.perf_counter() - start)
+    started = time.perf_counter()
+    extra = options.extra or {}
+    explicit = options.weights.get(entry.name)
+    weights = entry.weights_path(explicit, download=False) if (explicit or entry.spec.weights) else None
+    rel = None if weights is None else (entry.spec.weights.file if explicit is None and entry.spec.weights
+                                        else f".weights/{Path(weights).name}")
+    contract = input_contract(entry)
+    harness = ClipHarness(scale=entry.spec.scale, data_range=entry.spec.data_range, chunk=extra.get("chunk"),
+                          overlap=int(extra.get("overlap", 2)),
+                          drop_duplicates=bool(extra.get("drop_duplicates", entry.spec.task == "qe")),
+                          min_size=contract.min_size, multiple=contract.multiple, device=options.device, weights=rel)
+    limit = extra.get("frames")
+    limits = jail_limits(TRACKS[0], options)
+    per_video: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="ntirekit-vqe-") as tmp:
+        with team_side(entry, harness, jailed=True, limits=limits, weights=weights) as (team, info):
+            for index, pair in enumerate(videos):
+                lq = read_clip(pair.lq).head(limit)
+                gt = read_clip(pair.gt).head(pair.gt_frames).head(limit)
+                pqf, pqf_source = _pqf_of(lq)
+                out, report = team.run_clip(lq.frames, pqf)
+                np.save(Path(tmp) / f"{index}.npy", np.stack(out))
+                stats = {**report["stats"], "runtime_ms_per_frame": None,
+                         "pqf_source": pqf_source if report["stats"].get("pqf") is not None else None}
+                per_video.append(_score_video(pair.name, out, lq, gt, stats, entry, options))
+                reports.append({**report, "pqf": report["stats"].get("pqf") if pqf is None else list(pqf)})
+                del out
+            calls = [c for r in reports for c in r["calls"]]
+            w, h = (int(v) for v in reports[0]["stats"]["padded_size"])
+            calls += [([1, 3, 3, h, w], {}), ([1, 2, 3, h, w], {})]
+            try:
+                data, how = team.export(calls, MAX_GRAPH_BYTES)
+            except NotExportable as exc:
+                data, how = None, {"exportable": False, "reason": f"not exportable: {exc}"}
+        fields: dict[str, Any] = {"params": None, "macs_per_frame": None, "macs_input": None}
+        inference: list[dict[str, Any]] = [{"model_seconds": 0.0, "max_memory_mib": None} for _ in videos]
+        if data is not None:
+            vet(data)
+            with graph_side(data, harness, jailed=True, limits=limits) as side:
+                for index, (pair, report) in enumerate(zip(videos, reports)):
+                    lq = read_clip(pair.lq).head(limit)
+                    graph_out, stats = side.run_clip(lq.frames, report["pqf"], report["attrs"])
+                    team_out = np.load(Path(tmp) / f"{index}.npy", mmap_mode="r")
+                    for k, frame in enumerate(graph_out):
+                        problem = compare_outputs(np.asarray(team_out[k]), frame)
+                        if problem:
+                            raise EntryFailed(f"exported graph differs from the scored model: {pair.name} frame {k}: "
+                                              f"{problem}", "graph-differs")
+                    per_video[index]["runtime_ms_per_frame"] = float(stats["runtime_ms_per_frame"])
+                    inference[index] = stats
+                if (options.extra or {}).get("macs", True):
+                    fields = side.figures(w, h)
+                else:
+                    fields = {**side.figures(w, h), "macs_per_frame": None, "macs_input": None}
+            how = {"programs": how["programs"], "dynamic": how["dynamic"], "export_seconds": round(how["seconds"], 3),
+                   "bytes": len(data), "checked_frames": sum(v["frames"] for v in per_video)}
+    weights_label = declared_weights(entry, explicit)
+    rec = _record(entry, options, fp, per_video, inference, weights_label, fields, time.perf_counter() - started)
+    if data is None:
+        rec["runtime_ms_per_frame"] = None
+    rec.update(graph=how, measured="graph" if data is not None else None, **info.fields())
+    return rec
 
 
 def _scoring(protocol: str, frame_step: int) -> VqeScoring:
@@ -379,4 +397,6 @@ TRACKS = (Track(
                          "[0]'", "--extra-data"),
              TrackOption("macs", bool, True, "count the MACs per frame")),
     default_data="", description="ΔPSNR of video entries on compressed clips, runtime per frame",
-    check_data=lambda data, _scale: find_videos(data), child_plan=ChildPlan(_sandbox_inputs, _sandbox_collect)),)
+    optional_fields=("graph", "measured", "sandbox", "limits", "output", "macs_input", "psnr_input_db", "task",
+                     "scale", "data_range", "seconds", "memory_kind"),
+    check_data=lambda data, _scale: find_videos(data)),)

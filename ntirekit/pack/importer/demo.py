@@ -442,6 +442,8 @@ def derive_map(repo_dir: str | Path) -> DerivedMap:
         raise ValueError(f"{demo}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     except SyntaxError as exc:
         raise ValueError(f"{demo}: not valid Python (line {exc.lineno}: {exc.msg})") from None
+    except (RecursionError, MemoryError):
+        raise ValueError(f"{demo}: nests too deeply to be read") from None
     found = branches(tree)
     if not found:
         raise ValueError(f"{demo}: no 'if model_id == N' chain found")
@@ -454,14 +456,17 @@ def derive_map(repo_dir: str | Path) -> DerivedMap:
             if only_pass:
                 derived.skipped[team] = "the branch is 'pass' (no submission)"
                 continue
-            branch = _Branch(team, {**before, "model_id": team})
-            for stmt in body:
-                branch.statement(stmt)
-            branch.env.update(after)
             try:
+                branch = _Branch(team, {**before, "model_id": team})
+                for stmt in body:
+                    branch.statement(stmt)
+                branch.env.update(after)
                 table = _team_table(repo, branch)
             except ValueError as exc:
                 derived.skipped[team] = str(exc)
+                continue
+            except RecursionError:
+                derived.skipped[team] = "its branch of test_demo.py nests too deeply to be read"
                 continue
             derived.teams[str(team)] = table
     return derived
