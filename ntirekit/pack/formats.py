@@ -352,7 +352,7 @@ def pickled_globals(path: Path) -> list[str]:
     return found
 
 
-def check_checkpoint(path: Path, rel: str, report: Report, key: str = "") -> dict[str, Any] | None:
+def check_checkpoint(path: Path, rel: str, report: Report, key: str | tuple[str, ...] = "") -> dict[str, Any] | None:
     """Read a checkpoint the safe way only; a pickle with code, a broken file or a non-state-dict is a problem."""
     try:
         vet_checkpoint(path)
