@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,7 +12,7 @@ from tabulate import tabulate
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
 from ntirekit.core.device import resolve_device
 from ntirekit.core.outlock import hold_out_lock
-from ntirekit.core.records import SPLIT_RULE
+from ntirekit.core.records import SPLIT_RULE, record_path
 from ntirekit.eval.isolate import declared_roots
 from ntirekit.eval.runner import check_data, run_track
 from ntirekit.eval.track import EvalOptions, Track
@@ -19,7 +20,7 @@ from ntirekit.eval.tracks import TRACKS, get_track
 from ntirekit.jobs import run_jobs
 from ntirekit.jobs.cli import baseline_entry, executor_options
 from ntirekit.jobs.executors import ExecutorSettings
-from ntirekit.pack.formats import render_readme
+from ntirekit.pack.formats import README_SOURCE, parse_readme, render_readme
 from ntirekit.rank import LeaderboardError, ProtocolError, load_protocol, render_records
 
 #: the timed tracks whose CPU default is a quick run, and its settings
@@ -47,7 +48,20 @@ def summary_table(records: list[dict[str, Any]], track: str) -> str:
         else:
             label = "SUSPECT" if rec.get("status") == "suspect" else "FAILED"
             rows.append([rec["entry"], weights, *([""] * len(columns)), f"{label}: {rec.get('error', '')}"])
-    return tabulate(rows, headers=["entry", "weights", *(c.header for c in columns), "status"], disable_numparse=True)
+    headers = [scored_header(c.header, records) for c in columns]
+    return tabulate(rows, headers=["entry", "weights", *headers, "status"], disable_numparse=True)
+
+
+def scored_header(header: str, records: list[dict[str, Any]]) -> str:
+    """A PSNR column's header with the frames it scores when the records score a subset (vqe ``--every-10th``:
+    ``PSNR [dB] (every 10th frame)``), so that it never reads like the every-frame figure."""
+    steps = {int(r["frame_step"]) for r in records if r.get("status") == "ok" and r.get("frame_step")}
+    if "PSNR" not in header or not steps - {1}:
+        return header
+    if len(steps) > 1:
+        return f"{header} (frames scored differ by row)"
+    (step,) = steps
+    return f"{header} (every {step}{'nd' if step == 2 else 'rd' if step == 3 else 'th'} frame)"
 
 
 def per_image_table(records: list[dict[str, Any]]) -> str:
@@ -173,16 +187,22 @@ def _quick_note(extra: dict[str, Any], warmup: int, repeats: int, timer: str,
             f"challenge's measurement.")
 
 
-def save_vqe_readme(folder: Path, record: dict[str, Any], description: str, extra_data: int | None) -> None:
+def save_vqe_readme(folder: Path, record: dict[str, Any], description: str, extra_data: int | None,
+                    record_file: str = "") -> None:
     """``FOLDER/readme.txt`` of the ``vqe-results`` layout beside the frames ``--save-frames`` wrote, from what the
-    run measured (runtime per frame, CPU or GPU; extra data only when given)."""
+    run measured (runtime per frame, CPU or GPU; extra data only when given), and beside it
+    :data:`~ntirekit.pack.formats.README_SOURCE` naming the record (``pack`` then knows the readme was measured)."""
     values: dict[str, Any] = {"runtime_s": record["runtime_ms_per_frame"] / 1000.0,
                               "cpu": 0 if record["device"].get("kind") == "cuda" else 1,
                               "description": " ".join(description.split()) or record["entry"]}
     if extra_data is not None:
         values["extra_data"] = int(extra_data)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "readme.txt").write_text(render_readme(values, "vqe-results"), encoding="utf-8")
+    text = render_readme(values, "vqe-results")
+    (folder / "readme.txt").write_text(text, encoding="utf-8")
+    measured, _problems = parse_readme(text, "vqe-results")     # as pack will read it back
+    source = {"written_by": "ntirekit eval --save-frames", "record": record_file, "readme": measured}
+    (folder / README_SOURCE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
 
 
 def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
@@ -336,7 +356,7 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
         for rec in records:
             if rec.get("status") == "ok":
                 save_vqe_readme(Path(extra["save"]) / rec["entry"], rec, registry[rec["entry"]].spec.description,
-                                extra.get("extra_data"))
+                                extra.get("extra_data"), str(record_path(Path(out), rec)))
     click.echo(table_title(resolved))
     click.echo(summary_table(records, track))
     if per_image:

@@ -56,6 +56,7 @@ def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: 
             images = timing_images(data, scale=entry.spec.scale)
             out["data"] = data
             out["images"] = len(images)
+            out["input"] = input_label(data, images)
         if memory:
             out.update(memory_of(model, entry_inputs(entry, data, "cpu", images), dev))
         if runtime:
@@ -66,6 +67,15 @@ def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: 
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     return out
+
+
+def input_label(data: str, images: list[Any]) -> str:
+    """What ``--runtime``/``--memory`` ran on: ``div2k-like: 6 LR images of 4 sizes (HxW): 322x510, 339x510, 510x347
+    and 1 more``."""
+    shapes = list(dict.fromkeys(f"{img.shape[0]}x{img.shape[1]}" for img in images))
+    sizes = ", ".join(shapes[:3]) + (f" and {len(shapes) - 3} more" if len(shapes) > 3 else "")
+    kinds = f"of {len(shapes)} sizes" if len(shapes) > 1 else "of size"
+    return f"{data}: {len(images)} LR image{'s' if len(images) != 1 else ''} {kinds} (HxW): {sizes}"
 
 
 def _fmt(value: Any, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
@@ -93,6 +103,8 @@ def render(profile: dict[str, Any]) -> str:
         rows.append([f"Runtime [ms] ({rt['timer']} {head})", f"{rt[head]:.2f}"])
         rows.append(["Runtime spread", f"IQR {rt['iqr']:.2f} ms, CV {rt['cv']:.3f}, min {rt['min']:.2f} ms, "
                                        f"n {rt['n']}"])
+    if profile.get("input") and (rt or profile.get("memory_kind")):
+        rows.append(["Timed on" if rt else "Measured on", profile["input"]])
     if profile.get("memory_kind"):
         rows.append([f"Mem [MiB] ({profile['memory_kind']})", _fmt(profile["max_memory_mib"])])
         if profile.get("nvml_memory_mib") is not None:

@@ -224,6 +224,8 @@ class EntrySpec:
         for table in ("model", "weights", "published", "input"):
             if table in d and not isinstance(d[table], Mapping):
                 raise EntryError(f"{where}: [{table}] must be a table")
+        if set(model) - {"factory", "kwargs"}:
+            raise unknown_keys(where, "model", model, ("factory", "kwargs"))
         if "factory" not in model or ":" not in str(model["factory"]):
             raise EntryError(f"{where}: [model].factory must look like 'model.py:ClassName' or 'package.module:Name'")
         if not isinstance(model.get("kwargs", {}), Mapping):

@@ -14,7 +14,9 @@ error).
 
 Every record carries the run's ``split``, ``protocol`` and ``dataset``: the dataset's identity by content
 (``Set5-3f9a2c1d``, :mod:`ntirekit.data.identity`), which also names its file, so results of two folders named alike
-never mix. ``marks`` (e.g. ``{"quick": ...}`` for a CPU quick run: ``ntirekit eval``) are added to every record. A
+never mix. A record whose weights are the entry's own, made by the kit (``[weights].origin``, e.g. ``trained (50
+steps)``), says so in ``weights_origin`` (``weights`` stays ``pretrained``). ``marks`` (e.g. ``{"quick": True}``
+for a CPU quick run: ``ntirekit eval``) are added to every record. A
 track may yield a ``"partial"`` record of an entry first (a timed track: its counts and memory before the timing),
 written at once and replaced by the entry's final record, so an interrupted run keeps it. ``resume=True`` skips
 entries whose successful record for this track, dataset, split, protocol and device already exists in the output
@@ -72,6 +74,7 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
     stamp = options_record(options)
     identities = check_data(track, options, entries)
     scales = {e.name: _scale(e) for e in entries}
+    origins = {e.name: _origin(e) for e in entries if e.name not in options.weights}
 
     def identity(name: str) -> str | None:
         return identities.get(scales.get(name)) or next(iter(identities.values()), None)  # type: ignore[arg-type]
@@ -91,6 +94,8 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
         rec.setdefault("split", options.split)
         rec.setdefault("protocol", options.protocol)
         rec["dataset"] = identity(rec["entry"])
+        if rec.get("weights") == "pretrained" and origins.get(rec["entry"]):
+            rec.setdefault("weights_origin", origins[rec["entry"]])
         for key, value in (marks or {}).items():
             rec.setdefault(key, value)
         if out_dir is not None:
@@ -103,6 +108,14 @@ def run_track(entries: list[Entry], options: EvalOptions, out_dir: str | Path | 
     records += partial.values()
     order = {e.name: i for i, e in enumerate(entries)}
     return sorted(records, key=lambda r: order.get(r["entry"], len(order)))
+
+
+def _origin(entry: Entry) -> str:
+    """What the entry's own weights are when the kit made them (``[weights].origin``: ``trained (50 steps)``)."""
+    try:
+        return entry.spec.weights.origin if entry.spec.weights is not None else ""
+    except Exception:       # a broken spec fails in its own guard later
+        return ""
 
 
 def _scale(entry: Entry) -> int | None:

@@ -57,6 +57,9 @@ from ntirekit.train.bundle import kit_imports
 FORMATS = ("esr-code", "esr-results", "vqe-results")
 MANIFEST = "MANIFEST.json"
 README = "readme.txt"
+#: written beside a ``readme.txt`` that ``ntirekit eval --save-frames`` made from its measurement (hidden: never
+#: packed); ``pack`` reads it to tell a measured readme from a typed one
+README_SOURCE = ".ntirekit-readme.json"
 SPEC = "entry.toml"
 CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt")
 #: File types a code submission may hold (code, spec, checkpoints, factsheet, notes, manifest).

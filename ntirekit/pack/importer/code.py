@@ -106,7 +106,7 @@ def third_party_imports(repo: Path, rel: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
             names.add(node.module.split(".")[0])
     return {n for n in names if n not in sys.stdlib_module_names and n != "__future__"
-            and not _module_files(repo, [n]) and not (beside / f"{n}.py").is_file() and not (beside / n).is_dir()}
+            and not any((where / f"{n}.py").is_file() or (where / n).is_dir() for where in (repo, beside))}
 
 
 def missing_packages(repo_dir: str | Path, files: Iterable[str]) -> list[str]:
