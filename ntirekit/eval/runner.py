@@ -141,8 +141,10 @@ def check_data(track: Track, options: EvalOptions, entries: list[Entry]) -> dict
     return identities
 
 
-#: how a record's error line starts when a data error ended the entry (:func:`ntirekit.core.records.error_line`)
-_DATA_ERROR = f"{DataError.__name__}:"
+def _data_error_names(cls: type = DataError) -> set[str]:
+    """The names of :class:`DataError` and its subclasses (``ClipError``, ``VqeDataError``): how a record's error line
+    starts when a data error ended the entry (:func:`ntirekit.core.records.error_line`)."""
+    return {cls.__name__}.union(*(_data_error_names(sub) for sub in cls.__subclasses__()))
 
 
 def _raise_if_data_fault(rec: dict[str, Any], track: Track, options: EvalOptions,
@@ -150,7 +152,7 @@ def _raise_if_data_fault(rec: dict[str, Any], track: Track, options: EvalOptions
     """An entry that failed on a data error: decode the whole dataset once; when that fails, the fault is the
     dataset's and its :class:`DataError` ends the run (the entry's record is not written); otherwise the failure is
     the entry's own and is recorded as usual."""
-    if rec.get("status") != "failed" or not str(rec.get("error", "")).startswith(_DATA_ERROR):
+    if rec.get("status") != "failed" or str(rec.get("error", "")).partition(":")[0] not in _data_error_names():
         return
     scale = scales.get(rec.get("entry", "")) or next((s for s in scales.values() if s), 1)
     read_every_image(str(options.data), scale, options.split, images=track.entries == "esr")

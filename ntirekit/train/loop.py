@@ -273,8 +273,10 @@ class Trainer:
                     if self.step % cfg.ckpt_every == 0 or self.step == stop or due:
                         self.save_checkpoint()
                         if due and self.step < stop:
-                            self.log(self._pace(first, started, stop) + f"; saved {self.ckpt_dir or 'nothing'}")
-                if stop_requests.signal is not None and self.step < stop:
+                            self.log(self._pace(first, started, stop)
+                                     + (f"; saved in {self.ckpt_dir}" if self.ckpt_dir is not None else ""))
+                stopped_by = stop_requests.signal if self.step < stop else None     # a signal in the last step: done
+                if stopped_by is not None:
                     self.save_checkpoint()
         finally:
             bar.close()
@@ -283,7 +285,7 @@ class Trainer:
             self.best_state, self.best_step = _cpu_state(self.model), self.step
         return TrainResult(self.step, self.best_metric, self.best_step, copy.deepcopy(self.best_state),
                            list(self.history), finished, self.running_loss, time.monotonic() - started,
-                           self.step - first, stop_requests.signal)
+                           self.step - first, stopped_by)
 
     def _pace(self, first: int, started: float, stop: int) -> str:
         """``step 3/200: 16.1 s per step, about 53 min to go``."""
