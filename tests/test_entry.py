@@ -37,6 +37,11 @@ def test_spec_round_trip_and_defaults(tmp_path: Path) -> None:
     ({"data_range": "255"}, "data_range must be a number"),
     ({"model": "model.py:M"}, "\\[model\\] must be a table"),
     ({"model": {"factory": "model.py:M", "kwargs": [1]}}, "kwargs must be a table"),
+    # a mistyped key says which known key it resembles
+    ({"data_rnage": 1.0}, r"unknown keys \['data_rnage'\] \('data_rnage': did you mean 'data_range'\?\)"),
+    ({"weights": {"file": "a.pth", "stirct": False}}, r"unknown \[weights\] keys .*did you mean 'strict'\?"),
+    ({"model": {"factory": "model.py:M", "kwarg": {}}}, r"unknown \[model\] keys .*did you mean 'kwargs'\?"),
+    ({"input": {"min_sise": 8}}, r"unknown \[input\] keys .*did you mean 'min_size'\?"),
 ])
 def test_bad_specs_are_one_line_errors(patch: dict, message: str) -> None:
     base = {"name": "x", "track": "esr", "task": "sr", "model": {"factory": "model.py:M"}}
@@ -85,6 +90,15 @@ def test_unknown_name_lists_known(tmp_path: Path) -> None:
     write_entry(tmp_path, "one")
     with pytest.raises(EntryError, match=r"no entry named 'two' \(known: one\)"):
         discover([tmp_path], include_defaults=False)["two"]
+
+
+def test_a_mistyped_name_gets_a_did_you_mean(tmp_path: Path) -> None:
+    for name in ("rlfn_ntire", "imdn"):
+        write_entry(tmp_path, name)
+    with pytest.raises(EntryError, match=r"no entry named 'rlfn_ntrie' \(did you mean 'rlfn_ntire'\? known: "):
+        discover([tmp_path], include_defaults=False)["rlfn_ntrie"]
+    with pytest.raises(EntryError, match=r"no entry named 'xyz' \(known: imdn, rlfn_ntire\)"):
+        discover([tmp_path], include_defaults=False)["xyz"]       # nothing close: no guess
 
 
 def test_broken_model_code_names_the_entry(tmp_path: Path) -> None:

@@ -164,3 +164,46 @@ def test_vqe_eval_runs_basicvsrpp_and_pqf_on_a_compressed_clip(tmp_path: Path, v
         assert rec["psnr_input_db"] == pytest.approx(expected, abs=1e-9)
         assert rec["delta_psnr_db"] == pytest.approx(rec["psnr_db"] - rec["psnr_input_db"], abs=1e-9)
         assert rec["runtime_ms_per_frame"] > 0 and rec["params"] > 7_000_000
+
+
+def test_per_image_psnr_is_printed_on_request(tiny_world: tuple[Path, Path], tmp_path: Path) -> None:
+    """--per-image: one line per image with each entry's PSNR, as test_demo.py logs them (figures of the record,
+    whose per-image values the test above checks against an independent computation)."""
+    entries, data = tiny_world
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--allow-random", "--entries", str(entries),
+                                       "--entry", "nearest", "--data", str(data), "--out", str(out), "--quiet",
+                                       "--per-image"])
+    assert result.exit_code == 0, result.output
+    (rec,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    lines = result.output.splitlines()
+    assert any(line.split() == ["image", "nearest", "PSNR", "[dB]"] for line in lines), result.output
+    for image in rec["images"]:
+        assert [image["name"], f"{image['psnr_db']:.3f}"] in [line.split() for line in lines]
+    plain = CliRunner().invoke(main, ["eval", "--track", "psnr", "--allow-random", "--entries", str(entries),
+                                      "--entry", "nearest", "--data", str(data), "--out", str(out), "--quiet"])
+    assert plain.exit_code == 0 and "nearest PSNR [dB]" not in plain.output
+    wrong = CliRunner().invoke(main, ["eval", "--track", "complexity", "--per-image", "--entry", "rlfn"])
+    assert wrong.exit_code != 0 and "--per-image applies to the psnr track" in wrong.output
+
+
+def test_the_scored_frames_label_the_psnr_columns() -> None:
+    from ntirekit.cli.eval_cmd import summary_table
+
+    every, tenth = ({"entry": e, "status": "ok", "weights": "pretrained", "psnr_db": 24.8, "delta_psnr_db": 0.5,
+                     "runtime_ms_per_frame": 1.0, "params": 1000, "frame_step": step}
+                    for e, step in (("a", 1), ("b", 10)))
+    header = summary_table([tenth], "vqe").splitlines()[0]
+    assert "PSNR [dB] (every 10th frame)" in header and "ΔPSNR [dB] (every 10th frame)" in header
+    assert "every" not in summary_table([every], "vqe").splitlines()[0]
+    assert "frames scored differ by row" in summary_table([every, tenth], "vqe").splitlines()[0]
+
+
+def test_profile_runtime_says_what_it_timed(tiny_world: tuple[Path, Path]) -> None:
+    entries, data = tiny_world
+    result = CliRunner().invoke(main, ["profile", "nearest", "--entries", str(entries), "--runtime", "--data",
+                                       str(data), "--warmup", "0", "--repeats", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("Timed on"))
+    # the two LR images of the fixture, 9x11 each (HxW), as written there
+    assert line.split(None, 2)[2] == f"{data}: 2 LR images of size (HxW): 9x11"

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from helpers.entries import write_entry
 from ntirekit.cli import main
-from ntirekit.data import imresize, open_image_dataset
+from ntirekit.data import DataError, imresize, open_image_dataset
 from ntirekit.data.images import read_image, write_image
 from ntirekit.core.registry import discover
 from ntirekit.eval.inference import upscale_image
@@ -175,14 +175,15 @@ def test_ssim_only_when_asked(world: tuple[Path, Path]) -> None:
     assert rec["status"] == "ok" and rec["ssim"] is None and all(i["ssim"] is None for i in rec["images"])
 
 
-def test_a_bad_image_fails_its_entry_only(world: tuple[Path, Path]) -> None:
+def test_a_bad_image_is_the_datasets_error_before_any_entry_runs(world: tuple[Path, Path], tmp_path: Path) -> None:
     entries, data = world
     (data / "HR" / "0803.png").write_bytes(b"not a png")
     registry = discover([entries], include_defaults=False)
-    records = run_track([registry["tiny"], registry["tiny1"]],
-                        EvalOptions(track="psnr", data=str(data), device="cpu", progress=False), isolate=False)
-    assert [r["status"] for r in records] == ["failed", "failed"]
-    assert all("0803.png" in r["error"] for r in records)
+    with pytest.raises(DataError, match="0803.png"):       # once, not one failed record per entry
+        run_track([registry["tiny"], registry["tiny1"]],
+                  EvalOptions(track="psnr", data=str(data), device="cpu", progress=False), out_dir=tmp_path / "out",
+                  isolate=False)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.json"))
 
 
 def test_prefetch_closes_its_threads_early() -> None:
@@ -213,7 +214,7 @@ def test_save_sr_then_pack_an_esr_results_zip(world: tuple[Path, Path], tmp_path
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (sr_dir / "tiny").iterdir()) == [f"080{i}.png" for i in range(1, 6)]
     res = runner.invoke(main, ["eval", "--track", "runtime", "--entries", str(entries), "--entry", "tiny", "--data",
-                               str(data), "--out", str(out), "--quiet", "--leaderboard", "none"])
+                               str(data), "--out", str(out), "--quiet", "--leaderboard", "none", "--full"])
     assert res.exit_code == 0, res.output
     (runtime_json,) = out.glob("tiny__runtime__*.json")
     outcome = pack(sr_dir / "tiny", fmt="esr-results", out=tmp_path / "tiny.zip", data=data, scale=2,
@@ -236,6 +237,7 @@ def test_cpu_runtime_default_is_a_quick_run_and_says_so(world: tuple[Path, Path]
     assert "CPU quick run" in quick.output and "--full" in quick.output.split("tiny")[-1]   # note, then the hint
     (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "q").glob("*.json")]
     assert rec["runtime_images"] == 2 and "128x128" in rec["runtime_input"]
+    assert rec["quick"] is True                         # the record says it (pack refuses its runtime by default)
     assert rec["options"]["warmup"] == 1 and rec["options"]["repeats"] == 3
     assert rec["flops_torch"] is None and rec["max_memory_mib"] > 0          # no cross-check; memory on the crops
     full = runner.invoke(main, [*common, "--full", "--warmup", "0", "--repeats", "1", "--cross-check",
@@ -244,6 +246,7 @@ def test_cpu_runtime_default_is_a_quick_run_and_says_so(world: tuple[Path, Path]
     assert "CPU quick run" not in full.output
     (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "f").glob("*.json")]
     assert rec["runtime_images"] == 6 and rec["runtime_input"] == "div2k-like" and rec["flops_torch"] > 0
+    assert "quick" not in rec
 
 
 @pytest.mark.gpu

@@ -4,6 +4,7 @@ any entry runs, an interrupted timing run that keeps what was complete; splits i
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,9 @@ def test_runs_on_other_data_and_protocols_never_overwrite(world: tuple[Path, Pat
         sorted((d.name, p) for d, p in runs)
     assert all(r["status"] == "ok" for r in records.values())
     names = sorted(records)
-    assert any("Set5ish.paper" in n for n in names) and any("Mini_valid.valid.challenge" in n for n in names)
+    # the data part of a file name is the dataset's identity: its name and a digest of its file list and sizes
+    assert any(re.search(r"__Set5ish-[0-9a-f]{8}\.paper__", n) for n in names)
+    assert any(re.search(r"__Mini_valid-[0-9a-f]{8}\.valid\.challenge__", n) for n in names)
     paper, challenge = (next(r for r in records.values() if r["protocol"] == p and "Set5ish" in r["options"]["data"])
                         for p in ("paper", "challenge"))
     assert paper["psnr_db"] != challenge["psnr_db"]                 # Y-channel vs RGB figures: really two runs

@@ -177,3 +177,37 @@ def test_trainer_runs_on_cuda(tmp_path) -> None:
                       TrainConfig(steps=3, val_every=2, ckpt_every=2, progress=False), ckpt_dir=tmp_path,
                       device="cuda")
     assert resumed.resume() and resumed.step == 3
+
+
+def test_a_kit_trained_entry_is_labelled_by_what_its_weights_are(tmp_path) -> None:
+    """`train` writes [weights].origin ("trained (N steps)"); eval shows it instead of "pretrained", while the
+    record's `weights` stays "pretrained" for every reader that compares it."""
+    from click.testing import CliRunner
+
+    from ntirekit.cli import main
+    from ntirekit.cli.eval_cmd import summary_table
+    from ntirekit.core.spec import read_spec
+    from ntirekit.data.images import write_image
+    from ntirekit.eval.runner import run_track
+    from ntirekit.eval.track import EvalOptions
+    from tests.helpers.entries import write_entry
+
+    write_entry(tmp_path / "entries", "tiny")
+    data = tmp_path / "hr"
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(data / f"im{i}.png", (rng.random((48, 40, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "tiny_trained"
+    result = CliRunner().invoke(main, ["train", "tiny", "--entries", str(tmp_path / "entries"), "--out", str(out),
+                                       "--data", str(data), "--val", "none", "--steps", "3", "--batch-size", "2",
+                                       "--patch", "8", "--no-progress", "--device", "cpu",
+                                       "--ckpt-dir", str(tmp_path / "ck")])
+    assert result.exit_code == 0, result.output
+    assert "finished 3 steps" in result.output and "final loss" in result.output
+    assert read_spec(out).weights.origin == "trained (3 steps)"
+    entry = discover([out], include_defaults=False)["tiny_trained"]
+    (rec,) = run_track([entry], EvalOptions(track="psnr", data=str(data), device="cpu", progress=False),
+                       isolate=False)
+    assert rec["weights"] == "pretrained" and rec["weights_origin"] == "trained (3 steps)"
+    row = summary_table([rec], "psnr").splitlines()[2]
+    assert row.split()[:4] == ["tiny_trained", "trained", "(3", "steps)"]

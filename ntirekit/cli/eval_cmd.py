@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,7 +11,8 @@ from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
 from ntirekit.core.device import resolve_device
-from ntirekit.core.records import SPLIT_RULE
+from ntirekit.core.outlock import hold_out_lock
+from ntirekit.core.records import SPLIT_RULE, record_path
 from ntirekit.core.trust import declared_roots
 from ntirekit.eval.runner import check_data, run_track
 from ntirekit.eval.track import EvalOptions, Track
@@ -18,7 +20,7 @@ from ntirekit.eval.tracks import TRACKS, get_track
 from ntirekit.jobs import run_jobs
 from ntirekit.jobs.cli import baseline_entry, executor_options
 from ntirekit.jobs.executors import ExecutorSettings
-from ntirekit.pack.formats import render_readme
+from ntirekit.pack.formats import README_SOURCE, parse_readme, render_readme
 from ntirekit.rank import LeaderboardError, ProtocolError, load_protocol, render_records
 
 #: the timed tracks whose CPU default is a quick run, and its settings
@@ -26,19 +28,59 @@ QUICK_TRACKS = ("runtime", "overall")
 QUICK_IMAGES, QUICK_CROP, QUICK_WARMUP, QUICK_REPEATS = 2, 128, 1, 3
 
 
+def weights_label(rec: dict[str, Any]) -> str:
+    """What a record's weights are, in words: ``random``, ``pretrained``, or what the kit made of them
+    (``trained (50 steps)``: the entry's ``[weights].origin``, stamped by the runner as ``weights_origin``)."""
+    weights = str(rec.get("weights") or "")
+    return str(rec.get("weights_origin") or weights) if weights == "pretrained" else weights
+
+
 def summary_table(records: list[dict[str, Any]], track: str) -> str:
-    """One row per entry: its weights (pretrained | random) and figures, or its failure reason."""
+    """One row per entry: its weights (pretrained, what the kit trained, random) and figures, or its failure reason."""
     columns = get_track(track).columns
     rows = []
     for rec in records:
-        weights = str(rec.get("weights") or "")
+        weights = weights_label(rec)
         if rec.get("status") == "ok":
             status = "ok (random weights: not ranked)" if weights == "random" else "ok"
             rows.append([rec["entry"], weights, *(c.cell(rec) for c in columns), status])
         else:
             label = "SUSPECT" if rec.get("status") == "suspect" else "FAILED"
             rows.append([rec["entry"], weights, *([""] * len(columns)), f"{label}: {rec.get('error', '')}"])
-    return tabulate(rows, headers=["entry", "weights", *(c.header for c in columns), "status"], disable_numparse=True)
+    headers = [scored_header(c.header, records) for c in columns]
+    return tabulate(rows, headers=["entry", "weights", *headers, "status"], disable_numparse=True)
+
+
+def scored_header(header: str, records: list[dict[str, Any]]) -> str:
+    """A PSNR column's header with the frames it scores when the records score a subset (vqe ``--every-10th``:
+    ``PSNR [dB] (every 10th frame)``), so that it never reads like the every-frame figure."""
+    steps = {int(r["frame_step"]) for r in records if r.get("status") == "ok" and r.get("frame_step")}
+    if "PSNR" not in header or not steps - {1}:
+        return header
+    if len(steps) > 1:
+        return f"{header} (frames scored differ by row)"
+    (step,) = steps
+    return f"{header} (every {step}{'nd' if step == 2 else 'rd' if step == 3 else 'th'} frame)"
+
+
+def per_image_table(records: list[dict[str, Any]]) -> str:
+    """``eval --per-image``: each image's PSNR (and SSIM when measured), one column per entry, as the official
+    ``test_demo.py`` logs them."""
+    ok = [r for r in records if r.get("status") == "ok" and isinstance(r.get("images"), list)]
+    if not ok:
+        return ""
+    with_ssim = any(i.get("ssim") is not None for r in ok for i in r["images"])
+    names = list(dict.fromkeys(i["name"] for r in ok for i in r["images"]))
+    by_entry = {r["entry"]: {i["name"]: i for i in r["images"]} for r in ok}
+    headers = ["image", *(f"{e} PSNR [dB]" for e in by_entry), *(f"{e} SSIM" for e in by_entry if with_ssim)]
+    rows = []
+    for name in names:
+        cells = [f"{by_entry[e][name]['psnr_db']:.3f}" if name in by_entry[e] else "" for e in by_entry]
+        if with_ssim:
+            cells += [f"{by_entry[e][name]['ssim']:.4f}" if by_entry[e].get(name, {}).get("ssim") is not None
+                      else "" for e in by_entry]
+        rows.append([name, *cells])
+    return tabulate(rows, headers=headers, disable_numparse=True)
 
 
 def with_weights(entries: list[Any], explicit: dict[str, str], track: str) -> list[Any]:
@@ -144,16 +186,22 @@ def _quick_note(extra: dict[str, Any], warmup: int, repeats: int, timer: str,
             f"challenge's measurement.")
 
 
-def save_vqe_readme(folder: Path, record: dict[str, Any], description: str, extra_data: int | None) -> None:
+def save_vqe_readme(folder: Path, record: dict[str, Any], description: str, extra_data: int | None,
+                    record_file: str = "") -> None:
     """``FOLDER/readme.txt`` of the ``vqe-results`` layout beside the frames ``--save-frames`` wrote, from what the
-    run measured (runtime per frame, CPU or GPU; extra data only when given)."""
+    run measured (runtime per frame, CPU or GPU; extra data only when given), and beside it
+    :data:`~ntirekit.pack.formats.README_SOURCE` naming the record (``pack`` then knows the readme was measured)."""
     values: dict[str, Any] = {"runtime_s": record["runtime_ms_per_frame"] / 1000.0,
                               "cpu": 0 if record["device"].get("kind") == "cuda" else 1,
                               "description": " ".join(description.split()) or record["entry"]}
     if extra_data is not None:
         values["extra_data"] = int(extra_data)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "readme.txt").write_text(render_readme(values, "vqe-results"), encoding="utf-8")
+    text = render_readme(values, "vqe-results")
+    (folder / "readme.txt").write_text(text, encoding="utf-8")
+    measured, _problems = parse_readme(text, "vqe-results")     # as pack will read it back
+    source = {"written_by": "ntirekit eval --save-frames", "record": record_file, "readme": measured}
+    (folder / README_SOURCE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
 
 
 def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
@@ -200,6 +248,9 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Folder for the result JSON files (one per entry).")
 @click.option("--resume", is_flag=True, help="Skip entries whose successful result already exists in --out.")
+@click.option("--wait", is_flag=True, help="When another run is writing into --out, wait for it to finish (default: "
+              "say who holds it and exit with status 1; one writer at a time).")
+@click.option("--per-image", is_flag=True, help="psnr: also print each image's PSNR (and SSIM) per entry.")
 @click.option("--allow-random", is_flag=True,
               help="Quality tracks (psnr, vqe): also measure entries without weights (left out by default: the "
                    "figures of random weights mean nothing).")
@@ -224,16 +275,19 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int | None,
                  repeats: int | None, full: bool, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
-                 resume: bool, isolate: bool | None, trusted: tuple[str, ...], timeout_s: float | None,
-                 memory_mb: int | None, allow_random: bool,
+                 resume: bool, wait: bool, per_image: bool, isolate: bool | None, trusted: tuple[str, ...],
+                 timeout_s: float | None, memory_mb: int | None, allow_random: bool,
                  protocol_name: str, quiet: bool, executor: ExecutorSettings | None = None,
                  **track_options: Any) -> None:
     """Evaluate entries on a track; one JSON per entry in --out, a table at the end.
 
     Each record is written as soon as it is complete, named by entry, track, dataset, split, protocol and device
     (<entry>__<track>__<data>.<split>.<protocol>__<device>.json): other runs are never overwritten, and a failure
-    is written beside a good record (...__failed.json), never over it. A bad --data is one error before any entry
-    runs. An interrupted runtime/overall run keeps every entry's counts and memory ("partial": true); --resume
+    is written beside a good record (...__failed.json), never over it. The dataset is named by its identity (its
+    name and a digest of its file list and sizes: Set5-3f9a2c1d), so two folders named alike never mix. A bad
+    --data (a missing folder, an image whose header does not decode, LR/HR sizes that do not pair) is one error
+    before any entry runs, and nothing is written. One run writes into --out at a time (--wait waits for the
+    other). An interrupted runtime/overall run keeps every entry's counts and memory ("partial": true); --resume
     measures those again and skips the complete ones.
 
     \b
@@ -247,7 +301,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     with declared_roots(untrusted=[r for r in entry_roots if not r.lower().endswith(".zip")], trusted=trusted):
         _eval(track, names, entry_roots, data, split, protocol, device, tile, tile_overlap, timer, warmup, repeats,
               full, runs, input_shape, threads, weights, out, resume, isolate, timeout_s, memory_mb, protocol_name,
-              quiet, executor, track_options, allow_random=allow_random)
+              quiet, executor, track_options, allow_random=allow_random, wait=wait, per_image=per_image)
 
 
 def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None, split: str | None,
@@ -256,9 +310,12 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
           full: bool, runs: int, input_shape: tuple[int, int, int, int], threads: int | None,
           weights: tuple[str, ...], out: str, resume: bool, isolate: bool | None, timeout_s: float | None,
           memory_mb: int | None, protocol_name: str, quiet: bool, executor: ExecutorSettings | None,
-          track_options: dict[str, Any], allow_random: bool = False) -> None:
+          track_options: dict[str, Any], allow_random: bool = False, wait: bool = False,
+          per_image: bool = False) -> None:
     """The body of ``eval`` (see :func:`eval_entries`), with the entry roots' trust declared."""
     declared = get_track(track)
+    if per_image and track != "psnr":
+        raise click.BadParameter(f"--per-image applies to the psnr track, not {track}")
     extra = track_extra(declared, track_options)
     registry = load_registry(entry_roots)
     entries = registry.select(names, track=None if names else declared.entries)
@@ -282,13 +339,15 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
     if quick:
         click.echo(_quick_note(extra, options.warmup, options.repeats, timer, input_shape), err=True)
     try:
-        if executor is None:
-            records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate,
-                                timeout_s=timeout_s, memory_mb=memory_mb)
-        else:
-            records = run_jobs(entries, options, Path(out), executor,
-                               baseline=baseline_entry(registry, protocol_name),
-                               isolate=isolate, timeout_s=timeout_s, memory_mb=memory_mb)
+        with hold_out_lock(out, wait=wait, on_wait=lambda line: click.echo(line, err=True)):
+            if executor is None:
+                records = run_track(entries, options, out_dir=Path(out), resume=resume, isolate=isolate,
+                                    timeout_s=timeout_s, memory_mb=memory_mb,
+                                    marks={"quick": True} if quick else None)
+            else:
+                records = run_jobs(entries, options, Path(out), executor,
+                                   baseline=baseline_entry(registry, protocol_name),
+                                   isolate=isolate, timeout_s=timeout_s, memory_mb=memory_mb)
     except KeyboardInterrupt:
         raise click.ClickException(f"interrupted: every record complete so far is kept in {Path(out).resolve()} "
                                    "(a timed track's counts and memory as \"partial\": true); the same command with "
@@ -297,9 +356,11 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
         for rec in records:
             if rec.get("status") == "ok":
                 save_vqe_readme(Path(extra["save"]) / rec["entry"], rec, registry[rec["entry"]].spec.description,
-                                extra.get("extra_data"))
+                                extra.get("extra_data"), str(record_path(Path(out), rec)))
     click.echo(table_title(resolved))
     click.echo(summary_table(records, track))
+    if per_image:
+        click.echo("\n" + per_image_table(records))
     if quick:
         click.echo(f"\nThis was a quick CPU run. For the full challenge measurement: ntirekit eval --track {track} "
                    f"--full (every input at full size, warm-up 3, 5 repeats, memory estimate), or --device cuda on a "

@@ -11,7 +11,8 @@ from ntirekit.cli.common import echo_json, json_output, one_line_errors
 from ntirekit.core.registry import discover
 from ntirekit.eval.isolate import call_isolated
 from ntirekit.eval.probe import load_probe
-from ntirekit.pack.importer.report import render, rows
+from ntirekit.pack.importer.code import missing_packages
+from ntirekit.pack.importer.report import pip_line, render, rows
 from ntirekit.pack.legacy import LegacyError, import_repository
 
 
@@ -31,6 +32,9 @@ def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: s
                  force: bool, check_load: bool, as_json: bool) -> None:
     """Turn REPO_DIR (models/teamXX_Name.py + model_zoo/ + test_demo.py) into entry folders in --out.
 
+    The report ends with one `pip install ...` line naming every third-party package the teams' code imports that
+    is missing here (nothing is installed).
+
     \b
     ntirekit import-ntire NTIRE2024_ESR --out imported/ --check --write-map imported/teams.toml
     ntirekit import-ntire NTIRE2022_ESR --map fixes.toml --out imported/
@@ -47,11 +51,13 @@ def import_ntire(repo_dir: str, map_path: str | None, out_dir: str, write_map: s
             click.echo(f"wrote the map to {write_map}")
     records = _check(outcome.folders) if check_load else {}
     table = rows(outcome.teams, outcome.skipped, records)
+    missing = missing_packages(repo_dir, [rel for team in outcome.teams for rel in team.code])
     if as_json:
         echo_json(json.dumps({"out": str(out_dir), "teams": table,
-                               "evaluate": f"ntirekit eval --entries {out_dir} --track overall"}, indent=2))
+                               "evaluate": f"ntirekit eval --entries {out_dir} --track overall",
+                               "missing_packages": missing, "pip_install": pip_line(missing) or None}, indent=2))
     else:
-        click.echo(render(table, out_dir))
+        click.echo(render(table, out_dir, missing))
     if check_load and any(r["status"].startswith("failed") for r in table):
         raise SystemExit(1)
 

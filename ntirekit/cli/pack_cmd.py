@@ -38,18 +38,21 @@ a warning: the NTIRE harness runs submissions without the kit.
 @click.option("--device", default="auto", show_default=True, help="Device for --entry timing.")
 @click.option("--extra-data", type=click.Choice(["0", "1"]), default=None, help="readme.txt: extra training data?")
 @click.option("--description", default=None, help="readme.txt: other description.")
+@click.option("--allow-quick", is_flag=True, help="Results: take readme.txt's runtime from a CPU quick run's "
+                                                  "--result anyway (refused by default: not the runtime per image; "
+                                                  "a warning and a note in the description say so).")
 @click.option("--final", is_flag=True, help="The final submission: a code submission without a factsheet is "
                                             "rejected (a warning otherwise).")
 @click.option("--force", is_flag=True, help="Overwrite an existing zip (by default pack refuses to).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @json_output
 def pack(src: str, fmt: str, out: str | None, data: str | None, scale: int | None, result: str | None,
-         entry: str | None, device: str, extra_data: str | None, description: str | None, final: bool, force: bool,
-         as_json: bool) -> None:
+         entry: str | None, device: str, extra_data: str | None, description: str | None, allow_quick: bool,
+         final: bool, force: bool, as_json: bool) -> None:
     try:
         outcome = do_pack(src, fmt, out, data=data, scale=scale, result=result, entry=entry, device=device,
                           extra_data=None if extra_data is None else int(extra_data), description=description,
-                          final=final, force=force)
+                          final=final, force=force, allow_quick=allow_quick)
     except OSError as exc:                      # e.g. the zip cannot be written where --out says
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     report = outcome.report

@@ -57,7 +57,7 @@ def profile_entry(name: str, *, entry_roots: tuple[str, ...] = (), input_shape: 
         if runtime or memory:
             out["data"] = data
             out["images"] = len(images)
-            out["runtime_input"] = f"{data}: {len(images)} LR images for x{entry.spec.scale}"
+            out["input"] = input_label(data, images)
         if runtime:
             model = measured.model.to(dev)
             out["runtime_ms"] = time_entries({entry.name: model}, {entry.name: entry_inputs(entry, data, dev, images)},
@@ -83,6 +83,15 @@ def _profile_video(entry: Any, input_shape: tuple[int, ...], timed: bool, weight
     out["device"] = fingerprint(dev)
     out["device_id"] = fingerprint_id(out["device"])
     return out
+
+
+def input_label(data: str, images: list[Any]) -> str:
+    """What ``--runtime``/``--memory`` ran on: ``div2k-like: 6 LR images of 4 sizes (HxW): 322x510, 339x510, 510x347
+    and 1 more``."""
+    shapes = list(dict.fromkeys(f"{img.shape[0]}x{img.shape[1]}" for img in images))
+    sizes = ", ".join(shapes[:3]) + (f" and {len(shapes) - 3} more" if len(shapes) > 3 else "")
+    kinds = f"of {len(shapes)} sizes" if len(shapes) > 1 else "of size"
+    return f"{data}: {len(images)} LR image{'s' if len(images) != 1 else ''} {kinds} (HxW): {sizes}"
 
 
 def _fmt(value: Any, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
@@ -114,8 +123,8 @@ def render(profile: dict[str, Any]) -> str:
     if missed:
         rows.insert(2, ["FLOPs [G] (2022) missed", f"{missed / 1e9:.4f} in {profile.get('convs_missed')} convs the "
                                                    "official counter cannot see (ranked with them)"])
-    if rt and profile.get("runtime_input"):
-        rows.append(["Runtime input", profile["runtime_input"]])
+    if profile.get("input") and (rt or profile.get("memory_kind")):
+        rows.append(["Timed on" if rt else "Measured on", profile["input"]])
     if profile.get("memory_kind"):
         rows.append([f"Mem [MiB] ({profile['memory_kind']})", _fmt(profile["max_memory_mib"])])
         if profile.get("nvml_memory_mib") is not None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -10,7 +11,7 @@ from click.core import ParameterSource
 
 from ntirekit.cli.common import echo_err, entries_option, load_registry, one_line_errors, trust_option
 from ntirekit.train.image import ImageTrainOptions, default_ckpt_dir, train_image_entry
-from ntirekit.train.loop import TrainConfig
+from ntirekit.train.loop import BEST_WEIGHTS, CHECKPOINT, TrainConfig, TrainResult
 from ntirekit.train.video import VideoTrainOptions, train_video_entry
 from ntirekit.train.presets import apply_preset, get_preset
 
@@ -79,7 +80,10 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--fix-flow", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Video entries: keep the flow network frozen for the first N steps (upstream: 5000)."),
         click.option("--val-every", type=int, default=100, show_default=True),
-        click.option("--ckpt-every", type=int, default=100, show_default=True),
+        click.option("--ckpt-every", type=int, default=100, show_default=True, help="Checkpoint every N steps."),
+        click.option("--save-minutes", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+                     help="Also write the checkpoint and the best weights at least this often [minutes of wall "
+                          "time], whatever --steps is (and when stopped with Ctrl-C or SIGTERM)."),
         click.option("--ckpt-dir", type=click.Path(file_okay=False),
                      help="Checkpoint folder (default: runs/NAME.ckpt, NAME being the written entry's name)."),
         click.option("--resume", is_flag=True, help="Continue from the checkpoint in the checkpoint folder."),
@@ -127,7 +131,8 @@ def _given(kw: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
 def _config(finetune: bool, kw: dict[str, Any]) -> Any:
     lr = kw["lr"] if kw["lr"] is not None else (1e-4 if finetune else 5e-4)
     return TrainConfig(steps=kw["steps"], lr=lr, min_lr=kw["min_lr"], val_every=kw["val_every"],
-                       ckpt_every=kw["ckpt_every"], seed=kw["seed"], progress=not kw["no_progress"])
+                       ckpt_every=kw["ckpt_every"], seed=kw["seed"], progress=not kw["no_progress"],
+                       save_every_s=60.0 * kw["save_minutes"])
 
 
 def _val(value: str | None, default: str | None) -> str | None:
@@ -189,12 +194,31 @@ def _run(finetune: bool, entry_name: str, **kw: Any) -> None:
             device=kw["device"], config=_config(finetune, kw))
         derived, result = train_image_entry(entry, kw["out_dir"], options_i, **common)
         metric = "PSNR"
+    click.echo(summary(result, metric, Path(ckpt_dir), derived, kw["steps"]))
+    if result.stopped_by is not None:
+        raise SystemExit(130 if result.stopped_by == "SIGINT" else 143)
+
+
+def summary(result: TrainResult, metric: str, ckpt_dir: Path, derived: Any, steps: int) -> str:
+    """The closing lines of train/finetune: how it ended, the final loss, the best validation, where the files are."""
+    pace = f" in {result.seconds:.0f} s ({result.seconds / result.steps_run:.2f} s per step)" if result.steps_run \
+        else ""
+    loss = "no step taken" if result.final_loss is None else f"final loss {result.final_loss:.5g} (running mean)"
+    if result.stopped_by is not None:
+        head = (f"stopped by {result.stopped_by} at step {result.step} of {steps}{pace}; {loss}; the same command "
+                f"with --resume continues from step {result.step}")
+    elif result.finished:
+        head = f"finished {steps} steps ({result.steps_run} in this run{pace}); {loss}"
+    else:
+        head = f"stopped after step {result.step} of {steps}{pace}; {loss}; --resume continues"
+    lines = [head]
     if result.best_metric is not None:
-        click.echo(f"best validation {metric} {result.best_metric:.3f} dB at step {result.best_step} "
-                   f"(start: {result.history[0]['val']:.3f} dB)")
-    click.echo(f"checkpoint: {ckpt_dir}")
+        lines.append(f"best validation {metric} {result.best_metric:.3f} dB at step {result.best_step} "
+                     f"(start: {result.history[0]['val']:.3f} dB)")
+    lines.append(f"checkpoint: {ckpt_dir / CHECKPOINT}; best weights so far: {ckpt_dir / BEST_WEIGHTS}")
     if derived is not None:
-        click.echo(f"{derived.name}: written to {derived.folder}")
+        lines.append(f"{derived.name}: written to {derived.folder}")
+    return "\n".join(lines)
 
 
 _ERRORS = (OSError,)

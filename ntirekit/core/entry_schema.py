@@ -46,12 +46,18 @@ SCHEMA: tuple[SpecKey, ...] = (
             "No [weights] table: the entry has no pretrained weights (random initialisation)."),
     SpecKey("weights", "url", "string", "\"\"", "Upstream download URL, pinned to a commit."),
     SpecKey("weights", "sha256", "string", "\"\"", "64 hex digits; checked before the file is loaded."),
-    SpecKey("weights", "key", "string", "\"\"", "Key holding the state dict inside the checkpoint (`\"\"`: detect "
-                                                "`params_ema`/`params`/`state_dict`/...)."),
+    SpecKey("weights", "key", "string or list of strings", "\"\"",
+            "Key holding the state dict inside the checkpoint (`\"a.b\"`: nested; `\"\"`: detect "
+            "`params_ema`/`params`/`state_dict`/...). A list unwraps where present: the first key the checkpoint "
+            "holds, else its top level (`[\"state_dict\", \"params_ema\", \"params\"]`, as a harness's `if ... in sd` "
+            "chain)."),
     SpecKey("weights", "strip_prefix", "string", "\"\"", "Prefix stripped from every key (after `module.`)."),
     SpecKey("weights", "strict", "boolean", "true", "`false`: load as the upstream harness does "
             "(`strict=False`), listing missing and unexpected keys in the record."),
     SpecKey("weights", "rename", "list of [old, new]", "[]", "Key prefix renames for other upstream key layouts."),
+    SpecKey("weights", "origin", "string", "\"\"", "What the weights are when the kit made them (`trained (50 "
+            "steps)`; `ntirekit train`/`finetune` write it): the weights label `eval` shows instead of "
+            "`pretrained`."),
     SpecKey("published", "*", "number", "none", "Figures the entry must reproduce, units in the key names "
                                                 "(`params = 317218`, `psnr_set5_y_db = 32.24`)."),
 )

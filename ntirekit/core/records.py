@@ -6,14 +6,22 @@ with its ``error`` (one line) and never stops or spoils the other entries' recor
 (``"partial": true``) holds what was complete when a run stopped (the counts and memory of a timed track before its
 timing); a rerun with ``--resume`` measures it again.
 
+**Datasets by content**: a record's ``dataset`` is the identity of the data it was measured on,
+``<name>-<digest>`` (:mod:`ntirekit.data.identity`: the name and a short digest of the dataset's file list and sizes,
+e.g. ``Set5-3f9a2c1d``; the built-in ``sample`` and ``div2k-like`` keep their names), written by the runner into
+every record. Two folders named alike never share an identity, so their records never mix (:func:`record_dataset`
+reads it, also from older records).
+
 **File names** (:func:`result_path`): ``<entry>__<track>__<key>__<fingerprint id>.json``, where the key
-(:func:`result_key`) names the dataset, split and protocol, e.g. ``rlfn__psnr__Set5.paper__cpu-1a2b3c4d.json`` or
-``rlfn__psnr__DIV2K_valid.valid.challenge__...``: runs on other data, splits or protocols never overwrite each other.
+(:func:`result_key`) names the dataset identity, split and protocol, e.g.
+``rlfn__psnr__Set5-3f9a2c1d.paper__cpu-1a2b3c4d.json`` or ``rlfn__psnr__DIV2K_valid-0b1c2d3e.valid.challenge__...``:
+runs on other data, splits or protocols never overwrite each other.
 A record that is not ``"ok"`` never replaces a good one: it is written beside it as ``<same stem>__failed.json`` (or
 ``__partial.json``), and :func:`iter_result_files` reads the good one only (:func:`write_record`).
 
 **Splits** (:func:`split_of`, the one rule, :data:`SPLIT_RULE`): a record's ``split`` is ``"valid"``, ``"test"`` or
-``None``; ``eval --split`` sets it, else the dataset folder's name does.
+``None``; ``eval --split`` sets it, else the dataset folder's name does (the human part of an identity: its digest
+never counts).
 """
 
 from __future__ import annotations
@@ -109,11 +117,32 @@ _VALID = {"valid", "val", "validation"}
 NOT_OK_SUFFIXES = ("failed", "partial", "suspect")
 
 
+#: hex digits of the content digest in a dataset identity (``Set5-3f9a2c1d``)
+DIGEST_CHARS = 8
+_IDENTITY = re.compile(rf"^(?P<name>.+)-(?P<digest>[0-9a-f]{{{DIGEST_CHARS}}})$")
+
+
+def human_name(identity: Any) -> str:
+    """The human part of a dataset identity (``Set5`` of ``Set5-3f9a2c1d``); a plain name is returned as is."""
+    match = _IDENTITY.match(str(identity))
+    return match.group("name") if match else str(identity)
+
+
+def record_dataset(rec: Mapping[str, Any]) -> str | None:
+    """The identity of the dataset a record was measured on: its ``dataset`` field, else (an older record, or one
+    written by hand) the name of its ``options.data``; None when it says neither."""
+    dataset = rec.get("dataset")
+    if isinstance(dataset, str) and dataset:
+        return dataset
+    data = (rec.get("options") or {}).get("data") if isinstance(rec.get("options"), Mapping) else None
+    return _slug(data) if data else None
+
+
 def split_of(text: Any) -> str | None:
     """``"valid"`` or ``"test"`` when ``text`` (a split or dataset name) says so by :data:`SPLIT_RULE`, else None."""
     if not text:
         return None
-    tokens = set(re.split(r"[^a-z0-9]+", str(text).lower()))
+    tokens = set(re.split(r"[^a-z0-9]+", human_name(text).lower()))
     if tokens & _VALID:
         return "valid"
     return "test" if "test" in tokens else None
@@ -124,11 +153,20 @@ def _slug(text: Any, limit: int = 32) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:limit] or "data"
 
 
-def result_key(options: Mapping[str, Any]) -> str:
-    """The short dataset/split/protocol key of a record's file name from its ``options`` (``data``, ``split``,
-    ``protocol``): ``Set5.paper``, ``DIV2K_valid.valid.challenge``; "" when ``options`` names none of them."""
-    parts = [_slug(options["data"]) if options.get("data") else "", options.get("split") or "",
-             options.get("protocol") or ""]
+def _data_key(dataset: str) -> str:
+    """A dataset identity as a file-name part: its name slugged (and cut), its digest kept whole."""
+    match = _IDENTITY.match(dataset)
+    if match is None:
+        return _slug(dataset)
+    return f"{_slug(match.group('name'))}-{match.group('digest')}"
+
+
+def result_key(options: Mapping[str, Any], dataset: str | None = None) -> str:
+    """The short dataset/split/protocol key of a record's file name: the ``dataset`` identity (else the name of
+    ``options["data"]``), ``options["split"]`` and ``options["protocol"]``: ``Set5-3f9a2c1d.paper``,
+    ``DIV2K_valid-0b1c2d3e.valid.challenge``; "" when none is known."""
+    data = _data_key(dataset) if dataset else (_slug(options["data"]) if options.get("data") else "")
+    parts = [data, options.get("split") or "", options.get("protocol") or ""]
     return ".".join(p for p in parts if p)
 
 
@@ -141,7 +179,9 @@ def result_path(out_dir: str | os.PathLike, entry: str, track: str, device: dict
 
 def record_path(out_dir: str | os.PathLike, rec: Mapping[str, Any]) -> Path:
     """Where :func:`write_record` puts a good ``rec`` (its key from its ``options``)."""
-    return result_path(out_dir, rec["entry"], rec["track"], rec["device"], result_key(rec.get("options") or {}))
+    dataset = rec.get("dataset") if isinstance(rec.get("dataset"), str) else None
+    return result_path(out_dir, rec["entry"], rec["track"], rec["device"],
+                       result_key(rec.get("options") or {}, dataset))
 
 
 def beside(path: Path, status: str) -> Path:

@@ -14,6 +14,7 @@ A package adds entries with, in its ``pyproject.toml``::
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from importlib import metadata
@@ -54,8 +55,10 @@ class Registry(Mapping[str, Entry]):
         try:
             return self._entries[name]
         except KeyError:
+            close = difflib.get_close_matches(name, list(self._entries), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             known = ", ".join(sorted(self._entries)) or "none"
-            raise EntryError(f"no entry named {name!r} (known: {known})") from None
+            raise EntryError(f"no entry named {name!r} ({hint}known: {known})") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -29,7 +29,9 @@ loads its weights strictly, and measures it the same way as every other entry. F
     file = "rlfn_ntire_x4.pth"     # file name looked up in local folders and the cache
     url = "https://.../rlfn_ntire_x4.pth"   # upstream, pinned to a commit
     sha256 = "3c9b..."
-    key = ""                       # nested key holding the state dict ("" = detect params/net/...)
+    key = ""                       # nested key holding the state dict ("a.b": nested; "" = detect params/net/...)
+    # key = ["state_dict", "params_ema", "params"]   # or: the first of these present, else the top level
+    origin = "trained (50 steps)"  # what the weights are, when the kit made them (train/finetune write it)
     strip_prefix = ""              # stripped from every key after "module."
     rename = [["fea_conv.", "conv_1."]]     # prefix renames for other upstream key layouts
     strict = true                  # false: load as the upstream harness does (strict=False), listing the
@@ -43,6 +45,7 @@ Every consumer reads the input contract through :func:`input_contract`, never fr
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 from dataclasses import dataclass, field
@@ -96,23 +99,52 @@ def _number(d: Mapping[str, Any], key: str, default: Any, kind: type, where: str
     return kind(value)
 
 
+def unknown_keys(where: str, table: str, given: Any, known: Any) -> EntryError:
+    """The error for keys of ``table`` ("" for the top level) that are not ``known``, with a "did you mean" for each
+    close to a known one (``data_rnage``: did you mean ``data_range``?)."""
+    unknown = sorted(set(given) - set(known))
+    hints = [f"{k!r}: did you mean {close[0]!r}?" for k in unknown
+             for close in [difflib.get_close_matches(k, sorted(known), n=1, cutoff=0.6)] if close]
+    what = f"unknown [{table}] keys" if table else "unknown keys"
+    return EntryError(f"{where}: {what} {unknown}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+#: the ``[weights]`` keys
+WEIGHTS_KEYS = ("file", "url", "sha256", "key", "strip_prefix", "rename", "strict", "origin")
+
+
+def _weights_key(value: Any, where: str) -> str | tuple[str, ...]:
+    """``[weights].key``: a string (``"a.b"`` nested), or a list of such strings: the first present (see
+    :func:`ntirekit.core.weights.extract_state_dict`)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise EntryError(f"{where}: [weights].key must be a string or a list of non-empty strings, got {value!r}")
+
+
 @dataclass(frozen=True)
 class WeightsSpec:
-    """Where an entry's checkpoint comes from and how its keys map onto the model."""
+    """Where an entry's checkpoint comes from and how its keys map onto the model.
+
+    ``key``: ``""`` (detect), ``"a.b"`` (that nesting), or a tuple of such keys: the first present in the checkpoint,
+    else its top level, as a harness unwraps conditionally (``if "params_ema" in sd: ... elif "params" in sd: ...``).
+    ``origin``: what the weights are when the kit made them (``trained (50 steps)``), shown instead of
+    ``pretrained``."""
 
     file: str
     url: str = ""
     sha256: str = ""
-    key: str = ""
+    key: str | tuple[str, ...] = ""
     strip_prefix: str = ""
     rename: tuple[tuple[str, str], ...] = ()
     strict: bool = True
+    origin: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str) -> "WeightsSpec":
-        unknown = set(d) - {"file", "url", "sha256", "key", "strip_prefix", "rename", "strict"}
-        if unknown:
-            raise EntryError(f"{where}: unknown [weights] keys {sorted(unknown)}")
+        if set(d) - set(WEIGHTS_KEYS):
+            raise unknown_keys(where, "weights", d, WEIGHTS_KEYS)
         if "file" not in d:
             raise EntryError(f"{where}: [weights] needs 'file'")
         file = str(d["file"])
@@ -128,8 +160,9 @@ class WeightsSpec:
         sha = str(d.get("sha256", "")).lower()
         if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
             raise EntryError(f"{where}: [weights].sha256 is not 64 hex digits")
-        return cls(file, str(d.get("url", "")), sha, str(d.get("key", "")),
-                   str(d.get("strip_prefix", "")), rename, _flag(d, "strict", where, True, "[weights].strict"))
+        return cls(file, str(d.get("url", "")), sha, _weights_key(d.get("key", ""), where),
+                   str(d.get("strip_prefix", "")), rename, _flag(d, "strict", where, True, "[weights].strict"),
+                   str(d.get("origin", "")))
 
 
 @dataclass(frozen=True)
@@ -179,9 +212,8 @@ class EntrySpec:
     def from_dict(cls, d: Mapping[str, Any], where: str = "entry.toml") -> "EntrySpec":
         known = {"name", "track", "task", "scale", "data_range", "frames", "tile", "description", "reference",
                  "model", "weights", "published", "input"}
-        unknown = set(d) - known
-        if unknown:
-            raise EntryError(f"{where}: unknown keys {sorted(unknown)}")
+        if set(d) - known:
+            raise unknown_keys(where, "", d, known)
         for key in ("name", "track", "task", "model"):
             if key not in d:
                 raise EntryError(f"{where}: missing '{key}'")
@@ -196,6 +228,8 @@ class EntrySpec:
         for table in ("model", "weights", "published", "input"):
             if table in d and not isinstance(d[table], Mapping):
                 raise EntryError(f"{where}: [{table}] must be a table")
+        if set(model) - {"factory", "kwargs"}:
+            raise unknown_keys(where, "model", model, ("factory", "kwargs"))
         if "factory" not in model or ":" not in str(model["factory"]):
             raise EntryError(f"{where}: [model].factory must look like 'model.py:ClassName' or 'package.module:Name'")
         if not isinstance(model.get("kwargs", {}), Mapping):
@@ -210,9 +244,8 @@ class EntrySpec:
             raise EntryError(f"{where}: scale and frames must be at least 1, tile at least 0")
         weights = WeightsSpec.from_dict(d["weights"], where) if "weights" in d else None
         contract = d.get("input", {})
-        unknown = set(contract) - {"min_size", "multiple"}
-        if unknown:
-            raise EntryError(f"{where}: unknown [input] keys {sorted(unknown)}")
+        if set(contract) - {"min_size", "multiple"}:
+            raise unknown_keys(where, "input", contract, ("min_size", "multiple"))
         min_size = _number(contract, "min_size", 1, int, where)
         multiple = _number(contract, "multiple", 1, int, where)
         if min_size < 1 or multiple < 1:
@@ -243,9 +276,10 @@ class EntrySpec:
                                "model": {"factory": self.factory, "kwargs": thaw(self.kwargs)}}
         if self.weights is not None:
             w = self.weights
-            out["weights"] = {"file": w.file, "url": w.url, "sha256": w.sha256, "key": w.key,
+            out["weights"] = {"file": w.file, "url": w.url, "sha256": w.sha256,
+                              "key": list(w.key) if isinstance(w.key, tuple) else w.key,
                               "strip_prefix": w.strip_prefix, "rename": [list(r) for r in w.rename],
-                              **({} if w.strict else {"strict": False})}
+                              **({} if w.strict else {"strict": False}), **({"origin": w.origin} if w.origin else {})}
         if self.published:
             out["published"] = thaw(self.published)
         if (self.min_size, self.multiple) != (1, 1):

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -135,13 +135,27 @@ def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Any:
             from None
 
 
-def extract_state_dict(obj: Any, key: str = "", what: str = "checkpoint") -> dict[str, torch.Tensor]:
+def _present(obj: Any, key: str) -> Any:
+    """``obj[a][b]`` for the key ``"a.b"`` when every level is there, else None."""
+    for part in key.split("."):
+        if not isinstance(obj, Mapping) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
+def extract_state_dict(obj: Any, key: str | Sequence[str] = "",
+                       what: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The flat ``{name: tensor}`` dict inside a loaded checkpoint.
 
-    ``key`` names the nesting explicitly ("a.b" for deeper levels); empty means: unwrap the first of
-    :data:`NESTING_KEYS` found while the object is not yet a flat tensor dict.
+    ``key`` names the nesting explicitly ("a.b" for deeper levels); a sequence of such keys means "unwrap where
+    present": the first that the checkpoint holds, else its top level (the harness's ``if "params_ema" in sd:
+    sd = sd["params_ema"] elif "params" in sd: ...``); empty means: unwrap the first of :data:`NESTING_KEYS` found
+    while the object is not yet a flat tensor dict.
     """
-    if key:
+    if key and not isinstance(key, str):
+        obj = next((inner for inner in (_present(obj, k) for k in key) if inner is not None), obj)
+    elif key:
         for part in key.split("."):
             if not isinstance(obj, Mapping) or part not in obj:
                 raise WeightsError(f"{what}: nested key {key!r} not found")

@@ -17,7 +17,10 @@ What counts as a regression, per recorded successful record:
   taken): the ratio entry / baseline entry, both measured in the same run, growing by more than ``tol_runtime``
   relative to the recorded ratio. Absolute times are never compared (CI machines differ in load and clocks), and the
   baseline entry itself is only shown;
-- an entry that fails now, or is no longer found.
+- an entry that fails now, or is no longer found;
+- a record measured now on another dataset than recorded: datasets are compared by identity (name and a digest of
+  their file list and sizes, :func:`ntirekit.core.records.record_dataset`), so a folder named alike with other
+  content is not compared as if it were the same.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
 from ntirekit.core.errors import NtirekitError
-from ntirekit.core.records import ResultError, iter_result_files, read_result
+from ntirekit.core.records import ResultError, iter_result_files, read_result, record_dataset
 from ntirekit.core.registry import discover
 from ntirekit.eval.runner import run_track
 from ntirekit.eval.track import options_from_dict
@@ -108,16 +111,21 @@ class RegressReport:
 def compare(recorded: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], *, tol_psnr: float = 0.01,
             tol_runtime: float = 0.10, baseline: str = DEFAULT_BASELINE) -> list[Finding]:
     """Every check of every recorded successful record against its re-measurement (see the module docstring)."""
-    now_by = {(r["entry"], r["track"]): r for r in now}
-    rec_by = {(r["entry"], r["track"]): r for r in recorded}
+    now_by = {(r["entry"], r["track"], record_dataset(r)): r for r in now}
+    rec_by = {(r["entry"], r["track"], record_dataset(r)): r for r in recorded}
     findings: list[Finding] = []
     for ref in recorded:
-        entry, track = ref["entry"], ref["track"]
+        entry, track, dataset = ref["entry"], ref["track"], record_dataset(ref)
         if ref.get("status") != "ok":
             continue
-        cur = now_by.get((entry, track))
+        cur = now_by.get((entry, track, dataset))
+        other = next((r for r in now if (r["entry"], r["track"]) == (entry, track)), None)
+        if cur is None and other is not None and other.get("status") != "ok":
+            cur = other                                 # failed before its dataset was known
         if cur is None or cur.get("status") != "ok":
-            why = "not measured now" if cur is None else f"fails now: {cur.get('error', '')}"
+            why = ("not measured now" if other is None else
+                   f"measured now on dataset {record_dataset(other)}, recorded on {dataset}: not comparable")
+            why = f"fails now: {cur.get('error', '')}" if cur is not None else why
             findings.append(Finding(entry, track, "status", "ok", None if cur is None else "failed", False, why))
             continue
         for key in COUNT_KEYS:
@@ -139,8 +147,8 @@ def compare(recorded: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, An
             if entry == baseline:
                 findings.append(Finding(entry, track, key, was, is_, True, "baseline of the runtime ratios"))
                 continue
-            base_was = figure(rec_by.get((baseline, track), {}), key)
-            base_now_rec = now_by.get((baseline, track), {})
+            base_was = figure(rec_by.get((baseline, track, dataset), {}), key)
+            base_now_rec = now_by.get((baseline, track, dataset), {})
             base_is = figure(base_now_rec, key) if base_now_rec.get("status") == "ok" else None
             metric = f"{key} / {baseline}"
             if base_was is None or base_is is None or is_ is None or base_was <= 0 or base_is <= 0:

@@ -57,6 +57,9 @@ from ntirekit.train.bundle import kit_imports
 FORMATS = ("esr-code", "esr-results", "vqe-results")
 MANIFEST = "MANIFEST.json"
 README = "readme.txt"
+#: written beside a ``readme.txt`` that ``ntirekit eval --save-frames`` made from its measurement (hidden: never
+#: packed); ``pack`` reads it to tell a measured readme from a typed one
+README_SOURCE = ".ntirekit-readme.json"
 SPEC = "entry.toml"
 CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt")
 #: File types a code submission may hold (code, spec, checkpoints, factsheet, notes, manifest).
@@ -352,7 +355,7 @@ def pickled_globals(path: Path) -> list[str]:
     return found
 
 
-def check_checkpoint(path: Path, rel: str, report: Report, key: str = "") -> dict[str, Any] | None:
+def check_checkpoint(path: Path, rel: str, report: Report, key: str | tuple[str, ...] = "") -> dict[str, Any] | None:
     """Read a checkpoint the safe way only; a pickle with code, a broken file or a non-state-dict is a problem."""
     try:
         vet_checkpoint(path)

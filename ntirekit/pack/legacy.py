@@ -14,7 +14,8 @@ once per team instead::
     kwargs = { in_nc = 3, out_nc = 3 }          # optional
     checkpoint = "model_zoo/team04_rlfn.pth"
     data_range = 255.0                          # 1.0 or 255.0: always stated, never guessed
-    # optional: name = "team04_rlfn", key = "params", strip_prefix = "", rename = [["old.", "new."]], scale = 4,
+    # optional: name = "team04_rlfn", key = "params" (or ["params_ema", "params"]: the first present),
+    #           strip_prefix = "", rename = [["old.", "new."]], scale = 4,
     #           strict = false (load as the harness does, listing missing/unexpected keys), tile = 256, note = "..."
 
 Without a mapping file the map is derived from the repository's ``test_demo.py`` (:mod:`ntirekit.pack.importer.demo`); a
@@ -164,9 +165,11 @@ def plan_teams(repo_dir: str | Path, mapping: Mapping[str, Any]) -> ImportPlan:
         names[name] = where
         checkpoint = repo / ckpt_rel
         weights: dict[str, Any] = {"file": f"model_zoo/{checkpoint.name}", "sha256": sha256_of(checkpoint)}
-        for opt in ("key", "strip_prefix"):
-            if opt in team:
-                weights[opt] = str(team[opt])
+        if "key" in team:       # "a.b", or a list: the first present (a conditional unwrap in test_demo.py)
+            key = team["key"]
+            weights["key"] = [str(k) for k in key] if isinstance(key, (list, tuple)) else str(key)
+        if "strip_prefix" in team:
+            weights["strip_prefix"] = str(team["strip_prefix"])
         if "rename" in team:
             weights["rename"] = [list(pair) for pair in team["rename"]]
         if team.get("strict", True) is not True:

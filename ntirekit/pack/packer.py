@@ -9,15 +9,21 @@ Before anything is written the folder is checked as its format demands (:mod:`nt
 - **esr-results / vqe-results**: ``readme.txt`` is written by the kit. Runtime and CPU/GPU are *measured* where the kit
   can: from a result JSON of ``ntirekit eval`` (``result=``: ``runtime_ms`` or ``runtime_ms_per_frame`` and the
   device it ran on), or, for ESR, from a timed run of an entry (``entry=``: robust timer, one warm-up, three repeats
-  over up to five LR images of ``data``). Typed values in an existing ``readme.txt`` are used only when nothing was
-  measured (a warning says so). Extra data and the description come from the options or the existing readme.
+  over up to five LR images of ``data``). A result of a CPU quick run (``"quick": true``, or timed on a subset or
+  on crops of the inputs: ``options.extra.images``/``crop``) is refused: its runtime is not the runtime per image
+  the readme states; ``allow_quick`` writes it anyway, with a warning and a note in the readme's description. An
+  existing ``readme.txt`` that ``ntirekit eval --save-frames`` wrote from its measurement (it leaves
+  :data:`~ntirekit.pack.formats.README_SOURCE` beside it) counts as measured; other values in an existing
+  ``readme.txt`` are typed and used only when nothing was measured (a warning says so). Extra data and the
+  description come from the options or the existing readme.
 
 ``final`` packs the final submission (a code submission without a factsheet is rejected; a warning otherwise). An
 existing zip is never overwritten unless ``force``.
 
 Hidden files, ``__pycache__``, ``__MACOSX`` and ``*.pyc`` are left out; anything else that does not belong to the
 format is a problem to fix, never silently dropped. The written zip is checked again (exactly as ``check`` would)
-before it takes its name; a zip that fails is deleted.
+before it takes its name; a zip that fails is deleted. Zips get the permissions of any file the user writes
+(``0666`` less the umask, so ``0644`` under the usual umask), not a temporary file's ``0600``.
 """
 
 from __future__ import annotations
@@ -44,8 +50,8 @@ from ntirekit.eval.probe import load_probe
 from ntirekit.eval.regress import figure
 from ntirekit.measure.runtime import headline
 from ntirekit.pack.checker import check_zip
-from ntirekit.pack.formats import (MANIFEST, README, SPEC, detect_format, inside_path, parse_readme, readme_fields,
-                                   render_readme, validate)
+from ntirekit.pack.formats import (MANIFEST, README, README_SOURCE, SPEC, detect_format, inside_path, parse_readme,
+                                   readme_fields, render_readme, validate)
 from ntirekit.pack.manifest import build_manifest
 from ntirekit.pack.report import Report
 from ntirekit.pack.safezip import Limits
@@ -104,11 +110,18 @@ def write_zip(tree: dict[str, Path], out: Path) -> Path:
                 info.file_size = size
                 with open(tree[rel], "rb") as src, zf.open(info, "w", force_zip64=size > 2**31) as dst:
                     shutil.copyfileobj(src, dst, 2**20)
+        os.chmod(tmp, 0o666 & ~_umask())            # as any file the user writes, not mkstemp's 0600
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------------------------------------------------- code
@@ -160,7 +173,19 @@ def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- results
 
-def _measured_from_result(path: str | Path, fmt: str, report: Report) -> dict[str, Any]:
+def quick_conditions(rec: dict[str, Any]) -> str:
+    """How a record's timing was cut short ("" for a full measurement): a CPU quick run (``"quick": true``) or a
+    timing on a subset or crops of the inputs (``options.extra.images`` / ``crop``)."""
+    extra = (rec.get("options") or {}).get("extra") or {}
+    parts = [f"the first {extra['images']} inputs" if extra.get("images") else "",
+             f"centre crops of at most {extra['crop']}x{extra['crop']}" if extra.get("crop") else ""]
+    said = ", ".join(p for p in parts if p)
+    if rec.get("quick"):
+        return "a CPU quick run" + (f" ({said})" if said else "")
+    return f"a timing on {said}" if said else ""
+
+
+def _measured_from_result(path: str | Path, fmt: str, report: Report, allow_quick: bool = False) -> dict[str, Any]:
     try:
         rec = read_result(path)
     except ResultError as exc:
@@ -169,6 +194,15 @@ def _measured_from_result(path: str | Path, fmt: str, report: Report) -> dict[st
     if rec.get("status") != "ok":
         report.error("bad-result", f"{path} records a failed run ({rec.get('error', '')})")
         return {}
+    quick = quick_conditions(rec)
+    if quick and not allow_quick:
+        report.error("quick-result", f"{path} is {quick}: its runtime is not the runtime per image readme.txt states "
+                                     "(time it with 'ntirekit eval --track runtime --full', or on the GPU; "
+                                     "--allow-quick writes it anyway, with a warning)")
+        return {}
+    if quick:
+        report.warn("quick-result", f"readme.txt's runtime comes from {quick} of {Path(path).name} (--allow-quick): "
+                                    "not the challenge's runtime per image; its description says so")
     keys = ("runtime_ms_per_frame", "runtime_ms") if fmt == "vqe-results" else ("runtime_ms",)
     ms = next((figure(rec, k) for k in keys if figure(rec, k) is not None), None)
     out: dict[str, Any] = {}
@@ -180,7 +214,22 @@ def _measured_from_result(path: str | Path, fmt: str, report: Report) -> dict[st
     kind = (rec.get("device") or {}).get("kind")
     if kind in ("cpu", "cuda"):
         out["cpu"] = 1 if kind == "cpu" else 0
+    if quick and out:
+        out["quick_note"] = f"runtime from {quick}, not the full measurement"
     return out
+
+
+def _measured_readme(folder: Path | None, typed: dict[str, Any]) -> str:
+    """The record an existing readme.txt was written from by ``eval --save-frames`` ("" when typed): its
+    :data:`README_SOURCE` must say the same runtime and CPU/GPU as the readme."""
+    if folder is None or not (folder / README_SOURCE).is_file():
+        return ""
+    try:
+        source = json.loads((folder / README_SOURCE).read_text(encoding="utf-8"))
+        same = all(source["readme"].get(k) == typed.get(k) for k in ("runtime_s", "cpu"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    return str(source.get("record") or "eval") if same else ""
 
 
 def _measured_by_timing(entry_name: str, data: str | Path | None, scale: int | None, device: str,
@@ -201,27 +250,35 @@ def _measured_by_timing(entry_name: str, data: str | Path | None, scale: int | N
 
 def _stage_readme(tree: dict[str, Path], fmt: str, tmp: Path, report: Report, *, result: str | Path | None,
                   entry: str | None, data: str | Path | None, scale: int | None, device: str,
-                  extra_data: int | None, description: str | None) -> None:
+                  extra_data: int | None, description: str | None, allow_quick: bool = False,
+                  folder: Path | None = None) -> None:
     typed: dict[str, Any] = {}
     if README in tree:
         typed, _problems = parse_readme(tree[README].read_text(encoding="utf-8", errors="replace"), fmt)
     measured: dict[str, Any] = {}
     if result is not None:
-        measured = _measured_from_result(result, fmt, report)
+        measured = _measured_from_result(result, fmt, report, allow_quick)
     elif entry is not None:
         if fmt != "esr-results":
             report.error("timing-failed", "a timed run (--entry) measures ESR entries; for VQE give --result from "
                                           "'ntirekit eval --track vqe'")
         else:
             measured = _measured_by_timing(entry, data, scale, device, report)
+    quick_note = measured.pop("quick_note", "")
     values = {**typed, **measured}
     if extra_data is not None:
         values["extra_data"] = int(extra_data)
     if description is not None:
         values["description"] = description
-    if not measured and {"runtime_s", "cpu"} & set(typed):
-        report.warn("typed-readme", "runtime and CPU/GPU come from the typed readme.txt, not from a measurement "
-                                    "(give --result RESULT.json from 'ntirekit eval', or --entry NAME to time it)")
+    if quick_note:
+        values["description"] = f"{values.get('description', '')} [{quick_note}]".strip()
+    source = _measured_readme(folder, typed) if not measured else ""
+    if source:
+        report.info["readme_source"] = f"runtime and CPU/GPU of readme.txt measured by ntirekit eval ({source})"
+    elif not measured and {"runtime_s", "cpu"} & set(typed):
+        report.warn("typed-readme", "runtime and CPU/GPU come from a readme.txt typed by hand, not from a "
+                                    "measurement (give --result RESULT.json from 'ntirekit eval', or --entry NAME "
+                                    "to time it)")
     report.info["readme"] = values
     missing = [f.key for f in readme_fields(fmt) if f.key not in values]
     if not missing:
@@ -243,7 +300,7 @@ def pack(src: str | os.PathLike, fmt: str = "auto", out: str | os.PathLike | Non
          data: str | Path | None = None, scale: int | None = None, result: str | Path | None = None,
          entry: str | None = None, device: str = "auto", extra_data: int | None = None,
          description: str | None = None, limits: Limits = Limits(), final: bool = False,
-         force: bool = False) -> PackResult:
+         force: bool = False, allow_quick: bool = False) -> PackResult:
     """Validate the folder ``src`` as ``fmt`` and write the zip (default ``<entry name or folder name>.zip``).
 
     Returns the report and the zip's path (None when the folder was REJECTED: nothing is written then).
@@ -267,7 +324,7 @@ def pack(src: str | os.PathLike, fmt: str = "auto", out: str | os.PathLike | Non
             _stage_code(src, tree, tmp, report)
         else:
             _stage_readme(tree, fmt, tmp, report, result=result, entry=entry, data=data, scale=scale, device=device,
-                          extra_data=extra_data, description=description)
+                          extra_data=extra_data, description=description, allow_quick=allow_quick, folder=src)
         spec = validate(tree, fmt, report, data=data, scale=scale, final=final)
         if fmt == "esr-code" and spec is not None and report.ok:
             _probe_code(tree, tmp, report)

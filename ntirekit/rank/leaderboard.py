@@ -37,7 +37,7 @@ from typing import Any, Iterable, Mapping
 
 from ntirekit.core.device import comparable
 from ntirekit.core.errors import NtirekitError
-from ntirekit.core.records import SPLIT_RULE
+from ntirekit.core.records import SPLIT_RULE, record_dataset
 from ntirekit.rank.metrics import METRICS, extract, refused, runtime_runs, runtime_timer
 from ntirekit.rank.protocol import GateSet, Protocol, Track, load_protocol
 from ntirekit.rank.ranking import competition_ranks, score
@@ -265,6 +265,21 @@ def _check_devices(rows: list[Row], metrics: list[str], baseline_entry: str | No
                                f"({listing}): rank one device at a time, {fix}")
 
 
+def _check_datasets(records: list[Any], flops_field: str, runtime_stat: str) -> None:
+    """Measured PSNR of one split must come from one dataset identity (``Set5-3f9a2c1d``: name + content digest,
+    :func:`ntirekit.core.records.record_dataset`): two folders named alike are never ranked together."""
+    for metric in ("psnr_val", "psnr_test"):
+        by: dict[str, list[str]] = {}
+        for rec in records:
+            if isinstance(rec, Mapping) and rec.get("status", "ok") == "ok" and rec.get("source") != "published" \
+                    and metric in extract(rec, flops_field, runtime_stat) and record_dataset(rec):
+                by.setdefault(str(record_dataset(rec)), []).append(str(rec.get("entry")))
+        if len(by) > 1:
+            listing = "; ".join(f"{d}: {', '.join(sorted(set(e)))}" for d, e in by.items())
+            raise LeaderboardError(f"{metric} measured on {len(by)} different datasets ({listing}): rank one dataset "
+                                   "at a time (give only its result files)")
+
+
 def _baselines(rows: list[Row], entry: str | None, protocol: Protocol) -> dict[tuple[str, int], Row]:
     """The baseline entry's rows, by (source, device class)."""
     if not entry:
@@ -348,6 +363,7 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
     base_entry = baseline_entry or proto.baseline_entry
     stat = runtime_stat or proto.runtime_stat
     records = list(records)
+    _check_datasets(records, proto.flops, stat)
     rows = merge_records(records, proto.flops, stat)
     if not rows:
         raise LeaderboardError("no results to rank")

@@ -65,13 +65,14 @@ def _copy_code(src: Path, dst: Path) -> None:
 def write_entry_folder(source: Entry, out_dir: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], *,
                        name: str, description: str, kwargs: Mapping[str, Any] | None = None,
                        factory: str | None = None, extra_files: Mapping[str, str] | None = None,
-                       overwrite: bool = False) -> Entry:
+                       overwrite: bool = False, origin: str = "") -> Entry:
     """Write ``out_dir`` as a new entry derived from ``source`` (see the module docstring) and return it, loaded-checked.
 
     ``kwargs`` replaces individual model arguments; ``factory`` replaces the factory (``file.py:Name``); a factory
     that is a kit module (a baseline's ``ntirekit.models.rlfn:RLFN``) becomes a ``model.py`` importing it, which
     :func:`~ntirekit.train.bundle.make_self_contained` then fills with the network's code;
-    ``extra_files`` maps file names to text written beside the code (e.g. a README or a generated model file).
+    ``extra_files`` maps file names to text written beside the code (e.g. a README or a generated model file);
+    ``origin`` says what the weights are (``trained (50 steps)``: ``[weights].origin``, the entry's weights label).
     An existing non-empty ``out_dir`` is an error unless ``overwrite``.
     """
     out = Path(out_dir)
@@ -104,7 +105,8 @@ def write_entry_folder(source: Entry, out_dir: str | os.PathLike, state_dict: Ma
     spec["description"] = description
     spec["model"] = {"factory": factory,
                      "kwargs": {**thaw(spec["model"].get("kwargs", {})), **dict(kwargs or {})}}
-    spec["weights"] = {"file": weights_file, "sha256": sha256_of(out / weights_file)}
+    spec["weights"] = {"file": weights_file, "sha256": sha256_of(out / weights_file),
+                       **({"origin": origin} if origin else {})}
     tmp = out / ".entry.toml.tmp"
     tmp.write_text(tomlw.dumps(spec), encoding="utf-8")
     os.replace(tmp, out / "entry.toml")

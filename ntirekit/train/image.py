@@ -25,7 +25,7 @@ from ntirekit.eval.inference import upscale_image
 from ntirekit.quality import psnr
 from ntirekit.train.data import SRPatchSource, load_hr_images
 from ntirekit.train.derive import write_entry_folder
-from ntirekit.train.loop import TrainConfig, Trainer, TrainResult
+from ntirekit.train.loop import TrainConfig, Trainer, TrainResult, weights_origin
 from ntirekit.train.losses import staged_loss
 
 __all__ = ["ImageTrainOptions", "psnr_validator", "train_image_entry", "model_for_training"]
@@ -100,7 +100,8 @@ def train_image_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
                        f"{options.config.steps} steps on {options.data} ({loss.describe()}); {best}.")
         derived = write_entry_folder(entry, out_dir, result.best_state,
                                      name=name or f"{entry.name}_{'ft' if finetune else 'trained'}",
-                                     description=description, kwargs=options.overrides, overwrite=overwrite)
+                                     description=description, kwargs=options.overrides, overwrite=overwrite,
+                                     origin=weights_origin(what, result, options.config.steps))
     return derived, result
 
 

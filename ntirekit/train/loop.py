@@ -11,16 +11,24 @@
   (validation PSNR); the best weights are kept.
 
 Optimiser: Adam; schedule: cosine annealing from ``lr`` to ``min_lr`` over ``steps``. Checkpoints (``last.pt`` in
-``ckpt_dir``, written atomically every ``ckpt_every`` steps and at the end) hold the model, optimiser, scheduler,
-the sampler's and torch's RNG states, the step, the best weights and the history; :meth:`Trainer.resume` continues from
-one, and a resumed run ends with bit-identical weights to an uninterrupted one on the same device and thread count.
+``ckpt_dir``) hold the model, optimiser, scheduler, the sampler's and torch's RNG states, the step, the best weights and
+the history; beside each, ``best.pt`` holds the best weights so far as a plain state dict (highest validation; the
+latest weights without a validation). Both are written atomically every ``ckpt_every`` steps, at least every
+``save_every_s`` seconds of wall time whatever the number of steps, at the end, and when the run is stopped: SIGINT
+(Ctrl-C) or SIGTERM ends the run after the step under way, with both files written (a second Ctrl-C stops at once,
+without them). :meth:`Trainer.resume` continues from ``last.pt``, and a resumed run ends with bit-identical weights to
+an uninterrupted one on the same device and thread count (the schedule of the saves does not change the training).
+With ``log``, the run says its pace and ETA after its first steps and at every timed save.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import signal
 import tempfile
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -31,9 +39,12 @@ from torch import nn
 
 from ntirekit.core.errors import OptionError
 
-__all__ = ["BatchSource", "TrainConfig", "TrainResult", "Trainer", "CHECKPOINT"]
+__all__ = ["BatchSource", "TrainConfig", "TrainResult", "Trainer", "CHECKPOINT", "BEST_WEIGHTS", "weights_origin"]
 
 CHECKPOINT = "last.pt"
+BEST_WEIGHTS = "best.pt"
+#: config fields that do not change what is trained (a checkpoint resumes under other values)
+_RUN_ONLY = ("progress", "save_every_s")
 
 
 class BatchSource(Protocol):
@@ -52,6 +63,8 @@ class TrainConfig:
     ckpt_every: int = 100
     seed: int = 0
     progress: bool = True
+    #: a checkpoint and the best weights at least this often [s of wall time]
+    save_every_s: float = 120.0
 
 
 @dataclass
@@ -62,6 +75,40 @@ class TrainResult:
     best_state: dict[str, torch.Tensor]
     history: list[dict[str, float]] = field(default_factory=list)
     finished: bool = False
+    #: the running loss (exponential moving average, 0.9) after the last step; None before any step
+    final_loss: float | None = None
+    #: wall time of this run's steps [s] and how many it took (a resumed run: since the resume)
+    seconds: float = 0.0
+    steps_run: int = 0
+    #: the signal that stopped the run ("SIGINT", "SIGTERM"), or None
+    stopped_by: str | None = None
+
+
+class _StopRequests:
+    """While active (main thread only), SIGINT and SIGTERM ask the loop to stop after the step under way; a second
+    SIGINT raises KeyboardInterrupt at once."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        self.log(f"{self.signal}: stopping after the step under way, then writing the checkpoint and the best "
+                 "weights (Ctrl-C again stops at once, without them)")
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -103,6 +150,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] = _cpu_state(self.model)
         self.history: list[dict[str, float]] = []
         self.running_loss: float | None = None    # exponential moving average shown and logged
+        self.saved_at = time.monotonic()          # when the last checkpoint was written (or the run began)
 
     # -- checkpoints ---------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -125,8 +173,9 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        ours = {k: v for k, v in asdict(self.config).items() if k != "progress"}
-        theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items() if k != "progress"}
+        ours = {k: v for k, v in asdict(self.config).items() if k not in _RUN_ONLY}
+        theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items()
+                  if k not in _RUN_ONLY}
         if ours != theirs:
             diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
             raise OptionError(f"checkpoint was written with another configuration (checkpoint, now): {diff}")
@@ -143,19 +192,32 @@ class Trainer:
         self.history = list(state["history"])
         self.running_loss = state["running_loss"]
 
-    def save_checkpoint(self) -> Path | None:
-        if self.ckpt_dir is None:
-            return None
+    def _save_atomic(self, obj: Any, name: str) -> Path:
+        assert self.ckpt_dir is not None
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = self.ckpt_dir / CHECKPOINT
-        fd, tmp = tempfile.mkstemp(dir=self.ckpt_dir, prefix=".last.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.ckpt_dir, prefix=f".{name}.", suffix=".tmp")
         os.close(fd)
         try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
+            torch.save(obj, tmp)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, self.ckpt_dir / name)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        return self.ckpt_dir / name
+
+    def best_weights(self) -> dict[str, torch.Tensor]:
+        """The best weights so far: the best validated ones, or the latest without a validation."""
+        return self.best_state if self.validate is not None else _cpu_state(self.model)
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``last.pt`` (resumable) and ``best.pt`` (the best weights so far, a plain state dict) in
+        ``ckpt_dir``; returns the checkpoint's path (None without a ``ckpt_dir``)."""
+        if self.ckpt_dir is None:
+            return None
+        path = self._save_atomic(self.state_dict(), CHECKPOINT)
+        self._save_atomic(self.best_weights(), BEST_WEIGHTS)
+        self.saved_at = time.monotonic()
         return path
 
     def resume(self, path: str | os.PathLike | None = None) -> bool:
@@ -184,7 +246,8 @@ class Trainer:
         return metric
 
     def run(self, until: int | None = None) -> TrainResult:
-        """Train to ``config.steps`` (or stop after step ``until``, as if interrupted; a checkpoint is written)."""
+        """Train to ``config.steps`` (or stop after step ``until``, as if interrupted; a checkpoint is written).
+        SIGINT/SIGTERM stop it the same way after the step under way (``stopped_by`` says which)."""
         from tqdm import tqdm
 
         cfg = self.config
@@ -194,40 +257,26 @@ class Trainer:
             self.history.append({"step": 0, "val": metric})
             self.log(f"step 0: validation {metric:.4f}")
         self.model.train()
+        first, started = self.step, time.monotonic()
+        self.saved_at = started
+        pace_told = False
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
         try:
-            while self.step < stop:
-                if hasattr(self.loss, "set_step"):
-                    self.loss.set_step(self.step)
-                if self.before_step is not None:
-                    self.before_step(self.step)
-                inputs, targets = _to_device(self.source.sample(self.rng), self.device)
-                self.optimizer.zero_grad(set_to_none=True)
-                output = self.model(*inputs) if isinstance(inputs, tuple) else self.model(inputs)
-                loss = self.loss(output, targets)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
-                loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.step += 1
-                value = float(loss.detach())
-                running = value if self.running_loss is None else 0.9 * self.running_loss + 0.1 * value
-                self.running_loss = running
-                bar.update(1)
-                last_val = next((h["val"] for h in reversed(self.history) if h.get("val") is not None), None)
-                bar.set_postfix(loss=f"{running:.4g}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
-                                val=("-" if last_val is None else f"{last_val:.3f}"),
-                                best=("-" if self.best_metric is None else f"{self.best_metric:.3f}"))
-                entry: dict[str, float] = {}
-                if (self.step % cfg.val_every == 0 or self.step == cfg.steps) and self.validate is not None:
-                    entry = {"step": self.step, "loss": running, "val": self._validate(),
-                             "lr": self.scheduler.get_last_lr()[0]}
-                    self.history.append(entry)
-                    self.log(f"step {self.step}: loss {running:.5g}, validation {entry['val']:.4f}")
-                if self.step % cfg.ckpt_every == 0 or self.step == stop:
+            with _StopRequests(self.log) as stop_requests:
+                while self.step < stop and stop_requests.signal is None:
+                    self._one_step(bar)
+                    done = self.step - first
+                    if not pace_told and (done >= 3 or time.monotonic() - started >= 10) and self.step < stop:
+                        self.log(self._pace(first, started, stop))
+                        pace_told = True
+                    due = time.monotonic() - self.saved_at >= cfg.save_every_s
+                    if self.step % cfg.ckpt_every == 0 or self.step == stop or due:
+                        self.save_checkpoint()
+                        if due and self.step < stop:
+                            self.log(self._pace(first, started, stop)
+                                     + (f"; saved in {self.ckpt_dir}" if self.ckpt_dir is not None else ""))
+                stopped_by = stop_requests.signal if self.step < stop else None     # a signal in the last step: done
+                if stopped_by is not None:
                     self.save_checkpoint()
         finally:
             bar.close()
@@ -235,4 +284,58 @@ class Trainer:
         if finished and self.validate is None:
             self.best_state, self.best_step = _cpu_state(self.model), self.step
         return TrainResult(self.step, self.best_metric, self.best_step, copy.deepcopy(self.best_state),
-                           list(self.history), finished)
+                           list(self.history), finished, self.running_loss, time.monotonic() - started,
+                           self.step - first, stopped_by)
+
+    def _pace(self, first: int, started: float, stop: int) -> str:
+        """``step 3/200: 16.1 s per step, about 53 min to go``."""
+        per_step = (time.monotonic() - started) / max(1, self.step - first)
+        left = per_step * (stop - self.step)
+        eta = f"{left / 60:.0f} min" if left >= 120 else f"{left:.0f} s"
+        return (f"step {self.step}/{stop}: {per_step:.2f} s per step, about {eta} to go (checkpoint and best weights "
+                f"every {self.config.save_every_s / 60:g} min of wall time; Ctrl-C saves them and stops)")
+
+    def _one_step(self, bar: Any) -> None:
+        cfg = self.config
+        if hasattr(self.loss, "set_step"):
+            self.loss.set_step(self.step)
+        if self.before_step is not None:
+            self.before_step(self.step)
+        inputs, targets = _to_device(self.source.sample(self.rng), self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        output = self.model(*inputs) if isinstance(inputs, tuple) else self.model(inputs)
+        loss = self.loss(output, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        value = float(loss.detach())
+        running = value if self.running_loss is None else 0.9 * self.running_loss + 0.1 * value
+        self.running_loss = running
+        bar.update(1)
+        last_val = next((h["val"] for h in reversed(self.history) if h.get("val") is not None), None)
+        bar.set_postfix(loss=f"{running:.4g}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                        val=("-" if last_val is None else f"{last_val:.3f}"),
+                        best=("-" if self.best_metric is None else f"{self.best_metric:.3f}"))
+        if (self.step % cfg.val_every == 0 or self.step == cfg.steps) and self.validate is not None:
+            entry = {"step": self.step, "loss": running, "val": self._validate(),
+                     "lr": self.scheduler.get_last_lr()[0]}
+            self.history.append(entry)
+            self.log(f"step {self.step}: loss {running:.5g}, validation {entry['val']:.4f}")
+
+
+def weights_origin(what: str, result: TrainResult, steps: int) -> str:
+    """The weights label of a kit-trained entry (``[weights].origin``): ``trained (50 steps)``, or ``fine-tuned (step
+    40 of 50)`` when the best validation came before the last step."""
+    best = result.best_step if result.best_step is not None else result.step
+    return f"{what} ({steps} steps)" if best == steps else f"{what} (step {best} of {steps})"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

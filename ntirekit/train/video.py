@@ -51,7 +51,7 @@ from torch import nn
 from ntirekit.core.errors import OptionError
 from ntirekit.data.video import ClipError, read_clip
 from ntirekit.core.spec import Entry, EntryError, InputContract, input_contract
-from ntirekit.train.loop import TrainConfig, TrainResult, Trainer
+from ntirekit.train.loop import TrainConfig, TrainResult, Trainer, weights_origin
 from ntirekit.data.frames import drop_duplicates, find_pqf, positions_after_drop
 from ntirekit.eval.tracks.vqe import find_videos
 from ntirekit.quality import mean_over_videos, psnr, video_psnr
@@ -497,5 +497,6 @@ def train_video_entry(entry: Entry, out_dir: str | os.PathLike | None, options: 
                        f"crops, batch {options.batch_size}, {loss.describe()}; {best}.")
         derived = write_entry_folder(entry, out_dir, result.best_state,
                                      name=name or f"{entry.name}_{'ft' if finetune else 'trained'}",
-                                     description=description, kwargs=options.overrides, overwrite=overwrite)
+                                     description=description, kwargs=options.overrides, overwrite=overwrite,
+                                     origin=weights_origin(what, result, options.config.steps))
     return derived, result

@@ -5,12 +5,21 @@ and package-relative ``from .x import y``. A dotted name resolves against the re
 harness (run from the root) sees it; names that do not resolve there are third-party and left alone. Every package
 ``__init__.py`` on the way is included (Python runs it on import). A model file inside a team's package folder
 (``models/team02_nlffc/NLFFC.py``) brings the whole folder, as 2022's rules let teams ship one.
+
+:func:`missing_packages` names the third-party packages those files import that this environment lacks (found with
+:func:`importlib.util.find_spec`, nothing imported or installed): standard-library modules, modules of the
+repository or beside the importing file, and imports inside a ``try:`` (optional ones) do not count.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from pathlib import Path
+from typing import Iterable
+
+from ntirekit.core.team_code import PIP_NAMES
 
 
 def _module_files(repo: Path, parts: list[str]) -> list[str]:
@@ -71,3 +80,38 @@ def code_files(repo_dir: str | Path, model_rel: str) -> tuple[str, ...]:
         seen.add(rel)
         todo += [f for f in imported_files(repo, rel) if f not in seen]
     return tuple(sorted(seen))
+
+
+def _optional_imports(tree: ast.AST) -> set[int]:
+    """``id`` of every import statement inside a ``try:`` body (an optional dependency)."""
+    return {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for stmt in t.body for n in ast.walk(stmt)
+            if isinstance(n, (ast.Import, ast.ImportFrom))}
+
+
+def third_party_imports(repo: Path, rel: str) -> set[str]:
+    """Top-level names of the absolute imports of ``rel`` (outside ``try:``) that are neither the standard library
+    nor a module of the repository or of the importing file's folder."""
+    try:
+        tree = ast.parse((repo / rel).read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError):
+        return set()
+    optional = _optional_imports(tree)
+    beside = (repo / rel).parent
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "__future__"
+            and not any((where / f"{n}.py").is_file() or (where / n).is_dir() for where in (repo, beside))}
+
+
+def missing_packages(repo_dir: str | Path, files: Iterable[str]) -> list[str]:
+    """The PyPI names (sorted) of the third-party packages ``files`` import that cannot be found here."""
+    repo = Path(repo_dir).resolve()
+    modules = {name for rel in set(files) for name in third_party_imports(repo, rel)}
+    missing = sorted(m for m in modules if importlib.util.find_spec(m) is None)
+    return sorted({PIP_NAMES.get(m, m.replace("_", "-")) for m in missing})

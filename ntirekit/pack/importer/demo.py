@@ -13,7 +13,9 @@ The official harness builds each team in one branch of ``select_model``'s ``if m
 ``os.path.join``, local names) and returns, per team, the table :mod:`ntirekit.pack.legacy` imports: model ``file`` and
 ``class`` (or factory function; ``importlib.import_module`` + ``getattr`` also count), ``kwargs`` (positional
 arguments named through the class's ``__init__`` signature, read from the model file, following its imports), the
-``checkpoint``, the nested ``key`` (``torch.load(p)['params']``), ``rename`` pairs (``k.replace('module.', '')``),
+``checkpoint``, the nested ``key`` (``torch.load(p)['params']``; a conditional unwrap, ``if "params_ema" in sd:
+sd = sd["params_ema"] elif "params" in sd: sd = sd["params"]``, is read as "unwrap where present": a list of keys,
+the first the checkpoint holds, else its top level), ``rename`` pairs (``k.replace('module.', '')``),
 ``strict = false`` where the harness loads so, ``data_range`` and ``tile``. Negative ids are the baselines.
 
 A branch that is ``pass``, builds no model, or whose files are absent is listed in ``skipped`` with its reason.
@@ -156,11 +158,11 @@ class _Branch:
     env: dict[str, Any]
     symbols: dict[str, tuple[str, str]] = field(default_factory=dict)   # local name -> (module, attribute)
     modules: dict[str, str] = field(default_factory=dict)               # local name -> module
-    loaded: dict[str, tuple[str | None, list[str]]] = field(default_factory=dict)  # name -> (checkpoint, keys)
+    loaded: dict[str, tuple[str | None, list[str | tuple[str, ...]]]] = field(default_factory=dict)  # name -> (checkpoint, keys)
     build: tuple[str, str, list[ast.expr], list[ast.keyword]] | None = None
     model_vars: set[str] = field(default_factory=set)
     checkpoint: str | None = None
-    key: list[str] | None = None
+    key: list[str | tuple[str, ...]] | None = None     # a tuple: one of these keys where present (conditional)
     strict: bool = True
     renames: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -186,9 +188,43 @@ class _Branch:
                 return None
         return None
 
-    def checkpoint_of(self, node: ast.expr) -> tuple[str | None, list[str]] | None:
+    def conditional_unwrap(self, stmt: ast.If) -> bool:
+        """``if "a" in sd: sd = sd["a"] elif "b" in sd: sd = sd["b"]`` (``in sd.keys()`` too; an ``else: pass``
+        allowed) on a loaded checkpoint ``sd``: record the alternatives ``("a", "b")`` as one optional unwrapping
+        level; False (nothing recorded) for any other ``if``."""
+        name, options, node = None, [], stmt
+        while node is not None:
+            test, body = node.test, node.body
+            if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.In)
+                    and isinstance(test.left, ast.Constant) and isinstance(test.left.value, str)):
+                return False
+            holder = test.comparators[0]
+            if isinstance(holder, ast.Call) and isinstance(holder.func, ast.Attribute) and holder.func.attr == "keys":
+                holder = holder.func.value
+            key = test.left.value
+            if not (isinstance(holder, ast.Name) and holder.id in self.loaded and name in (None, holder.id)
+                    and len(body) == 1 and isinstance(body[0], ast.Assign) and len(body[0].targets) == 1
+                    and isinstance(body[0].targets[0], ast.Name) and body[0].targets[0].id == holder.id
+                    and isinstance(body[0].value, ast.Subscript) and _dotted(body[0].value.value) == holder.id
+                    and isinstance(body[0].value.slice, ast.Constant) and body[0].value.slice.value == key):
+                return False
+            name = holder.id
+            options.append(key)
+            rest = node.orelse
+            if len(rest) == 1 and isinstance(rest[0], ast.If):
+                node = rest[0]
+            elif all(isinstance(s, ast.Pass) for s in rest):
+                node = None
+            else:
+                return False
+        assert name is not None
+        path, keys = self.loaded[name]
+        self.loaded[name] = (path, [*keys, tuple(options)])
+        return True
+
+    def checkpoint_of(self, node: ast.expr) -> tuple[str | None, list[str | tuple[str, ...]]] | None:
         """``(path, nested keys)`` when ``node`` is ``torch.load(path)[k]...`` or a name bound to one."""
-        keys: list[str] = []
+        keys: list[str | tuple[str, ...]] = []
         while isinstance(node, ast.Subscript):
             try:
                 keys.insert(0, str(_evaluate(node.slice, self.env)))
@@ -243,6 +279,8 @@ class _Branch:
                     for target in node.targets:
                         if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
                             self.loaded[target.value.id] = source  # type: ignore[assignment]
+        elif isinstance(stmt, ast.If) and self.conditional_unwrap(stmt):
+            pass
         elif isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
             for name in ("body", "orelse", "finalbody"):
                 for inner in getattr(stmt, name, []):
@@ -396,7 +434,7 @@ def _team_table(repo: Path, branch: _Branch) -> dict[str, Any]:
                              "data_range": float(branch.env["data_range"])}
     keys = branch.key or []
     if keys and all(keys):
-        table["key"] = ".".join(keys)
+        table["key"] = key_spec(keys)
     strip = [old for old, new in branch.renames if not new]
     renames = [pair for pair in branch.renames if pair[1]]
     if strip:
@@ -411,6 +449,20 @@ def _team_table(repo: Path, branch: _Branch) -> dict[str, Any]:
     if branch.notes:
         table["note"] = "; ".join(branch.notes)
     return table
+
+
+def key_spec(keys: list[str | tuple[str, ...]]) -> str | list[str]:
+    """The ``[weights].key`` of a chain of fixed keys and optional levels (tuples: one of these where present):
+    ``"a.b"`` when every level is fixed, else every path the chain can take, in the order the harness's code prefers
+    them (an earlier level's choice first, each level's keys in order, the level skipped last); the top level is
+    the implicit last resort (:func:`ntirekit.core.weights.extract_state_dict`)."""
+    if all(isinstance(k, str) for k in keys):
+        return ".".join(keys)  # type: ignore[arg-type]
+    paths: list[list[str]] = [[]]
+    for level in keys:
+        choices: list[list[str]] = [[level]] if isinstance(level, str) else [[k] for k in level] + [[]]
+        paths = [path + choice for path in paths for choice in choices]
+    return [".".join(path) for path in paths if path]
 
 
 def _around_chain(tree: ast.Module) -> tuple[dict[str, Any], dict[str, Any]]:

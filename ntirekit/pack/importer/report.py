@@ -53,8 +53,14 @@ def _cut(text: str, width: int = 110) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def render(table: list[dict[str, Any]], out_dir: str | Path) -> str:
-    """The report as text: the table, the keys non-strict loads left, and the command to evaluate every entry."""
+def pip_line(packages: list[str]) -> str:
+    """The one line an organizer pastes to install every missing package (nothing is installed by the kit)."""
+    return f"missing third-party packages: pip install {' '.join(packages)}" if packages else ""
+
+
+def render(table: list[dict[str, Any]], out_dir: str | Path, missing: list[str] | None = None) -> str:
+    """The report as text: the table, the keys non-strict loads left, the command to evaluate every entry and, last,
+    one ``pip install`` line naming every missing third-party package (``missing``)."""
     body = tabulate([[r["team"], r["name"], _cut(r["status"]), "" if r["params"] is None else f"{r['params']:,}"]
                      for r in table], headers=["team", "name", "status", "params"], tablefmt="simple",
                     disable_numparse=True)
@@ -69,4 +75,6 @@ def render(table: list[dict[str, Any]], out_dir: str | Path) -> str:
                     if any(r["status"] != "imported" for r in table if not r["status"].startswith("skipped"))
                     else " (--check builds and loads each)"))
     lines.append(f"evaluate them all: ntirekit eval --entries {out_dir} --track overall")
+    if missing:
+        lines.append(pip_line(missing))
     return "\n".join(lines)
