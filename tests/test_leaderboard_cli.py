@@ -197,3 +197,54 @@ def test_refused_values_one_warning_line_each(tmp_path):
 def test_help_states_the_split_naming_rule_and_allow_random():
     text = " ".join(run("--help").output.split())
     assert "contains 'valid'/'val'/'validation' or 'test'" in text and "--allow-random" in text
+
+
+CPU = {"device": "cpu", "kind": "cpu", "cpu": "Intel Xeon", "threads": 2, "torch": "2.13.0", "precision": "fp32"}
+
+
+def cpu_results(folder):
+    """The tour's quick CPU run as eval writes it (seconds per call on 2 cores, options of the quick run)."""
+    folder.mkdir()
+    for entry, ms, params, macs in [("rlfn_ntire", 1850.0, 317218, 19.6749e9), ("efdn", 1900.0, 276192, 16.70e9),
+                                    ("span", 1020.0, 150688, 9.83e9), ("imdn_baseline", 6100.0, 893936, 58.53e9)]:
+        rec = {"entry": entry, "track": "overall", "status": "ok", "device": CPU, "params": params,
+               "macs_ntire2022": macs, "macs_fvcore": macs, "activations": 80e6, "max_memory_mib": 300.0,
+               "runtime_ms": {"timer": "robust", "median": ms, "mean": ms, "iqr": 0.3 * ms, "cv": 0.44, "n": 6},
+               "options": {"extra": {"images": 2, "crop": 128}}, "weights": "pretrained"}
+        (folder / f"{entry}__overall.json").write_text(json.dumps(rec), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("protocol", ["ntire2022", "ntire2024", "ntire2025", "ntire2026"])
+def test_every_protocol_on_cpu_records_without_a_traceback(tmp_path, protocol):
+    """The issue's command: ntire2024 on CPU records raised OverflowError (exp(2 x 6100 / 13.54))."""
+    folder = cpu_results(tmp_path / "results")
+    result = run(str(folder), "--protocol", protocol, "--track", "overall", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert all(r["status"] != "ranked" for r in data["rows"])               # quick-run runtimes do not rank
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert any(w.startswith("warning: RUNTIMES CANNOT RANK: 4 of 4 row(s) (quick run") for w in warnings)
+    if protocol != "ntire2022":
+        assert any(w.startswith("warning: BASELINE MEASURED: runtime_ms measured on Intel Xeon, 2 threads")
+                   for w in warnings)
+
+
+def test_published_constants_on_cpu_records_refuse_the_overflowing_score(tmp_path):
+    folder = cpu_results(tmp_path / "results")
+    result = run(str(folder), "--protocol", "ntire2024", "--baseline", "published", "--format", "csv",
+                 "--allow-unsteady", "--gate", "none")
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    rows = {r["entry"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    # 6100 / 13.54 = 450.5: exp(901) overflows; 1020 / 13.54 = 75.3: exp(150.7) does not
+    assert rows["imdn_baseline"]["status"] == "not ranked" and rows["imdn_baseline"]["score"] == ""
+    assert rows["imdn_baseline"]["note"].startswith("score overflows: runtime_ms 451x the baseline's published on RTX")
+    assert rows["span"]["rank"] == "1" and float(rows["span"]["score"]) > 1e60
+    refused = [line for line in result.stderr.splitlines() if "SCORE REFUSED" in line]
+    assert refused == ["warning: SCORE REFUSED for 1 row(s) (imdn_baseline): exp(2 x value / baseline) overflows; "
+                       "see each row's reason"]
+
+
+def test_help_names_the_runtime_rule_and_allow_unsteady():
+    text = " ".join(run("--help").output.split())
+    assert "--allow-unsteady" in text and "above 0.25 cannot rank" in text and "auto" in text

@@ -783,3 +783,247 @@ def test_a_reference_method_is_shown_as_a_reference_row_and_never_ranked():
     rows = by_entry(build_leaderboard(records, "ntire2022", "overall", gate="none"))
     assert rows["bicubic"].status == "reference" and rows["bicubic"].rank is None
     assert rows["span"].rank == 1
+
+
+# ------------------------------------------------------------ every protocol on CPU records (issue 24, major 1)
+
+def cpu_tour():
+    """The tour-shaped CPU records with fvcore MACs too (the 2024-2026 protocols count FLOPs with fvcore)."""
+    return [{**r, "macs_fvcore": r["macs_ntire2022"]} if "macs_ntire2022" in r else r for r in tour_records()]
+
+
+def strict_json(text):
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("protocol", ["ntire2022", "ntire2024", "ntire2025", "ntire2026"])
+def test_every_protocol_ranks_cpu_records_in_every_format(protocol):
+    """CPU runtimes of seconds (rlfn_rep 9012 ms: exp(2 x 9012 / 13.54) overflowed a float) rank under every
+    protocol, and every format renders them (JSON strictly)."""
+    lb = build_leaderboard(cpu_tour(), protocol, gate="none", allow_random=True)
+    for fmt in ("table", "md", "csv", "latex"):
+        assert ("rlfn\\_rep" if fmt == "latex" else "rlfn_rep") in render(lb, fmt)
+    data = strict_json(render(lb, "json"))
+    assert all(r["total"] is None or math.isfinite(r["total"]) for r in data["rows"])
+    if protocol != "ntire2022":
+        assert lb.baseline_mode == "measured" and lb.notes[0].startswith("BASELINE MEASURED: runtime_ms measured "
+                                                                         "on Intel Xeon, 2 threads, not on the")
+
+
+def test_score_against_the_baseline_measured_on_the_cpu_by_hand():
+    # ntire2024 on the tour's CPU figures, against rlfn_ntire measured there: 1850 ms, 19.70 G, 317218 params
+    rows = by_entry(build_leaderboard(cpu_tour(), "ntire2024", gate="none"))
+    span = 0.7 * math.exp(2 * 1020 / 1850) + 0.15 * math.exp(2 * 9.83 / 19.70) + 0.15 * math.exp(2 * 150688 / 317218)
+    assert rows["span"].total == pytest.approx(span) and rows["span"].rank == 1
+    assert rows["rlfn_ntire"].total == pytest.approx(E2) and rows["rlfn_ntire"].status == "reference"
+
+
+def test_a_score_that_overflows_is_refused_in_one_line():
+    lb = build_leaderboard(cpu_tour(), "ntire2024", baseline="published", gate="none", allow_random=True)
+    rows = by_entry(lb)
+    # 9012 / 13.54 = 665.6: exp(2 x 665.6) is beyond the largest float (exp(709.8))
+    assert rows["rlfn_rep"].status == "not ranked" and rows["rlfn_rep"].total is None
+    assert rows["rlfn_rep"].reason == ("score overflows: runtime_ms 666x the baseline's published on RTX 3090 "
+                                       "(--baseline measured scores against rlfn_ntire timed on the same device)")
+    # 4210 / 13.54 = 310.9: exp(621.9) is a float: scored (against constants that do not compare, as a note says)
+    assert rows["imdn_baseline"].total == pytest.approx(0.7 * math.exp(2 * 4210 / 13.54), rel=1e-6)
+    refused_notes = [n for n in lb.notes if n.startswith("SCORE REFUSED")]
+    assert refused_notes == ["SCORE REFUSED for 1 row(s) (rlfn_rep): exp(2 x value / baseline) overflows; see each "
+                             "row's reason"]
+    assert any("these scores do not compare; measure rlfn_ntire in the same run" in n for n in lb.notes)
+    # 2026 (span: 7.74 ms): everything over 709.78 / 2 x 7.74 = 2747 ms overflows
+    rows = by_entry(build_leaderboard(cpu_tour(), "ntire2026", baseline="published", gate="none", allow_random=True))
+    assert {r for r, row in rows.items() if row.reason.startswith("score overflows")} == {
+        "imdn_baseline", "rfdn", "imdn", "rlfn_rep"}
+    assert rows["rlfn"].total is not None                                        # 2259 ms: exp(583.7)
+
+
+def test_auto_baseline_keeps_the_published_constants_on_their_gpu():
+    rtx3090 = {**GPU_A, "gpu": "NVIDIA GeForce RTX 3090"}
+    lb = build_leaderboard(measured_pair(rtx3090, 1.0), "ntire2024")
+    assert lb.baseline_mode == "published" and not any(n.startswith("BASELINE") for n in lb.notes)
+    # on another GPU without the baseline entry among the results: the published constants, and the note says so
+    lonely = [r for r in measured_pair(GPU_A, 1.0) if r["entry"] != "rlfn_ntire"]
+    lb = build_leaderboard(lonely, "ntire2024")
+    assert lb.baseline_mode == "published" and any("these scores do not compare" in n for n in lb.notes)
+
+
+# ------------------------------------------------------------------- runtimes that cannot rank (issue 24, major 6)
+
+def test_runtime_spread_is_iqr_over_median_of_the_timers_statistics():
+    from ntirekit.measure.runtime import summarize
+    from ntirekit.rank.timing import MAX_RUNTIME_SPREAD, runtime_caveat, runtime_spread
+
+    # sorted 10 11 12 13 30: quartiles at positions 1 and 3 (numpy's linear rule) = 11 and 13, median 12
+    steady = {"runtime_ms": summarize([12.0, 10.0, 30.0, 11.0, 13.0], "robust")}
+    assert runtime_spread(steady) == pytest.approx(2 / 12)
+    assert steady["runtime_ms"]["cv"] > 0.4                 # one slow call: cv says noisy, the median is not
+    assert runtime_caveat(steady) is None
+    # sorted 10 10 20 30 30: quartiles 10 and 30, median 20: spread 1.0
+    noisy = {"runtime_ms": summarize([10.0, 30.0, 20.0, 10.0, 30.0], "robust")}
+    assert runtime_spread(noisy) == pytest.approx(1.0)
+    assert runtime_caveat(noisy) == f"spread 1.00 > {MAX_RUNTIME_SPREAD:g}"
+    assert runtime_caveat({"runtime_ms": {"mean": 5.0}}) is None                  # nothing to judge the spread by
+    quick = {**steady, "options": {"extra": {"images": 2, "crop": 128}}}
+    assert runtime_caveat(quick) == "quick run: first 2 inputs, 128x128 crops"
+    assert runtime_caveat({**steady, "quick": True}) == "quick run"
+
+
+#: eval's CPU quick run as its records say it (eval_cmd.quick_settings), and a full run
+QUICK = {"extra": {"images": 2, "crop": 128}, "warmup": 1, "repeats": 3, "timer": "robust"}
+
+
+def timed(entry, median, iqr, device=CPU, options=None, **fields):
+    runtime = {"timer": "robust", "median": median, "mean": median, "iqr": iqr, "cv": iqr / median, "n": 6}
+    rec = eval_record(entry, device=device, runtime_ms=runtime, **fields)
+    return {**rec, "options": options} if options else rec
+
+
+def quick_records():
+    """A quick CPU run of three entries (the issue's figures: rlfn and rlfn_rep deploy 2x apart) with their PSNR."""
+    counts = {"rlfn_ntire": (317218, 19.70e9), "rlfn": (543740, 33.99e9), "rlfn_rep": (543740, 33.99e9)}
+    out = []
+    for entry, ms, psnr in (("rlfn_ntire", 1850.0, 29.00), ("rlfn", 4234.0, 29.07), ("rlfn_rep", 2193.0, 29.07)):
+        params, macs = counts[entry]
+        out.append(timed(entry, ms, 0.4 * ms, options=QUICK, params=params, macs_ntire2022=macs, activations=80e6,
+                         max_memory_mib=300.0, runtime_input="div2k-like, first 2 images, centre crops of at most "
+                                                             "128x128", weights="pretrained"))
+        out.append({**eval_record(entry, device=CPU, psnr_db=psnr, weights="pretrained"), "track": "psnr",
+                    "dataset": "DIV2K_valid", "protocol": "challenge"})
+    return out
+
+
+def test_quick_run_runtimes_are_not_ranked_unless_allowed():
+    lb = build_leaderboard(quick_records(), "ntire2022", "overall", gate="none")
+    rows = by_entry(lb)
+    assert {r.status for r in lb.rows} == {"not ranked"} and all(r.rank is None for r in lb.rows)
+    assert rows["rlfn"].reason == "runtime cannot rank (quick run: first 2 inputs, 128x128 crops)"
+    assert lb.notes[0].startswith("RUNTIMES CANNOT RANK: 3 of 3 row(s) (quick run: first 2 inputs, 128x128 crops; "
+                                  "marked *): not ranked")
+    # a track that does not rank runtime ranks the rows, and says the runtime shown does not compare
+    complexity = build_leaderboard(quick_records(), "ntire2022", "complexity", gate="none")
+    assert by_entry(complexity)["rlfn_ntire"].rank == 1
+    assert complexity.notes[0].endswith("shown, not comparable; " + __import__("ntirekit.rank.timing",
+                                                                              fromlist=["RULE"]).RULE)
+    # --allow-unsteady: ranked (rlfn_ntire 1850 < rlfn_rep 2193 < rlfn 4234), each with the caveat
+    allowed = build_leaderboard(quick_records(), "ntire2022", "runtime", gate="none", allow_unsteady=True)
+    assert [(r.label, r.rank) for r in allowed.rows] == [("rlfn_ntire", 1), ("rlfn_rep", 2), ("rlfn", 3)]
+    assert allowed.rows[0].notes == ["runtime ranked with a caveat (quick run: first 2 inputs, 128x128 crops)"]
+    assert "ranked anyway (--allow-unsteady)" in allowed.notes[0]
+
+
+def test_a_full_run_ranks_when_its_spread_is_within_the_bound():
+    records = [timed("steady", 10.0, 2.5, device=GPU_A), timed("noisy", 8.0, 2.4, device=GPU_A)]  # 0.25, 0.30
+    rows = by_entry(build_leaderboard(records, "ntire2022", "runtime", gate="none"))
+    assert rows["steady"].rank == 1 and rows["steady"].runtime_caveat == ""
+    assert rows["noisy"].status == "not ranked" and rows["noisy"].reason == "runtime cannot rank (spread 0.30 > 0.25)"
+
+
+def test_runtimes_that_cannot_rank_are_marked_in_every_format():
+    lb = build_leaderboard(quick_records(), "ntire2022", "overall", gate="none")
+    table = render(lb, "table")
+    line = next(l for l in table.splitlines() if l.split()[1:2] == ["rlfn"])
+    assert "4234.00*" in line and "not ranked: runtime cannot rank (quick run" in line
+    md = {r["Entry"]: r for r in markdown_rows(render(lb, "md"))}
+    assert md["rlfn"]["Runtime [ms]"] == "4234.00\\*"
+    rows = {r["entry"]: r for r in csv.DictReader(io.StringIO(render(lb, "csv")))}
+    assert rows["rlfn"]["runtime_caveat"] == "quick run: first 2 inputs, 128x128 crops"
+    assert rows["rlfn"]["status"] == "not ranked" and rows["rlfn"]["rank"] == ""
+    data = strict_json(render(lb, "json"))
+    assert {r["entry"]: r["runtime_caveat"] for r in data["rows"]}["rlfn_rep"] == \
+        "quick run: first 2 inputs, 128x128 crops"
+    tex = render(lb, "latex")
+    assert r"rlfn\_rep & pretrained & 29.07 & 2193.00* &" in tex and "% RUNTIMES CANNOT RANK" in tex
+
+
+def test_pareto_plot_shows_unsteady_runtimes_as_not_ranked_with_the_conditions(tmp_path):
+    from ntirekit.rank.plot import pareto_figure
+
+    fig, front = pareto_figure(build_leaderboard(quick_records(), "ntire2022", "overall", gate="none"))
+    assert front == []
+    texts = [t.get_text() for t in fig.texts]
+    caveat = next(t for t in texts if "CAVEAT" in t)
+    assert "runtimes of 3 row(s) cannot rank (quick run: first 2 inputs, 128x128 crops)" in " ".join(caveat.split())
+    conditions = " ".join(" ".join(t.split()) for t in texts)
+    assert "PSNR: DIV2K_valid (val, challenge)" in conditions
+    assert "runtime: div2k-like, first 2 images, centre crops of at most 128x128; robust timer (median); on Intel " \
+           "Xeon, 2 threads" in conditions
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert {"rlfn*", "rlfn_rep*", "rlfn_ntire*"} <= labels
+    (ax,) = fig.axes
+    assert ax.get_legend_handles_labels()[1] == ["not ranked (gate, refused value, runtime that cannot rank)"]
+
+
+# ----------------------------------------------------------------------------------------- the plot's labels
+
+def test_each_label_is_anchored_on_its_own_marker_and_nearest_to_it():
+    """Every label's anchor is its row's marker, and its box lies nearer that marker's edge than any other marker's
+    (the tour's imdn and imdn_baseline labels each sat beside the other's marker)."""
+    from matplotlib.text import Text
+
+    from ntirekit.rank.plot import pareto_figure
+
+    def marker_gap(box, centre, radius):
+        """Pixels from the box to the marker's edge."""
+        dx = max(box.x0 - centre[0], 0.0, centre[0] - box.x1)
+        dy = max(box.y0 - centre[1], 0.0, centre[1] - box.y1)
+        return math.hypot(dx, dy) - radius
+
+    for gate in ("rules", "none"):
+        lb = build_leaderboard(tour_records(), "ntire2022", "overall", gate=gate)
+        fig, _ = pareto_figure(lb)
+        (ax,) = fig.axes
+        renderer = fig.canvas.get_renderer()
+        scale = fig.dpi / 72.0
+        markers = []                                   # (data x, data y, centre in pixels, radius in pixels)
+        for collection in ax.collections:
+            sizes = collection.get_sizes()
+            for k, (x, y) in enumerate(collection.get_offsets()):
+                size = sizes[k] if len(sizes) > 1 else sizes[0]
+                markers.append((x, y, ax.transData.transform((x, y)), math.sqrt(size) / 2 * scale))
+        rows = {r.label: r for r in lb.rows}
+        labels = [t for t in ax.texts if t.get_text().split(" ")[0].rstrip("*") in rows]
+        assert len(labels) == len(tour_records()) // 2
+        for text in labels:
+            row = rows[text.get_text().split(" ")[0].rstrip("*")]
+            x, y = text.xy
+            assert x == row.values["runtime_ms"].mean
+            if "dB)" not in text.get_text():                                        # not a row below the axis
+                assert y == row.values["psnr_val"].mean
+            own = [m for m in markers if m[0] == x and m[1] == y and m[3] > 4]  # its marker (not a front dot)
+            assert own, text.get_text()
+            box = Text.get_window_extent(text, renderer)
+            mine = min(marker_gap(box, m[2], m[3]) for m in own)
+            others = [marker_gap(box, m[2], m[3]) for m in markers if (m[0], m[1]) != (x, y)]
+            assert all(mine <= other for other in others), (gate, text.get_text())
+
+
+# ------------------------------------------------------------------------------------------------ LaTeX escaping
+
+def test_latex_escapes_every_special_character():
+    from ntirekit.rank.render import latex_escape
+
+    cases = {"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+             "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+             "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "–": "--", "—": "---",
+             "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$", "±": r"$\pm$", "·": r"$\cdot$"}
+    for char, latex in cases.items():
+        assert latex_escape(f"a{char}b") == f"a{latex}b", char
+    assert latex_escape("not ranked: random weights (--allow-random to rank)") == \
+        r"not ranked: random weights (\texttt{-{}-allow-random} to rank)"
+    assert latex_escape("x--y, a-b") == "x-{}-y, a-b"            # two hyphens never make a dash; one stays
+    assert latex_escape("rlfn_ntire 100% & #1: $5 {a} ~b ^c \\d") == \
+        r"rlfn\_ntire 100\% \& \#1: \$5 \{a\} \textasciitilde{}b \textasciicircum{}c \textbackslash{}d"
+
+
+def test_latex_table_has_no_raw_dash_or_unescaped_option():
+    records = [*tour_records(), eval_record("odd_%name", device=CPU,
+                                                runtime_ms={"timer": "robust", "median": 5.0, "mean": 5.0})]
+    tex = render(build_leaderboard(records, "ntire2022", "overall", gate="none"), "latex")
+    body = [l for l in tex.splitlines() if not l.startswith("%")]
+    assert not [l for l in body if "–" in l or "±" in l or "≥" in l]         # every sign typeset, none raw
+    assert not [l for l in body if "--allow" in l]
+    assert r"\texttt{-{}-allow-random}" in tex and r"odd\_\%name" in tex
+    assert any(l.startswith("-- & ecbsr & random") for l in body)             # a rank that is none: an en dash

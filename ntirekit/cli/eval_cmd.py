@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
+from ntirekit.cli.tables import table
 from ntirekit.core.device import resolve_device
 from ntirekit.core.records import SPLIT_RULE
 from ntirekit.eval.isolate import declared_roots
@@ -28,7 +28,7 @@ QUICK_IMAGES, QUICK_CROP, QUICK_WARMUP, QUICK_REPEATS = 2, 128, 1, 3
 
 def summary_table(records: list[dict[str, Any]], track: str) -> str:
     """One row per entry: its weights (pretrained | random) and figures, or its failure reason; a suspect record
-    (:mod:`ntirekit.eval.witness`) shows why."""
+    (:mod:`ntirekit.eval.witness`) shows why. A column no record fills (SSIM without ``--ssim``) is left out."""
     columns = get_track(track).columns
     rows = []
     for rec in records:
@@ -39,7 +39,7 @@ def summary_table(records: list[dict[str, Any]], track: str) -> str:
         else:
             label = "SUSPECT" if rec.get("status") == "suspect" else "FAILED"
             rows.append([rec["entry"], weights, *([""] * len(columns)), f"{label}: {rec.get('error', '')}"])
-    return tabulate(rows, headers=["entry", "weights", *(c.header for c in columns), "status"], disable_numparse=True)
+    return table(["entry", "weights", *(c.header for c in columns), "status"], rows, keep=("entry", "status"))
 
 
 def with_weights(entries: list[Any], explicit: dict[str, str], track: str) -> list[Any]:

@@ -94,9 +94,9 @@ def render(profile: dict[str, Any]) -> str:
         rows.append(["Runtime spread", f"IQR {rt['iqr']:.2f} ms, CV {rt['cv']:.3f}, min {rt['min']:.2f} ms, "
                                        f"n {rt['n']}"])
     if profile.get("memory_kind"):
-        rows.append([f"Mem [MiB] ({profile['memory_kind']})", _fmt(profile["max_memory_mib"])])
+        rows.append([f"Memory [MiB] ({profile['memory_kind']})", _fmt(profile["max_memory_mib"])])
         if profile.get("nvml_memory_mib") is not None:
-            rows.append(["Mem [MiB] (NVML, process)", _fmt(profile["nvml_memory_mib"])])
+            rows.append(["Memory [MiB] (NVML, process)", _fmt(profile["nvml_memory_mib"])])
     form = f", {profile['form']} form" if profile.get("form") else ""
     lines = [f"{profile['entry']}  (input {shape}, weights {profile['weights']}{form}, {profile['device_id']})",
              tabulate(rows, tablefmt="simple", disable_numparse=True)]

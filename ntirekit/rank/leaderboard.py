@@ -236,11 +236,12 @@ def merge_records(records: Iterable[Mapping[str, Any]], flops_field: str, runtim
             if rec.get("status", "ok") != "ok":
                 errors.append(str(rec.get("error") or rec.get("status")))
                 continue
-            fp = rec.get("device") if isinstance(rec.get("device"), Mapping) else {}
-            member = devices.find(fp, runtime_timer(rec))
             rejected = refused(rec, flops_field, runtime_stat)
             bad.update(rejected)
             values = {m: [v] for m, v in extract(rec, flops_field, runtime_stat).items() if m not in rejected}
+            fp = rec.get("device") if isinstance(rec.get("device"), Mapping) else {}
+            # a device class only for the machine-dependent figures (a PSNR's device and timer say nothing)
+            member = devices.find(fp, runtime_timer(rec)) if any(METRICS[m].device_bound for m in values) else None
             if "runtime_ms" in values:
                 values["runtime_ms"] = runtime_runs(rec, runtime_stat) or values["runtime_ms"]
                 caveat = runtime_caveat(rec)

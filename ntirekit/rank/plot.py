@@ -215,12 +215,13 @@ def pareto_figure(lb: Leaderboard, psnr: str | None = None) -> tuple[Any, list[s
     ax.set_xlabel(f"{runtime} (lower is better){', log scale' if log_x else ''}")
     ax.set_ylabel(f"{METRICS[psnr].heading} (higher is better)")
     ax.set_title(f"{lb.protocol.title}: {METRICS[psnr].label} against runtime\n"
-                 f"marker area ∝ params (largest {largest:.3f} M); ★ on the Pareto front of the ranked rows",
+                 f"marker area ∝ params (largest {largest:.3f} M); " +
+                 ("★ on the Pareto front of the ranked rows" if front else "no Pareto front: fewer than two ranked rows"),
                  fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, markerscale=0.5, frameon=False)
-    footer = [line for text in conditions_lines(lb) for line in textwrap.wrap(text, 150)]
-    caveat = textwrap.wrap(caveat_line(lb, rows), 150)
+    footer = [line for text in conditions_lines(lb) for line in textwrap.wrap(text, 160)]
+    caveat = textwrap.wrap(caveat_line(lb, rows), 125)
     fig.text(0.01, 0.01, "\n".join(footer), fontsize=7, color="#444444", ha="left", va="bottom")
     if caveat:
         fig.text(0.01, 0.01 + 0.022 * len(footer), "\n".join(caveat), fontsize=7.5, color=CAVEAT_COLOUR,
