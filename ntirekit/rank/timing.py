@@ -58,7 +58,7 @@ def quick_run(record: Mapping[str, Any]) -> str | None:
     extra = options.get("extra") if isinstance(options.get("extra"), Mapping) else {}
     parts = []
     if extra.get("images"):
-        parts.append(f"first {extra['images']} inputs")
+        parts.append(f"first {extra['images']} input{'' if str(extra['images']) == '1' else 's'}")
     if extra.get("crop"):
         parts.append(f"{extra['crop']}x{extra['crop']} crops")
     if parts:
