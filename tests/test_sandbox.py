@@ -108,6 +108,7 @@ out["sid"] = os.getsid(0) == os.getpgid(0)
     assert out["tty"] is False
 
 
+@pytest.mark.slow
 def test_a_setsid_daemon_dies_with_the_sandbox(host: dict[str, Path]) -> None:
     marker = f"ntirekit-daemon-{os.getpid()}-{time.monotonic_ns()}"
     daemon = (f"import os, time\nos.setsid()\nwhile True:\n    open('{SCRATCH}/ticks', 'a').write('.')\n"
@@ -133,6 +134,7 @@ out["daemon"] = child.pid
     assert alive == []
 
 
+@pytest.mark.slow
 def test_killing_the_sandbox_kills_everything_in_it(host: dict[str, Path]) -> None:
     marker = f"ntirekit-stuck-{os.getpid()}-{time.monotonic_ns()}"
     program = (f"import os, subprocess, sys, time\n"
@@ -204,6 +206,7 @@ out["unshare"] = subprocess.run(["unshare", "--user", "true"], capture_output=Tr
     assert out == {"/tmp": "ENOSPC", "/dev/shm": "ENOSPC", "unshare": 1}
 
 
+@pytest.mark.slow
 def test_the_kit_and_torch_import_inside(host: dict[str, Path]) -> None:
     rc, out, err = run_inside("import torch, ntirekit\nout['sum'] = float(torch.ones(3).sum())", host, timeout=300)
     assert rc == 0, err
