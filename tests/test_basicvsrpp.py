@@ -132,6 +132,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return (a - b).abs().max().item() <= 1e-5 * max(1.0, b.abs().max().item())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("low_res", [True, False], ids=["x4", "qe"])
 def test_features_match_upstream_indexed_reference(low_res):
     torch.manual_seed(1)
@@ -148,6 +149,7 @@ def test_features_match_upstream_indexed_reference(low_res):
             assert _close(a, b), (name, i)
 
 
+@pytest.mark.slow
 def test_forward_matches_reference_output():
     torch.manual_seed(3)
     model = BasicVSRPlusPlus(**TINY, is_low_res_input=False).eval()
@@ -166,6 +168,7 @@ def test_x4_output_shape():
     assert out.shape == (1, 2, 3, 256, 288) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_zero_flow_form_equals_a_zeroed_spynet() -> None:
     """``flow="zero"`` (no flow network) is the same function as SPyNet with every level's last conv zeroed."""
     from ntirekit.models.basicvsrpp import PQFBasicVSRPlusPlus

@@ -58,6 +58,7 @@ def run_without_kit(jobs: list[dict]) -> None:
 ESR_BASELINES = ["imdn", "imdn_baseline", "rfdn", "rlfn", "rlfn_ntire", "efdn", "span", "ecbsr", "rlfn_rep"]
 
 
+@pytest.mark.slow
 def test_every_esr_baseline_model_runs_without_the_kit_once_rewritten(tmp_path: Path) -> None:
     entries = discover(include_defaults=True)
     jobs, expected = [], {}
@@ -84,6 +85,7 @@ def test_every_esr_baseline_model_runs_without_the_kit_once_rewritten(tmp_path: 
         assert torch.equal(torch.load(tmp_path / f"{name}.y.pt"), expected[name]), name
 
 
+@pytest.mark.slow
 def test_a_derived_entry_packs_self_contained_and_imports_without_the_kit(tmp_path: Path) -> None:
     source = discover()["rlfn"]
     torch.manual_seed(0)

@@ -129,6 +129,7 @@ def test_shape_checks():
         deform_conv2d_torch(x, torch.zeros(1, 18, 4, 4), None, torch.zeros(2, 4, 3, 3), None, 1, 1, 1)
 
 
+@pytest.mark.slow
 def test_torchvision_probe_is_lazy_and_cached():
     code = ("import sys, ntirekit.nn.deform as d; "
             "assert d._TORCHVISION == {} and 'torchvision' not in sys.modules, 'probed at import'")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from ntirekit.cli import main
@@ -39,6 +40,7 @@ def test_bad_entries_are_reported_once_and_skipped(tmp_path: Path) -> None:
     assert "bad entry name '../../x'" in joined
 
 
+@pytest.mark.slow
 def test_eval_still_runs_a_good_entry_and_long_names_are_one_line(tmp_path: Path) -> None:
     bad_world(tmp_path / "subs")
     result = CliRunner().invoke(main, ["eval", "--track", "complexity", "--entries", str(tmp_path / "subs"),
@@ -54,6 +56,7 @@ def test_eval_still_runs_a_good_entry_and_long_names_are_one_line(tmp_path: Path
     assert last.endswith(f"has {MAX_ENTRY_NAME + 1} characters; at most {MAX_ENTRY_NAME} are allowed")
 
 
+@pytest.mark.slow
 def test_entries_folders_are_sandboxed_unless_trusted(tmp_path: Path) -> None:
     import json
     write_entry(tmp_path / "subs", "fine")

@@ -53,6 +53,7 @@ def tiny_world(tmp_path: Path) -> tuple[Path, Path]:
     return entries, data
 
 
+@pytest.mark.slow
 def test_psnr_track_records_and_table(tiny_world: tuple[Path, Path], tmp_path: Path) -> None:
     entries, data = tiny_world
     out = tmp_path / "out"
@@ -79,6 +80,7 @@ def test_psnr_track_records_and_table(tiny_world: tuple[Path, Path], tmp_path: P
     assert f"{rec['psnr_db']:.3f}" in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("track", ["complexity", "runtime", "overall"])
 def test_efficiency_tracks_print_their_table(tiny_world: tuple[Path, Path], tmp_path: Path, track: str) -> None:
     entries, _ = tiny_world

@@ -205,6 +205,7 @@ def test_writer_reports_a_failed_write(tmp_path: Path) -> None:
         writer.close()
 
 
+@pytest.mark.slow
 def test_save_sr_then_pack_an_esr_results_zip(world: tuple[Path, Path], tmp_path: Path) -> None:
     entries, data = world
     sr_dir, out = tmp_path / "sr", tmp_path / "out"
@@ -227,6 +228,7 @@ def test_save_sr_then_pack_an_esr_results_zip(world: tuple[Path, Path], tmp_path
 
 # ------------------------------------------------------------------------------------------------ eval defaults
 
+@pytest.mark.slow
 def test_cpu_runtime_default_is_a_quick_run_and_says_so(world: tuple[Path, Path], tmp_path: Path) -> None:
     entries, _ = world
     runner = CliRunner()

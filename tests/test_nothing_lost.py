@@ -48,6 +48,7 @@ def world(tmp_path: Path) -> tuple[Path, Path, Path]:
     return entries, _image_set(tmp_path / "Set5ish", 0), _image_set(tmp_path / "Mini_valid", 1)
 
 
+@pytest.mark.slow
 def test_runs_on_other_data_and_protocols_never_overwrite(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
     entries, set_a, set_b = world
     out = tmp_path / "out"
@@ -70,6 +71,7 @@ def test_runs_on_other_data_and_protocols_never_overwrite(world: tuple[Path, Pat
     assert paper["psnr_db"] != challenge["psnr_db"]                 # Y-channel vs RGB figures: really two runs
 
 
+@pytest.mark.slow
 def test_split_in_records_and_table_header(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
     entries, set_a, set_b = world
     code, output = _eval("--track", "psnr", "--entries", str(entries), "--entry", "tiny", "--data", str(set_b),
@@ -87,6 +89,7 @@ def test_split_in_records_and_table_header(world: tuple[Path, Path, Path], tmp_p
     assert split_of("DIV2K_valid") == "valid" and split_of("LSDIR-test") == "test" and split_of("Set5") is None
 
 
+@pytest.mark.slow
 def test_bad_data_is_one_line_and_leaves_good_records(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
     entries, set_a, _ = world
     write_entry(entries, "tiny2")
@@ -105,6 +108,7 @@ def test_bad_data_is_one_line_and_leaves_good_records(world: tuple[Path, Path, P
         assert {p.name: p.read_bytes() for p in out.glob("*.json")} == before   # nothing written, nothing lost
 
 
+@pytest.mark.slow
 def test_a_failure_is_written_beside_a_good_record(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
     entries, set_a, _ = world
     out = tmp_path / "out"
@@ -126,6 +130,7 @@ def _runtime_options() -> EvalOptions:
                        extra={"images": 1, "crop": 16})
 
 
+@pytest.mark.slow
 def test_interrupted_timing_keeps_counts_and_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entries = tmp_path / "entries"
     for name in ("t1", "t2"):
@@ -160,6 +165,7 @@ def test_interrupted_timing_keeps_counts_and_memory(tmp_path: Path, monkeypatch:
     assert all(json.loads(p.read_text())["status"] == "ok" for p in iter_result_files([out]))
 
 
+@pytest.mark.slow
 def test_first_line_says_what_eval_will_do(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
     entries, _, set_b = world
     code, output = _eval("--track", "psnr", "--entries", str(entries), "--entry", "tiny", "--data", str(set_b),

@@ -182,6 +182,7 @@ def test_pack_never_overwrites_a_zip_without_force(tmp_path: Path) -> None:
     assert pack(folder, out=out, force=True).zip_path is None and out.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_code_that_imports_the_kit_is_a_warning(tmp_path: Path) -> None:
     folder = team_entry(tmp_path / "src")
     model = folder / "model.py"
@@ -326,6 +327,7 @@ def test_check_load_builds_the_model_in_a_child_process(tmp_path: Path) -> None:
     assert report.codes() == ["load-failed"], report.render()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bwrap_problem() is not None, reason=f"no bwrap sandbox here: {bwrap_problem()}")
 def test_check_load_runs_in_the_sandbox(tmp_path: Path) -> None:
     """A zip whose model.py writes outside on import: --load builds it under bwrap and the write goes nowhere."""
@@ -344,6 +346,7 @@ def test_check_load_runs_in_the_sandbox(tmp_path: Path) -> None:
 EXAMPLES = sorted(iter_entry_folders(REPO_ROOT / "submissions")) if (REPO_ROOT / "submissions").is_dir() else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_worked_examples_in_submissions_pack_and_check(tmp_path: Path, folder: Path) -> None:
     """Each example packs and is accepted. Its trained weights are not in the repository: where they are not at hand,

@@ -96,6 +96,7 @@ def _key_by_scanning(pqf_frames):
     return key_of
 
 
+@pytest.mark.slow
 def test_pqf_features_match_reference():
     pqf, _ = _pair()
     x = torch.rand(1, 7, 3, 256, 256)
@@ -108,6 +109,7 @@ def test_pqf_features_match_reference():
             assert (a - b).abs().max().item() <= 1e-5 * max(1.0, b.abs().max().item()), (name, i)
 
 
+@pytest.mark.slow
 def test_pqf_defaults_and_reduction_to_basicvsrpp():
     pqf, plain = _pair(seed=3)
     x = torch.rand(1, 6, 3, 256, 256)

@@ -91,6 +91,7 @@ def select_dead(graph, rng: random.Random, fraction: int = 4) -> dict:
             if g.width > 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("name, kwargs", [
     ("rlfn", {"feature_channels": 16, "mid_channels": 12, "num_blocks": 2, "esa_channels": 8}),
@@ -117,6 +118,7 @@ def test_dead_channels_prune_without_changing_the_output(registry, name: str, kw
     assert_close(ref, out, dtype)
 
 
+@pytest.mark.slow
 def test_rlfn_pruned_to_46_48_is_rlfn_46_48() -> None:
     """52 ch / 6 blocks pruned to trunk 46 / mid 48: the params and MACs of RLFN(46, 48, 6 blocks), a state dict
     that loads strictly into it, and the unpruned output when the pruned channels were dead."""
@@ -209,6 +211,7 @@ def test_apply_widths_builds_the_architecture() -> None:
 # entries and the command
 
 
+@pytest.mark.slow
 def test_prune_command_writes_an_rlfn_entry(registry, weights_dir, tmp_path) -> None:
     from click.testing import CliRunner
 
@@ -226,6 +229,7 @@ def test_prune_command_writes_an_rlfn_entry(registry, weights_dir, tmp_path) -> 
     assert params(model) == 455678
 
 
+@pytest.mark.slow
 def test_prune_command_target_macs_and_generic_entries(registry, tmp_path) -> None:
     from click.testing import CliRunner
 
@@ -310,6 +314,7 @@ def _nearest_psnr_on_the_check_crops(size: int = 96, scale: int = 4) -> float:
     return float(np.mean(values))
 
 
+@pytest.mark.slow
 def test_prune_reports_psnr_and_warns_loudly_on_a_collapse(tmp_path) -> None:
     """The image runs through head channels 0-2, whose filters are tiny (0.01, read x100); channel 3 has big filters
     that nothing reads. ``l1`` keeps channel 3 and drops a colour (collapse, warned); ``act`` drops channel 3 and

@@ -323,8 +323,13 @@ def measured_pair(device, scale):
 def test_measured_baseline_makes_scores_comparable_across_devices():
     records = measured_pair(GPU_A, 1.0) + measured_pair(GPU_B, 2.3)
     with pytest.raises(LeaderboardError, match="2 devices that do not compare.*--baseline measured"):
-        build_leaderboard(records, "ntire2024")
+        build_leaderboard(records, "ntire2024", baseline="published")
+    # auto (the default): neither GPU is the RTX 3090 of the published constants and rlfn_ntire ran on both
+    auto = build_leaderboard(records, "ntire2024")
+    assert auto.baseline_mode == "measured" and auto.notes[0].startswith("BASELINE MEASURED: runtime_ms measured on "
+                                                                         "NVIDIA H100 80GB HBM3; NVIDIA RTX A6000")
     lb = build_leaderboard(records, "ntire2024", baseline="measured")
+    assert [r.total for r in auto.rows] == [r.total for r in lb.rows]
     rows = by_entry(lb)
     assert rows["mine [NVIDIA H100 80GB HBM3]"].total == pytest.approx(E)
     assert rows["mine [NVIDIA RTX A6000]"].total == pytest.approx(E)
@@ -431,12 +436,12 @@ def test_a_failed_run_beside_good_ones_is_noted():
 
 
 def test_published_and_measured_rows_stay_apart():
-    records = published_table("ntire2022") + [eval_record("rlfn_ntire", runtime_ms={"mean": 9.0})]
+    records = baselines_2022() + [eval_record("rfdn", runtime_ms={"mean": 9.0})]
     with pytest.raises(LeaderboardError, match="published \\(Titan Xp\\): .*NVIDIA H100"):
         build_leaderboard(records, "ntire2022", "runtime")
     lb = build_leaderboard(records, "ntire2022", "complexity")
     labels = [r.label for r in lb.rows]
-    assert "rlfn_ntire [published (Titan Xp)]" in labels and "rlfn_ntire [NVIDIA H100 80GB HBM3]" in labels
+    assert "rfdn [published (Titan Xp)]" in labels and "rfdn [NVIDIA H100 80GB HBM3]" in labels
 
 
 def test_not_a_record():
@@ -479,14 +484,81 @@ def test_packaged_published_table_is_protocols_md_section_1_2():
     rows = {r["entry"]: r for r in published_table("ntire2022")}
     assert rows["imdn_baseline"]["runtime_ms"] == 50.86 and rows["imdn_baseline"]["params_m"] == 0.893936
     assert rows["rfdn"]["flops_g"] == 27.10 and rows["rfdn"]["mem_mb"] == 788.13 and rows["rfdn"]["convs"] == 64
-    assert rows["rlfn_ntire"]["psnr_val"] == 29.00 and rows["rlfn_ntire"]["acts_m"] == 80.05
-    assert rows["rlfn_ntire"]["device"] == {"kind": "published", "gpu": "Titan Xp"}
+    assert rows["ByteESR"]["psnr_val"] == 29.00 and rows["ByteESR"]["acts_m"] == 80.05    # RLFN, the winner
+    assert rows["ByteESR"]["device"] == {"kind": "published", "gpu": "Titan Xp"}
+    assert len(rows) == 35 + 8 + 2
+
+
+#: The NTIRE 2022 ESR report's results table (ofsoundof/NTIRE2022_ESR, figs/results.png), transcribed apart from
+#: the packaged CSV: per ranked team the published ranks (the subscripts) of runtime (= main track), params, FLOPs,
+#: acts and memory, and the published rank-sums of sub-track 1 (params + FLOPs) and 2 (all five) with their ranks.
+PUBLISHED_2022_RANKS = {  # team: (runtime, params, flops, acts, mem, sub1 sum, sub1 rank, sub2 sum, sub2 rank)
+    "ByteESR": (1, 11, 11, 6, 4, 22, 11, 33, 2), "NJU_Jet": (2, 18, 19, 4, 1, 37, 18, 44, 6),
+    "NEESR": (3, 4, 6, 5, 9, 10, 4, 27, 1), "Super": (4, 14, 12, 10, 15, 26, 12, 55, 10),
+    "MegSR": (5, 9, 9, 8, 12, 18, 9, 43, 5), "rainbow": (6, 6, 10, 9, 3, 16, 8, 34, 3),
+    "VMCL_Taobao": (7, 13, 16, 11, 10, 29, 14, 57, 11), "Bilibili AI": (8, 8, 7, 7, 11, 15, 7, 41, 4),
+    "NKU-ESR": (9, 7, 5, 13, 14, 12, 5, 48, 7), "NJUST_RESTORARION": (10, 28, 26, 12, 13, 54, 27, 89, 15),
+    "TOVBU": (11, 23, 20, 15, 27, 43, 21, 96, 19), "Alpan Team": (12, 15, 3, 16, 5, 18, 10, 51, 9),
+    "Dragon": (13, 20, 18, 17, 2, 38, 19, 70, 13), "TieGuoDun Team": (14, 29, 25, 14, 22, 54, 27, 104, 21),
+    "HiImageTeam": (15, 3, 4, 23, 25, 7, 3, 70, 13), "xilinxSR": (16, 34, 32, 18, 7, 66, 34, 107, 22),
+    "cipher": (17, 26, 24, 24, 20, 50, 24, 111, 23), "NJU_MCG": (18, 5, 8, 27, 8, 13, 6, 66, 12),
+    "IMGWLH": (19, 21, 13, 19, 19, 34, 17, 91, 17), "imglhl": (20, 24, 21, 21, 6, 45, 22, 92, 18),
+    "whu_sigma": (21, 33, 30, 20, 28, 63, 32, 132, 30), "Aselsan Research": (22, 12, 15, 26, 23, 27, 13, 98, 20),
+    "Drinktea": (23, 31, 28, 22, 17, 59, 31, 121, 27), "GDUT_SR": (24, 27, 23, 28, 34, 50, 24, 136, 31),
+    "Giantpandacv": (25, 32, 31, 31, 31, 63, 32, 150, 34), "neptune": (26, 10, 29, 29, 29, 39, 20, 123, 29),
+    "XPixel": (27, 1, 2, 3, 16, 3, 1, 49, 8), "NJUST_ESR": (28, 2, 1, 25, 33, 3, 1, 89, 15),
+    "TeamInception": (29, 30, 27, 34, 26, 57, 30, 146, 33), "cceNBgdd": (30, 16, 17, 33, 18, 33, 16, 114, 24),
+    "ZLZ": (31, 22, 33, 2, 30, 55, 29, 118, 26), "Express": (32, 17, 14, 30, 24, 31, 15, 117, 25),
+    "Just Try": (33, 35, 35, 32, 35, 70, 35, 170, 35), "ncepu_explorers": (34, 25, 22, 35, 21, 47, 23, 137, 32),
+    "mju_mnu": (35, 19, 34, 1, 32, 53, 26, 121, 27),
+}
+#: listed under the table as not ranked ("validation/testing PSNR not on par with the baseline")
+NOT_RANKED_2022 = {"Virtual_Reality Team", "NTU607QCO-ESR", "Strong Tiger", "VAP", "Multicog", "Set5baby Team",
+                   "NWPU_SweetDreamLab", "SSL"}
+
+
+def test_published_2022_table_reranked_gives_the_published_ranks():
+    """The whole 2022 table re-ranked by the kit (rank-sum protocol, the final gate) against the report's own ranks.
+
+    The CSV holds values as printed (params to 3 decimals): where two teams print alike, the report (ranking the
+    unrounded values) split them and the kit gives both the better rank (the tied groups below). Every other rank,
+    and every rank-sum free of such ties, is the report's."""
+    lb = build_leaderboard(published_table("ntire2022"), "ntire2022", "overall")
+    rows = by_entry(lb)
+    assert {r.label for r in lb.rows if r.status == "ranked"} == set(PUBLISHED_2022_RANKS)
+    assert {r.label for r in lb.rows if r.status == "not ranked"} == NOT_RANKED_2022      # the final gate
+    assert {r.label for r in lb.rows if r.status == "reference"} == {"rfdn", "imdn_baseline"}
+    assert "fails the gate" in rows["VAP"].reason and rows["TieGuoDun Team"].rank is not None   # 28.95/28.65: on it
+    ties = {"params_m": [{"rainbow", "NKU-ESR"}, {"ByteESR", "Aselsan Research"}, {"Super", "Alpan Team"},
+                         {"cceNBgdd", "Express"}], "flops_g": [{"Dragon", "cceNBgdd"}]}
+    metrics = ("runtime_ms", "params_m", "flops_g", "acts_m", "mem_mb")
+    for k, metric in enumerate(metrics):
+        for team, published in PUBLISHED_2022_RANKS.items():
+            tied = next((g for g in ties.get(metric, []) if team in g), None)
+            expected = min(PUBLISHED_2022_RANKS[t][k] for t in tied) if tied else published[k]
+            assert rows[team].ranks[metric] == expected, (team, metric)
+    untied = [t for t in PUBLISHED_2022_RANKS if not any(t in g for gs in ties.values() for g in gs)]
+    assert len(untied) == 26
+    for team in untied:
+        assert rows[team].total == PUBLISHED_2022_RANKS[team][7], team                   # sub-track 2 rank-sum
+    runtime = by_entry(build_leaderboard(published_table("ntire2022"), "ntire2022", "runtime"))
+    assert {t: runtime[t].rank for t in PUBLISHED_2022_RANKS} == {t: r[0] for t, r in PUBLISHED_2022_RANKS.items()}
+    complexity = by_entry(build_leaderboard(published_table("ntire2022"), "ntire2022", "complexity"))
+    for team in untied:
+        assert complexity[team].total == PUBLISHED_2022_RANKS[team][5], team             # sub-track 1 rank-sum
+    # equal sums share a rank (XPixel and NJUST_ESR: both 3, both 1st, as published); the next one is skipped
+    assert complexity["XPixel"].rank == complexity["NJUST_ESR"].rank == 1 and complexity["HiImageTeam"].rank == 3
 
 
 # --------------------------------------------------------------- the three 2022 baselines, in every format
 
+def baselines_2022():
+    """The published rows of the three baselines of protocols.md §1.2 (RLFN: ByteESR, the 2022 winner)."""
+    return [r for r in published_table("ntire2022") if r["entry"] in ("ByteESR", "rfdn", "imdn_baseline")]
+
+
 def published_overall(**options):
-    return build_leaderboard(published_table("ntire2022"), "ntire2022", "overall", **options)
+    return build_leaderboard(baselines_2022(), "ntire2022", "overall", **options)
 
 
 def markdown_rows(text):
@@ -499,7 +571,7 @@ def test_published_2022_as_the_final_table_ranks_it():
     # IMDN and RFDN are reference rows: RLFN is the only ranked entry
     lb = published_overall()
     assert [(r.label, r.status, r.rank) for r in lb.rows] == [
-        ("rlfn_ntire", "ranked", 1), ("imdn_baseline", "reference", None), ("rfdn", "reference", None)]
+        ("ByteESR", "ranked", 1), ("imdn_baseline", "reference", None), ("rfdn", "reference", None)]
     md = markdown_rows(render(lb, "md"))
     assert md[0]["#"] == "1" and md[0]["Runtime [ms]"] == "27.11 (1)" and md[0]["Rank-sum"] == "5"
     assert md[1]["#"] == "ref" and md[1]["Runtime [ms]"] == "50.86" and md[1]["Rank-sum"] == "–"
@@ -517,47 +589,47 @@ def test_published_2022_ranked_together_every_format():
     """
     lb = published_overall(rank_references=True)
     assert [(r.label, r.total, r.rank) for r in lb.rows] == [
-        ("rlfn_ntire", 5, 1), ("rfdn", 11, 2), ("imdn_baseline", 14, 3)]
+        ("ByteESR", 5, 1), ("rfdn", 11, 2), ("imdn_baseline", 14, 3)]
 
     table = render(lb, "table")
-    lines = [l for l in table.splitlines() if "rlfn_ntire" in l or "imdn_baseline" in l or "rfdn" in l]
-    assert lines[0].split()[:2] == ["1", "rlfn_ntire"] and "27.11 (1)" in lines[0] and "377.91 (1)" in lines[0]
+    lines = [l for l in table.splitlines() if "ByteESR" in l or "imdn_baseline" in l or "rfdn" in l]
+    assert lines[0].split()[:2] == ["1", "ByteESR"] and "27.11 (1)" in lines[0] and "377.91 (1)" in lines[0]
     assert lines[1].split()[:2] == ["2", "rfdn"] and "788.13 (3)" in lines[1]
     assert lines[2].split()[:2] == ["3", "imdn_baseline"] and "471.76 (2)" in lines[2]
 
     md = markdown_rows(render(lb, "md"))
-    assert [(r["#"], r["Entry"], r["Runtime [ms]"], r["Params [M]"], r["Memory [MB]"], r["Rank-sum"]) for r in md] == [
-        ("1", "rlfn_ntire", "27.11 (1)", "0.317 (1)", "377.91 (1)", "5"),
+    assert [(r["#"], r["Entry"], r["Runtime [ms]"], r["Params [M]"], r["Memory [MiB]"], r["Rank-sum"]) for r in md] == [
+        ("1", "ByteESR", "27.11 (1)", "0.317 (1)", "377.91 (1)", "5"),
         ("2", "rfdn", "41.97 (2)", "0.433 (2)", "788.13 (3)", "11"),
         ("3", "imdn_baseline", "50.86 (3)", "0.894 (3)", "471.76 (2)", "14")]
 
     rows = list(csv.DictReader(io.StringIO(render(lb, "csv"))))
     assert [(r["rank"], r["entry"], r["runtime_ms"], r["runtime_ms_rank"], r["params_m"], r["rank_sum"])
-            for r in rows] == [("1", "rlfn_ntire", "27.11", "1", "0.317218", "5"),
+            for r in rows] == [("1", "ByteESR", "27.11", "1", "0.317", "5"),
                                ("2", "rfdn", "41.97", "2", "0.433448", "11"),
                                ("3", "imdn_baseline", "50.86", "3", "0.893936", "14")]
 
     data = json.loads(render(lb, "json"))
     assert data["protocol"] == "ntire2022" and data["track"] == "overall"
-    assert data["rows"][0]["entry"] == "rlfn_ntire" and data["rows"][0]["metrics"]["runtime_ms"] == {
+    assert data["rows"][0]["entry"] == "ByteESR" and data["rows"][0]["metrics"]["runtime_ms"] == {
         "value": 27.11, "n": 1, "rank": 1}
     assert [r["metrics"]["mem_mb"]["rank"] for r in data["rows"]] == [1, 3, 2]
 
     tex = render(lb, "latex")
-    assert r"1 & rlfn\_ntire & published & 29.00 & 28.72 & 27.11 (1) & 0.317 (1) & 19.70 (1) & 80.05 (1) & 377.91 (1) & 39 & 5 \\" \
+    assert r"1 & ByteESR & published & 29.00 & 28.72 & 27.11 (1) & 0.317 (1) & 19.70 (1) & 80.05 (1) & 377.91 (1) & 39 & 5 \\" \
         in tex
     assert r"3 & imdn\_baseline & published & 29.13 & 28.78 & 50.86 (3)" in tex
     assert tex.count(r"\toprule") == 1 and r"\end{tabular}" in tex
 
 
 def test_published_2022_runtime_track_latex_and_gates():
-    lb = build_leaderboard(published_table("ntire2022"), "ntire2022", "runtime")
+    lb = build_leaderboard(baselines_2022(), "ntire2022", "runtime")
     tex = render(lb, "latex")
-    assert r"1 & rlfn\_ntire & published & 29.00 & 28.72 & 27.11 (1) & 0.317 & 19.70" in tex   # only runtime is ranked here
+    assert r"1 & ByteESR & published & 29.00 & 28.72 & 27.11 (1) & 0.317 & 19.70" in tex   # only runtime is ranked here
     assert r"ref & imdn\_baseline" in tex and "Rank-sum" not in tex
     # RLFN's 29.00 dB meets the rules' 29.00 dB exactly
-    lb = build_leaderboard(published_table("ntire2022"), "ntire2022", "runtime", gate="rules")
-    assert lb.rows[0].label == "rlfn_ntire" and lb.rows[0].rank == 1
+    lb = build_leaderboard(baselines_2022(), "ntire2022", "runtime", gate="rules")
+    assert lb.rows[0].label == "ByteESR" and lb.rows[0].rank == 1
 
 
 def test_render_records_for_eval():
@@ -589,11 +661,12 @@ def test_pareto_png_is_written_and_shows_the_front(tmp_path):
                     (abs(pixels[..., 2] - 0x52 / 255) < 0.04)).sum())
 
     out, single = tmp_path / "plots" / "pareto.png", tmp_path / "single.png"
-    assert pareto_plot(published_overall(rank_references=True), out) == ["rlfn_ntire", "rfdn", "imdn_baseline"]
-    assert pareto_plot(published_overall(), single) == ["rlfn_ntire"]   # reference rows are never on the front
+    assert pareto_plot(published_overall(rank_references=True), out) == ["ByteESR", "rfdn", "imdn_baseline"]
+    # reference rows are never on the front, and the one ranked row left is no front: none drawn, none starred
+    assert pareto_plot(published_overall(), single) == []
     width, height = png_size(out)
     assert width >= 600 and height >= 400
-    assert front_red(out) > front_red(single) + 300          # the front line through three rows is drawn
+    assert front_red(out) > 300 and front_red(single) < 20   # the front line through three rows is drawn, not one
 
 
 def test_pareto_plot_needs_psnr_and_runtime(tmp_path):
@@ -710,3 +783,247 @@ def test_a_reference_method_is_shown_as_a_reference_row_and_never_ranked():
     rows = by_entry(build_leaderboard(records, "ntire2022", "overall", gate="none"))
     assert rows["bicubic"].status == "reference" and rows["bicubic"].rank is None
     assert rows["span"].rank == 1
+
+
+# ------------------------------------------------------------ every protocol on CPU records (issue 24, major 1)
+
+def cpu_tour():
+    """The tour-shaped CPU records with fvcore MACs too (the 2024-2026 protocols count FLOPs with fvcore)."""
+    return [{**r, "macs_fvcore": r["macs_ntire2022"]} if "macs_ntire2022" in r else r for r in tour_records()]
+
+
+def strict_json(text):
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("protocol", ["ntire2022", "ntire2024", "ntire2025", "ntire2026"])
+def test_every_protocol_ranks_cpu_records_in_every_format(protocol):
+    """CPU runtimes of seconds (rlfn_rep 9012 ms: exp(2 x 9012 / 13.54) overflowed a float) rank under every
+    protocol, and every format renders them (JSON strictly)."""
+    lb = build_leaderboard(cpu_tour(), protocol, gate="none", allow_random=True)
+    for fmt in ("table", "md", "csv", "latex"):
+        assert ("rlfn\\_rep" if fmt == "latex" else "rlfn_rep") in render(lb, fmt)
+    data = strict_json(render(lb, "json"))
+    assert all(r["total"] is None or math.isfinite(r["total"]) for r in data["rows"])
+    if protocol != "ntire2022":
+        assert lb.baseline_mode == "measured" and lb.notes[0].startswith("BASELINE MEASURED: runtime_ms measured "
+                                                                         "on Intel Xeon, 2 threads, not on the")
+
+
+def test_score_against_the_baseline_measured_on_the_cpu_by_hand():
+    # ntire2024 on the tour's CPU figures, against rlfn_ntire measured there: 1850 ms, 19.70 G, 317218 params
+    rows = by_entry(build_leaderboard(cpu_tour(), "ntire2024", gate="none"))
+    span = 0.7 * math.exp(2 * 1020 / 1850) + 0.15 * math.exp(2 * 9.83 / 19.70) + 0.15 * math.exp(2 * 150688 / 317218)
+    assert rows["span"].total == pytest.approx(span) and rows["span"].rank == 1
+    assert rows["rlfn_ntire"].total == pytest.approx(E2) and rows["rlfn_ntire"].status == "reference"
+
+
+def test_a_score_that_overflows_is_refused_in_one_line():
+    lb = build_leaderboard(cpu_tour(), "ntire2024", baseline="published", gate="none", allow_random=True)
+    rows = by_entry(lb)
+    # 9012 / 13.54 = 665.6: exp(2 x 665.6) is beyond the largest float (exp(709.8))
+    assert rows["rlfn_rep"].status == "not ranked" and rows["rlfn_rep"].total is None
+    assert rows["rlfn_rep"].reason == ("score overflows: runtime_ms 666x the baseline's published on RTX 3090 "
+                                       "(--baseline measured scores against rlfn_ntire timed on the same device)")
+    # 4210 / 13.54 = 310.9: exp(621.9) is a float: scored (against constants that do not compare, as a note says)
+    assert rows["imdn_baseline"].total == pytest.approx(0.7 * math.exp(2 * 4210 / 13.54), rel=1e-6)
+    refused_notes = [n for n in lb.notes if n.startswith("SCORE REFUSED")]
+    assert refused_notes == ["SCORE REFUSED for 1 row(s) (rlfn_rep): exp(2 x value / baseline) overflows; see each "
+                             "row's reason"]
+    assert any("these scores do not compare; measure rlfn_ntire in the same run" in n for n in lb.notes)
+    # 2026 (span: 7.74 ms): everything over 709.78 / 2 x 7.74 = 2747 ms overflows
+    rows = by_entry(build_leaderboard(cpu_tour(), "ntire2026", baseline="published", gate="none", allow_random=True))
+    assert {r for r, row in rows.items() if row.reason.startswith("score overflows")} == {
+        "imdn_baseline", "rfdn", "imdn", "rlfn_rep"}
+    assert rows["rlfn"].total is not None                                        # 2259 ms: exp(583.7)
+
+
+def test_auto_baseline_keeps_the_published_constants_on_their_gpu():
+    rtx3090 = {**GPU_A, "gpu": "NVIDIA GeForce RTX 3090"}
+    lb = build_leaderboard(measured_pair(rtx3090, 1.0), "ntire2024")
+    assert lb.baseline_mode == "published" and not any(n.startswith("BASELINE") for n in lb.notes)
+    # on another GPU without the baseline entry among the results: the published constants, and the note says so
+    lonely = [r for r in measured_pair(GPU_A, 1.0) if r["entry"] != "rlfn_ntire"]
+    lb = build_leaderboard(lonely, "ntire2024")
+    assert lb.baseline_mode == "published" and any("these scores do not compare" in n for n in lb.notes)
+
+
+# ------------------------------------------------------------------- runtimes that cannot rank (issue 24, major 6)
+
+def test_runtime_spread_is_iqr_over_median_of_the_timers_statistics():
+    from ntirekit.measure.runtime import summarize
+    from ntirekit.rank.timing import MAX_RUNTIME_SPREAD, runtime_caveat, runtime_spread
+
+    # sorted 10 11 12 13 30: quartiles at positions 1 and 3 (numpy's linear rule) = 11 and 13, median 12
+    steady = {"runtime_ms": summarize([12.0, 10.0, 30.0, 11.0, 13.0], "robust")}
+    assert runtime_spread(steady) == pytest.approx(2 / 12)
+    assert steady["runtime_ms"]["cv"] > 0.4                 # one slow call: cv says noisy, the median is not
+    assert runtime_caveat(steady) is None
+    # sorted 10 10 20 30 30: quartiles 10 and 30, median 20: spread 1.0
+    noisy = {"runtime_ms": summarize([10.0, 30.0, 20.0, 10.0, 30.0], "robust")}
+    assert runtime_spread(noisy) == pytest.approx(1.0)
+    assert runtime_caveat(noisy) == f"spread 1.00 > {MAX_RUNTIME_SPREAD:g}"
+    assert runtime_caveat({"runtime_ms": {"mean": 5.0}}) is None                  # nothing to judge the spread by
+    quick = {**steady, "options": {"extra": {"images": 2, "crop": 128}}}
+    assert runtime_caveat(quick) == "quick run: first 2 inputs, 128x128 crops"
+    assert runtime_caveat({**steady, "quick": True}) == "quick run"
+
+
+#: eval's CPU quick run as its records say it (eval_cmd.quick_settings), and a full run
+QUICK = {"extra": {"images": 2, "crop": 128}, "warmup": 1, "repeats": 3, "timer": "robust"}
+
+
+def timed(entry, median, iqr, device=CPU, options=None, **fields):
+    runtime = {"timer": "robust", "median": median, "mean": median, "iqr": iqr, "cv": iqr / median, "n": 6}
+    rec = eval_record(entry, device=device, runtime_ms=runtime, **fields)
+    return {**rec, "options": options} if options else rec
+
+
+def quick_records():
+    """A quick CPU run of three entries (the issue's figures: rlfn and rlfn_rep deploy 2x apart) with their PSNR."""
+    counts = {"rlfn_ntire": (317218, 19.70e9), "rlfn": (543740, 33.99e9), "rlfn_rep": (543740, 33.99e9)}
+    out = []
+    for entry, ms, psnr in (("rlfn_ntire", 1850.0, 29.00), ("rlfn", 4234.0, 29.07), ("rlfn_rep", 2193.0, 29.07)):
+        params, macs = counts[entry]
+        out.append(timed(entry, ms, 0.4 * ms, options=QUICK, params=params, macs_ntire2022=macs, activations=80e6,
+                         max_memory_mib=300.0, runtime_input="div2k-like, first 2 images, centre crops of at most "
+                                                             "128x128", weights="pretrained"))
+        out.append({**eval_record(entry, device=CPU, psnr_db=psnr, weights="pretrained"), "track": "psnr",
+                    "dataset": "DIV2K_valid", "protocol": "challenge"})
+    return out
+
+
+def test_quick_run_runtimes_are_not_ranked_unless_allowed():
+    lb = build_leaderboard(quick_records(), "ntire2022", "overall", gate="none")
+    rows = by_entry(lb)
+    assert {r.status for r in lb.rows} == {"not ranked"} and all(r.rank is None for r in lb.rows)
+    assert rows["rlfn"].reason == "runtime cannot rank (quick run: first 2 inputs, 128x128 crops)"
+    assert lb.notes[0].startswith("RUNTIMES CANNOT RANK: 3 of 3 row(s) (quick run: first 2 inputs, 128x128 crops; "
+                                  "marked *): not ranked")
+    # a track that does not rank runtime ranks the rows, and says the runtime shown does not compare
+    complexity = build_leaderboard(quick_records(), "ntire2022", "complexity", gate="none")
+    assert by_entry(complexity)["rlfn_ntire"].rank == 1
+    assert complexity.notes[0].endswith("shown, not comparable; " + __import__("ntirekit.rank.timing",
+                                                                              fromlist=["RULE"]).RULE)
+    # --allow-unsteady: ranked (rlfn_ntire 1850 < rlfn_rep 2193 < rlfn 4234), each with the caveat
+    allowed = build_leaderboard(quick_records(), "ntire2022", "runtime", gate="none", allow_unsteady=True)
+    assert [(r.label, r.rank) for r in allowed.rows] == [("rlfn_ntire", 1), ("rlfn_rep", 2), ("rlfn", 3)]
+    assert allowed.rows[0].notes == ["runtime ranked with a caveat (quick run: first 2 inputs, 128x128 crops)"]
+    assert "ranked anyway (--allow-unsteady)" in allowed.notes[0]
+
+
+def test_a_full_run_ranks_when_its_spread_is_within_the_bound():
+    records = [timed("steady", 10.0, 2.5, device=GPU_A), timed("noisy", 8.0, 2.4, device=GPU_A)]  # 0.25, 0.30
+    rows = by_entry(build_leaderboard(records, "ntire2022", "runtime", gate="none"))
+    assert rows["steady"].rank == 1 and rows["steady"].runtime_caveat == ""
+    assert rows["noisy"].status == "not ranked" and rows["noisy"].reason == "runtime cannot rank (spread 0.30 > 0.25)"
+
+
+def test_runtimes_that_cannot_rank_are_marked_in_every_format():
+    lb = build_leaderboard(quick_records(), "ntire2022", "overall", gate="none")
+    table = render(lb, "table")
+    line = next(l for l in table.splitlines() if l.split()[1:2] == ["rlfn"])
+    assert "4234.00*" in line and "not ranked: runtime cannot rank (quick run" in line
+    md = {r["Entry"]: r for r in markdown_rows(render(lb, "md"))}
+    assert md["rlfn"]["Runtime [ms]"] == "4234.00\\*"
+    rows = {r["entry"]: r for r in csv.DictReader(io.StringIO(render(lb, "csv")))}
+    assert rows["rlfn"]["runtime_caveat"] == "quick run: first 2 inputs, 128x128 crops"
+    assert rows["rlfn"]["status"] == "not ranked" and rows["rlfn"]["rank"] == ""
+    data = strict_json(render(lb, "json"))
+    assert {r["entry"]: r["runtime_caveat"] for r in data["rows"]}["rlfn_rep"] == \
+        "quick run: first 2 inputs, 128x128 crops"
+    tex = render(lb, "latex")
+    assert r"rlfn\_rep & pretrained & 29.07 & 2193.00* &" in tex and "% RUNTIMES CANNOT RANK" in tex
+
+
+def test_pareto_plot_shows_unsteady_runtimes_as_not_ranked_with_the_conditions(tmp_path):
+    from ntirekit.rank.plot import pareto_figure
+
+    fig, front = pareto_figure(build_leaderboard(quick_records(), "ntire2022", "overall", gate="none"))
+    assert front == []
+    texts = [t.get_text() for t in fig.texts]
+    caveat = next(t for t in texts if "CAVEAT" in t)
+    assert "runtimes of 3 row(s) cannot rank (quick run: first 2 inputs, 128x128 crops)" in " ".join(caveat.split())
+    conditions = " ".join(" ".join(t.split()) for t in texts)
+    assert "PSNR: DIV2K_valid (val, challenge)" in conditions
+    assert "runtime: div2k-like, first 2 images, centre crops of at most 128x128; robust timer (median); on Intel " \
+           "Xeon, 2 threads" in conditions
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert {"rlfn*", "rlfn_rep*", "rlfn_ntire*"} <= labels
+    (ax,) = fig.axes
+    assert ax.get_legend_handles_labels()[1] == ["not ranked (gate, refused value, runtime that cannot rank)"]
+
+
+# ----------------------------------------------------------------------------------------- the plot's labels
+
+def test_each_label_is_anchored_on_its_own_marker_and_nearest_to_it():
+    """Every label's anchor is its row's marker, and its box lies nearer that marker's edge than any other marker's
+    (the tour's imdn and imdn_baseline labels each sat beside the other's marker)."""
+    from matplotlib.text import Text
+
+    from ntirekit.rank.plot import pareto_figure
+
+    def marker_gap(box, centre, radius):
+        """Pixels from the box to the marker's edge."""
+        dx = max(box.x0 - centre[0], 0.0, centre[0] - box.x1)
+        dy = max(box.y0 - centre[1], 0.0, centre[1] - box.y1)
+        return math.hypot(dx, dy) - radius
+
+    for gate in ("rules", "none"):
+        lb = build_leaderboard(tour_records(), "ntire2022", "overall", gate=gate)
+        fig, _ = pareto_figure(lb)
+        (ax,) = fig.axes
+        renderer = fig.canvas.get_renderer()
+        scale = fig.dpi / 72.0
+        markers = []                                   # (data x, data y, centre in pixels, radius in pixels)
+        for collection in ax.collections:
+            sizes = collection.get_sizes()
+            for k, (x, y) in enumerate(collection.get_offsets()):
+                size = sizes[k] if len(sizes) > 1 else sizes[0]
+                markers.append((x, y, ax.transData.transform((x, y)), math.sqrt(size) / 2 * scale))
+        rows = {r.label: r for r in lb.rows}
+        labels = [t for t in ax.texts if t.get_text().split(" ")[0].rstrip("*") in rows]
+        assert len(labels) == len(tour_records()) // 2
+        for text in labels:
+            row = rows[text.get_text().split(" ")[0].rstrip("*")]
+            x, y = text.xy
+            assert x == row.values["runtime_ms"].mean
+            if "dB)" not in text.get_text():                                        # not a row below the axis
+                assert y == row.values["psnr_val"].mean
+            own = [m for m in markers if m[0] == x and m[1] == y and m[3] > 4]  # its marker (not a front dot)
+            assert own, text.get_text()
+            box = Text.get_window_extent(text, renderer)
+            mine = min(marker_gap(box, m[2], m[3]) for m in own)
+            others = [marker_gap(box, m[2], m[3]) for m in markers if (m[0], m[1]) != (x, y)]
+            assert all(mine <= other for other in others), (gate, text.get_text())
+
+
+# ------------------------------------------------------------------------------------------------ LaTeX escaping
+
+def test_latex_escapes_every_special_character():
+    from ntirekit.rank.render import latex_escape
+
+    cases = {"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+             "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+             "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "–": "--", "—": "---",
+             "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$", "±": r"$\pm$", "·": r"$\cdot$"}
+    for char, latex in cases.items():
+        assert latex_escape(f"a{char}b") == f"a{latex}b", char
+    assert latex_escape("not ranked: random weights (--allow-random to rank)") == \
+        r"not ranked: random weights (\texttt{-{}-allow-random} to rank)"
+    assert latex_escape("x--y, a-b") == "x-{}-y, a-b"            # two hyphens never make a dash; one stays
+    assert latex_escape("rlfn_ntire 100% & #1: $5 {a} ~b ^c \\d") == \
+        r"rlfn\_ntire 100\% \& \#1: \$5 \{a\} \textasciitilde{}b \textasciicircum{}c \textbackslash{}d"
+
+
+def test_latex_table_has_no_raw_dash_or_unescaped_option():
+    records = [*tour_records(), eval_record("odd_%name", device=CPU,
+                                                runtime_ms={"timer": "robust", "median": 5.0, "mean": 5.0})]
+    tex = render(build_leaderboard(records, "ntire2022", "overall", gate="none"), "latex")
+    body = [l for l in tex.splitlines() if not l.startswith("%")]
+    assert not [l for l in body if "–" in l or "±" in l or "≥" in l]         # every sign typeset, none raw
+    assert not [l for l in body if "--allow" in l]
+    assert r"\texttt{-{}-allow-random}" in tex and r"odd\_\%name" in tex
+    assert any(l.startswith("-- & ecbsr & random") for l in body)             # a rank that is none: an en dash

@@ -43,6 +43,9 @@ MAKES = {
     "ntirekit eval --track overall": ["results/span__overall__*.json"],
     "ntirekit eval --track psnr --data ../shared/data/images/Set5 --split test": ["sr/rlfn_ntire/baby.png"],
     "ntirekit pack sr/rlfn_ntire": ["rlfn_ntire*.zip"],
+    "ntirekit leaderboard results/ --protocol ntire2024": ["ntire2024.json"],   # score protocols on CPU records
+    "ntirekit leaderboard results/ --protocol ntire2025": [],
+    "ntirekit leaderboard results/ --protocol ntire2026": [],
     "ntirekit leaderboard results/": ["pareto.png"],
     "ntirekit reparam": ["deploy/rlfn_rep/entry.toml"],
     "ntirekit prune": ["pruned/rlfn_46_48/entry.toml"],
@@ -87,6 +90,8 @@ def _folder(tmp_path: Path, shared: Path) -> Path:
 def test_every_tour_command_runs_as_pasted(tmp_path: Path, shared_data: Path) -> None:
     commands = tour_commands((REPO / "README.md").read_text(encoding="utf-8"))
     assert commands[0] == "source .venv/bin/activate" and len(commands) > 20
+    assert {f"ntirekit leaderboard results/ --protocol ntire{year}" for year in (2022, 2024, 2025, 2026)} <= \
+        {" ".join(c.split()[:5]) for c in commands}, "every protocol's leaderboard on the tour's CPU records"
     assert not [c for c in commands if re.search(r"<\w+>|\bX\b|HR_IMAGES", c)], "placeholders in the tour"
     work = _folder(tmp_path, shared_data.parent)
     lines = []

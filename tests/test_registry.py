@@ -71,6 +71,7 @@ def test_a_broken_entry_point_is_one_error_line(tmp_path: Path, monkeypatch: pyt
         discover()
 
 
+@pytest.mark.slow
 def test_input_contract_is_declared_and_matches_the_models() -> None:
     """Every video baseline declares what its network checks for itself (its own min size and multiple)."""
     registry = discover([BASELINES], include_defaults=False)
@@ -124,6 +125,7 @@ def test_records_carry_the_declared_schema(tmp_path: Path) -> None:
         assert rec["options"]["data"] == TRACKS[name].default_data
 
 
+@pytest.mark.slow
 def test_the_cli_prints_kit_errors_as_one_line_and_bugs_as_tracebacks(tmp_path: Path) -> None:
     import subprocess
     import sys

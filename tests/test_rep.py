@@ -161,6 +161,7 @@ def registry():
     return discover()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("name, rep", [("ecbsr", None), ("rlfn_rep", "conv3xc"), ("rlfn_rep", "ecb"),
                                        ("rlfn_rep", "repvgg")])
@@ -179,6 +180,7 @@ def test_whole_model_equivalence(registry, name: str, rep: str | None, dtype: to
     assert_close(ref, deploy(x), dtype)
 
 
+@pytest.mark.slow
 def test_rlfn_rep_deploy_has_rlfn_counts(registry) -> None:
     from ntirekit.measure.counts import macs_ntire2022, params
 
@@ -188,6 +190,7 @@ def test_rlfn_rep_deploy_has_rlfn_counts(registry) -> None:
     assert macs_ntire2022(deploy) == macs_ntire2022(rlfn)
 
 
+@pytest.mark.slow
 def test_reparam_writes_a_deploy_entry(registry, tmp_path) -> None:
     from click.testing import CliRunner
 
@@ -231,6 +234,7 @@ def test_reparam_refuses_an_entry_without_deploy_form(tmp_path) -> None:
     assert result.exit_code != 0 and "deploy" in result.output
 
 
+@pytest.mark.slow
 def test_efficiency_tracks_measure_the_deploy_form_unless_asked() -> None:
     """rlfn_rep (RLFN 52 ch, 6 blocks with Conv3XC blocks) is counted in its deploy form by default: exactly the
     plain RLFN's 543,740 parameters (bytedance/RLFN rlfn_x4.pth holds 543,740); --training-form keeps the branches."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -79,6 +80,7 @@ def test_spynet_keys_follow_mmediting():
     assert torch.allclose(sd["std"].flatten(), torch.tensor([0.229, 0.224, 0.225]))
 
 
+@pytest.mark.slow
 def test_spynet_output_size_and_rescale(monkeypatch):
     net = SPyNet().eval()
     ref = torch.rand(2, 3, 50, 70)

@@ -146,6 +146,7 @@ def test_downscale_flow_is_block_mean_over_factor():
         downscale_flow(torch.zeros(1, 2, 6, 8), 4)
 
 
+@pytest.mark.slow
 def test_basicvsrpp_dis_flow_source_equals_given_flows():
     from ntirekit.nn.dis_flow import tensor_clip_flows
     from ntirekit.models.basicvsrpp import BasicVSRPlusPlus, PQFBasicVSRPlusPlus

@@ -41,6 +41,7 @@ def _run(tmp_path, name: str, until: int | None = None, resume: bool = False) ->
     return trainer
 
 
+@pytest.mark.slow
 def test_resume_gives_the_uninterrupted_result(tmp_path) -> None:
     """Stop after step 3 (checkpoint), resume in a fresh trainer, finish: identical weights, optimiser, RNG, best."""
     straight = _run(tmp_path, "straight")
@@ -69,6 +70,7 @@ def test_resume_refuses_another_configuration(tmp_path) -> None:
         other.resume()
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss() -> None:
     trainer = Trainer(_model().eval(), _Source(), nn.functional.mse_loss,
                       TrainConfig(steps=40, lr=1e-2, val_every=100, ckpt_every=100, progress=False))
@@ -119,6 +121,7 @@ def test_patch_source_scales_to_the_data_range() -> None:
     assert float(lr.max()) == pytest.approx(1.0) and float(hr_b.min()) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_train_and_finetune_commands(tmp_path) -> None:
     """`ntirekit train` on a tiny entry writes an entry folder that loads strictly; `finetune` continues from it."""
     from click.testing import CliRunner

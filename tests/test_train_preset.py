@@ -69,6 +69,7 @@ def test_training_batches_carry_flows_that_align_their_frames(tmp_path):
             assert err_flow < 0.5 * err_none
 
 
+@pytest.mark.slow
 def test_preset_run_cut_and_resumed_equals_uncut(tmp_path):
     data = _pairs(tmp_path)
     common = ["--preset", "cpu-small", "--data", str(data), "--val", str(data), "--val-frames", "4",

@@ -155,6 +155,7 @@ def _perturbed(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
+@pytest.mark.slow
 def test_depth_growth_keeps_the_output() -> None:
     """A BasicVSR++-family model grown from 1 to 3 reconstruction blocks and 1 to 2 blocks per propagation branch
     gives exactly the shallower model's output; without zeroing the new blocks it would not."""
@@ -235,6 +236,7 @@ class _ToySource:
         return x, x.flip(1)
 
 
+@pytest.mark.slow
 def test_staged_loss_switches_at_the_right_step_also_after_resume(tmp_path) -> None:
     assert switch_step(0.7, 10) == 7 and switch_step(3, 10) == 3
     assert staged_loss("charbonnier", "l2", 0.7, 10).describe() == "charbonnier loss, then l2 from step 7"

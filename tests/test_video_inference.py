@@ -151,6 +151,7 @@ def test_pqf_positions_follow_windows_and_duplicates():
     assert stats["pqf"] == [0, 5, 9] and model.seen == [[0, 4, 8]]    # positions of the unique frames
 
 
+@pytest.mark.slow
 def test_tiny_pqf_basicvsrpp_end_to_end():
     torch.manual_seed(0)
     model = PQFBasicVSRPlusPlus(mid_channels=8, num_blocks=1, num_blocks_reconstruction=1).eval()

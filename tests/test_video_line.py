@@ -464,6 +464,7 @@ def test_pad_frames_is_a_bottom_right_reflection():
     assert torch.equal(pad_frames(x[..., :4, :4], 4), x[..., :4, :4])
 
 
+@pytest.mark.slow
 def test_building_blocks_do_not_import_the_video_models():
     import subprocess
     import sys

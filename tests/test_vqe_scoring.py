@@ -67,6 +67,7 @@ def _pair(root: Path, n: int = 12, h: int = 36, w: int = 44) -> None:
     write_qp_file(root / "lq" / "001" / "qp.txt", [37, 42, 41, 42] * (n // 4))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_eval_save_frames_feeds_pack_vqe_results(tmp_path):
     from click.testing import CliRunner

@@ -56,6 +56,7 @@ def _synthetic_pair(root: Path, n: int = 5, h: int = 40, w: int = 56) -> None:
     write_qp_file(root / "lq" / "clip0" / "qp.txt", [37, 45, 44, 45, 38][:n])
 
 
+@pytest.mark.slow
 def test_vqe_track_runs_both_entries(tmp_path):
     data = tmp_path / "data"
     _synthetic_pair(data)

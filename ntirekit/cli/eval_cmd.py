@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-from tabulate import tabulate
 
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
+from ntirekit.cli.tables import table
 from ntirekit.core.device import resolve_device
 from ntirekit.core.outlock import hold_out_lock
 from ntirekit.core.records import SPLIT_RULE, record_path
@@ -36,7 +36,8 @@ def weights_label(rec: dict[str, Any]) -> str:
 
 
 def summary_table(records: list[dict[str, Any]], track: str) -> str:
-    """One row per entry: its weights (pretrained, what the kit trained, random) and figures, or its failure reason."""
+    """One row per entry: its weights (pretrained, what the kit trained, random) and figures, or its failure reason.
+    A column no record fills (SSIM without ``--ssim``) is left out."""
     columns = get_track(track).columns
     rows = []
     for rec in records:
@@ -48,7 +49,7 @@ def summary_table(records: list[dict[str, Any]], track: str) -> str:
             label = "SUSPECT" if rec.get("status") == "suspect" else "FAILED"
             rows.append([rec["entry"], weights, *([""] * len(columns)), f"{label}: {rec.get('error', '')}"])
     headers = [scored_header(c.header, records) for c in columns]
-    return tabulate(rows, headers=["entry", "weights", *headers, "status"], disable_numparse=True)
+    return table(["entry", "weights", *headers, "status"], rows, keep=("entry", "status"))
 
 
 def scored_header(header: str, records: list[dict[str, Any]]) -> str:

@@ -126,9 +126,9 @@ def render(profile: dict[str, Any]) -> str:
     if profile.get("input") and (rt or profile.get("memory_kind")):
         rows.append(["Timed on" if rt else "Measured on", profile["input"]])
     if profile.get("memory_kind"):
-        rows.append([f"Mem [MiB] ({profile['memory_kind']})", _fmt(profile["max_memory_mib"])])
+        rows.append([f"Memory [MiB] ({profile['memory_kind']})", _fmt(profile["max_memory_mib"])])
         if profile.get("nvml_memory_mib") is not None:
-            rows.append(["Mem [MiB] (NVML, process)", _fmt(profile["nvml_memory_mib"])])
+            rows.append(["Memory [MiB] (NVML, process)", _fmt(profile["nvml_memory_mib"])])
     form = f", {profile['form']} form" if profile.get("form") else ""
     measured = "exported graph" if profile.get("measured") == "graph" else "eager module"
     lines = [f"{profile['entry']}  (input {shape}, weights {profile['weights']}{form}, {measured}, "

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from typing import Sequence
+
 import click
-from tabulate import tabulate
 
 from ntirekit.cli.common import echo_json, entries_option, entry_root_paths, json_output, one_line_errors, trust_option
+from ntirekit.cli.tables import table
 from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
-from ntirekit.eval.regress import RegressError, record_reference
+from ntirekit.eval.regress import Finding, RegressError, record_reference
 from ntirekit.eval.regress import regress as do_regress
 from ntirekit.eval.tracks import TRACKS
 from ntirekit.jobs import regress_measure
@@ -75,9 +77,7 @@ def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: s
     if as_json:
         echo_json(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        rows = [[f.entry, f.track, f.metric, _show(f.recorded), _show(f.now), "ok" if f.ok else "REGRESSION",
-                 f.note] for f in report.findings]
-        click.echo(tabulate(rows, headers=["entry", "track", "metric", "recorded", "now", "", "note"]))
+        click.echo(findings_table(report.findings))
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
         if report.ok:
@@ -88,6 +88,15 @@ def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: s
                 click.echo(f"  - {finding}")
     if not report.ok:
         raise SystemExit(1)
+
+
+def findings_table(findings: Sequence[Finding]) -> str:
+    """One line per check: entry, track, metric, recorded and new figure, verdict (``ok`` | ``REGRESSION``) and the
+    note where any check has one."""
+    rows = [[f.entry, f.track, f.metric, _show(f.recorded), _show(f.now), "ok" if f.ok else "REGRESSION", f.note]
+            for f in findings]
+    return table(["entry", "track", "metric", "recorded", "now", "verdict", "note"], rows,
+                 keep=("entry", "track", "metric", "recorded", "now", "verdict"))
 
 
 def _show(value: object) -> str:

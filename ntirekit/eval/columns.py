@@ -28,4 +28,4 @@ COUNTS = (Column("Params [M]", cell("params", scale=1e6, fmt="{:.4f}")),
           Column("FLOPs [G] (fvcore)", cell("macs_fvcore", scale=1e9, fmt="{:.4f}")),
           Column("Acts [M]", cell("activations", scale=1e6)), Column("#Conv", cell("convs", fmt="{:d}")))
 RUNTIME = (Column("Runtime [ms]", _runtime), Column("CV", cell("runtime_ms", "cv", fmt="{:.3f}")))
-MEMORY = (Column("Mem [MiB]", cell("max_memory_mib")),)
+MEMORY = (Column("Memory [MiB]", cell("max_memory_mib")),)

@@ -8,6 +8,7 @@
 - :mod:`ntirekit.rank.protocol`: protocols (``protocols/*.toml``, or a user's TOML file);
 - :mod:`ntirekit.rank.inputs`: result JSON files and folders, published CSV tables (``published/*.csv``);
 - :mod:`ntirekit.rank.ranking`: competition ranks, the score formula, the Pareto front;
+- :mod:`ntirekit.rank.timing`: when a record's runtime can rank (quick runs, the spread bound);
 - :mod:`ntirekit.rank.leaderboard`: runs merged, devices checked, gates, ranks;
 - :mod:`ntirekit.rank.render`: table, Markdown, CSV, JSON, LaTeX; :func:`render_records` for ``eval``;
 - :mod:`ntirekit.rank.plot`: the Pareto PNG (matplotlib, imported on use).

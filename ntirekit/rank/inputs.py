@@ -1,9 +1,22 @@
 """What a leaderboard reads: ``ntirekit eval`` result records (JSON files or folders of them) and published tables (CSV).
 
 A published CSV has the columns ``entry, psnr_val, psnr_test, runtime_ms, params_m, flops_g, acts_m, mem_mb`` in the
-units of the challenge tables (params in 10^6, FLOPs in 10^9, activations in 10^6, memory in MB as published), and
-optionally ``convs`` and ``device`` (where the figures were measured). An empty cell is a missing value. Each row
-becomes a record with ``source = "published"``, so that published rows are never averaged with measured ones.
+units of the challenge tables (params in 10^6, FLOPs in 10^9, activations in 10^6, memory in MiB: the tables' "MB"
+is ``max_memory_allocated() / 1024**2``), and optionally ``convs`` and ``device`` (where the figures were measured).
+An empty cell is a missing value. Each row becomes a record with ``source = "published"``, so that published rows
+are never averaged with measured ones.
+
+Packaged tables (``published/``):
+
+``ntire2022`` (``ntire2022_esr.csv``)
+    The results table of the NTIRE 2022 Efficient SR challenge report (Li et al., CVPRW 2022), as the organisers
+    published it in their repository (ofsoundof/NTIRE2022_ESR, ``figs/results.png``), on a Titan Xp: the 35 ranked
+    teams, the 8 teams listed below them as not ranked (PSNR under the baseline's), and the two baselines under the
+    kit's entry names ``rfdn`` (the AIM 2020 winner) and ``imdn_baseline`` (their parameter counts exact, from
+    ``shared/docs/protocols.md`` §1.2). Team names as printed; ByteESR's network is the kit's ``rlfn_ntire``. Values
+    as printed (params to 3 decimals), so rows that print alike share a rank where the report, ranking unrounded
+    values, split them (params: rainbow / NKU-ESR, ByteESR / Aselsan Research, Super / Alpan Team, cceNBgdd /
+    Express; FLOPs: Dragon / cceNBgdd).
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ from ntirekit.rank.metrics import number
 REQUIRED_COLUMNS = ("entry", "psnr_val", "psnr_test", "runtime_ms", "params_m", "flops_g", "acts_m", "mem_mb")
 OPTIONAL_COLUMNS = ("convs",)
 #: published table name -> packaged CSV (``ntirekit/rank/published/``)
-PUBLISHED = {"ntire2022": "ntire2022_esr_baselines.csv"}
+PUBLISHED = {"ntire2022": "ntire2022_esr.csv"}
 
 
 class InputError(NtirekitError, ValueError):

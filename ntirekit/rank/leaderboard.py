@@ -10,10 +10,23 @@ Devices
     Runtime or memory measured on devices that do not compare is refused, unless ``baseline="measured"``: then each
     row's runtime and memory are taken relative to the baseline entry measured on the same device (rank-sum
     protocols rank the ratios; score protocols use the measured baseline as ``X_baseline``).
+Baseline (score tracks)
+    ``baseline="auto"`` (the default) scores against the protocol's published constants when the runtimes were
+    measured on the device they were published on (or the records do not say where), and switches to the measured
+    baseline when they were measured elsewhere (a CPU, another GPU) and the baseline entry was measured on each such
+    device: the leaderboard's first note says so (``BASELINE MEASURED: ...``). ``"published"`` always uses the
+    constants. A score that overflows (``exp(2 * X / X_baseline)`` beyond the largest float: a CPU runtime of seconds
+    against a GPU baseline of milliseconds) is refused: the row is not ranked, and one note names every such row.
+Runtimes that cannot rank
+    A runtime from a quick run, or whose spread is above :data:`ntirekit.rank.timing.MAX_RUNTIME_SPREAD`
+    (:func:`ntirekit.rank.timing.runtime_caveat`), cannot rank: on a track that ranks runtime the row is not ranked
+    (``allow_unsteady`` ranks it, with the caveat); on any track its ``runtime_caveat`` says why, and the leaderboard's
+    first note (``RUNTIMES CANNOT RANK: ...``) states the rule.
 Status
     ``ranked``; ``reference`` (the protocol's reference entries: shown, never ranked); ``not ranked`` with the reason
     (a failed record, a missing metric, a refused value, a PSNR gate); ``random weights`` (a record of the row was
-    measured with randomly initialised weights: listed apart and not ranked unless ``allow_random``).
+    measured with randomly initialised weights: listed apart and not ranked unless ``allow_random``). A runtime
+    that cannot rank, a refused value or an overflowing score make a row ``not ranked`` with the reason.
 Weights
     Every row carries ``weights``: ``pretrained`` or ``random`` as the records say (``random`` when any record of the
     row says so), ``published`` for published rows, None when the records do not say.
@@ -31,6 +44,7 @@ Ranks
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -38,11 +52,15 @@ from typing import Any, Iterable, Mapping
 from ntirekit.core.device import comparable
 from ntirekit.core.errors import NtirekitError
 from ntirekit.core.records import SPLIT_RULE, record_dataset
-from ntirekit.rank.metrics import METRICS, extract, refused, runtime_runs, runtime_timer
+from ntirekit.rank.metrics import METRICS, extract, psnr_split, refused, runtime_runs, runtime_timer
 from ntirekit.rank.protocol import GateSet, Protocol, Track, load_protocol
 from ntirekit.rank.ranking import competition_ranks, score
+from ntirekit.rank.timing import RULE, runtime_caveat
 
-BASELINE_MODES = ("published", "measured")
+BASELINE_MODES = ("auto", "published", "measured")
+#: the first words of the leaderboard notes a command line prints as warnings
+WARNING_NOTES = ("GATE NOT APPLIED", "GATE PARTLY APPLIED", "BASELINE MEASURED", "RUNTIMES CANNOT RANK",
+                 "SCORE REFUSED")
 RANKED, REFERENCE, NOT_RANKED, RANDOM = "ranked", "reference", "not ranked", "random weights"
 #: statuses in the order rows are listed
 STATUSES = (RANKED, REFERENCE, NOT_RANKED, RANDOM)
@@ -90,6 +108,7 @@ class Row:
     files: list[str] = field(default_factory=list)
     weights: str | None = None              # pretrained | random | published | None (not said)
     refused: dict[str, Any] = field(default_factory=dict)   # metric -> value refused (not positive finite)
+    runtime_caveat: str = ""                # why its runtime cannot rank (rank.timing), "" when it can
     label: str = ""
     device_label: str = ""
     values: dict[str, Stat] = field(default_factory=dict)   # as ranked (device-bound metrics may be ratios)
@@ -107,7 +126,8 @@ class Row:
             "reason": self.reason or None, "source": self.source, "device": self.device_label or None,
             "metrics": {m: {**s.to_dict(), "rank": self.ranks.get(m)} for m, s in self.values.items()},
             "measured": {m: s.to_dict() for m, s in self.stats.items()} if self.values != self.stats else None,
-            "total": self.total, "notes": self.notes, "files": self.files,
+            "total": self.total, "runtime_caveat": self.runtime_caveat or None, "notes": self.notes,
+            "files": self.files,
         }
 
 
@@ -124,6 +144,8 @@ class Leaderboard:
     notes: list[str] = field(default_factory=list)
     ungated: tuple[str, ...] = ()           # gate metrics no row has: the gate could not be applied on them
     allow_random: bool = False              # rows measured with random weights are ranked
+    allow_unsteady: bool = False            # rows whose runtime cannot rank are ranked (with the caveat)
+    conditions: dict[str, list[str]] = field(default_factory=dict)  # psnr data, runtime inputs, timers, devices
 
     @property
     def total_heading(self) -> str | None:
@@ -149,7 +171,7 @@ class Leaderboard:
                          "published": dict(self.protocol.baseline) or None,
                          "device": self.protocol.baseline_device or None},
             "normalised": list(self.normalised), "columns": self.columns, "ungated": list(self.ungated),
-            "allow_random": self.allow_random,
+            "allow_random": self.allow_random, "allow_unsteady": self.allow_unsteady, "conditions": self.conditions,
             "rows": [r.to_dict() for r in self.rows], "notes": self.notes,
         }
 
@@ -207,19 +229,24 @@ def merge_records(records: Iterable[Mapping[str, Any]], flops_field: str, runtim
     for (entry, source), recs in groups.items():
         free: dict[str, list[float]] = {}
         bound: dict[int, tuple[Any, dict[str, list[float]]]] = {}
+        caveats: dict[int, str] = {}
         errors: list[str] = []
         bad: dict[str, Any] = {}
         for rec in recs:
             if rec.get("status", "ok") != "ok":
                 errors.append(str(rec.get("error") or rec.get("status")))
                 continue
-            fp = rec.get("device") if isinstance(rec.get("device"), Mapping) else {}
-            member = devices.find(fp, runtime_timer(rec))
             rejected = refused(rec, flops_field, runtime_stat)
             bad.update(rejected)
             values = {m: [v] for m, v in extract(rec, flops_field, runtime_stat).items() if m not in rejected}
+            fp = rec.get("device") if isinstance(rec.get("device"), Mapping) else {}
+            # a device class only for the machine-dependent figures (a PSNR's device and timer say nothing)
+            member = devices.find(fp, runtime_timer(rec)) if any(METRICS[m].device_bound for m in values) else None
             if "runtime_ms" in values:
                 values["runtime_ms"] = runtime_runs(rec, runtime_stat) or values["runtime_ms"]
+                caveat = runtime_caveat(rec)
+                if caveat and not caveats.get(id(member)):
+                    caveats[id(member)] = caveat
             for metric, vs in values.items():
                 if METRICS[metric].device_bound:
                     bound.setdefault(id(member), (member, {}))[1].setdefault(metric, []).extend(vs)
@@ -232,7 +259,8 @@ def merge_records(records: Iterable[Mapping[str, Any]], flops_field: str, runtim
         shared = {m: Stat(tuple(v)) for m, v in free.items()}
         for member, metrics in list(bound.values()) or [(None, {})]:
             stats = {**shared, **{m: Stat(tuple(v)) for m, v in metrics.items()}}
-            rows.append(Row(entry, source, member, stats, list(errors), files, weights, dict(bad)))
+            caveat = caveats.get(id(member), "") if member is not None else ""
+            rows.append(Row(entry, source, member, stats, list(errors), files, weights, dict(bad), caveat))
 
     labels = devices.labels()
     names = [r.entry for r in rows]
@@ -343,17 +371,91 @@ def _missing_reason(row: Row, metrics: Iterable[str], mode: str, entry: str | No
     return "no " + ", ".join(missing)
 
 
+def _norm(text: Any) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(text or "").lower())
+
+
+def on_published_device(fp: Mapping[str, Any], protocol: Protocol) -> bool | None:
+    """Whether the fingerprint ``fp`` is the device the protocol's baseline constants were published on (its name,
+    e.g. ``RTX 3090``, within the GPU's name); None where either does not say (no ``baseline.device``, a published
+    row, a record without a fingerprint)."""
+    kind = fp.get("kind")
+    if not protocol.baseline_device or kind not in ("cpu", "cuda"):
+        return None
+    return kind == "cuda" and _norm(protocol.baseline_device) in _norm(fp.get("gpu"))
+
+
+def _resolve_baseline(rows: list[Row], track: Track, protocol: Protocol, mode: str,
+                      entry: str | None) -> tuple[str, str]:
+    """The baseline mode ``auto`` stands for on these rows, and the note saying why when it is ``measured``."""
+    if mode != "auto":
+        return mode, ""
+    bound = _device_bound(track.metrics)
+    if track.method != "score" or not bound:
+        return "published", ""
+    timed = [r for r in rows if r.source != "published" and r.device is not None and any(m in r.stats for m in bound)]
+    elsewhere = {id(r.device): r.device_label for r in timed if on_published_device(r.device[0], protocol) is False}
+    based = {id(r.device) for r in timed if r.entry == entry}
+    if not elsewhere or not entry or not {id(r.device) for r in timed} <= based:
+        return "published", ""
+    return "measured", (f"BASELINE MEASURED: {', '.join(bound)} measured on {'; '.join(sorted(set(elsewhere.values())))}, "
+                        f"not on the {protocol.baseline_device} that {protocol.name}'s constants were published on, so "
+                        f"scores use {entry} as measured on the same device (--baseline published keeps the "
+                        "published constants)")
+
+
+def _overflow(row: Row, track: Track, protocol: Protocol, mode: str, entry: str | None) -> str:
+    """The reason a row's score overflows: its metric furthest above the baseline, and what to do."""
+    metric = max(track.metrics, key=lambda m: row.values[m].mean / row.baseline[m])
+    ratio = row.values[metric].mean / row.baseline[metric]
+    if mode == "published":
+        on = f" published on {protocol.baseline_device}" if protocol.baseline_device else " as published"
+        return (f"score overflows: {metric} {ratio:,.0f}x the baseline's{on} (--baseline measured scores against "
+                f"{entry or 'the baseline entry'} timed on the same device)")
+    return f"score overflows: {metric} {ratio:,.0f}x {entry}'s on the same device"
+
+
+def _dataset_name(record: Mapping[str, Any]) -> str:
+    dataset = record.get("dataset")
+    name = dataset.get("name") if isinstance(dataset, Mapping) else dataset
+    return str(name or "unnamed data")
+
+
+def conditions(records: Iterable[Mapping[str, Any]], rows: list[Row]) -> dict[str, list[str]]:
+    """What the figures were measured on: ``psnr`` (dataset, split, protocol), ``runtime`` (the timing inputs),
+    ``timer`` and ``device`` (each list in order of first appearance, empty where no record says)."""
+    psnr: list[str] = []
+    runtime: list[str] = []
+    timers: list[str] = []
+    for rec in records:
+        if not isinstance(rec, Mapping) or rec.get("status", "ok") != "ok" or rec.get("source") == "published":
+            continue
+        if rec.get("psnr_db") is not None:
+            said = [s for s in (psnr_split(rec), rec.get("protocol")) if s]
+            psnr.append(_dataset_name(rec) + (f" ({', '.join(map(str, said))})" if said else ""))
+        if isinstance(rec.get("runtime_ms"), Mapping):
+            runtime.append(str(rec.get("runtime_input") or "inputs not said"))
+            timer = runtime_timer(rec) or "unknown"
+            timers.append(f"{timer} timer ({'mean' if timer == 'ntire' else 'median'})")
+    devices = [r.device_label for r in rows if r.device_label]
+    return {key: list(dict.fromkeys(values)) for key, values in
+            (("psnr", psnr), ("runtime", runtime), ("timer", timers), ("device", devices))}
+
+
 def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Protocol = "ntire2022",
-                      track: str | None = None, *, baseline: str = "published", baseline_entry: str | None = None,
+                      track: str | None = None, *, baseline: str = "auto", baseline_entry: str | None = None,
                       gate: str | None = None, runtime_stat: str | None = None,
-                      rank_references: bool = False, allow_random: bool = False) -> Leaderboard:
+                      rank_references: bool = False, allow_random: bool = False,
+                      allow_unsteady: bool = False) -> Leaderboard:
     """Rank ``records`` (``ntirekit eval`` results and/or published rows) under ``protocol``'s ``track``.
 
-    ``baseline``: ``"published"`` (score constants from the protocol; runtimes must come from one device) or
-    ``"measured"`` (the baseline entry measured on each row's device: score constants, or rank-sum ratios).
-    ``gate``: a gate set of the protocol (default: the protocol's), or ``"none"``. ``rank_references`` ranks the
-    protocol's reference rows like any entry. ``allow_random`` ranks rows measured with random weights (otherwise
-    they are listed apart, status ``random weights``).
+    ``baseline``: ``"auto"`` (score tracks: the published constants where the runtimes were measured on their device,
+    else the baseline entry measured here when it is; see the module doc), ``"published"`` (score constants from
+    the protocol; runtimes must come from one device) or ``"measured"`` (the baseline entry measured on each row's
+    device: score constants, or rank-sum ratios). ``gate``: a gate set of the protocol (default: the protocol's), or
+    ``"none"``. ``rank_references`` ranks the protocol's reference rows like any entry. ``allow_random`` ranks rows
+    measured with random weights (otherwise they are listed apart, status ``random weights``). ``allow_unsteady``
+    ranks rows whose runtime cannot rank (:mod:`ntirekit.rank.timing`), with the caveat.
     """
     proto = load_protocol(protocol)
     trk = proto.track(track)
@@ -368,18 +470,29 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
     if not rows:
         raise LeaderboardError("no results to rank")
 
+    baseline, switched = _resolve_baseline(rows, trk, proto, baseline, base_entry)
     if baseline == "published":
         _check_devices(rows, _device_bound(trk.metrics), base_entry)
     normalised = _apply_baseline(rows, trk, proto, baseline, base_entry)
     notes: list[str] = []
 
-    # status: reference / missing / gate
+    # status: reference / missing / gate / runtime that cannot rank / score that overflows
     gates = list(gate_set.gates) if gate_set else []
     ungated = tuple(dict.fromkeys(g.metric for g in gates if not any(g.metric in r.stats for r in rows)))
     gates = [g for g in gates if g.metric not in ungated]
     references = (set() if rank_references else set(proto.reference)) | {
         str(r["entry"]) for r in records if isinstance(r, Mapping) and r.get("reference")}   # bicubic & co.
+    ranks_runtime = "runtime_ms" in trk.metrics
+    overflowed: list[str] = []
     for row in rows:
+        overflow = ""
+        if trk.method == "score" and all(m in row.values and m in row.baseline for m in trk.metrics):
+            try:
+                row.total = score({m: row.values[m].mean for m in trk.metrics}, row.baseline, trk.weights,
+                                  trk.exponent)
+            except OverflowError:
+                overflow = _overflow(row, trk, proto, baseline, base_entry)
+                overflowed.append(row.label)
         reason = ""
         if row.refused:
             reason = "; ".join(f"{m} {v!r} refused (not a positive finite number)" for m, v in row.refused.items())
@@ -397,6 +510,10 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
                 reason = f"{g.metric} {value:.{m.decimals}f} {m.unit} fails the gate ({g.describe()})"
             if reason:
                 break
+        unsteady = ranks_runtime and "runtime_ms" in row.stats and row.runtime_caveat
+        if unsteady and not reason and not allow_unsteady:
+            reason = f"runtime cannot rank ({row.runtime_caveat})"
+        reason = reason or overflow
         random = row.weights == "random" and not allow_random
         if row.entry in references:
             row.status = REFERENCE
@@ -405,13 +522,13 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
             row.status, row.reason = RANDOM, "random weights (--allow-random to rank)"
         elif reason:
             row.status, row.reason = NOT_RANKED, reason
-        elif ungated:
-            row.notes.append(f"ungated (no {' or '.join(ungated)})")
+        else:
+            if ungated:
+                row.notes.append(f"ungated (no {' or '.join(ungated)})")
+            if unsteady:
+                row.notes.append(f"runtime ranked with a caveat ({row.runtime_caveat})")
         if row.errors and not reason:
             row.notes.append(f"{len(row.errors)} failed record(s) ignored: {row.errors[0]}")
-        if trk.method == "score" and all(m in row.values and m in row.baseline for m in trk.metrics):
-            row.total = score({m: row.values[m].mean for m in trk.metrics}, row.baseline, trk.weights,
-                              trk.exponent)
 
     ranked = [r for r in rows if r.status == RANKED]
     for metric in trk.metrics:
@@ -441,10 +558,30 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
                      "(--allow-random ranks them)")
     elif allow_random and any(r.weights == "random" for r in rows):
         notes.append("random weights ranked (--allow-random): their PSNR is meaningless")
+    first = [switched] if switched else []
+    unsteady_note = _unsteady_note(rows, ranks_runtime, allow_unsteady, "runtime_ms" in columns)
+    first += [unsteady_note] if unsteady_note else []
+    if overflowed:
+        first.append(f"SCORE REFUSED for {len(overflowed)} row(s) ({', '.join(overflowed)}): exp(2 x value / "
+                     "baseline) overflows; see each row's reason")
     if ungated:
-        notes.insert(0, ungated_note(gate_set.name, ungated, partly=bool(gates)))  # type: ignore[union-attr]
-    return Leaderboard(proto, trk, rows, columns, gate_set, baseline, base_entry, normalised, notes, ungated,
-                       allow_random)
+        first.append(ungated_note(gate_set.name, ungated, partly=bool(gates)))  # type: ignore[union-attr]
+    return Leaderboard(proto, trk, rows, columns, gate_set, baseline, base_entry, normalised, first + notes,
+                       ungated, allow_random, allow_unsteady, conditions(records, rows))
+
+
+def _unsteady_note(rows: list[Row], ranks_runtime: bool, allow: bool, shown: bool) -> str:
+    """The caveat line for the rows whose runtime cannot rank ("" when there is none, or runtime is not shown)."""
+    labels = [r.label for r in rows if r.runtime_caveat and "runtime_ms" in r.stats]
+    if not labels or not (ranks_runtime or shown):
+        return ""
+    why = "; ".join(dict.fromkeys(r.runtime_caveat for r in rows if r.runtime_caveat and "runtime_ms" in r.stats))
+    head = f"RUNTIMES CANNOT RANK: {len(labels)} of {len(rows)} row(s) ({why}; marked *)"
+    if not ranks_runtime:
+        return f"{head}: shown, not comparable; {RULE}"
+    if allow:
+        return f"{head}: ranked anyway (--allow-unsteady), a ranking these timings cannot support; {RULE}"
+    return f"{head}: not ranked; {RULE} (--allow-unsteady ranks them with this caveat)"
 
 
 def ungated_note(gate: str, metrics: Iterable[str], partly: bool = False) -> str:
@@ -483,10 +620,12 @@ def _notes(rows: list[Row], track: Track, proto: Protocol, gate_set: GateSet | N
             consts = ", ".join(f"{m} {proto.baseline[m]:g}" for m in track.metrics)
             on = f" on {proto.baseline_device}" if proto.baseline_device else ""
             notes.append(f"baseline {base_entry or '(unnamed)'} as published{on}: {consts}")
-            here = [d for d in devices if not d.startswith("published")]
+            here = sorted({r.device_label for r in rows if r.source != "published" and r.device is not None
+                           and on_published_device(r.device[0], proto) is not True})
             if here and proto.baseline_device:
                 notes.append(f"runtimes measured on {'; '.join(here)} against a baseline published on "
-                             f"{proto.baseline_device}: use --baseline measured for scores that compare")
+                             f"{proto.baseline_device}: these scores do not compare; measure {base_entry} in the "
+                             "same run and use --baseline measured")
         else:
             notes.append(f"baseline: {base_entry} as measured on each device")
     if any(m in columns for m in normalised):

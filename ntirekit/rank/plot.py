@@ -2,19 +2,26 @@
 
 Drawn with matplotlib's object API on an Agg canvas (no pyplot state, no display needed). What the figure shows:
 
-- ranked rows filled; reference rows hollow; rows not ranked (gated out, refused, random weights) grey and hollow;
-- the Pareto front through the **ranked** rows only: a row that is not ranked is never on it;
+- ranked rows filled; reference rows hollow; rows not ranked (gated out, refused, random weights, a runtime that
+  cannot rank) grey and hollow; a runtime that cannot rank (:mod:`ntirekit.rank.timing`) has ``*`` after its label;
+- the Pareto front through the **ranked** rows only: a row that is not ranked is never on it; a "front" of one row
+  is no front, and is neither drawn nor starred;
+- under the legend, what the figures were measured on: the PSNR's dataset (split, protocol), the timing inputs,
+  the timer and the device; and, in red, the caveat when runtimes cannot rank;
 - the PSNR axis spans the ranked and reference rows (all rows when none is ranked); a row far below (random weights
   at 7 dB) is drawn as a grey triangle on the lower edge with its value in its label, so it does not stretch the axis;
 - the runtime axis starts at 0, or is logarithmic when the runtimes span more than :data:`LOG_SPAN` times;
 - labels placed without overlap by a deterministic search: each label, in order of runtime, takes the first of a
-  fixed ring of offsets around its marker whose box overlaps no label placed before, no marker and stays inside the
-  axes (a thin leader line joins a label set far from its marker); the least-overlapping candidate when none is free.
+  fixed ring of offsets around its marker whose box overlaps no label placed before, no marker, stays inside the
+  axes and lies nearer its own marker than any other (so that a label is never read as its neighbour's); a thin
+  leader line joins a label set far from its marker; the least-bad candidate when none is free.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +32,11 @@ from ntirekit.rank.ranking import pareto_front
 _STYLE = {  # status -> (face colour, edge colour, legend)
     RANKED: ("#4c72b0", "#1f3d6b", "ranked"),
     REFERENCE: ("none", "#333333", "reference (not ranked)"),
-    NOT_RANKED: ("none", "#9a9a9a", "not ranked (gate, missing or refused value)"),
+    NOT_RANKED: ("none", "#9a9a9a", "not ranked (gate, refused value, runtime that cannot rank)"),
     RANDOM: ("none", "#b0b0b0", "random weights (not ranked)"),
 }
 FRONT_COLOUR = "#c44e52"
+CAVEAT_COLOUR = "#b22222"
 #: rows not ranked within this many dB below the ranked ones widen the PSNR axis; lower ones sit on its edge
 NEAR_DB = 1.0
 _BELOW_SIZE = 60.0
@@ -60,6 +68,11 @@ def _place_labels(ax: Any, renderer: Any, points: list[tuple[float, float]], rad
     centres = [ax.transData.transform(p) for p in points]
     taken = [Bbox.from_bounds(cx - r * scale, cy - r * scale, 2 * r * scale, 2 * r * scale)
              for (cx, cy), r in zip(centres, radii)]
+
+    def detached(box: Any, i: int) -> bool:
+        """Whether the label box lies nearer another marker's edge than its own marker's."""
+        own = marker_gap(box, centres[i], radii[i] * scale)
+        return any(marker_gap(box, c, r * scale) < own for j, (c, r) in enumerate(zip(centres, radii)) if j != i)
     taken += [t.get_window_extent(renderer) for t in ax.texts]       # gate labels drawn before
 
     def overlap(box: Any) -> float:
@@ -86,7 +99,7 @@ def _place_labels(ax: Any, renderer: Any, points: list[tuple[float, float]], rad
                               **leader, **style)
             ann.update_positions(renderer)
             box = Text.get_window_extent(ann, renderer)          # the text alone, not its leader line
-            cost = overlap(box)
+            cost = overlap(box) + (1e9 if detached(box, i) else 0.0)
             if best is None or cost < best[0]:
                 if best is not None:
                     best[1].remove()
@@ -99,8 +112,41 @@ def _place_labels(ax: Any, renderer: Any, points: list[tuple[float, float]], rad
         taken.append(best[2])
 
 
+def marker_gap(box: Any, centre: Any, radius: float) -> float:
+    """Distance in pixels from a label's box to the edge of a round marker (negative: the box reaches into it)."""
+    dx = max(box.x0 - centre[0], 0.0, centre[0] - box.x1)
+    dy = max(box.y0 - centre[1], 0.0, centre[1] - box.y1)
+    return math.hypot(dx, dy) - radius
+
+
+def conditions_lines(lb: Leaderboard) -> list[str]:
+    """What the plotted figures were measured on (dataset, timing inputs, timer, device), one line each."""
+    said = lb.conditions
+    devices = "; ".join(said.get("device", [])) or "device not said"
+    psnr = "; ".join(said.get("psnr", [])) or "as published"
+    runtime = "; ".join(said.get("runtime", [])) or "as published"
+    timer = "; ".join(said.get("timer", []))
+    return [f"PSNR: {psnr}", f"runtime: {runtime}" + (f"; {timer}" if timer else "") + f"; on {devices}"]
+
+
+def caveat_line(lb: Leaderboard, rows: list[Row]) -> str:
+    """The red line for plotted rows whose runtime cannot rank ("" when every plotted runtime can)."""
+    caveats = list(dict.fromkeys(r.runtime_caveat for r in rows if r.runtime_caveat))
+    if not caveats:
+        return ""
+    n = sum(1 for r in rows if r.runtime_caveat)
+    if "runtime_ms" not in lb.track.metrics:
+        how = "shown, not comparable"
+    elif lb.allow_unsteady:
+        how = "ranked anyway (--allow-unsteady): a ranking these timings cannot support"
+    else:
+        how = "drawn as not ranked, no front through them"
+    return f"* CAVEAT: the runtimes of {n} row(s) cannot rank ({'; '.join(caveats)}): {how}"
+
+
 def pareto_plot(lb: Leaderboard, path: str | os.PathLike, psnr: str | None = None) -> list[str]:
-    """Write the plot to ``path`` (PNG); returns the labels of the ranked rows on the front, fastest first.
+    """Write the plot to ``path`` (PNG); returns the labels of the ranked rows on the front, fastest first (empty
+    when fewer than two ranked rows make it: one row is no front).
 
     ``psnr``: ``psnr_val`` or ``psnr_test`` (default: ``psnr_val`` where any row has it)."""
     fig, front = pareto_figure(lb, psnr)
@@ -127,6 +173,7 @@ def pareto_figure(lb: Leaderboard, psnr: str | None = None) -> tuple[Any, list[s
     sizes = [60.0 if p is None else 30.0 + 800.0 * p / largest for p in params]
     ranked = [i for i, r in enumerate(rows) if r.status == RANKED]
     front = [ranked[k] for k in pareto_front([(xs[i], ys[i]) for i in ranked])]
+    front = front if len(front) > 1 else []
 
     y_low, y_high = _y_limits(rows, ys)
     below = {i for i, y in enumerate(ys) if y < y_low}
@@ -168,15 +215,22 @@ def pareto_figure(lb: Leaderboard, psnr: str | None = None) -> tuple[Any, list[s
     ax.set_xlabel(f"{runtime} (lower is better){', log scale' if log_x else ''}")
     ax.set_ylabel(f"{METRICS[psnr].heading} (higher is better)")
     ax.set_title(f"{lb.protocol.title}: {METRICS[psnr].label} against runtime\n"
-                 f"marker area ∝ params (largest {largest:.3f} M); ★ on the Pareto front of the ranked rows",
+                 f"marker area ∝ params (largest {largest:.3f} M); " +
+                 ("★ on the Pareto front of the ranked rows" if front else "no Pareto front: fewer than two ranked rows"),
                  fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, markerscale=0.5, frameon=False)
-    fig.tight_layout()
+    footer = [line for text in conditions_lines(lb) for line in textwrap.wrap(text, 160)]
+    caveat = textwrap.wrap(caveat_line(lb, rows), 125)
+    fig.text(0.01, 0.01, "\n".join(footer), fontsize=7, color="#444444", ha="left", va="bottom")
+    if caveat:
+        fig.text(0.01, 0.01 + 0.022 * len(footer), "\n".join(caveat), fontsize=7.5, color=CAVEAT_COLOUR,
+                 ha="left", va="bottom", fontweight="bold")
+    fig.tight_layout(rect=(0.0, 0.022 * (len(footer) + len(caveat)) + 0.01, 1.0, 1.0))
 
     labels: list[tuple[str, dict[str, Any]]] = []
     for i, row in enumerate(rows):
-        text = row.label + (" ★" if i in front else "")
+        text = row.label + ("*" if row.runtime_caveat else "") + (" ★" if i in front else "")
         if i in below:
             text += f" ({ys[i]:.2f} dB)"
         colour = "#8c1c1f" if i in front else ("#333333" if row.status in (RANKED, REFERENCE) else "#888888")

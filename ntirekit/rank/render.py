@@ -1,9 +1,15 @@
-"""Leaderboards as people read them: terminal table, Markdown, CSV, JSON and LaTeX (report style).
+r"""Leaderboards as people read them: terminal table, Markdown, CSV, JSON and LaTeX (report style).
 
 Every format shows the same rows in the same order (ranked, then reference rows, then the rows not ranked with their
 reason, then the rows measured with random weights), and every format has a weights column (``pretrained``,
-``random``, ``published``; ``–`` where the records do not say). Text formats print each ranked metric as ``value (rank)``, e.g. ``27.11 (1)``, and several runs as
-``mean±std``; CSV and JSON carry the unrounded values, the ranks and the spread in fields of their own.
+``random``, ``published``; ``–`` where the records do not say). Text formats print each ranked metric as
+``value (rank)``, e.g. ``27.11 (1)``, and several runs as ``mean±std``; a runtime that cannot rank
+(:mod:`ntirekit.rank.timing`) is marked ``*`` (``27.11*``) and the notes say why; CSV and JSON carry the unrounded
+values, the ranks, the spread and the runtime caveat (``runtime_caveat``) in fields of their own.
+
+LaTeX: every cell, heading and note is escaped (:func:`latex_escape`): the ten special characters, ``–`` as ``--``,
+``<``, ``>``, ``|``, the mathematical signs, and command-line options as ``\texttt{-{}-allow-random}`` (``-{}-``
+keeps TeX from joining two hyphens into a dash).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any, Callable, Iterable, Mapping
 
 from tabulate import SEPARATING_LINE, tabulate
@@ -27,6 +34,10 @@ def _decimals(lb: Leaderboard, metric: str) -> int:
     return 3 if metric in lb.normalised else METRICS[metric].decimals
 
 
+#: the mark of a runtime that cannot rank
+UNSTEADY = "*"
+
+
 def _value(lb: Leaderboard, row: Row, metric: str, pm: str, missing: str) -> str:
     stat = row.values.get(metric)
     if stat is None:
@@ -35,6 +46,8 @@ def _value(lb: Leaderboard, row: Row, metric: str, pm: str, missing: str) -> str
     text = f"{stat.mean:.{d}f}"
     if stat.std > 0:  # several runs that differ
         text += f"{pm}{stat.std:.{d}f}"
+    if metric == "runtime_ms" and row.runtime_caveat:
+        text += UNSTEADY
     if metric in row.ranks:
         text += f" ({row.ranks[metric]})"
     return text
@@ -55,9 +68,10 @@ def _note(row: Row) -> str:
     return "; ".join(parts + row.notes)
 
 
-def _grid(lb: Leaderboard, pm: str = "±", missing: str = "–",
-          text: Callable[[str], str] = str) -> tuple[list[str], list[list[list[str]]]]:
-    """Headings and the rows in groups (ranked, reference, not ranked), as strings."""
+def _grid(lb: Leaderboard, text: Callable[[str], str] = str) -> tuple[list[str], list[list[list[str]]]]:
+    """Headings and the rows in groups (ranked, reference, not ranked), every cell and heading passed through
+    ``text`` (the format's escaping)."""
+    pm, missing = "±", "–"
     with_device = len({r.device_label for r in lb.rows if r.device_label}) > 1
     with_note = any(_note(r) for r in lb.rows)
     headings = ["#", "Entry", *(["Device"] if with_device else []), "Weights", *(lb.heading(m) for m in lb.columns),
@@ -66,11 +80,10 @@ def _grid(lb: Leaderboard, pm: str = "±", missing: str = "–",
     for status in STATUSES:
         group = []
         for row in (r for r in lb.rows if r.status == status):
-            cells = [_rank(row), text(row.label), *([text(row.device_label or "–")] if with_device else []),
-                     text(row.weights or missing),
-                     *(_value(lb, row, m, pm, missing) for m in lb.columns),
-                     *([_total(lb, row, missing)] if lb.total_heading else []), *([text(_note(row))] if with_note else [])]
-            group.append(cells)
+            cells = [_rank(row), row.label, *([row.device_label or missing] if with_device else []),
+                     row.weights or missing, *(_value(lb, row, m, pm, missing) for m in lb.columns),
+                     *([_total(lb, row, missing)] if lb.total_heading else []), *([_note(row)] if with_note else [])]
+            group.append([text(c) for c in cells])
         if group:
             groups.append(group)
     return [text(h) for h in headings], groups
@@ -96,7 +109,7 @@ def to_table(lb: Leaderboard) -> str:
 
 
 def to_markdown(lb: Leaderboard) -> str:
-    headings, groups = _grid(lb, text=lambda s: s.replace("|", "\\|"))
+    headings, groups = _grid(lb, text=lambda s: s.replace("|", "\\|").replace("*", "\\*"))
     rows = [cells for group in groups for cells in group]
     table = tabulate(rows, headers=headings, tablefmt="github", colalign=_align(headings), disable_numparse=True)
     notes = "\n".join(f"- {n}" for n in lb.notes)
@@ -104,19 +117,42 @@ def to_markdown(lb: Leaderboard) -> str:
 
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$",
-                  "≥": r"$\geq$", "≤": r"$\leq$", "–": "--", "·": r"$\cdot$", "±": r"$\pm$"}
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
+                  "–": "--", "—": "---", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$", "·": r"$\cdot$",
+                  "±": r"$\pm$", "★": r"$\star$", "²": r"\textsuperscript{2}"}
+#: a command-line option (``--allow-random``, ``--baseline``) in running text
+_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _escape_chars(text: str) -> str:
+    """Each special character replaced; a ``-`` becomes ``-{}`` only before another ``-`` (no ``--`` ligature)."""
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "-":
+            out.append("-{}" if text[i + 1:i + 2] == "-" else "-")
+        else:
+            out.append(_LATEX_ESCAPES.get(ch, ch))
+    return "".join(out)
 
 
 def latex_escape(text: str) -> str:
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+    r"""``text`` as LaTeX text mode typesets it literally: ``_ % & # $ { } ~ ^ \ < > |`` escaped, ``–`` an en dash
+    (``--``), ``×≥≤·±`` in math, and a command-line option such as ``--allow-random`` as
+    ``\texttt{-{}-allow-random}``."""
+    out, end = [], 0
+    for match in _OPTION.finditer(text):
+        out += [_escape_chars(text[end:match.start()]), r"\texttt{" + _escape_chars(match.group()) + "}"]
+        end = match.end()
+    out.append(_escape_chars(text[end:]))
+    return "".join(out)
 
 
 def to_latex(lb: Leaderboard) -> str:
-    headings, groups = _grid(lb, pm=r"$\pm$", missing="--", text=latex_escape)
+    headings, groups = _grid(lb, text=latex_escape)
     spec = "".join("l" if a == "left" else "r" for a in _align(headings))
     lines = [f"% {_title(lb)}", "% made by ntirekit leaderboard; needs \\usepackage{booktabs}",
-             *(f"% {n}" for n in lb.notes),
+             *(f"% {' '.join(n.split())}" for n in lb.notes),
              f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(headings) + r" \\"]
     for group in groups:
         lines.append("\\midrule")
@@ -139,7 +175,7 @@ def to_csv(lb: Leaderboard) -> str:
         header += [name] + ([f"{m}_rank"] if m in lb.track.metrics else []) + \
             ([f"{m}_std", f"{m}_n"] if m in spread else [])
     total = "score" if lb.track.method == "score" else "rank_sum"
-    header += [total, "note"]
+    header += [total, "runtime_caveat", "note"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -154,7 +190,7 @@ def to_csv(lb: Leaderboard) -> str:
             if m in spread:
                 line += ["", ""] if stat is None else [repr(stat.std), stat.n]
         line += ["" if row.total is None else (repr(row.total) if total == "score" else int(row.total)),
-                 "; ".join(([row.reason] if row.reason else []) + row.notes)]
+                 row.runtime_caveat, "; ".join(([row.reason] if row.reason else []) + row.notes)]
         writer.writerow(line)
     return out.getvalue()
 
