@@ -9,7 +9,8 @@ zips). Each problem goes into a :class:`~ntirekit.pack.report.Report` as one lin
 - ``extra-file`` / ``extra-video`` / ``extra-frames``: a file the reference has no place for;
 - ``misnamed``: a file that looks meant for a reference item under another name (the LR suffix ``x4``, another case,
   another extension, a frame name that is not ``001.png``);
-- ``nested-folder``: a file one folder too deep (all of them at once: one line for the folder that wraps them);
+- ``nested-folder``: a file one folder too deep (all of them at once: one line for the folder that wraps them,
+  :func:`wrapping_folder`, checked first by the scoring);
 - ``symlink``, ``special-file``, ``bad-name``, ``too-many-files``: what no upload may hold.
 
 Hidden files (``.DS_Store``) and ``__MACOSX/`` are left out with one warning. ``readme.txt`` and ``MANIFEST.json``
@@ -28,7 +29,8 @@ from ntirekit.pack.formats import FRAME_NAME, LR_SUFFIX, MANIFEST, README
 from ntirekit.pack.report import Report
 from ntirekit.quality.vqe_scoring import scored_frames
 
-__all__ = ["MAX_UPLOAD_FILES", "SHOWN", "list_files", "match_images", "match_frames", "image_file", "frame_file"]
+__all__ = ["MAX_UPLOAD_FILES", "SHOWN", "list_files", "wrapping_folder", "match_images", "match_frames", "image_file",
+           "frame_file"]
 
 #: the most files an upload may hold (a VQE test set of every frame is a few thousand)
 MAX_UPLOAD_FILES = 100_000
@@ -100,31 +102,24 @@ def list_files(root: str | os.PathLike, report: Report, max_files: int = MAX_UPL
     return files
 
 
-def _wrapping_folder(paths: Sequence[str], depth: int) -> str | None:
-    """The one folder that holds every path one level deeper than the layout wants (a zipped folder), or None."""
-    if not paths or any(p.count("/") < depth for p in paths):
+def wrapping_folder(paths: Sequence[str], videos: Sequence[str] = ()) -> str | None:
+    """The one folder that holds every path of an upload, readme included (a zipped folder rather than its
+    content), or None. A folder named like a reference video (``videos``) is a video's folder, not a wrapper."""
+    if not paths or any("/" not in p for p in paths):
         return None
     tops = {p.split("/", 1)[0] for p in paths}
-    return tops.pop() if len(tops) == 1 else None
+    top = tops.pop()
+    return top if not tops and top not in videos else None
 
 
-def _root_files(files: Mapping[str, Path], report: Report, depth: int, what: str) -> dict[str, Path] | None:
-    """The content files (readme and manifest left out); None after one ``nested-folder`` line when they all lie in
-    one extra folder."""
-    content = {p: f for p, f in files.items() if p not in (README, MANIFEST)}
-    wrapper = _wrapping_folder(sorted(content), depth)
-    if wrapper is not None:
-        report.error("nested-folder", f"everything lies in the folder {wrapper}/: upload {what} themselves, not a "
-                                      "folder around them", wrapper + "/")
-        return None
-    return content
+def _content(files: Mapping[str, Path]) -> dict[str, Path]:
+    """The files that answer reference items: all but ``readme.txt`` and ``MANIFEST.json`` at the root."""
+    return {p: f for p, f in files.items() if p not in (README, MANIFEST)}
 
 
 def match_images(files: Mapping[str, Path], names: Sequence[str], report: Report) -> dict[str, Path]:
     """``{reference image name: its SR file}`` of an ``esr-results`` upload; every misfit is one problem line."""
-    content = _root_files(files, report, 1, "the SR images")
-    if content is None:
-        return {}
+    content = _content(files)
     wanted = {image_file(n): n for n in names}
     by_fold = {f.casefold(): f for f in wanted}
     by_stem = {n.casefold(): image_file(n) for n in names}
@@ -161,9 +156,7 @@ def match_frames(files: Mapping[str, Path], videos: Mapping[str, int], frame_ste
                  report: Report) -> dict[tuple[str, int], Path]:
     """``{(video, 1-based frame number): file}`` of a ``vqe-results`` upload for the scored frames of each video
     (``videos``: ``{name: frame count}``; ``frame_step`` 1 scores every frame, 10 frames 010, 020, ...)."""
-    content = _root_files(files, report, 2, "the video folders")
-    if content is None:
-        return {}
+    content = _content(files)
     wanted = {v: {i + 1 for i in scored_frames(n, frame_step)} for v, n in videos.items()}
     matched: dict[tuple[str, int], Path] = {}
     at_root, nested, misnamed = [], [], []

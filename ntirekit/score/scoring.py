@@ -36,7 +36,7 @@ from ntirekit.pack.report import Report
 from ntirekit.quality.aggregate import mean_over_videos, video_psnr
 from ntirekit.quality.metrics import PROTOCOLS, psnr
 from ntirekit.quality.vqe_scoring import scored_frames
-from ntirekit.score.layout import match_frames, match_images
+from ntirekit.score.layout import match_frames, match_images, wrapping_folder
 from ntirekit.score.png import PngError, read_png
 from ntirekit.score.reference import Reference, ReferenceDataError
 
@@ -192,6 +192,12 @@ def score_upload(files: Mapping[str, Path], reference: Reference, settings: Scor
     measures = dict(measures) if measures is not None else {"psnr_db": psnr_measure(settings)}
     scores = Scores(settings, reference.source)
     report.format = settings.results_format
+    wrapper = wrapping_folder(sorted(files), [v.name for v in reference.videos])
+    if wrapper is not None:
+        what = "the SR images and readme.txt" if settings.track == "esr" else "the video folders and readme.txt"
+        report.error("nested-folder", f"everything lies in this folder: upload {what} themselves, not a folder "
+                                      "around them", wrapper + "/")
+        return scores
     if settings.track == "esr":
         scores.rows = _score_images(files, reference, measures, report)
     else:

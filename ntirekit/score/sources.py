@@ -58,11 +58,22 @@ def open_upload(results: str | os.PathLike, scratch: str | os.PathLike, report: 
 
 
 def detect_track(ref: str | os.PathLike, files: Mapping[str, Path]) -> str:
-    """``esr`` or ``vqe``: what a reference folder says, else what the upload's layout looks like (PNGs at the root:
-    esr; in one folder per video: vqe), else esr."""
-    meta = Path(ref) / REFERENCE_JSON
-    if meta.is_file():
-        return read_reference_folder(ref).track
+    """``esr`` or ``vqe``, from the reference first (it is the organizer's): what a reference folder says; vqe for
+    compressed clips as ``eval --track vqe`` reads them; esr for an image dataset; else from the upload's layout
+    (frames in one folder per video: vqe), else esr."""
+    root = Path(ref)
+    if (root / REFERENCE_JSON).is_file():
+        return read_reference_folder(root).track
+    try:
+        find_videos(root)
+        return "vqe"
+    except (VqeDataError, OSError, ValueError):
+        pass
+    try:
+        open_image_dataset(root)
+        return "esr"
+    except (DataError, OSError):
+        pass
     return "vqe" if detect_format(files) == "vqe-results" else "esr"
 
 
