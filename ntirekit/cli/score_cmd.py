@@ -52,7 +52,7 @@ def score(results: str, ref: str, track: str | None, scale: int, protocol: str, 
             head = head.replace(outcome.report.source, f"{outcome.report.source} against {scores.reference}: "
                                                        f"{scores.settings.describe()}", 1)
         click.echo(head)
-        if scores is not None and (scores.rows or scores.readme):
+        if scores is not None and render_scores(scores):
             click.echo(render_scores(scores))
     if not outcome.report.ok:
         raise SystemExit(1)

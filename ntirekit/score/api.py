@@ -16,8 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from ntirekit.pack.formats import FRAME_NAME
 from ntirekit.pack.report import Report
 from ntirekit.pack.safezip import Limits
 from ntirekit.quality.metrics import ssim
@@ -25,6 +26,17 @@ from ntirekit.score.scoring import Measure, Scores, ScoringSettings, leaderboard
 from ntirekit.score.sources import detect_track, open_reference, open_upload
 
 __all__ = ["ScoreOutcome", "score_results"]
+
+
+def _upload_frame_step(files: Mapping[str, Path], track: str, report: Report) -> int:
+    """10 when a VQE upload holds frames 010, 020, ... only (a validation upload, as ``eval --every-10th`` saves
+    it), else 1; a note says so."""
+    numbers = [int(m.group(2)) for m in (FRAME_NAME.match(p.rpartition("/")[2]) for p in files if "/" in p) if m]
+    if track != "vqe" or not numbers or any(n % 10 for n in numbers):
+        return 1
+    report.warn("every-10th", "the upload holds frames 010, 020, ... only: scored as the NTIRE 2022 validation server "
+                              "did (every 10th frame); --every-10th says so explicitly")
+    return 10
 
 
 @dataclass
@@ -52,7 +64,8 @@ def score_results(results: str | os.PathLike, ref: str | os.PathLike, *, track: 
     ``track``: ``esr`` or ``vqe`` (None: :func:`ntirekit.score.sources.detect_track`). ``scale``: the ESR scale,
     which is also the border shaved. ``protocol``: ``challenge`` (RGB) or ``paper`` (Y). ``ssim_too``: also SSIM
     (ESR; :func:`ntirekit.quality.ssim`, same protocol and border). ``frame_step``: VQE frames scored (1 every frame,
-    10 every 10th; None: what a reference folder holds, else 1). ``split``: which split a DIV2K-style ``ref`` root
+    10 every 10th; None: what a reference folder holds, else 10 when the upload holds frames 010, 020, ... only, else
+    1). ``split``: which split a DIV2K-style ``ref`` root
     opens (default valid).
     """
     report = Report(source=str(results))
@@ -62,7 +75,7 @@ def score_results(results: str | os.PathLike, ref: str | os.PathLike, *, track: 
             return ScoreOutcome(report, None)
         track = track or detect_track(ref, files)
         reference = open_reference(ref, track, scale=scale, split=split)
-        step = frame_step or reference.frame_step or 1
+        step = frame_step or reference.frame_step or _upload_frame_step(files, track, report)
         settings = ScoringSettings(track, protocol, border=scale if track == "esr" else 0, frame_step=step)
         measures: dict[str, Measure] = {"psnr_db": psnr_measure(settings)}
         if ssim_too:

@@ -262,7 +262,7 @@ def _cell(key: str, value: Any) -> str:
 
 
 def render_scores(scores: Scores) -> str:
-    """The per-image (per-video) table, the mean and the readme fields as plain text."""
+    """The per-image (per-video) table, the mean and the readme fields as plain text (no table without rows)."""
     keys = _columns(scores)
     first = "image" if scores.settings.track == "esr" else "video"
     lines = [[first] + [_TITLES.get(k, k) for k in keys]]
@@ -272,7 +272,7 @@ def render_scores(scores: Scores) -> str:
                                                         for k in keys])
     widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
     text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-            for r in lines]
+            for r in lines] if scores.rows else []
     labels = {f.key: f.labels[0] for f in readme_fields(scores.settings.results_format)}
     if scores.readme:
         text.append("readme.txt: " + "; ".join(f"{labels[k]} = {v}" for k, v in scores.readme.items()))

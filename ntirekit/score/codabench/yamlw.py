@@ -1,6 +1,7 @@
 """A small YAML writer for the files a Codabench bundle holds (``competition.yaml``, ``metadata.yaml``).
 
-Block style, two-space indents; mappings (string keys, order kept), lists, strings, booleans, integers, floats and
+Block style, two-space indents; mappings (string keys, order kept; a key that is not a plain identifier, or that a YAML
+1.1 reader takes for a boolean such as ``on``, is quoted), lists, strings, booleans, integers, floats and
 ``datetime`` values. Every string is written double-quoted with JSON's escapes, which YAML reads the same way (YAML
 1.2 §7.3.1), so no value is ever read as another type (``"0801"``, ``"yes"``, ``"1e3"`` stay strings); a datetime is
 written plain as ``YYYY-MM-DD HH:MM:SS``, the form Codabench's documentation asks for phase dates (PyYAML reads it as a
@@ -15,6 +16,16 @@ import math
 from typing import Any
 
 __all__ = ["dump_yaml"]
+
+#: plain keys that YAML 1.1 readers (PyYAML) take for booleans or null: written quoted
+_RESERVED = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"YAML key {key!r} must be a non-empty string")
+    plain = key.replace("_", "").isalnum() and key.isascii() and not key[0].isdigit()
+    return key if plain and key.lower() not in _RESERVED else json.dumps(key, ensure_ascii=False)
 
 
 def _scalar(value: Any) -> str:
@@ -40,13 +51,11 @@ def _lines(value: Any, indent: int) -> list[str]:
             raise ValueError("empty mappings are not written")
         out = []
         for key, item in value.items():
-            if not isinstance(key, str) or not key.replace("_", "").isalnum():
-                raise ValueError(f"YAML key {key!r} must be letters, digits and underscores")
             if isinstance(item, (dict, list)):
-                out.append(f"{pad}{key}:")
+                out.append(f"{pad}{_key(key)}:")
                 out += _lines(item, indent + 2)
             else:
-                out.append(f"{pad}{key}: {_scalar(item)}")
+                out.append(f"{pad}{_key(key)}: {_scalar(item)}")
         return out
     if isinstance(value, list):
         if not value:
