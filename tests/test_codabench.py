@@ -233,7 +233,8 @@ def test_the_vqe_bundle_scores_every_10th_frame_per_video_then_over_videos(tmp_p
     import math
 
     clean, up = _vqe_data(tmp_path)
-    make_bundle("ntire2022-vqe-validation", clean, tmp_path / "vqe.zip", options=BundleOptions(_dt.datetime(2022, 1, 1)))
+    make_bundle("ntire2022-vqe-validation", clean, tmp_path / "vqe.zip",
+                options=BundleOptions(_dt.datetime(2022, 1, 1)))
     bundle = _unzip(tmp_path / "vqe.zip", tmp_path / "bundle")
     settings = ScoringSettings("vqe", "challenge", border=0, frame_step=10)
     _check_competition_yaml(bundle, {c.key for c in leaderboard_columns(settings)})

@@ -126,6 +126,8 @@ def _bad(case: str, tmp: Path) -> Path:
         black_png(up / "a.png", 20000, 20000, declared=(40, 48))
     elif case == "16-bit PNG":
         write_image(up / "a.png", _hr(0).astype(np.uint16) * 257)
+    elif case == "exact copy":
+        write_image(up / "a.png", _hr(0))
     elif case == "no readme":
         (up / "readme.txt").unlink()
     elif case == "nested folder":
@@ -160,6 +162,7 @@ BAD = {  # case -> (problem code, words of its one line, how many images are sti
     "nested folder": ("nested-folder", "results/: everything lies in this folder", 0),
     "dotdot names": ("path-traversal", "../a.png: '..' in the member path", 3),
     "zip bomb": ("zip-bomb", "beyond 200:1", None),
+    "exact copy": ("exact-copy", "a.png: identical to the reference", 3),
 }
 
 

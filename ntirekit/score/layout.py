@@ -52,7 +52,7 @@ def frame_file(video: str, number: int) -> str:
 
 
 def _one_per_line(report: Report, code: str, items: Sequence[tuple[str, str]], what: str) -> None:
-    """``(path, message)`` items as problems, :data:`SHOWN` of them on lines of their own, then one line for the rest."""
+    """``(path, message)`` items as problems: :data:`SHOWN` on lines of their own, then one line for the rest."""
     for path, message in items[:SHOWN]:
         report.error(code, message, path)
     if len(items) > SHOWN:
@@ -193,7 +193,7 @@ def match_frames(files: Mapping[str, Path], videos: Mapping[str, int], frame_ste
     step = ("every 10th frame (010.png, 020.png, ...)" if frame_step == 10 else
             "every frame" if frame_step == 1 else f"every {frame_step}th frame")
     _one_per_line(report, "extra-frames", [
-        (v + "/", f"{len(names)} frame(s) that are not scored ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}): "
+        (v + "/", f"{len(names)} frame(s) that are not scored ({', '.join(names[:3])}{', ...' * (len(names) > 3)}): "
                   f"the video has {videos[v]} frames and the scoring takes {step}")
         for v, names in sorted(unscored.items())], "videos with extra frames")
     missing_videos, missing_frames = [], []

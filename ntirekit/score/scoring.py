@@ -11,8 +11,10 @@
 Every image is read with the bounded reader of :mod:`ntirekit.score.png` after its reference image, so its header is
 checked against the reference's size before any of its pixels is decoded; one image is in memory at a time. A problem
 with one file is one line in the :class:`~ntirekit.pack.report.Report` and never stops the others; the upload's mean
-is given only when there is no problem at all. ``readme.txt`` is read (at most :data:`README_MAX_BYTES`) and parsed
-as ``ntirekit pack`` writes it (:func:`ntirekit.pack.formats.parse_readme`).
+is given only when there is no problem at all. An image (a video) identical to its reference, an infinite PSNR, is a
+problem too (``exact-copy``: the hidden ground truth uploaded), which keeps ``scores.json`` finite. ``readme.txt`` is
+read (at most :data:`README_MAX_BYTES`) and parsed as ``ntirekit pack`` writes it
+(:func:`ntirekit.pack.formats.parse_readme`).
 
 :func:`leaderboard_columns` and :func:`leaderboard_scores` are the leaderboard of a validation phase: the Codabench
 scoring program writes the scores as ``scores.json``, and ``competition.yaml`` lists the columns; both come from here.
@@ -175,8 +177,8 @@ def _score_videos(files: Mapping[str, Path], reference: Reference, settings: Sco
             for key, m in measures.items():
                 values[key].append(float(m(out, clean)))
         if all(len(v) == len(numbers) for v in values.values()):
-            rows.append({"name": video.name, "frames": len(numbers),
-                         **{key: video_psnr(v) if key == "psnr_db" else float(np.mean(v)) for key, v in values.items()}})
+            means = {key: video_psnr(v) if key == "psnr_db" else float(np.mean(v)) for key, v in values.items()}
+            rows.append({"name": video.name, "frames": len(numbers), **means})
     return rows
 
 
@@ -202,6 +204,11 @@ def score_upload(files: Mapping[str, Path], reference: Reference, settings: Scor
         scores.rows = _score_images(files, reference, measures, report)
     else:
         scores.rows = _score_videos(files, reference, settings, measures, report)
+    for row in scores.rows:
+        if math.isinf(row["psnr_db"]):
+            where = f"{row['name']}.png" if settings.track == "esr" else f"{row['name']}/"
+            report.error("exact-copy", "identical to the reference (an infinite PSNR): the ground truth is not "
+                                       "an entry", where)
     scores.readme = _read_readme(files, settings.results_format, report)
     report.info["readme"] = scores.readme
     if report.ok and scores.rows:

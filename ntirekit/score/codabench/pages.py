@@ -131,6 +131,7 @@ def vqe_pages(scoring: VqeScoring, settings: ScoringSettings, videos: int) -> di
               "them" if settings.frame_step == 10 else
               "every frame of each video" if settings.frame_step == 1 else f"every {settings.frame_step}th frame")
     names = "`010.png`, `020.png`, ..." if settings.frame_step == 10 else "`001.png`, `002.png`, ..."
+    every_10th = " --every-10th" if settings.frame_step == 10 else ""
     overview = f"""# Quality enhancement of compressed video: validation phase ({scoring.name})
 
 Upload the enhanced frames of the {videos} validation videos ({frames}). The scoring program compares them with the
@@ -160,7 +161,7 @@ NTIRE fields:
 With the kit:
 
 ```bash
-ntirekit eval --track vqe --data CLIPS/ --entries . --save-frames up/{' --every-10th' if settings.frame_step == 10 else ''} --extra-data 0
+ntirekit eval --track vqe --data CLIPS/ --entries . --save-frames up/{every_10th} --extra-data 0
 ntirekit pack up/<entry> --format vqe-results
 ```
 

@@ -52,7 +52,8 @@ def run(input_dir: Path, output_dir: Path, settings: ScoringSettings) -> int:
         for problem in report.problems:
             print(problem, file=sys.stderr)
         return 1
-    (output_dir / SCORES_FILE).write_text(json.dumps(leaderboard_scores(scores)) + "\n", encoding="utf-8")
+    board = json.dumps(leaderboard_scores(scores), allow_nan=False)
+    (output_dir / SCORES_FILE).write_text(board + "\n", encoding="utf-8")
     return 0
 
 
