@@ -128,6 +128,8 @@ def _bad(case: str, tmp: Path) -> Path:
         write_image(up / "a.png", _hr(0).astype(np.uint16) * 257)
     elif case == "exact copy":
         write_image(up / "a.png", _hr(0))
+    elif case == "readme case":
+        (up / "readme.txt").rename(up / "README.TXT")
     elif case == "no readme":
         (up / "readme.txt").unlink()
     elif case == "nested folder":
@@ -163,6 +165,7 @@ BAD = {  # case -> (problem code, words of its one line, how many images are sti
     "dotdot names": ("path-traversal", "../a.png: '..' in the member path", 3),
     "zip bomb": ("zip-bomb", "beyond 200:1", None),
     "exact copy": ("exact-copy", "a.png: identical to the reference", 3),
+    "readme case": ("missing-readme", "no readme.txt with the four NTIRE fields (found README.TXT: it must be named", 3),
 }
 
 

@@ -113,8 +113,9 @@ def wrapping_folder(paths: Sequence[str], videos: Sequence[str] = ()) -> str | N
 
 
 def _content(files: Mapping[str, Path]) -> dict[str, Path]:
-    """The files that answer reference items: all but ``readme.txt`` and ``MANIFEST.json`` at the root."""
-    return {p: f for p, f in files.items() if p not in (README, MANIFEST)}
+    """The files that answer reference items: all but ``readme.txt`` and ``MANIFEST.json`` at the root (in any case:
+    a ``README.TXT`` is the readme check's to report)."""
+    return {p: f for p, f in files.items() if p.casefold() not in (README, MANIFEST.casefold())}
 
 
 def match_images(files: Mapping[str, Path], names: Sequence[str], report: Report) -> dict[str, Path]:

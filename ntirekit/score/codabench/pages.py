@@ -21,16 +21,17 @@ PAGES = (("Overview", "pages/overview.md"), ("Evaluation", "pages/evaluation.md"
          ("Submission", "pages/submission.md"))
 
 _PSNR = {
-    "challenge": "PSNR on the three RGB channels of the 8-bit images, {border} pixels shaved on every side{crop}, "
+    "challenge": "PSNR on the three RGB channels of the 8-bit images, {border}{crop}, "
                  "float64 mean squared error over H x W x 3, PSNR = 20 log10(255 / sqrt(MSE))",
     "paper": "PSNR on the BT.601 studio-range luma Y = 16 + 65.481 R + 128.553 G + 24.966 B (RGB in [0, 1], Y kept "
-             "as float), {border} pixels shaved on every side{crop}, float64 MSE, peak 255",
+             "as float), {border}{crop}, float64 MSE, peak 255",
 }
 
 
 def _psnr_text(settings: ScoringSettings) -> str:
     crop = " (the HR image mod-cropped to a multiple of the scale first)" if settings.track == "esr" else ""
-    return _PSNR[settings.protocol].format(border=settings.border, crop=crop)
+    border = f"{settings.border} pixels shaved on every side" if settings.border else "no border shaved"
+    return _PSNR[settings.protocol].format(border=border, crop=crop)
 
 
 def _columns_text(settings: ScoringSettings) -> str:
@@ -127,7 +128,7 @@ submission gets no score.
 
 def vqe_pages(scoring: VqeScoring, settings: ScoringSettings, videos: int) -> dict[str, str]:
     """``{file: Markdown}`` of a VQE validation phase under the NTIRE 2022 ``scoring``."""
-    frames = ("every 10th frame of each video (frames 010, 020, ...), as the NTIRE 2022 validation server scored "
+    frames = ("every 10th frame of each video, 010, 020, ..., as the NTIRE 2022 validation server scored "
               "them" if settings.frame_step == 10 else
               "every frame of each video" if settings.frame_step == 1 else f"every {settings.frame_step}th frame")
     names = "`010.png`, `020.png`, ..." if settings.frame_step == 10 else "`001.png`, `002.png`, ..."
@@ -142,7 +143,7 @@ declares. The final test phase scores every frame of the test videos with the sa
     evaluation = f"""# Evaluation
 
 **PSNR** ({settings.protocol} protocol): per frame, {_psnr_text(settings)}; per video the mean over its scored
-frames ({frames}; frames without any error are skipped), then the mean over the {videos} videos. This is the NTIRE
+frames, {frames}, frames without any error skipped; then the mean over the {videos} videos. This is the NTIRE
 2022 definition ({scoring.aggregate}), computed by the same code as `ntirekit eval --track vqe`.
 
 The leaderboard of this phase:
