@@ -186,6 +186,7 @@ def test_the_esr_bundle_runs_on_codabench_and_scores_as_eval(tmp_path, set5_dir,
     assert set(scores) == {c["key"] for c in doc["leaderboards"][0]["columns"]}
     assert abs(scores["psnr"] - record["psnr_db"]) <= 1e-9                  # eval's figure
     assert scores["psnr"] == score_results(res, set5_dir).scores.psnr_db   # the kit's, bit for bit
+    assert scores["psnr"] == score_results(res, ref).scores.psnr_db        # the kit on the bundle's reference folder
     assert (scores["runtime"], scores["cpu"], scores["extra_data"]) == (0.004, 1, 0)
     details = (tmp_path / "run" / "output" / "detailed_results.html").read_text()
     for image in record["images"]:

@@ -245,3 +245,41 @@ def test_a_folder_upload_never_follows_links(tmp_path, ref):
     outcome = score_results(up, ref)
     assert outcome.report.codes() == ["symlink", "missing-image"]
     shutil.rmtree(up)
+
+
+def _vqe(root: Path) -> tuple[Path, Path]:
+    """Clean clips 001 (21 frames) and 002 (12 frames), and an upload of every frame (clean + 2)."""
+    from ntirekit.data.video import write_png_folder
+
+    rng = np.random.default_rng(3)
+    for name, n in (("001", 21), ("002", 12)):
+        frames = [rng.integers(20, 230, (20, 24, 3), dtype=np.uint8) for _ in range(n)]
+        write_png_folder(frames, root / "clean" / name)
+        for k, frame in enumerate(frames, 1):
+            write_image(root / "up" / name / f"{k:03d}.png", frame + np.uint8(2))
+    (root / "up" / "readme.txt").write_text(render_readme({**README, "runtime_s": 0.5}, "vqe-results"))
+    return root / "clean", root / "up"
+
+
+def test_vqe_uploads_every_misfit_one_line(tmp_path):
+    clean, up = _vqe(tmp_path)
+    every = score_results(up, clean)
+    assert every.report.ok and every.scores.settings.frame_step == 1
+    assert every.scores.psnr_db == pytest.approx(20 * math.log10(255 / 2), abs=1e-12)
+    # every frame uploaded, every 10th scored: one line per video for the frames that are not scored
+    tenth = score_results(up, clean, frame_step=10)
+    assert tenth.report.codes() == ["extra-frames", "extra-frames"]
+    assert str(tenth.report.problems[0]) == ("[extra-frames] 001/: 19 frame(s) that are not scored (001.png, 002.png, "
+                                             "003.png, ...): the video has 21 frames and the scoring takes every 10th "
+                                             "frame (010.png, 020.png, ...)")
+    (up / "001" / "005.png").unlink()
+    (up / "002" / "007.png").rename(up / "002" / "frame7.png")
+    shutil.copytree(up / "002", up / "003")
+    (up / "stray.png").write_bytes(b"x")
+    report = score_results(up, clean).report
+    assert sorted(str(p) for p in report.problems) == sorted([
+        "[extra-file] stray.png: the upload's root holds readme.txt and one folder of PNG frames per video",
+        "[misnamed] 002/frame7.png: not a frame name (001.png, 002.png, ... as ffmpeg's %3d.png numbers them)",
+        "[extra-video] 003/: not a video of the reference set (12 files)",
+        "[missing-frames] 001/: 1 of its 21 scored frames are missing (005.png)",
+        "[missing-frames] 002/: 1 of its 12 scored frames are missing (007.png)"])
