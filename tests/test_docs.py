@@ -17,7 +17,7 @@ from ntirekit.core.spec import EntrySpec, WeightsSpec
 from ntirekit.core.entry_schema import REFERENCE_BEGIN, REFERENCE_END, SCHEMA, reference_markdown
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-GUIDES = [DOCS / "participants.md", DOCS / "organizers.md"]
+GUIDES = [DOCS / "participants.md", DOCS / "organizers.md", DOCS / "validation.md"]
 
 
 def test_participants_guide_holds_the_generated_reference() -> None:

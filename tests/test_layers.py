@@ -1,7 +1,7 @@
 """The package's layering, read from the source with ``ast`` (nothing is imported).
 
 Layers, lowest first (docs/architecture.md): core < jail < quality < data < nn < models < graph < measure < eval <
-train < pack < rank < jobs < cli. A module may import its own layer and the layers below, never one above; the module import graph has no
+train < pack < rank < score < jobs < cli. A module may import its own layer and the layers below, never one above; the module import graph has no
 circles; imports of the kit's own modules sit at module top. Imports under ``if TYPE_CHECKING:`` are for type hints
 only and are not counted.
 """
@@ -16,8 +16,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ntirekit"
 
 #: lowest first; a module's layer is the longest prefix listed (the root package counts as core)
-LAYERS = ("core", "jail", "quality", "data", "nn", "models", "graph", "measure", "eval", "train", "pack", "rank", "jobs",
-          "cli")
+LAYERS = ("core", "jail", "quality", "data", "nn", "models", "graph", "measure", "eval", "train", "pack", "rank", "score",
+          "jobs", "cli")
 
 
 def module_name(path: Path) -> str:

@@ -29,6 +29,8 @@ COMMANDS = {
     "check": "ntirekit.cli.check_cmd:check",
     "import-ntire": "ntirekit.cli.import_cmd:import_ntire",
     "regress": "ntirekit.cli.regress_cmd:regress",
+    "score": "ntirekit.cli.score_cmd:score",
+    "codabench": "ntirekit.cli.codabench_cmd:codabench",
 }
 
 
