@@ -119,10 +119,10 @@ def _tool(folder: Path, name: str, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-def test_slurm_submits_one_array_and_asks_for_a_gpu_only_for_device_cuda(tmp_path: Path, hr_images: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stand-in sbatch records the script submitit writes; stand-in squeue (no sacct: accounting off) reports the
-    array's tasks as lost, beside another array of the same user that must not count."""
+@pytest.fixture()
+def stand_in_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stand-in sbatch (keeps the script submitit writes as SUBMITTED/array.sh), srun, scancel, and squeue (no
+    sacct: accounting off) reporting array 4242's tasks as lost beside another array of the same user; polls fast."""
     from ntirekit.jobs.slurm import SlurmBatch
 
     bin_dir = tmp_path / "bin"
@@ -137,6 +137,14 @@ def test_slurm_submits_one_array_and_asks_for_a_gpu_only_for_device_cuda(tmp_pat
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(SlurmBatch, "poll_s", 0.05)
     monkeypatch.setattr(SlurmBatch, "settle_s", 0.0)
+    return scripts
+
+
+def test_slurm_submits_one_array_and_asks_for_a_gpu_only_for_device_cuda(tmp_path: Path, hr_images: Path,
+                                                                          stand_in_slurm: Path) -> None:
+    """The sbatch script of the array; the tasks squeue reports lost become failure records named as their ok
+    records would be."""
+    scripts = stand_in_slurm
     root = tmp_path / "entries"
     for name, mode in {"a_nearest": "nearest", "b_bilinear": "bilinear", "c_bicubic": "bicubic"}.items():
         interp_entry(root, name, mode)
@@ -173,6 +181,19 @@ def test_slurm_submits_one_array_and_asks_for_a_gpu_only_for_device_cuda(tmp_pat
     assert "#SBATCH --gpus-per-node=1" in lines and "#SBATCH --signal=USR2@1" in lines and "#SBATCH --time=1" in lines
     assert "slurm: 3 jobs as one array on partition gpu, at most 2 at a time; each 1 task, 4 CPUs, 1 GPU" in \
         result.output
+
+
+def test_jobs_take_the_cpu_quick_run_only_with_device_cpu(tmp_path: Path, stand_in_slurm: Path) -> None:
+    """--device auto is resolved on each node: a GPU-less submitting machine does not make its jobs quick runs."""
+    interp_entry(tmp_path / "entries", "team", "bicubic")
+    common = ["eval", "--track", "runtime", "--entries", str(tmp_path / "entries"), "--entry", "team", "--quiet",
+              "--leaderboard", "none", "--executor", "slurm"]
+    for device, quick in (("auto", False), ("cpu", True)):
+        out = tmp_path / device
+        result = CliRunner().invoke(main, [*common, "--device", device, "--out", str(out)])
+        assert result.exit_code == 1, result.output                  # the stand-in job is lost
+        (rec,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
+        assert ("crop" in rec["options"]["extra"], rec["options"]["warmup"]) == ((True, 1) if quick else (False, 3))
 
 
 def test_absent_slurm_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -281,7 +281,7 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
     check_data(declared, resolved, entries)             # a bad --data: its one line, before anything else
     if not quiet:
         click.echo(plan_line(resolved, entries, device_kind, quick), err=True)
-    if quick and not quiet:
+    if quick:
         click.echo(_quick_note(extra, options.warmup, options.repeats, timer, input_shape), err=True)
     try:
         if executor is None:

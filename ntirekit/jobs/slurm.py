@@ -25,13 +25,15 @@ recorded as failed with a line saying so; a squeue that stops answering is said 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 from ntirekit.jobs.settings import JOB_STARTUP_S, ExecutorError, ExecutorSettings
 from ntirekit.jobs.spec import has_outcome
@@ -87,6 +89,20 @@ def make_slurm_executor(settings: ExecutorSettings, folder: Any, gpu: bool) -> A
     return executor
 
 
+@contextlib.contextmanager
+def _stderr_to(file: BinaryIO) -> Iterator[None]:
+    """File descriptor 2 (this process's and its children's stderr) into ``file`` for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def request_line(settings: ExecutorSettings, jobs: int, device: str) -> str:
     """What the kit asks Slurm for, in one line (the plan line of ``--executor slurm``)."""
     parallel = f"at most {settings.max_parallel} at a time" if settings.max_parallel else "as many at a time as fit"
@@ -132,12 +148,18 @@ class SlurmBatch:
                  note: Callable[[str], None] = lambda line: None):
         import submitit
 
-        try:
-            jobs = executor.map_array(fn, list(specs)) if specs else []
-        except (submitit.core.utils.FailedSubmissionError, OSError, RuntimeError) as exc:
-            text = str(exc).strip().splitlines()
-            raise ExecutorError(f"sbatch refused the job array: {text[-1] if text else type(exc).__name__}") \
-                from None
+        with tempfile.TemporaryFile() as said, _stderr_to(said):   # sbatch's own lines: into the one error line
+            try:
+                jobs = executor.map_array(fn, list(specs)) if specs else []
+            except (submitit.core.utils.FailedSubmissionError, OSError, RuntimeError) as exc:
+                failed = exc
+            else:
+                failed = None
+            said.seek(0)
+            text = [*str(failed or "").strip().splitlines(), *said.read().decode(errors="replace").splitlines()]
+        if failed is not None:
+            errors = [line for line in text if "error" in line.lower()] or text
+            raise ExecutorError(f"sbatch refused the job array: {errors[-1].strip() if errors else type(failed).__name__}")
         self.array_id = str(jobs[0].job_id).split("_")[0] if jobs else ""
         self.waiting = {str(job.job_id): (spec, job) for spec, job in zip(specs, jobs)}
         self.states: dict[str, str] = {}
