@@ -93,7 +93,8 @@ step_reference() {
     echo "id=$(basename "$folder")" >>"$GITHUB_OUTPUT"
   fi
   if [ ! -d "$folder" ]; then
-    echo "::error::no reference figures in $folder: record them with 'ntirekit regress --record --device $DEVICE ...' and commit metrics/$own/" >&2
+    echo "::error::no reference figures in $folder: record them with" \
+         "'ntirekit regress --record --device $DEVICE ...' and commit metrics/$own/" >&2
     return 1
   fi
 }

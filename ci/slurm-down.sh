@@ -20,7 +20,7 @@ fi
 stopped=()
 for daemon in slurmd slurmctld munged; do
   pid_file=$(awk -v d="$daemon" '$1 == d { f = $2 } END { print f }' "$DIR/started")
-  [ -n "$pid_file" ] && [ -f "$pid_file" ] || continue
+  if [ -z "$pid_file" ] || [ ! -f "$pid_file" ]; then continue; fi
   pid=$(cat "$pid_file")
   kill -TERM "$pid" 2>/dev/null || continue
   for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done

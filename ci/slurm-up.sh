@@ -32,10 +32,13 @@ if [ -f "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
   skip "$CONF exists and was not written by this script: not touching it"
 fi
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
-  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || skip "Slurm is not installed and cannot be here (needs root and apt-get: apt-get install slurm-wlm munge)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge; } \
-    >"${TMPDIR:-/tmp}/ntirekit-slurm-apt.log" 2>&1 \
-    || skip "apt-get install slurm-wlm munge failed (see ${TMPDIR:-/tmp}/ntirekit-slurm-apt.log)"
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    skip "Slurm is not installed and cannot be here (it needs root and apt-get: apt-get install slurm-wlm munge)"
+  fi
+  log="${TMPDIR:-/tmp}/ntirekit-slurm-apt.log"
+  { apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge; } >"$log" 2>&1 \
+    || skip "apt-get install slurm-wlm munge failed (see $log)"
 fi
 [ "$(id -u)" = 0 ] || skip "the daemons need root (slurmd runs jobs as their users)"
 
@@ -46,7 +49,9 @@ chmod 0755 /run/munge
 
 # munge: the credentials every Slurm message carries (the key comes with the package)
 if ! timeout 5 munge -n 2>/dev/null | timeout 5 unmunge >/dev/null 2>&1; then
-  [ -f /etc/munge/munge.key ] || { mungekey --create --keyfile=/etc/munge/munge.key && chown munge:munge /etc/munge/munge.key; }
+  if [ ! -f /etc/munge/munge.key ]; then
+    mungekey --create --keyfile=/etc/munge/munge.key && chown munge:munge /etc/munge/munge.key
+  fi
   runuser -u munge -- munged --pid-file=/run/munge/munged.pid
   echo "munged /run/munge/munged.pid" >>"$DIR/started"
 fi
@@ -99,5 +104,6 @@ for _ in $(seq "$WAIT_S"); do
   fi
   sleep 1
 done
-echo "slurm-up: node $node not idle after ${WAIT_S} s (state: ${state:-no answer}); see $DIR/slurmctld.log and $DIR/slurmd.log" >&2
+echo "slurm-up: node $node not idle after ${WAIT_S} s (state: ${state:-no answer});" \
+     "see $DIR/slurmctld.log and $DIR/slurmd.log" >&2
 exit 1

@@ -1,8 +1,8 @@
 """The command-line options of job execution, shared by ``eval`` and ``regress``.
 
 :func:`executor_options` adds ``--executor``, ``--partition``, ``--time-limit``, ``--mem-gb``, ``--max-parallel``,
-``--cpus-per-task``, ``--jobs-dir`` and ``--wait-limit`` to a click command and hands the command one ``executor`` argument: an
-:class:`~ntirekit.jobs.executors.ExecutorSettings`, or None to evaluate in this process as before.
+``--cpus-per-task``, ``--jobs-dir`` and ``--wait-limit`` to a click command and hands the command one ``executor``
+argument: an :class:`~ntirekit.jobs.settings.ExecutorSettings`, or None to evaluate in this process as before.
 :func:`baseline_entry` names the entry ``eval`` times beside every job (the ranking protocol's baseline; this module
 sits with the commands because it reads the protocols of :mod:`ntirekit.rank`).
 """

@@ -158,8 +158,8 @@ class SlurmBatch:
             said.seek(0)
             text = [*str(failed or "").strip().splitlines(), *said.read().decode(errors="replace").splitlines()]
         if failed is not None:
-            errors = [line for line in text if "error" in line.lower()] or text
-            raise ExecutorError(f"sbatch refused the job array: {errors[-1].strip() if errors else type(failed).__name__}")
+            errors = [line.strip() for line in text if "error" in line.lower()] or text
+            raise ExecutorError(f"sbatch refused the job array: {errors[-1] if errors else type(failed).__name__}")
         self.array_id = str(jobs[0].job_id).split("_")[0] if jobs else ""
         self.waiting = {str(job.job_id): (spec, job) for spec, job in zip(specs, jobs)}
         self.states: dict[str, str] = {}

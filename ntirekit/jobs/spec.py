@@ -194,7 +194,7 @@ def slurm_signals(on_time_limit: Callable[[], None]) -> Iterator[None]:
 
     def warn(signum: int, frame: Any) -> None:
         warned.append(time.time())
-        print("ntirekit job: Slurm's time-limit warning (USR2)", file=sys.stderr, flush=True)
+        print("ntirekit job: the time-limit warning (USR2)", file=sys.stderr, flush=True)
 
     def stop(signum: int, frame: Any) -> None:
         if warned:
