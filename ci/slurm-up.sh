@@ -8,7 +8,7 @@
 # The configuration is a small cluster's: this machine is the controller and the only node (its line from
 # `slurmd -C`), no GPUs (no gres), accounting off (AccountingStorageType=accounting_storage/none: `sacct` answers
 # nothing), proctrack/linuxproc and task/none (no cgroups, no CPU binding), SlurmUser=root. Two settings are short
-# for the tests' sake only: SlurmdTimeout=10 (a node whose slurmd is gone is DOWN after ~10 s instead of 300 s) and
+# for the tests' sake only: SlurmdTimeout=20 (a node whose slurmd is gone is DOWN after ~20 s instead of 300 s) and
 # KillWait=5 (SIGTERM to SIGKILL). The daemons run without systemd, their files under $NTIREKIT_SLURM_DIR
 # (default /var/tmp/ntirekit-slurm): state, spool, logs, pid files, and `started` (the daemons started here).
 #
@@ -75,7 +75,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2
-SlurmdTimeout=10
+SlurmdTimeout=20
 KillWait=5
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
