@@ -66,16 +66,20 @@ def hr_images(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def in_a_slurm_job(monkeypatch: pytest.MonkeyPatch):
-    """This process as a Slurm job given 1 CPU (job 77); torch's threads and the thread variables restored after."""
-    threads = torch.get_num_threads()
-    for name, value in {"SLURM_JOB_ID": "77", "SLURM_CPUS_PER_TASK": "1", "SLURM_CPUS_ON_NODE": "1"}.items():
-        monkeypatch.setenv(name, value)
+def in_a_slurm_job():
+    """This process as a Slurm job given 1 CPU (job 77); torch's threads and the whole environment (which a job
+    changes: thread variables, its NTIREKIT_* ones) restored after."""
+    threads, environ = torch.get_num_threads(), dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "SLURM_ARRAY_JOB_ID",
                  "SLURM_RESTART_COUNT"):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    torch.set_num_threads(threads)
+        os.environ.pop(name, None)
+    os.environ.update({"SLURM_JOB_ID": "77", "SLURM_CPUS_PER_TASK": "1", "SLURM_CPUS_ON_NODE": "1"})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_num_threads(threads)
 
 
 def _spec(tmp_path: Path, hr_images: Path, entry: str, baseline: str | None = None) -> JobSpec:
@@ -130,11 +134,10 @@ def test_a_bare_sigterm_stops_the_job_and_the_schedulers_state_names_it(tmp_path
     assert rec["options"]["data"] == str(hr_images) and rec["split"] is None and rec["protocol"] == "challenge"
 
 
-def test_a_job_started_again_by_slurm_does_nothing(tmp_path: Path, hr_images: Path, in_a_slurm_job: None,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_started_again_by_slurm_does_nothing(tmp_path: Path, hr_images: Path, in_a_slurm_job: None) -> None:
     signalling_entry(tmp_path / "entries", "team")
     spec = _spec(tmp_path, hr_images, "team")
-    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    os.environ["SLURM_RESTART_COUNT"] = "1"
     assert run_job(spec) is None and not spec.run_file.exists()
 
 
