@@ -185,6 +185,32 @@ def test_device_cuda_on_a_cluster_without_gpus_is_one_line(tmp_path: Path, hr_im
     assert not list(out.glob("*.json"))
 
 
+def test_the_jobs_take_the_submitters_weights_folder_not_slurms_export(tmp_path: Path, weights_dir: Path,
+                                                                       set5_dir: Path) -> None:
+    """A relative NTIREKIT_WEIGHTS on the submitting side, and Slurm handing the job a wrong one (--export): the job
+    still loads the real checkpoint (the kit passes the variable, made absolute, in the job's spec), and its PSNR is
+    the in-process one."""
+    (tmp_path / "weights").symlink_to(weights_dir)
+    data = tmp_path / "HR"
+    data.mkdir()
+    for name in ("bird.bmp", "head.bmp"):
+        shutil.copy(set5_dir / "HR" / name, data / name)
+    env = {**os.environ, "NTIREKIT_WEIGHTS": "weights", "SBATCH_EXPORT": "ALL,NTIREKIT_WEIGHTS=/nonexistent"}
+    done = subprocess.run([NTIREKIT, "eval", "--track", "psnr", "--entry", "rlfn_ntire", "--data", "HR", "--out",
+                           "out", "--quiet", "--executor", "slurm"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rec = records(tmp_path / "out")["rlfn_ntire"]
+    assert rec["weights"] == "pretrained" and rec["options"]["data"] == str(data)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        reference, = run_track([discover()["rlfn_ntire"]], EvalOptions(track="psnr", data=str(data), progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    assert rec["psnr_db"] == reference["psnr_db"] and reference["weights"] == "pretrained"
+
+
 def test_scancel_mid_array_ends_the_command_and_the_rerun_submits_only_it(tmp_path: Path, hr_images: Path) -> None:
     """No accounting here: a task cancelled while the array runs ends the command in bounded time; the tasks that
     finished were merged into --out while it still ran; the cancelled one is a CANCELLED failure record, named as its

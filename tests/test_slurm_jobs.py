@@ -214,3 +214,15 @@ def test_the_command_ends_whatever_squeue_says(tmp_path: Path, hr_images: Path, 
     assert rec["status"] == "failed" and rec["job_id"] == "4243" and expected in rec["error"], rec["error"]
     cancelled = (tmp_path / "cancelled").read_text().split() if (tmp_path / "cancelled").exists() else []
     assert cancelled == (["4243"] if "wait limit" in expected else [])
+
+
+def test_a_time_limit_shorter_than_a_jobs_start_up_is_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ntirekit.cli import main
+
+    result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--entry", "rlfn_ntire", "--out", str(tmp_path),
+                                       "--executor", "slurm", "--time-limit", "0"])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        f"Error: --time-limit must be at least 1 minute, not 0: a job's start-up alone takes up to {JOB_STARTUP_S} s"]
+    assert not list(tmp_path.iterdir())
