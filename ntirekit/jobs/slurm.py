@@ -189,6 +189,8 @@ class SlurmBatch:
             elif queue is not None and (state is None or state.split()[0] in FINAL_STATES):
                 if now - self.over_since.setdefault(job_id, now) >= self.settle_s:
                     ended.append((spec, job, known or "UNKNOWN", None))
+            elif queue is not None:
+                self.over_since.pop(job_id, None)
         for _spec, job, _state, _reason in ended:
             del self.waiting[str(job.job_id)]
         if self.waiting and now >= self.deadline:
