@@ -119,34 +119,51 @@ def _tool(folder: Path, name: str, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-def test_slurm_submits_one_array_with_one_gpu_per_task(tmp_path: Path, hr_images: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stand-in sbatch records the script submitit writes; stand-in sacct reports the array's tasks as lost."""
+@pytest.fixture()
+def stand_in_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stand-in sbatch (keeps the script submitit writes as SUBMITTED/array.sh), srun, scancel, and squeue (no
+    sacct: accounting off) reporting array 4242's tasks as lost beside another array of the same user; polls fast."""
+    from ntirekit.jobs.slurm import SlurmBatch
+
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     scripts = tmp_path / "submitted"
     scripts.mkdir()
     _tool(bin_dir, "sbatch", f'cp "$1" {scripts}/array.sh\necho "Submitted batch job 4242"\n')
     _tool(bin_dir, "srun", "exit 0\n")
-    _tool(bin_dir, "sacct", 'echo "JobID|State|NodeList"\necho "4242_0|NODE_FAIL|gpu07"\n'
-                            'echo "4242_1|TIMEOUT|gpu08"\necho "4242_2|OUT_OF_MEMORY|gpu09"\n')
+    _tool(bin_dir, "scancel", "exit 0\n")
+    _tool(bin_dir, "squeue", 'echo "4242_0|NODE_FAIL"\necho "4242_1|TIMEOUT"\necho "4242_2|OUT_OF_MEMORY"\n'
+                             'echo "424_0|RUNNING"\n')
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(SlurmBatch, "poll_s", 0.05)
+    monkeypatch.setattr(SlurmBatch, "settle_s", 0.0)
+    return scripts
+
+
+def test_slurm_submits_one_array_and_asks_for_a_gpu_only_for_device_cuda(tmp_path: Path, hr_images: Path,
+                                                                          stand_in_slurm: Path) -> None:
+    """The sbatch script of the array; the tasks squeue reports lost become failure records named as their ok
+    records would be."""
+    scripts = stand_in_slurm
     root = tmp_path / "entries"
     for name, mode in {"a_nearest": "nearest", "b_bilinear": "bilinear", "c_bicubic": "bicubic"}.items():
         interp_entry(root, name, mode)
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, [
-        "eval", "--track", "psnr", "--allow-random", "--data", str(hr_images), "--entries", str(root), "--entry", "a_nearest",
-        "--entry", "b_bilinear", "--entry", "c_bicubic", "--out", str(out), "--quiet", "--executor", "slurm",
-        "--partition", "gpu", "--time-limit", "30", "--mem-gb", "16", "--max-parallel", "2",
-        "--cpus-per-task", "4"])
+    args = ["eval", "--track", "psnr", "--allow-random", "--data", str(hr_images), "--entries", str(root),
+            "--entry", "a_nearest", "--entry", "b_bilinear", "--entry", "c_bicubic", "--out", str(out),
+            "--executor", "slurm", "--partition", "gpu", "--mem-gb", "16", "--max-parallel", "2",
+            "--cpus-per-task", "4"]
+    result = CliRunner().invoke(main, [*args, "--time-limit", "30", "--quiet"])
     assert result.exit_code == 1, result.output                      # every job was lost: exit status 1
+    assert result.stderr == ""                                       # --quiet: not a line on stderr
     lines = (scripts / "array.sh").read_text().splitlines()
-    for flag in ("--array=0-2%2", "--gpus-per-node=1", "--nodes=1", "--ntasks-per-node=1", "--partition=gpu",
-                 "--time=30", "--mem=16GB", "--cpus-per-task=4", "--job-name=ntirekit-eval"):
+    for flag in ("--array=0-2%2", "--nodes=1", "--ntasks-per-node=1", "--partition=gpu", "--time=30", "--mem=16GB",
+                 "--cpus-per-task=4", "--job-name=ntirekit-eval", "--no-requeue", "--signal=USR2@90"):
         assert f"#SBATCH {flag}" in lines, flag
+    assert not [line for line in lines if "gpus" in line or "gres" in line]   # --device auto asks for no GPU
     command = [line for line in lines if line.startswith("srun ")]
     assert len(command) == 1 and "-m submitit.core._submit" in command[0] and str(out / ".jobs") in command[0]
+    assert "trap \"\" USR2" in command[0]                            # USR2 ignored until the job's handler is set
 
     records = {p.name.split("__")[0]: json.loads(p.read_text()) for p in out.glob("*.json")}
     assert {n: r["job_state"] for n, r in records.items()} == {
@@ -154,16 +171,39 @@ def test_slurm_submits_one_array_with_one_gpu_per_task(tmp_path: Path, hr_images
     assert records["a_nearest"]["error"] == "job 4242_0 ended NODE_FAIL: its node was lost"
     assert "ran past its time limit" in records["b_bilinear"]["error"]
     assert all(r["status"] == "failed" and r["failure_kind"] == "job" for r in records.values())
+    # named as the ok record would be: data, protocol and the 4 CPUs asked for (the job never started)
+    assert all(p.name.startswith(p.name.split("__")[0] + "__psnr__HR.challenge__cpu-") and "-t4-" in p.name
+               for p in out.glob("*.json")), sorted(p.name for p in out.glob("*.json"))
+
+    result = CliRunner().invoke(main, [*args, "--time-limit", "1", "--device", "cuda"])   # the rerun: all 3 again
+    assert result.exit_code == 1, result.output
+    lines = (scripts / "array.sh").read_text().splitlines()
+    assert "#SBATCH --gpus-per-node=1" in lines and "#SBATCH --signal=USR2@1" in lines and "#SBATCH --time=1" in lines
+    assert "slurm: 3 jobs as one array on partition gpu, at most 2 at a time; each 1 task, 4 CPUs, 1 GPU" in \
+        result.output
+
+
+def test_jobs_take_the_cpu_quick_run_only_with_device_cpu(tmp_path: Path, stand_in_slurm: Path) -> None:
+    """--device auto is resolved on each node: a GPU-less submitting machine does not make its jobs quick runs."""
+    interp_entry(tmp_path / "entries", "team", "bicubic")
+    common = ["eval", "--track", "runtime", "--entries", str(tmp_path / "entries"), "--entry", "team", "--quiet",
+              "--leaderboard", "none", "--executor", "slurm"]
+    for device, quick in (("auto", False), ("cpu", True)):
+        out = tmp_path / device
+        result = CliRunner().invoke(main, [*common, "--device", device, "--out", str(out)])
+        assert result.exit_code == 1, result.output                  # the stand-in job is lost
+        (rec,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
+        assert ("crop" in rec["options"]["extra"], rec["options"]["warmup"]) == ((True, 1) if quick else (False, 3))
 
 
 def test_absent_slurm_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))                        # no sbatch, srun or sacct here
+    monkeypatch.setenv("PATH", str(tmp_path))                        # no sbatch, srun, squeue or scancel here
     result = CliRunner().invoke(main, ["eval", "--track", "psnr", "--entry", "rlfn_ntire", "--quiet",
                                        "--out", str(tmp_path / "out"), "--executor", "slurm"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: --executor slurm: no Slurm on this machine (sbatch, srun, sacct not found on PATH); run on a Slurm "
-        "login node, or use --executor local"]
+        "Error: --executor slurm: no Slurm on this machine (sbatch, srun, squeue, scancel not found on PATH); run on "
+        "a Slurm login node, or use --executor local"]
     assert not (tmp_path / "out").exists()
 
 
@@ -244,7 +284,7 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path, monkeypatch: 
 
 def test_local_jobs_get_one_gpu_each_and_never_share_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The slot logic on a machine with two GPUs (stand-in executor: what it is told, and when)."""
-    from ntirekit.jobs.executors import LocalBatch, local_slots, slurm_parameters
+    from ntirekit.jobs.executors import LocalBatch, local_slots
 
     class Job:
         def __init__(self, gpus: tuple) -> None:
@@ -274,6 +314,5 @@ def test_local_jobs_get_one_gpu_each_and_never_share_it(monkeypatch: pytest.Monk
     batch = LocalBatch(executor, None, ["j0", "j1", "j2"], [2, 5], time_limit_min=60)
     assert batch.tick() == [] and [j.gpus for j in executor.jobs] == [(2,), (5,)] and batch.counts() == (2, 1)
     executor.jobs[1].finished = True
-    assert batch.tick() == [("j1", executor.jobs[1], None)]
+    assert batch.tick() == [("j1", executor.jobs[1], None, None)]
     assert [j.gpus for j in executor.jobs] == [(2,), (5,), (5,)]          # the freed GPU, never a busy one
-    assert "gpus_per_node" not in slurm_parameters(ExecutorSettings("slurm"), gpu=False)

@@ -326,7 +326,9 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
         entries = with_weights(entries, _parse_weights(weights), track)
     if not entries:
         raise click.ClickException(f"no entries to evaluate on track {track}")
-    quick = track in QUICK_TRACKS and not full and resolve_device(device).type == "cpu"
+    # jobs (--executor) resolve --device auto on their node: only the device asked for can say "CPU" here
+    device_kind = resolve_device(device).type if executor is None else str(device).split(":")[0]
+    quick = track in QUICK_TRACKS and not full and device_kind == "cpu"
     if quick:
         extra, warmup, repeats = quick_settings(extra, warmup, repeats)
     options = EvalOptions(track=track, data=data, split=split, protocol=protocol, device=device, tile=tile,
@@ -336,7 +338,7 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
     resolved = declared.resolve(options)
     check_data(declared, resolved, entries)             # a bad --data: its one line, before anything else
     if not quiet:
-        click.echo(plan_line(resolved, entries, resolve_device(device).type, quick), err=True)
+        click.echo(plan_line(resolved, entries, device_kind, quick), err=True)
     if quick:
         click.echo(_quick_note(extra, options.warmup, options.repeats, timer, input_shape), err=True)
     try:

@@ -1,8 +1,8 @@
 """The command-line options of job execution, shared by ``eval`` and ``regress``.
 
 :func:`executor_options` adds ``--executor``, ``--partition``, ``--time-limit``, ``--mem-gb``, ``--max-parallel``,
-``--cpus-per-task`` and ``--jobs-dir`` to a click command and hands the command one ``executor`` argument: an
-:class:`~ntirekit.jobs.executors.ExecutorSettings`, or None to evaluate in this process as before.
+``--cpus-per-task``, ``--jobs-dir`` and ``--wait-limit`` to a click command and hands the command one ``executor``
+argument: an :class:`~ntirekit.jobs.settings.ExecutorSettings`, or None to evaluate in this process as before.
 :func:`baseline_entry` names the entry ``eval`` times beside every job (the ranking protocol's baseline; this module
 sits with the commands because it reads the protocols of :mod:`ntirekit.rank`).
 """
@@ -16,25 +16,32 @@ from typing import Any, Callable, Mapping
 import click
 
 from ntirekit.core.spec import Entry
-from ntirekit.jobs.executors import DEFAULT_TIME_LIMIT_MIN, EXECUTORS, ExecutorError, ExecutorSettings
+from ntirekit.jobs.settings import DEFAULT_QUEUE_ALLOWANCE_MIN, DEFAULT_TIME_LIMIT_MIN, EXECUTORS, ExecutorError, \
+    ExecutorSettings
 from ntirekit.rank import ProtocolError, load_protocol
 
 _OPTIONS = [
     click.option("--executor", "executor_kind", type=click.Choice(["none", *EXECUTORS]), default="none",
                  show_default=True,
                  help="Run one job per entry, track and run through submitit: local (one process per visible GPU "
-                      "at a time) or slurm (a job array, one GPU per task); a rerun submits only what is missing or "
-                      "failed. none: in this process."),
+                      "at a time) or slurm (a job array; a GPU per task only with --device cuda, auto uses the GPU a "
+                      "node gives, if any); a rerun submits only what is missing or failed. none: in this process."),
     click.option("--partition", default=None, help="slurm: partition to submit to."),
     click.option("--time-limit", "time_limit_min", type=int, default=DEFAULT_TIME_LIMIT_MIN, show_default=True,
-                 help="Time limit per job [min]; a job past it is recorded as failed."),
+                 help="Time limit per job [min]; a job past it is recorded as failed (TIMEOUT)."),
     click.option("--mem-gb", type=float, default=None, help="slurm: host memory per job [GB]."),
     click.option("--max-parallel", type=int, default=None,
                  help="Concurrent jobs at most (local: default one per visible GPU, 1 without GPU; slurm: the "
                       "array's parallelism)."),
-    click.option("--cpus-per-task", type=int, default=None, help="slurm: CPU cores per job."),
+    click.option("--cpus-per-task", type=int, default=None,
+                 help="slurm: CPU cores per job (default: the partition's, often 1); a job's torch threads are the "
+                      "CPUs it is given."),
     click.option("--jobs-dir", type=click.Path(file_okay=False), default=None,
                  help="Run files and submitit logs (default OUT/.jobs; on Slurm a folder the nodes share)."),
+    click.option("--wait-limit", "wait_limit_min", type=float, default=None,
+                 help="slurm: the longest the command waits for its jobs [min]; then it cancels the jobs not over "
+                      "and records them failed. Default: each wave of jobs at its full --time-limit + 1, plus "
+                      f"{DEFAULT_QUEUE_ALLOWANCE_MIN} min of queueing."),
 ]
 
 
@@ -43,12 +50,14 @@ def executor_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, executor_kind: str, partition: str | None, time_limit_min: int, mem_gb: float | None,
-                max_parallel: int | None, cpus_per_task: int | None, jobs_dir: str | None, **kwargs: Any) -> Any:
+                max_parallel: int | None, cpus_per_task: int | None, jobs_dir: str | None,
+                wait_limit_min: float | None, **kwargs: Any) -> Any:
         settings = None
         if executor_kind != "none":
             try:
                 settings = ExecutorSettings(executor_kind, partition, time_limit_min, mem_gb, max_parallel,
-                                            cpus_per_task, Path(jobs_dir) if jobs_dir else None)
+                                            cpus_per_task, Path(jobs_dir).absolute() if jobs_dir else None,
+                                            wait_limit_min)
             except ExecutorError as exc:
                 raise click.ClickException(str(exc)) from None
         try:

@@ -4,8 +4,10 @@ Outcome of a job
     its run file (:mod:`ntirekit.jobs.spec`) when it wrote one; else a failure record (``failure_kind = "job"``,
     ``job_id``, ``job_state``) whose error says what happened: the exception the job raised, or the scheduler's state
     (``NODE_FAIL``: the node was lost; ``PREEMPTED``; ``TIMEOUT``: past ``--time-limit``; ``OUT_OF_MEMORY``;
-    ``CANCELLED``) or, locally, that its process was killed. That failure is written as the run's file too, so that
-    a rerun sees the run as failed and submits it again.
+    ``CANCELLED``; ``UNKNOWN``: gone from the queue, its state forgotten) or, locally, that its process was killed.
+    That failure is written as the run's file too, so that a rerun sees the run as failed and submits it again; it
+    carries the options, split, protocol and fingerprint its ok record would have, so it is named as that record
+    would be and the rerun's record replaces it.
 Merging the runs of one (entry, track)
     every run ok: one record per device fingerprint whose runs all came from it, the first run's record with
     ``runtime_ms`` pooled over the runs by :func:`ntirekit.measure.runtime.pool_runs` (as ``--runs N`` pools them in
@@ -22,10 +24,10 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ntirekit.jobs.spec import JobSpec, entry_record, read_run
+from ntirekit.jobs.spec import JobSpec, entry_record, failure_record, job_info, read_run
 from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device
 from ntirekit.measure.runtime import pool_runs
-from ntirekit.core.records import failure, read_result, record_path, ResultError, write_json_atomic, write_record
+from ntirekit.core.records import read_result, record_path, ResultError, write_json_atomic, write_record
 
 #: Slurm states of a job that ended without a result, in words
 STATE_REASONS = {
@@ -51,7 +53,8 @@ def _exception_line(text: str) -> str:
 
 
 def job_reason(job: Any, state: str | None = None) -> tuple[str, str]:
-    """(state, one line saying why ``job`` gave no run file); ``state`` overrides submitit's."""
+    """(state, one line saying why ``job`` gave no run file); ``state``: the scheduler's last word on it (None:
+    submitit's, for local jobs)."""
     state = str(state or job.state or "UNKNOWN").upper()
     if job.paths.result_pickle.exists():
         exc = job.exception()
@@ -59,31 +62,43 @@ def job_reason(job: Any, state: str | None = None) -> tuple[str, str]:
             return state, f"job {job.job_id} raised {_exception_line(str(exc).split('with trace:', 1)[-1])}"
         return state, f"job {job.job_id} ended ({state}) without writing its run file"
     words = STATE_REASONS.get(state.split()[0], "it ended without a result")
+    if state == "UNKNOWN":
+        words += " (the scheduler no longer knows its state)"
     log = _exception_line(job.stderr() or "")
     return state, f"job {job.job_id} ended {state}: {words}" + (f" (last log line: {log[:200]})" if log else "")
 
 
-def _submitter_fingerprint(device: str) -> dict[str, Any]:
-    """This machine's fingerprint of ``device``; its CPU's where this machine has no such device (a login node)."""
+def _submitter_fingerprint(device: str, threads: int | None) -> dict[str, Any]:
+    """This machine's fingerprint of ``device`` (its CPU's where it has no such device: a login node), with
+    ``threads`` when known (what a job that never started would have been given)."""
     try:
-        return fingerprint(resolve_device(device))
+        fp = fingerprint(resolve_device(device))
     except (RuntimeError, AssertionError, ValueError):
-        return fingerprint("cpu")
+        fp = fingerprint("cpu")
+    return {**fp, "threads": threads} if threads else fp
 
 
-def job_outcome(spec: JobSpec, job: Any, device: str, state: str | None = None) -> dict[str, Any]:
-    """The run file of an ended job, or a failure written in its place (``device``: the fingerprint a lost job's
-    record is filed under, the submitting machine's; ``state``: what the executor knows better than submitit)."""
+def job_outcome(spec: JobSpec, job: Any, state: str | None = None, reason: str | None = None,
+                threads: int | None = None) -> dict[str, Any]:
+    """The run file of an ended job, or a failure written in its place. ``state``: what the scheduler last said of
+    it; ``reason``: the failure's line when the executor knows better than :func:`job_reason` (the wait limit).
+    The failure is filed under the fingerprint the job wrote on start, else under this machine's fingerprint of
+    the job's device with ``threads`` (the CPUs it asked for)."""
     run = read_run(spec.run_file)
-    if run is None and job.paths.result_pickle.exists() and job.exception() is None:
-        run = job.result()                      # the run file is not visible here yet (a shared file system's lag)
-        write_json_atomic(spec.run_file, run)
-    if run is not None:
+    if entry_record(run, spec.entry.name) is not None:
         return run
-    state, reason = job_reason(job, state)
-    rec = failure(spec.entry.name, spec.track, _submitter_fingerprint(device), reason,
-                  failure_kind="job", job_id=str(job.job_id), job_state=state)
-    run = {"job": {"key": spec.key, "job_id": str(job.job_id), "state": state, "reason": reason}, "records": [rec]}
+    if job.paths.result_pickle.exists() and job.exception() is None:
+        result = job.result()                   # the run file is not visible here yet (a shared file system's lag)
+        if isinstance(result, dict) and entry_record(result, spec.entry.name) is not None:
+            write_json_atomic(spec.run_file, result)
+            return result
+    state, why = job_reason(job, state)
+    why = reason or why
+    started = job_info(run)
+    device = started.get("device") or _submitter_fingerprint(spec.options.device, threads)
+    rec = failure_record(spec, device, str(job.job_id), state, why)
+    run = {"job": {**started, "key": spec.key, "job_id": str(job.job_id), "state": state, "reason": why},
+           "records": [rec]}
     write_json_atomic(spec.run_file, run)
     return run
 

@@ -2,16 +2,20 @@
 
 Plan: one job per (entry, track, run); ``--runs N`` makes N jobs on the :data:`~ntirekit.jobs.spec.TIMED_TRACKS`,
 one job otherwise. A rerun skips an (entry, track) whose ok record is in ``--out`` (on any device) and every run
-whose run file holds an ok record, so it submits only what is missing or failed.
+whose run file holds an ok record, so it submits only what is missing or failed. A job's paths (``--data``,
+``--weights``, ``--save-frames``) and ``NTIREKIT_*`` variables are made absolute here and travel in its spec.
 
-Progress: one bar over the jobs with the counts done / failed / running / pending. Ctrl-C cancels the jobs still
-running or queued (their runs stay missing, so the next run submits them again).
+Progress: one line saying what is asked of the executor (Slurm: :func:`~ntirekit.jobs.slurm.request_line`), then one
+bar over the jobs with the counts done / failed / running / pending; nothing under ``--quiet``. Each entry's record
+is merged into ``--out`` as soon as its last job is over (the baseline's pooled record at the end). Ctrl-C cancels
+the jobs still running or queued (their runs stay missing, so the next run submits them again).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -21,8 +25,10 @@ from tqdm import tqdm
 
 from ntirekit.core.spec import Entry
 from ntirekit.jobs.collect import existing_records, finalize_baseline, finalize_entry, job_outcome
-from ntirekit.jobs.executors import ExecutorError, ExecutorSettings, LocalBatch, SlurmBatch, local_slots, make_executor
-from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, read_run, run_file_path, run_job
+from ntirekit.jobs.executors import LocalBatch, local_slots, make_executor
+from ntirekit.jobs.settings import ExecutorError, ExecutorSettings
+from ntirekit.jobs.slurm import SlurmBatch, request_line
+from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, job_variables, read_run, run_file_path, run_job
 from ntirekit.eval.runner import check_data
 from ntirekit.eval.track import EvalOptions
 from ntirekit.eval.tracks import get_track
@@ -30,9 +36,28 @@ from ntirekit.core.registry import discover
 from ntirekit.eval.regress import options_for
 
 
+#: track options that name a folder the job writes (made absolute for the job)
+PATH_OPTIONS = ("save", "save_sr")
+
+
 def _job_device(device: str) -> str:
     """A job sees only its own GPU: ``cuda:N`` becomes ``cuda``."""
     return "cuda" if str(device).startswith("cuda") else str(device)
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().absolute())
+
+
+def job_options(options: EvalOptions) -> EvalOptions:
+    """The options of every job: ``runs=1``, no progress bars, :func:`_job_device`, and the paths the job reads or
+    writes absolute (``--data`` when it names a folder here, ``--weights``, the :data:`PATH_OPTIONS`)."""
+    data = options.data
+    if data and Path(str(data)).expanduser().exists():
+        data = _absolute(str(data))
+    extra = {k: _absolute(str(v)) if k in PATH_OPTIONS and v else v for k, v in (options.extra or {}).items()}
+    return dataclasses.replace(options, runs=1, progress=False, device=_job_device(options.device), data=data,
+                               weights={k: _absolute(v) for k, v in options.weights.items()}, extra=extra)
 
 
 def plan(entries: list[Entry], options: EvalOptions, jobs_dir: Path, baseline: Entry | None = None,
@@ -41,9 +66,10 @@ def plan(entries: list[Entry], options: EvalOptions, jobs_dir: Path, baseline: E
     """Every job of every entry, by entry name (the runs of one entry in order)."""
     timed = options.track in TIMED_TRACKS
     runs = max(1, options.runs) if timed else 1
-    job_options = dataclasses.replace(options, runs=1, progress=False, device=_job_device(options.device))
-    return {entry.name: [JobSpec(entry, k, job_options, run_file_path(jobs_dir, entry.name, options.track, k),
-                                 baseline if timed else None, isolate, timeout_s, memory_mb) for k in range(runs)]
+    each, variables = job_options(options), job_variables()
+    return {entry.name: [JobSpec(entry, k, each, run_file_path(jobs_dir, entry.name, options.track, k),
+                                 baseline if timed else None, isolate, timeout_s, memory_mb, variables)
+                         for k in range(runs)]
             for entry in entries}
 
 
@@ -68,13 +94,16 @@ def run_jobs(entries: list[Entry], options: EvalOptions, out_dir: str | Path, se
     out_dir = Path(out_dir)
     track = get_track(options.track)
     check_data(track, track.resolve(options), entries)     # a bad --data: one error before any job is submitted
-    jobs_dir = Path(settings.jobs_dir) if settings.jobs_dir else out_dir / ".jobs"
+    jobs_dir = (Path(settings.jobs_dir) if settings.jobs_dir else out_dir / ".jobs").absolute()   # jobs start anywhere
     planned = plan(entries, options, jobs_dir, baseline, isolate, timeout_s, memory_mb)
     kept = {name: _ok_records(out_dir, name, options.track) for name in planned}
     todo = [s for name, specs in planned.items() if not kept[name] for s in specs if not _done(s)]
     try:
+        for spec in todo:                       # a failed run's file: its new job writes the outcome
+            spec.run_file.unlink(missing_ok=True)
         if todo:
-            _submit_and_watch(todo, options, settings, jobs_dir)
+            _submit_and_watch(todo, options, settings, jobs_dir,
+                              lambda spec: finalize_entry(planned[spec.entry.name], out_dir))
         return _collect(planned, kept, options, out_dir, jobs_dir, baseline)
     except OSError as exc:                      # a full or lost disk: what is written is whole (atomic writes)
         raise ExecutorError(f"cannot write under {out_dir}: {exc.strerror or exc}; the records written so far are "
@@ -94,26 +123,31 @@ def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, A
     return [rec for recs in finals.values() for rec in recs]
 
 
-def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: ExecutorSettings,
-                      jobs_dir: Path) -> None:
-    executor = make_executor(settings, jobs_dir / "submitit" / "%j", gpu=not str(options.device).startswith("cpu"))
+def _submit_and_watch(todo: list[JobSpec], options: EvalOptions, settings: ExecutorSettings, jobs_dir: Path,
+                      merge: Callable[[JobSpec], Any]) -> None:
+    """Submit ``todo``, write each job's outcome as it ends and ``merge`` its entry into ``--out``."""
+    note = (lambda line: print(line, file=sys.stderr, flush=True)) if options.progress else (lambda line: None)
+    executor = make_executor(settings, jobs_dir / "submitit" / "%j", gpu=str(options.device).startswith("cuda"))
     if settings.kind == "local":
         batch: Any = LocalBatch(executor, run_job, todo, local_slots(settings, _job_device(options.device)),
                                 settings.time_limit_min)
     else:
-        batch = SlurmBatch(executor, run_job, todo)
+        note(request_line(settings, len(todo), options.device))
+        batch = SlurmBatch(executor, run_job, todo, settings.wait_limit_s(len(todo)), note)
+    threads = (settings.cpus_per_task or 1) if settings.kind == "slurm" else None   # a job lost unstarted
     done = failed = 0
     shown = ""
     with tqdm(total=len(todo), desc=f"{options.track} jobs ({settings.kind})", unit="job",
               disable=not options.progress) as bar:
         try:
             while True:
-                for spec, job, state in batch.tick():
-                    rec = entry_record(job_outcome(spec, job, options.device, state), spec.entry.name)
+                for spec, job, state, reason in batch.tick():
+                    rec = entry_record(job_outcome(spec, job, state, reason, threads), spec.entry.name)
                     if rec is not None and rec.get("status") == "ok":
                         done += 1
                     else:
                         failed += 1
+                    merge(spec)
                     bar.update(1)
                 running, pending = batch.counts()
                 counts = f"done {done}, failed {failed}, running {running}, pending {pending}"
