@@ -46,8 +46,7 @@ def summary_table(records: list[dict[str, Any]], track: str) -> str:
             status = "ok (random weights: not ranked)" if weights == "random" else "ok"
             rows.append([rec["entry"], weights, *(c.cell(rec) for c in columns), status])
         else:
-            label = "SUSPECT" if rec.get("status") == "suspect" else "FAILED"
-            rows.append([rec["entry"], weights, *([""] * len(columns)), f"{label}: {rec.get('error', '')}"])
+            rows.append([rec["entry"], weights, *([""] * len(columns)), f"FAILED: {rec.get('error', '')}"])
     headers = [scored_header(c.header, records) for c in columns]
     return table(["entry", "weights", *headers, "status"], rows, keep=("entry", "status"))
 

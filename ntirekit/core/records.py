@@ -114,7 +114,7 @@ SPLIT_RULE = ("a PSNR counts as val or test when its record's split says so (eva
               "sample: neither)")
 _VALID = {"valid", "val", "validation"}
 #: the statuses written beside a good record instead of over it
-NOT_OK_SUFFIXES = ("failed", "partial", "suspect")
+NOT_OK_SUFFIXES = ("failed", "partial")
 
 
 #: hex digits of the content digest in a dataset identity (``Set5-3f9a2c1d``)

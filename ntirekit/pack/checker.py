@@ -3,8 +3,8 @@
 The archive is vetted member by member (:mod:`ntirekit.pack.safezip`), extracted into a fresh temporary folder only,
 its ``MANIFEST.json`` verified, and its content checked for its format (:mod:`ntirekit.pack.formats`). Checkpoints are
 read with ``weights_only=True`` only. Submitted code is never imported by ``check`` unless ``load=True``, and then only
-in a child process with time and memory limits (:func:`ntirekit.eval.isolate.evaluate_isolated`), which builds the model,
-loads its weights strictly and runs one small forward pass.
+in the jail (:func:`ntirekit.eval.isolate.call_isolated`), which builds the model, loads its weights strictly and runs
+one small forward pass.
 
 Any unexpected failure of the checker itself becomes a ``check-error`` problem: the caller always gets a report,
 never a traceback.

@@ -442,6 +442,21 @@ def conditions(records: Iterable[Mapping[str, Any]], rows: list[Row]) -> dict[st
             (("psnr", psnr), ("runtime", runtime), ("timer", timers), ("device", devices))}
 
 
+def graph_mismatches(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Entries whose successful records name different graphs (``graph_id``: the exported network's computation on
+    the counting input, :mod:`ntirekit.graph.identity`), with the reason they are not ranked: the network whose
+    outputs were scored must be the one that was timed and counted. Records without ``graph_id`` (trusted entries
+    measured in process) constrain nothing."""
+    ids: dict[str, dict[str, str]] = {}
+    for rec in records:
+        if isinstance(rec, Mapping) and rec.get("status", "ok") == "ok" and rec.get("graph_id"):
+            ids.setdefault(str(rec.get("entry")), {})[str(rec["graph_id"])] = str(rec.get("track") or "?")
+    return {entry: "its records name different networks (graph_id of " +
+                   ", ".join(f"{track} {gid[:12]}" for gid, track in found.items()) +
+                   "): the timed and counted graph is not the scored one"
+            for entry, found in ids.items() if len(found) > 1}
+
+
 def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Protocol = "ntire2022",
                       track: str | None = None, *, baseline: str = "auto", baseline_entry: str | None = None,
                       gate: str | None = None, runtime_stat: str | None = None,
@@ -471,6 +486,7 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
         raise LeaderboardError("no results to rank")
 
     baseline, switched = _resolve_baseline(rows, trk, proto, baseline, base_entry)
+    graph_mismatch = graph_mismatches(records)
     if baseline == "published":
         _check_devices(rows, _device_bound(trk.metrics), base_entry)
     normalised = _apply_baseline(rows, trk, proto, baseline, base_entry)
@@ -496,8 +512,7 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
         reason = ""
         if row.refused:
             reason = "; ".join(f"{m} {v!r} refused (not a positive finite number)" for m, v in row.refused.items())
-        suspect = next((e for e in row.errors if e.startswith("suspect")), "")
-        reason = reason or suspect or _missing_reason(row, trk.metrics, baseline, base_entry)
+        reason = reason or graph_mismatch.get(row.entry, "") or _missing_reason(row, trk.metrics, baseline, base_entry)
         lacking = [m for m in trk.metrics if m not in row.baseline] if trk.method == "score" else []
         if lacking and not reason:
             reason = f"no {base_entry} {', '.join(lacking)} to score against"
