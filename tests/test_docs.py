@@ -142,8 +142,8 @@ def test_reparam_writes_the_deploy_form_of_the_guides_own_block(tmp_path: Path) 
                                        'data_range = 1.0\n\n[model]\nfactory = "model.py:TinyRepSR"\n',
                                        encoding="utf-8")
     out = tmp_path / "deploy" / "team42_tinyrep"
-    result = CliRunner().invoke(main, ["reparam", "team42_tinyrep", "--entries", str(folder.parent), "--out",
-                                       str(out)])
+    result = CliRunner().invoke(main, ["reparam", "team42_tinyrep", "--entries", str(folder.parent), "--trust",
+                                       str(folder.parent), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "params 12,592 (training form) -> 12,048 (deploy form)" in result.output   # 448 + 2*2592 + 6960
     diff = float(re.search(r"max \|training - deploy\| on a float64 check input: (\S+)", result.output).group(1))

@@ -1027,3 +1027,36 @@ def test_latex_table_has_no_raw_dash_or_unescaped_option():
     assert not [l for l in body if "--allow" in l]
     assert r"\texttt{-{}-allow-random}" in tex and r"odd\_\%name" in tex
     assert any(l.startswith("-- & ecbsr & random") for l in body)             # a rank that is none: an en dash
+
+
+# ------------------------------------------------------------------------------- figures measured on graphs
+
+def test_convolutions_the_official_counter_misses_are_ranked_with_its_figures():
+    """Two networks with the same convolutions, one calling them through F.conv2d: the official 2022 counter sees
+    a quarter of the second's; the graph's *_missed figures restore them, so the complexity track ties them."""
+    honest = eval_record("honest", track="complexity", params=1000, macs_ntire2022=4_000_000, activations=400,
+                         convs=4, macs_ntire2022_missed=0, activations_missed=0, convs_missed=0)
+    hiding = eval_record("hiding", track="complexity", params=1000, macs_ntire2022=1_000_000, activations=100,
+                         convs=1, macs_ntire2022_missed=3_000_000, activations_missed=300, convs_missed=3)
+    assert extract(hiding)["flops_g"] == extract(honest)["flops_g"] == 4_000_000 / 1e9
+    assert extract(hiding)["acts_m"] == 400 / 1e6 and extract(hiding)["convs"] == 4
+    rows = by_entry(build_leaderboard([honest, hiding], "ntire2022", "complexity", gate="none"))
+    assert rows["honest"].rank == rows["hiding"].rank == 1 and rows["hiding"].total == rows["honest"].total
+
+
+def test_an_entry_whose_records_name_different_graphs_is_not_ranked():
+    """The network whose outputs were scored (psnr record) must be the one timed and counted (overall record)."""
+    def pair(entry, psnr_graph, timed_graph):
+        timed = eval_record(entry, params=300_000, macs_ntire2022=20e9, activations=80e6, max_memory_mib=300,
+                            runtime_ms={"median": 20.0, "mean": 20.0, "timer": "robust", "iqr": 0.1},
+                            graph_id=timed_graph)
+        scored = {"entry": entry, "track": "psnr", "status": "ok", "psnr_db": 29.1, "split": "valid",
+                  "graph_id": psnr_graph}
+        return [timed, scored]
+    records = pair("same", "a" * 64, "a" * 64) + pair("switched", "b" * 64, "c" * 64) + \
+        [eval_record("trusted", params=300_000, macs_ntire2022=20e9, activations=80e6, max_memory_mib=300,
+                     runtime_ms={"median": 21.0, "mean": 21.0, "timer": "robust", "iqr": 0.1}),
+         {"entry": "trusted", "track": "psnr", "status": "ok", "psnr_db": 29.1, "split": "valid"}]
+    rows = by_entry(build_leaderboard(records, "ntire2022", "runtime", gate="none"))
+    assert rows["same"].status == rows["trusted"].status == "ranked"
+    assert rows["switched"].status == "not ranked" and "not the scored one" in rows["switched"].reason

@@ -138,7 +138,8 @@ def test_train_and_finetune_commands(tmp_path) -> None:
     common = ["--data", str(data), "--val", str(data), "--steps", "4", "--batch-size", "2", "--patch", "8",
               "--val-every", "2", "--ckpt-every", "2", "--no-progress", "--device", "cpu"]
     out = tmp_path / "tiny_trained"
-    result = CliRunner().invoke(main, ["train", "tiny", "--entries", str(tmp_path / "entries"), "--trust", str(tmp_path / "entries"), "--out", str(out),
+    result = CliRunner().invoke(main, ["train", "tiny", "--entries", str(tmp_path / "entries"), "--trust",
+                                       str(tmp_path / "entries"), "--out", str(out),
                                        "--ckpt-dir", str(tmp_path / "ckpt1"), *common])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ckpt1" / "last.pt").is_file()
@@ -201,7 +202,8 @@ def test_a_kit_trained_entry_is_labelled_by_what_its_weights_are(tmp_path) -> No
     for i in range(2):
         write_image(data / f"im{i}.png", (rng.random((48, 40, 3)) * 255).astype(np.uint8))
     out = tmp_path / "tiny_trained"
-    result = CliRunner().invoke(main, ["train", "tiny", "--entries", str(tmp_path / "entries"), "--out", str(out),
+    result = CliRunner().invoke(main, ["train", "tiny", "--entries", str(tmp_path / "entries"), "--trust",
+                                       str(tmp_path / "entries"), "--out", str(out),
                                        "--data", str(data), "--val", "none", "--steps", "3", "--batch-size", "2",
                                        "--patch", "8", "--no-progress", "--device", "cpu",
                                        "--ckpt-dir", str(tmp_path / "ck")])

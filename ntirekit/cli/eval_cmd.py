@@ -80,7 +80,7 @@ def per_image_table(records: list[dict[str, Any]]) -> str:
             cells += [f"{by_entry[e][name]['ssim']:.4f}" if by_entry[e].get(name, {}).get("ssim") is not None
                       else "" for e in by_entry]
         rows.append([name, *cells])
-    return tabulate(rows, headers=headers, disable_numparse=True)
+    return table(headers, rows, keep=headers)
 
 
 def with_weights(entries: list[Any], explicit: dict[str, str], track: str) -> list[Any]:

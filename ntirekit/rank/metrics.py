@@ -211,7 +211,9 @@ def extract(record: Record, flops_field: str = "macs_ntire2022", runtime_stat: s
     """Every metric the record carries, in table units (canonical fields in table units first, then raw fields)."""
     values: dict[str, float] = {}
     for name, read in _READERS.items():
-        value = number(record.get(name))  # canonical field, table units (a plain number for runtime_ms)
+        # canonical field, table units (a plain number for runtime_ms); "convs" is also the raw field, read with
+        # what the official counter missed
+        value = None if name == "convs" and "convs_missed" in record else number(record.get(name))
         if value is None:
             value = read(record, flops_field, runtime_stat)
         if value is not None:
