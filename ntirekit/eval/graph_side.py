@@ -16,7 +16,7 @@ Messages :func:`serve` answers: ``array`` (an LR image; reply: the graph's outpu
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,18 +26,18 @@ from ntirekit.core.device import resolve_device
 from ntirekit.eval.clip_inference import enhance_clip
 from ntirekit.eval.inference import upscale_image
 from ntirekit.eval.pipeline import memory_of, to_inputs
-from ntirekit.eval.producer import ClipHarness, Harness
-from ntirekit.graph.identity import graph_id
+from ntirekit.eval.producer import ClipHarness, Harness, answer_clip
+from ntirekit.graph.identity import example_shape, graph_id, structure_id
 from ntirekit.graph.read import Graph, read_graph
-from ntirekit.jail.channel import Channel
+from ntirekit.jail.channel import Channel, image_of
 from ntirekit.measure.counts import fvcore_counts, make_input
 from ntirekit.measure.graph_counts import count_graph, params_of
 
 #: uint8 outputs of the graph and of the entry may differ by one level on at most this share of their values (float
 #: rounding between two processes can flip a value that sits on .5); anything more is another network
 FLIP_SHARE = 1e-4
-#: the most bytes a graph file may hold (a run's memory limit bounds it further)
-MAX_GRAPH_BYTES = 4 * 2**30
+#: the most bytes a graph file may hold (1 GiB: the largest baseline's graph is a few MiB, a video model's tens)
+MAX_GRAPH_BYTES = 2**30
 #: the counting input of image entries
 COUNT_SHAPE = (1, 3, 256, 256)
 
@@ -109,51 +109,44 @@ class GraphRunner:
                   if k not in ("fvcore_by_operator", "torch_by_operator")}
         fields["input_shape"] = list(counts.input_shape)
         fields["graph_id"] = identity
+        fields["structures"] = self.structures()
         return fields
+
+    def structures(self) -> int:
+        """How many different networks the graph's programs compute (:func:`ntirekit.graph.identity.structure_id`,
+        each program run once at a size it was exported for): 1 for one network."""
+        if len(self.graph.programs) == 1:
+            return 1
+        graph = self.graph.to("cpu")
+        found = {structure_id(p, make_input(p.module, example_shape(p)).to(p.dtype)) for p in graph.programs}
+        graph.to(self.device)
+        return len(found)
 
     def memory(self, images: Sequence[np.ndarray]) -> dict[str, Any]:
         """Peak memory of the graph over ``images`` (:func:`ntirekit.eval.pipeline.memory_of`)."""
         return memory_of(self.model, to_inputs(images, self.harness.data_range, "cpu"), self.device)
 
 
-def serve(channel: Channel, *, folder: str, harness: dict[str, Any], graph_bytes: int) -> dict[str, Any]:
-    """The jail's function for an untrusted entry's graph (no team code here): read the graph the organizer sends,
-    then answer its messages (module docstring) until ``end``."""
+def _load(channel: Channel, graph_bytes: int, make: Callable[[bytes], Any]) -> Any:
+    """Receive the graph file (at most ``graph_bytes``), vet and wrap it with ``make``, say how many programs."""
     header, data = channel.receive(payload_limit=min(graph_bytes, MAX_GRAPH_BYTES))
     if header.get("kind") != "graph":
         raise RuntimeError("expected the graph")
-    runner = GraphRunner.of_bytes(data, Harness(**harness))
-    del data
+    runner = make(data)
     channel.send({"kind": "loaded", "programs": len(runner.graph.programs)})
-    while True:
-        header, payload = channel.receive(payload_limit=lambda h: _image_bytes(h))
-        kind = header.get("kind")
-        if kind == "array":
-            channel.send_array(runner.run_image(_image(header, payload)))
-        elif kind == "figures":
-            channel.send({"kind": "figures", **runner.figures(header["input_shape"], bool(header.get("fvcore", True)),
-                                                              bool(header.get("cross_check", False)))})
-        elif kind == "memory":
-            images = []
-            for _ in range(int(header["count"])):
-                h, p = channel.receive(payload_limit=lambda h: _image_bytes(h))
-                images.append(_image(h, p))
-            channel.send({"kind": "memory", **runner.memory(images)})
-        elif kind == "end":
-            return {}
-        else:
-            raise RuntimeError(f"unexpected message {str(kind)[:40]!r}")
+    return runner
 
 
-def _image_bytes(header: dict[str, Any]) -> int:
-    shape = header.get("shape") if header.get("kind") == "array" else None
-    return int(np.prod(shape)) if isinstance(shape, list) else 0
-
-
-def _image(header: dict[str, Any], payload: bytes) -> np.ndarray:
-    return np.frombuffer(payload, dtype=np.uint8).reshape(header["shape"])
-
-
+def serve(channel: Channel, *, folder: str, harness: dict[str, Any], graph_bytes: int) -> dict[str, Any]:
+    """The jail's function for an untrusted entry's graph (no team code here): read the graph the organizer sends,
+    then answer its messages (module docstring) until ``end``."""
+    runner = _load(channel, graph_bytes, lambda data: GraphRunner.of_bytes(data, Harness(**harness)))
+    return channel.serve({
+        "array": lambda header, payload: channel.send_array(runner.run_image(image_of(header, payload))),
+        "figures": lambda header, _: channel.send({"kind": "figures", **runner.figures(
+            header["input_shape"], bool(header.get("fvcore", True)), bool(header.get("cross_check", False)))}),
+        "memory": lambda header, _: channel.send({"kind": "memory", **runner.memory(
+            channel.receive_images(int(header["count"])))})})
 
 
 # ---------------------------------------------------------------------------------------------------------- clips
@@ -214,28 +207,13 @@ def serve_clips(channel: Channel, *, folder: str, harness: dict[str, Any], graph
     """The jail's function for an untrusted video entry's graph (no team code here): read the graph, then answer
     ``clip`` (``frames`` arrays follow, ``pqf``, ``attrs``; reply: the output frames, then ``clip-done`` with the
     timing statistics), ``figures`` (``size``), ``end``."""
-    header, data = channel.receive(payload_limit=min(graph_bytes, MAX_GRAPH_BYTES))
-    if header.get("kind") != "graph":
-        raise RuntimeError("expected the graph")
-    runner = ClipGraphRunner.of_bytes(data, ClipHarness(**harness))
-    del data
-    channel.send({"kind": "loaded", "programs": len(runner.graph.programs)})
-    while True:
-        header, _ = channel.receive()
-        kind = header.get("kind")
-        if kind == "clip":
-            frames = []
-            for _ in range(int(header["frames"])):
-                h, payload = channel.receive(payload_limit=lambda h: _image_bytes(h))
-                frames.append(_image(h, payload))
+    runner = _load(channel, graph_bytes, lambda data: ClipGraphRunner.of_bytes(data, ClipHarness(**harness)))
+
+    def clip(header: dict[str, Any], _payload: bytes) -> None:
+        def run(frames: list[np.ndarray]) -> tuple[list[np.ndarray], dict[str, Any]]:
             out, stats = runner.run_clip(frames, header.get("pqf"), dict(header.get("attrs") or {}))
-            for frame in out:
-                channel.send_array(frame)
-            channel.send({"kind": "clip-done", "stats": stats})
-        elif kind == "figures":
-            width, height = (int(v) for v in header["size"])
-            channel.send({"kind": "figures", **runner.figures(width, height)})
-        elif kind == "end":
-            return {}
-        else:
-            raise RuntimeError(f"unexpected message {str(kind)[:40]!r}")
+            return out, {"stats": stats}
+        answer_clip(channel, header, run)
+
+    return channel.serve({"clip": clip, "figures": lambda header, _: channel.send(
+        {"kind": "figures", **runner.figures(*(int(v) for v in header["size"]))})})

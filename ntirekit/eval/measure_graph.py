@@ -19,6 +19,7 @@ not export fails ("not exportable: ...") when untrusted; a trusted one is measur
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,42 @@ def vet(data: bytes) -> Any:
         raise EntryFailed(f"graph refused: {exc}", "graph-refused") from None
 
 
+def fresh_images(shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+    """One RGB uint8 image of random pixels per ``(h, w)`` in ``shapes``, from a seed drawn now (no team can know
+    them when it exports its graph)."""
+    rng = np.random.default_rng(secrets.randbits(64))
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in dict.fromkeys(shapes)]
+
+
+def check_shapes(graph: Any, harness: Harness, images: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+    """The image sizes of :func:`fresh_images` for ``graph``: one per program the harness runs on ``images`` (each
+    program proven on inputs it could not have looked up)."""
+    chosen: dict[int, tuple[int, int]] = {}
+    for img in images:
+        for shape in harness.model_shapes([img.shape[:2]]):
+            index = next((i for i, p in enumerate(graph.programs) if p.accepts(shape)), None)
+            if index is not None:
+                chosen.setdefault(index, img.shape[:2])
+    return list(chosen.values())
+
+
+def export_info(graph: Any, data: bytes, seconds: float, checked: int) -> dict[str, Any]:
+    """The record's ``graph`` field, every figure of it this process's own: programs and whether they are dynamic
+    read off the vetted graph, the export's wall time timed here."""
+    return {"programs": len(graph.programs), "dynamic": any(not isinstance(d, int) for p in graph.programs
+                                                            for d in p.dims),
+            "export_seconds": round(seconds, 3), "bytes": len(data), "checked_inputs": checked}
+
+
+def check_outputs(side: Any, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], what: Sequence[str]) -> None:
+    """The entry's failure "exported graph differs from the scored model" unless ``side`` gives ``outputs``."""
+    for img, out, name in zip(inputs, outputs, what):
+        problem = compare_outputs(out, side.run_image(img))
+        if problem:
+            raise EntryFailed(f"exported graph differs from the scored model: on {name} ({img.shape[1]}x"
+                              f"{img.shape[0]}) {problem}", "graph-differs")
+
+
 def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarray], *, memory: bool,
                   limits: Limits) -> Measured:
     """Measure ``entry`` on its graph (module docstring): ``images`` are the RGB uint8 LR inputs its outputs are
@@ -98,33 +135,36 @@ def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarra
     harness = harness_of(entry, options, weights_rel)
     count_shape = tuple(options.input_shape)
     check = [*images, counting_image(count_shape)]
-    shapes = harness.model_shapes([img.shape[:2] for img in check])
+    names = [f"input {k + 1}" for k in range(len(images))] + ["the counting input"]
     in_jail = jailed(entry, options)
     with team_side(entry, harness, jailed=in_jail, limits=limits, weights=weights) as (team, info):
         outputs = [team.run_image(img) for img in check]         # the entry's own failures first, then the export's
+        export_started = time.perf_counter()
         try:
-            data, how = team.export(shapes, MAX_GRAPH_BYTES)
+            data = team.export(harness.model_shapes([img.shape[:2] for img in check]), MAX_GRAPH_BYTES)
         except NotExportable as exc:
             if in_jail:
                 raise EntryFailed(f"not exportable: {exc}", "not-exportable") from None
             return _eager(entry, team.producer, options, images, memory, label, str(exc), started)
-        form = team.form
-    graph = vet(data)
+        export_seconds = time.perf_counter() - export_started
+        graph = vet(data)
+        fresh = fresh_images(check_shapes(graph, harness, check))    # drawn after the graph is in
+        outputs += [team.run_image(img) for img in fresh]
+        form = team.form if team.form in ("deploy", "training") else None
+    check += fresh
+    names += [f"random input {k + 1}" for k in range(len(fresh))]
     check_started = time.perf_counter()
     with graph_side(data, harness, jailed=in_jail, limits=limits) as side:
-        for k, (img, out) in enumerate(zip(check, outputs)):
-            problem = compare_outputs(out, side.run_image(img))
-            if problem:
-                what = "the counting input" if k == len(images) else f"input {k + 1}"
-                raise EntryFailed(f"exported graph differs from the scored model: on {what} "
-                                  f"({img.shape[1]}x{img.shape[0]}) {problem}", "graph-differs")
+        check_outputs(side, check, outputs, names)
         check_seconds = (time.perf_counter() - check_started) / len(check)
         figures = side.figures(count_shape, bool(extra.get("fvcore", True)), bool(extra.get("cross_check", False)))
         peak = side.memory(list(images)) if memory else dict(_NO_MEMORY)
+    if figures.pop("structures", 1) > 1:
+        raise EntryFailed("exported graph differs between input sizes: its programs are not one network",
+                          "graph-differs")
     fields: dict[str, Any] = {**figures, **peak, "weights": label, "measured": "graph",
-                              "graph": {"id": figures["graph_id"], "programs": how["programs"],
-                                        "dynamic": how["dynamic"], "export_seconds": round(how["seconds"], 3),
-                                        "bytes": len(data), "checked_inputs": len(check)},
+                              "graph": {"id": figures["graph_id"], **export_info(graph, data, export_seconds,
+                                                                                 len(check))},
                               **({"form": form} if form else {}),
                               "seconds": round(time.perf_counter() - started, 3),
                               "check_seconds": round(check_seconds, 4)}

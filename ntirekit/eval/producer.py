@@ -14,9 +14,9 @@ reply: ``graph`` with the file as payload, or ``not-exportable`` with one line),
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from ntirekit.eval.inference import call_shapes, upscale_image
 from ntirekit.eval.pipeline import measured_form
 from ntirekit.graph.errors import NotExportable
 from ntirekit.graph.export import ExportedGraph, export_calls, export_graph
-from ntirekit.jail.channel import Channel
+from ntirekit.jail.channel import Channel, image_of
 from ntirekit.nn.deform import implementation
 
 
@@ -93,34 +93,30 @@ def serve(channel: Channel, *, folder: str, spec: dict[str, Any], harness: dict[
     entry = Entry(EntrySpec.from_dict(spec, f"{folder}/entry.toml"), Path(folder))
     producer = Producer.of_entry(entry, Harness(**harness))
     channel.send({"kind": "built", "form": producer.form})
-    while True:
-        header, payload = channel.receive(payload_limit=lambda h: _image_bytes(h))
-        kind = header.get("kind")
-        if kind == "array":
-            lr = np.frombuffer(payload, dtype=np.uint8).reshape(header["shape"])
-            channel.send_array(producer.run_image(lr))
-        elif kind == "export":
-            try:
-                graph = producer.export(header["shapes"])
-            except NotExportable as exc:
-                channel.send({"kind": "not-exportable", "error": str(exc)[:2000]})
-                continue
-            channel.send({"kind": "graph", "programs": graph.programs, "dynamic": graph.dynamic,
-                          "seconds": graph.seconds}, graph.data)
-        elif kind == "end":
-            return {}
-        else:
-            raise RuntimeError(f"unexpected message {str(kind)[:40]!r}")
+    return channel.serve({
+        "array": lambda header, payload: channel.send_array(producer.run_image(image_of(header, payload))),
+        "export": lambda header, _: send_graph(channel, lambda: producer.export(header["shapes"]))})
 
 
-def _image_bytes(header: dict[str, Any]) -> int:
-    shape = header.get("shape") if header.get("kind") == "array" else None
-    return int(np.prod(shape)) if isinstance(shape, list) else 0
+def send_graph(channel: Channel, export: Callable[[], ExportedGraph]) -> None:
+    """Reply to ``export``: the graph file (``graph``), or ``not-exportable`` with the one line why."""
+    try:
+        graph = export()
+    except NotExportable as exc:
+        channel.send({"kind": "not-exportable", "error": str(exc)[:2000]})
+        return
+    channel.send({"kind": "graph", "programs": graph.programs, "dynamic": graph.dynamic, "seconds": graph.seconds},
+                 graph.data)
 
 
-def harness_fields(harness: Harness) -> dict[str, Any]:
-    """``harness`` as JSON-able fields."""
-    return asdict(harness)
+def answer_clip(channel: Channel, header: dict[str, Any],
+                run: Callable[[list[np.ndarray]], tuple[list[np.ndarray], dict[str, Any]]]) -> None:
+    """Reply to ``clip``: receive its ``frames`` frames, run them, send the output frames, then ``clip-done`` with
+    what ``run`` reports."""
+    out, done = run(channel.receive_images(int(header["frames"])))
+    for frame in out:
+        channel.send_array(frame)
+    channel.send({"kind": "clip-done", **done})
 
 
 # ---------------------------------------------------------------------------------------------------------- clips
@@ -201,30 +197,10 @@ def serve_clips(channel: Channel, *, folder: str, spec: dict[str, Any], harness:
     """The jail's function for an untrusted video entry: ``clip`` (``frames`` arrays follow, ``pqf``; reply: the
     output frames, then ``clip-done`` with the calls, attributes and statistics), ``export`` (``calls``), ``end``."""
     entry = Entry(EntrySpec.from_dict(spec, f"{folder}/entry.toml"), Path(folder))
-    clip_harness = ClipHarness(**harness)
-    producer = ClipProducer.of_entry(entry, clip_harness)
+    producer = ClipProducer.of_entry(entry, ClipHarness(**harness))
     channel.send({"kind": "built"})
-    while True:
-        header, _ = channel.receive()
-        kind = header.get("kind")
-        if kind == "clip":
-            frames = []
-            for _ in range(int(header["frames"])):
-                h, payload = channel.receive(payload_limit=lambda h: _image_bytes(h))
-                frames.append(np.frombuffer(payload, dtype=np.uint8).reshape(h["shape"]))
-            out, result = producer.run_clip(frames, header.get("pqf"))
-            for frame in out:
-                channel.send_array(frame)
-            channel.send({"kind": "clip-done", **result})
-        elif kind == "export":
-            try:
-                graph = producer.export([(c[0], c[1]) for c in header["calls"]])
-            except NotExportable as exc:
-                channel.send({"kind": "not-exportable", "error": str(exc)[:2000]})
-                continue
-            channel.send({"kind": "graph", "programs": graph.programs, "dynamic": graph.dynamic,
-                          "seconds": graph.seconds}, graph.data)
-        elif kind == "end":
-            return {}
-        else:
-            raise RuntimeError(f"unexpected message {str(kind)[:40]!r}")
+    return channel.serve({
+        "clip": lambda header, _: answer_clip(channel, header, lambda frames: producer.run_clip(frames,
+                                                                                                header.get("pqf"))),
+        "export": lambda header, _: send_graph(channel, lambda: producer.export([(c[0], c[1])
+                                                                                  for c in header["calls"]]))})

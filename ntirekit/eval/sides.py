@@ -126,6 +126,21 @@ class _Remote:
             return self.channel.receive_array(self.harness.output_shape(lr.shape))[0]
         return self._guard(call)
 
+    def _clip(self, header: dict[str, Any], frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray],
+                                                                                  dict[str, Any]]:
+        """Send a ``clip`` message and its frames; the output frames and the ``clip-done`` header."""
+        def call() -> tuple[list[np.ndarray], dict[str, Any]]:
+            self.channel.send({"kind": "clip", "frames": len(frames), **header})
+            for frame in frames:
+                self.channel.send_array(np.ascontiguousarray(frame, dtype=np.uint8))
+            shape = self.harness.output_shape(frames[0].shape)
+            out = [self.channel.receive_array(shape)[0] for _ in frames]
+            done, _ = self.channel.receive()
+            if done.get("kind") != "clip-done":
+                raise ChannelError("expected the end of the clip")
+            return out, done
+        return self._guard(call)
+
     def end(self) -> None:
         try:
             self.channel.send({"kind": "end"})
@@ -137,10 +152,11 @@ class _Remote:
 class RemoteTeam(_Remote):
     """The team side in a jail."""
 
-    def export(self, shapes: Sequence[Any], max_bytes: int, kind: str = "shapes") -> tuple[bytes, dict[str, Any]]:
-        """The graph file and how it was made; :class:`~ntirekit.graph.errors.NotExportable` with the entry's line.
-        ``shapes``: input shapes (``kind="shapes"``) or ``(shape, keyword arguments)`` calls (``"calls"``)."""
-        def call() -> tuple[bytes, dict[str, Any]]:
+    def export(self, shapes: Sequence[Any], max_bytes: int, kind: str = "shapes") -> bytes:
+        """The graph file (nothing else of the reply is kept: every figure about it is this process's own);
+        :class:`~ntirekit.graph.errors.NotExportable` with the entry's line. ``shapes``: input shapes
+        (``kind="shapes"``) or ``(shape, keyword arguments)`` calls (``"calls"``)."""
+        def call() -> bytes:
             items = [list(s) for s in shapes] if kind == "shapes" else [[list(c[0]), dict(c[1])] for c in shapes]
             self.channel.send({"kind": "export", kind: items})
             header, data = self.channel.receive(payload_limit=lambda h: max_bytes if h.get("kind") == "graph" else 0)
@@ -150,7 +166,7 @@ class RemoteTeam(_Remote):
                 raise RemoteError(str(header.get("error", "")))
             if header.get("kind") != "graph":
                 raise ChannelError("expected the graph")
-            return data, {k: header.get(k) for k in ("programs", "dynamic", "seconds")}
+            return data
         return self._guard(call)
 
 
@@ -163,9 +179,8 @@ class LocalTeam:
     def run_image(self, lr: np.ndarray) -> np.ndarray:
         return self.producer.run_image(lr)
 
-    def export(self, shapes: Sequence[Sequence[int]], max_bytes: int) -> tuple[bytes, dict[str, Any]]:
-        graph = self.producer.export(shapes)
-        return graph.data, {"programs": graph.programs, "dynamic": graph.dynamic, "seconds": graph.seconds}
+    def export(self, shapes: Sequence[Sequence[int]], max_bytes: int) -> bytes:
+        return self.producer.export(shapes).data
 
 
 class RemoteGraph(_Remote):
@@ -199,20 +214,10 @@ class RemoteClipTeam(RemoteTeam):
     def run_clip(self, frames: Sequence[np.ndarray], pqf: Sequence[int] | None) -> tuple[list[np.ndarray],
                                                                                          dict[str, Any]]:
         """The entry's output frames and its ``clip-done`` report (calls, attributes, statistics)."""
-        def call() -> tuple[list[np.ndarray], dict[str, Any]]:
-            self.channel.send({"kind": "clip", "frames": len(frames), "pqf": list(pqf) if pqf is not None else None})
-            for frame in frames:
-                self.channel.send_array(np.ascontiguousarray(frame, dtype=np.uint8))
-            shape = self.harness.output_shape(frames[0].shape)
-            out = [self.channel.receive_array(shape)[0] for _ in frames]
-            header, _ = self.channel.receive()
-            if header.get("kind") != "clip-done":
-                raise ChannelError("expected the end of the clip")
-            return out, header
-        return self._guard(call)
+        return self._clip({"pqf": list(pqf) if pqf is not None else None}, frames)
 
-    def export(self, calls: Sequence[tuple[Sequence[int], dict[str, Any]]],
-               max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+    def export(self, calls: Sequence[tuple[Sequence[int], dict[str, Any]]],  # type: ignore[override]
+               max_bytes: int) -> bytes:
         return super().export(calls, max_bytes, kind="calls")
 
 
@@ -221,18 +226,9 @@ class RemoteClipGraph(_Remote):
 
     def run_clip(self, frames: Sequence[np.ndarray], pqf: Sequence[int] | None,
                  attrs: dict[str, Any]) -> tuple[list[np.ndarray], dict[str, Any]]:
-        def call() -> tuple[list[np.ndarray], dict[str, Any]]:
-            self.channel.send({"kind": "clip", "frames": len(frames), "attrs": attrs,
-                               "pqf": list(pqf) if pqf is not None else None})
-            for frame in frames:
-                self.channel.send_array(np.ascontiguousarray(frame, dtype=np.uint8))
-            shape = self.harness.output_shape(frames[0].shape)
-            out = [self.channel.receive_array(shape)[0] for _ in frames]
-            header, _ = self.channel.receive()
-            if header.get("kind") != "clip-done":
-                raise ChannelError("expected the end of the clip")
-            return out, dict(header.get("stats") or {})
-        return self._guard(call)
+        """The graph's output frames and the kit's timing of them."""
+        out, done = self._clip({"attrs": attrs, "pqf": list(pqf) if pqf is not None else None}, frames)
+        return out, dict(done.get("stats") or {})
 
     def figures(self, width: int, height: int) -> dict[str, Any]:
         def call() -> dict[str, Any]:
@@ -258,7 +254,8 @@ def _opened(jail: Jail, remote: type[_Remote], harness: Any, first: bytes | None
         if header.get("kind") == "error":
             raise _failure(jail, RemoteError(str(header.get("error", ""))))
         handle = remote(jail, channel, harness)
-        handle.form = header.get("form")
+        form = header.get("form")                  # the entry's word, so only one of the kit's own values
+        handle.form = form if form in ("deploy", "training") else None
         yield handle
         handle.end()
     finally:

@@ -7,6 +7,11 @@ assertions are left out, their results appearing as the values the operators rec
 export of one network at that input give one identity; another network, other weights, or other arguments give
 another. Records of one entry carry it (``graph_id``, on the counting input ``1x3x256x256`` for images), so a
 leaderboard can require that the network whose outputs were scored is the network that was timed and counted.
+
+:func:`structure_id` is the same digest with every integer argument left out (sizes, but also strides and dims):
+what a program computes whatever its input size. The programs of one graph file (one per input size where the network
+exports only statically) must all have one structure, so a team cannot export its real network for the counting size
+and another one for the sizes that are timed.
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from ntirekit.graph.read import Program
 class _Trace(fx.Interpreter):
     """Runs a program and records its tensor-producing calls with canonical arguments."""
 
-    def __init__(self, module: fx.GraphModule, weights: dict[str, str]):
+    def __init__(self, module: fx.GraphModule, weights: dict[str, str], integers: bool = True):
         super().__init__(module)
-        self.weights = weights
+        self.weights, self.integers = weights, integers
         self.labels: dict[fx.Node, Any] = {}     # tensor-valued nodes: their canonical name
         self.values: dict[fx.Node, Any] = {}     # other nodes: the value they produced (sizes)
         self.steps: list[Any] = []
@@ -36,8 +41,10 @@ class _Trace(fx.Interpreter):
             return self.labels[value] if value in self.labels else self._canonical(self.values.get(value))
         if isinstance(value, (list, tuple)):
             return [self._canonical(v) for v in value]
-        if isinstance(value, (bool, int, str)) or value is None:
+        if isinstance(value, bool) or isinstance(value, str) or value is None:
             return value
+        if isinstance(value, int):
+            return value if self.integers else "int"
         if isinstance(value, float):
             return repr(value)
         return str(value)
@@ -60,12 +67,22 @@ class _Trace(fx.Interpreter):
         return out
 
 
-def graph_id(program: Program, x: torch.Tensor) -> str:
-    """The identity (hex SHA-256) of ``program`` run on ``x``."""
+def graph_id(program: Program, x: torch.Tensor, integers: bool = True) -> str:
+    """The identity (hex SHA-256) of ``program`` run on ``x`` (without its integer arguments: its structure)."""
     weights = {attr: hashlib.sha256(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
                                     ).hexdigest() for attr, t in program.module.named_buffers()}
-    trace = _Trace(program.module, weights)
+    trace = _Trace(program.module, weights, integers)
     with torch.no_grad():
         trace.run(x)
     text = json.dumps(trace.steps, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def structure_id(program: Program, x: torch.Tensor) -> str:
+    """What ``program`` computes on ``x`` whatever the input size: :func:`graph_id` without integer arguments."""
+    return graph_id(program, x, integers=False)
+
+
+def example_shape(program: Program) -> tuple[int, ...]:
+    """An input shape ``program`` was exported for (the smallest its declared range allows)."""
+    return tuple(d if isinstance(d, int) else -(-d[0] // d[2]) * d[2] for d in program.dims)

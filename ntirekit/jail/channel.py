@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -119,6 +119,39 @@ class Channel:
             raise ChannelError(f"expected a {dtype} array of shape {list(shape)}, got "
                                f"{_describe(header)}")
         return np.frombuffer(payload, dtype=dtype).reshape(tuple(shape)), header
+
+
+    def receive_images(self, count: int) -> list[np.ndarray]:
+        """``count`` uint8 arrays, each as large as its header declares (:func:`image_bytes`)."""
+        images = []
+        for _ in range(count):
+            header, payload = self.receive(payload_limit=image_bytes)
+            images.append(np.frombuffer(payload, dtype=np.uint8).reshape(header["shape"]))
+        return images
+
+    def serve(self, handlers: Mapping[str, Callable[[dict[str, Any], bytes], None]]) -> dict[str, Any]:
+        """Answer messages with ``handlers[kind](header, payload)`` until an ``end`` message (an ``array`` message
+        may carry its uint8 pixels, :func:`image_bytes`; any other kind no payload); an unknown kind is an error."""
+        while True:
+            header, payload = self.receive(payload_limit=image_bytes)
+            kind = header.get("kind")
+            if kind == "end":
+                return {}
+            if kind not in handlers:
+                raise ChannelError(f"unexpected message {str(kind)[:40]!r}")
+            handlers[kind](header, payload)
+
+
+def image_bytes(header: dict[str, Any]) -> int:
+    """The payload an ``array`` message of uint8 pixels may carry: its declared shape's size (0 for other kinds)."""
+    shape = header.get("shape") if header.get("kind") == "array" and header.get("dtype") == "uint8" else None
+    ok = isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+    return int(np.prod(shape, dtype=np.int64)) if ok else 0
+
+
+def image_of(header: dict[str, Any], payload: bytes) -> np.ndarray:
+    """The uint8 array an ``array`` message carries."""
+    return np.frombuffer(payload, dtype=np.uint8).reshape(header["shape"])
 
 
 class RemoteError(NtirekitError, RuntimeError):

@@ -5,10 +5,11 @@ the graph's ATen operators and their shapes instead of module hooks, so that not
 can lower a figure:
 
 ``params``
-    the element count of every state tensor the program labels a parameter, plus every floating state tensor (labelled
-    buffer or constant) that an operator reads as a weight: the weight or bias of a convolution, ``linear``, a
-    normalisation (not its running statistics), ``prelu``, or an operand of a matrix product, directly or through
-    operators that do not involve the input (a weight computed in ``forward`` from buffers counts its buffers).
+    the element count of every state tensor the program labels a parameter, plus every state tensor (labelled buffer
+    or constant, in any dtype: int8 weights scaled in ``forward`` count) that an operator reads as a weight: the
+    weight or bias of a convolution, ``linear``, a normalisation (not its running statistics), ``prelu``, or an
+    operand of a matrix product, directly or through operators that do not involve the input (a weight computed in
+    ``forward`` from buffers counts its buffers).
     Relabelling a weight as a buffer or a constant changes nothing; a network's own fixed buffers that no operator
     reads as a weight (a mean to subtract) stay out, as in ``model.parameters()``.
 ``macs_ntire2022``, ``activations``, ``convs`` (official-compatible)
@@ -18,9 +19,10 @@ can lower a figure:
     ``BatchNorm2d`` (``N·C·H·W``, doubled when affine), a ``Linear`` (the official formula). These are the figures of
     the published tables.
 ``macs_ntire2022_missed``, ``activations_missed``, ``convs_missed``
-    the same conv rules applied to every 2-D convolution of the graph that no ``Conv2d``/``ConvTranspose2d`` module
-    call accounts for (functional ``F.conv2d``, a re-parameterizable block merging branches, or a module stack the
-    exporter left out): what the official counter is blind to. Ranking uses official + missed
+    the same conv rules applied to every convolution of the graph that no ``Conv2d``/``ConvTranspose2d`` module call
+    accounts for (functional ``F.conv2d``, a re-parameterizable block merging branches, a ``conv3d`` of depth 1, a
+    module stack the exporter left out), and to every product of the input with a weight outside an ``nn.Linear``
+    module (a convolution written as ``unfold`` + ``matmul``): what the official counter is blind to. Ranking uses official + missed
     (:func:`ranked_counts`), so hiding a convolution from the official counter gains a team nothing.
 ``macs_fvcore``, ``activations_fvcore``
     ``fvcore`` on the rebuilt graph module (its jit trace sees the same ATen operators the network called).
@@ -40,13 +42,15 @@ from ntirekit.graph.read import Graph, Program
 from ntirekit.measure.counts import (CountError, Counts, DEFAULT_SHAPE, compare_fvcore_torch, fvcore_counts,
                                      make_input)
 
-#: 2-D convolution operators: (index of the weight, index of groups, index of the transposed flag or None,
-#: transposed by name)
-CONV_OPS: dict[str, tuple[int, int, int | None, bool]] = {
-    "aten.conv2d.default": (1, 6, None, False), "aten.conv2d.padding": (1, 6, None, False),
-    "aten.convolution.default": (1, 8, 6, False), "aten._convolution.default": (1, 8, 6, False),
-    "aten.conv_transpose2d.input": (1, 6, None, True),
-}
+#: convolution operators of any dimension: the index of the weight argument
+CONV_OPS: dict[str, int] = {f"aten.{name}": 1 for name in (
+    "conv1d.default", "conv2d.default", "conv3d.default", "conv1d.padding", "conv2d.padding", "conv3d.padding",
+    "convolution.default", "_convolution.default", "conv_transpose1d.default", "conv_transpose2d.input",
+    "conv_transpose3d.input")}
+#: matrix products: the indices of their two factors (a product with a weight is a convolution or a linear layer)
+MATMUL_OPS: dict[str, tuple[int, int]] = {
+    "aten.mm.default": (0, 1), "aten.bmm.default": (0, 1), "aten.matmul.default": (0, 1),
+    "aten.addmm.default": (1, 2), "aten.baddbmm.default": (1, 2), "aten.linear.default": (0, 1)}
 ACT_OPS = frozenset(f"aten.{n}" for n in (
     "relu.default", "relu_.default", "leaky_relu.default", "leaky_relu_.default", "prelu.default",
     "_prelu_kernel.default", "elu.default", "elu_.default", "hardtanh.default", "hardtanh_.default", "relu6.default"))
@@ -55,8 +59,7 @@ BN_OPS = frozenset({"aten.batch_norm.default", "aten._native_batch_norm_legit_no
 LINEAR_OPS = frozenset({"aten.linear.default"})
 #: operator -> argument positions it reads as weights
 WEIGHT_ARGS: dict[str, tuple[int, ...]] = {
-    **{op: (1, 2) for op in CONV_OPS}, "aten.conv1d.default": (1, 2), "aten.conv3d.default": (1, 2),
-    "aten.conv_transpose1d.default": (1, 2), "aten.conv_transpose3d.input": (1, 2), "aten.linear.default": (1, 2),
+    **{op: (1, 2) for op in CONV_OPS}, "aten.linear.default": (1, 2),
     "aten.addmm.default": (0, 1, 2), "aten.mm.default": (0, 1), "aten.bmm.default": (0, 1),
     "aten.matmul.default": (0, 1), "aten.baddbmm.default": (0, 1, 2), "aten.einsum.default": (1,),
     "aten.mv.default": (0, 1), "aten.addmv.default": (0, 1, 2), "aten.prelu.default": (1,),
@@ -126,26 +129,36 @@ def _innermost(node: fx.Node) -> str:
     return stack[-1][0] if stack else ""
 
 
-def _convs(program: Program, graph: Graph, shapes: dict[fx.Node, tuple[int, ...]]) -> list[_Conv]:
+def _convs(program: Program, graph: Graph, shapes: dict[fx.Node, tuple[int, ...]],
+           sources: dict[fx.Node, frozenset[fx.Node] | None]) -> list[_Conv]:
+    """Every convolution of the graph, with the 2022 counter's MACs (``k·C_in·C_out/groups`` per output position,
+    which is the weight's element count, times ``N`` and the output's spatial size; a transposed convolution's output
+    size, the official counter's quirk), its output's numel, and whether a ``Conv2d``/``ConvTranspose2d`` module call
+    accounts for it (the official counter's view). A product of an input-dependent tensor with a weight (``mm``,
+    ``matmul``, ``linear``... outside an ``nn.Linear`` module) is a convolution in disguise (``unfold`` + product):
+    counted the same way, never official."""
     out: list[_Conv] = []
     for node in program.module.graph.nodes:
-        spec = CONV_OPS.get(node.meta.get("ntk_target", ""))
-        if spec is None:
+        target = node.meta.get("ntk_target", "")
+        if node not in shapes:
             continue
-        w_index, g_index, t_index, transposed = spec
-        weight = _arg(node, w_index, "weight", None)
-        if not isinstance(weight, fx.Node) or weight not in shapes or len(shapes[weight]) != 4:
-            continue
-        if t_index is not None:
-            transposed = bool(_arg(node, t_index, "transposed", False))
-        groups = int(_arg(node, g_index, "groups", 1))
-        w = shapes[weight]
         o = shapes[node]
-        c_in, c_out_per_group = (w[0], w[1]) if transposed else (w[1] * groups, w[0] // groups)
-        per_position = w[2] * w[3] * c_in * c_out_per_group
-        macs = per_position * o[0] * o[2] * o[3]
         path = _innermost(node)
-        out.append(_Conv(node, macs, o[0] * o[1] * o[2] * o[3], graph.modules.get(path) == "conv", path or "(root)"))
+        if target in CONV_OPS:
+            weight = _arg(node, CONV_OPS[target], "weight", None)
+            if not isinstance(weight, fx.Node) or weight not in shapes or len(shapes[weight]) < 3:
+                continue
+            official = len(shapes[weight]) == 4 and graph.modules.get(path) == "conv"
+            macs = _numel(shapes[weight]) * o[0] * _numel(o[2:])
+            out.append(_Conv(node, macs, _numel(o), official, path or "(root)"))
+        elif target in MATMUL_OPS and graph.modules.get(path) != "linear":
+            a, b = (node.args[i] if len(node.args) > i else None for i in MATMUL_OPS[target])
+            if not (isinstance(a, fx.Node) and isinstance(b, fx.Node) and a in shapes and b in shapes):
+                continue
+            if (sources.get(a) is None) == (sources.get(b) is None):
+                continue                    # two activations (attention) or two weights: no layer of the net
+            contracted = shapes[a][-1]
+            out.append(_Conv(node, _numel(o) * contracted, _numel(o), False, path or "(root)"))
     return out
 
 
@@ -185,41 +198,41 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
-def params_of(program: Program) -> tuple[int, int]:
-    """``(params, labelled)``: the parameter count of the module docstring's rule, and what the exporter's labels
-    alone would give."""
+def state_sources(program: Program) -> dict[fx.Node, frozenset[fx.Node] | None]:
+    """For each node, the state tensors (``get_attr`` nodes) it is computed from when it does not depend on the
+    input (a weight, or a weight computed in ``forward`` from other state), else None."""
     sources: dict[fx.Node, frozenset[fx.Node] | None] = {}
-    weights: set[fx.Node] = set()
-    stats: set[fx.Node] = set()
-    labelled: set[fx.Node] = set()
     for node in program.module.graph.nodes:
         if node.op == "placeholder":
             sources[node] = None
         elif node.op == "get_attr":
             sources[node] = frozenset({node})
-            if node.meta.get("ntk_label") == "parameter":
-                labelled.add(node)
         elif node.op == "call_function":
             inputs = [sources.get(n) for n in _flat_nodes((node.args, node.kwargs))]
             sources[node] = None if any(s is None for s in inputs) else frozenset().union(*inputs)
-            target = node.meta.get("ntk_target", "")
-            for positions, into in ((WEIGHT_ARGS.get(target, ()), weights), (STAT_ARGS.get(target, ()), stats)):
-                for index in positions:
-                    value = node.args[index] if len(node.args) > index else None
-                    for arg in _flat_nodes(value):
-                        if sources.get(arg):
-                            into.update(sources[arg])
-    floating = {n for n in weights - stats if _is_float(program, n)}
+    return sources
+
+
+def params_of(program: Program, sources: dict[fx.Node, frozenset[fx.Node] | None] | None = None) -> tuple[int, int]:
+    """``(params, labelled)``: the parameter count of the module docstring's rule (a weight in any dtype: int8
+    weights scaled in ``forward`` count too), and what the exporter's labels alone would give."""
+    sources = state_sources(program) if sources is None else sources
+    weights: set[fx.Node] = set()
+    stats: set[fx.Node] = set()
+    labelled = {n for n in program.module.graph.nodes if n.op == "get_attr" and n.meta.get("ntk_label") == "parameter"}
+    for node in program.module.graph.nodes:
+        target = node.meta.get("ntk_target", "")
+        for positions, into in ((WEIGHT_ARGS.get(target, ()), weights), (STAT_ARGS.get(target, ()), stats)):
+            for index in positions:
+                value = node.args[index] if len(node.args) > index else None
+                for arg in _flat_nodes(value):
+                    if sources.get(arg):
+                        into.update(sources[arg])
 
     def size(nodes: set[fx.Node]) -> int:
         return sum(getattr(program.module, n.target).numel() for n in nodes)
 
-    return size(labelled | floating), size(labelled)
-
-
-def _is_float(program: Program, node: fx.Node) -> bool:
-    tensor = getattr(program.module, node.target)
-    return tensor.is_floating_point() or tensor.is_complex()
+    return size(labelled | (weights - stats)), size(labelled)
 
 
 def count_graph(graph: Graph, input_shape: Sequence[int] | None = DEFAULT_SHAPE, *, fvcore: bool = True,
@@ -233,7 +246,8 @@ def count_graph(graph: Graph, input_shape: Sequence[int] | None = DEFAULT_SHAPE,
         raise CountError(str(exc)) from exc
     shapes = shapes_of(program, shape)
     notes: list[str] = []
-    convs = _convs(program, graph, shapes)
+    sources = state_sources(program)
+    convs = _convs(program, graph, shapes, sources)
     official = [c for c in convs if c.official]
     missed = [c for c in convs if not c.official]
     if missed:
@@ -241,7 +255,7 @@ def count_graph(graph: Graph, input_shape: Sequence[int] | None = DEFAULT_SHAPE,
         notes.append(f"{len(missed)} convolution call(s) are not nn.Conv2d/nn.ConvTranspose2d module calls and are "
                      "invisible to the official 2022 counter (counted in the *_missed figures): "
                      + "; ".join(f"{w}: {n} call(s)" for w, n in where.items()))
-    params, labelled = params_of(program)
+    params, labelled = params_of(program, sources)
     if params != labelled:
         notes.append(f"{params - labelled} weight elements are read by operators but not labelled parameters by the "
                      "exporter: counted as parameters")

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ntirekit.core.errors import EntryError
+from ntirekit.core.trust import mark_untrusted
 from ntirekit.core.spec import SPEC_FILE, EntrySpec
 from ntirekit.core import tomlw
 from ntirekit.pack.importer.code import code_files
@@ -247,6 +248,8 @@ def import_repository(repo_dir: str | Path, out_dir: str | Path, *, map_path: st
     plan = plan_teams(repo_dir, {k: v for k, v in mapping.items() if k != "skipped"})
     skipped.update(plan.skipped)
     folders = _write(repo_dir, plan.teams, out_dir, force=force)
+    if folders:
+        mark_untrusted(out_dir)           # teams' code: run in the sandbox only, wherever the folder is used from
     return ImportOutcome(folders, plan.teams, dict(sorted(skipped.items())))
 
 

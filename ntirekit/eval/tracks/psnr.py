@@ -34,10 +34,11 @@ from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import record, split_of
 from ntirekit.core.spec import Entry
 from ntirekit.eval.columns import cell
-from ntirekit.eval.graph_side import COUNT_SHAPE, MAX_GRAPH_BYTES, compare_outputs, counting_image
+from ntirekit.eval.graph_side import COUNT_SHAPE, MAX_GRAPH_BYTES, counting_image
 from ntirekit.eval.guard import EntryFailed, guard
 from ntirekit.eval.limits import jail_limits
-from ntirekit.eval.measure_graph import harness_of, jailed, vet
+from ntirekit.eval.measure_graph import (check_outputs, check_shapes, export_info, fresh_images, harness_of, jailed,
+                                         vet)
 from ntirekit.eval.sides import graph_side, team_side
 from ntirekit.graph.errors import NotExportable
 from ntirekit.eval.image_pipeline import ImageWriter, prefetch
@@ -159,20 +160,23 @@ def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], dat
     images: list[dict[str, Any]] = []
     start = time.perf_counter()
     with team_side(entry, harness, jailed=True, limits=limits, weights=weights) as (team, info):
+        export_started = time.perf_counter()
         try:
-            data, how = team.export(shapes, MAX_GRAPH_BYTES)
+            data = team.export(shapes, MAX_GRAPH_BYTES)
         except NotExportable as exc:
             data, how = None, {"exportable": False, "reason": f"not exportable: {exc}"}
+        export_seconds = time.perf_counter() - export_started
+        graph = vet(data) if data is not None else None
+        fresh = fresh_images(check_shapes(graph, harness, [*lrs, count])) if graph is not None else []
         graph_context = graph_side(data, harness, jailed=True, limits=limits) if data is not None else \
             contextlib.nullcontext(None)
-        if data is not None:
-            vet(data)
         with graph_context as side, ImageWriter(background=False) as writer:
             for index, lr in enumerate(tqdm(lrs, desc=entry.name, unit="img", disable=not options.progress,
                                             leave=False)):
                 pair = dataset[index]
                 sr = team.run_image(lr)
-                _check_graph(side, lr, sr, f"image {pair.name}")
+                if side is not None:
+                    check_outputs(side, [lr], [sr], [f"image {pair.name}"])
                 assert pair.hr is not None
                 sr_t = torch.from_numpy(np.ascontiguousarray(sr.transpose(2, 0, 1)))
                 hr_t = torch.from_numpy(np.ascontiguousarray(pair.hr.transpose(2, 0, 1)))
@@ -180,22 +184,19 @@ def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], dat
                 if save_dir is not None:
                     writer.submit(save_dir / sr_file_name(pair.name), sr)
             if side is not None:
-                _check_graph(side, count, team.run_image(count), "the counting input")
+                extra_inputs = [count, *fresh]
+                check_outputs(side, extra_inputs, [team.run_image(img) for img in extra_inputs],
+                              ["the counting input", *(f"random input {k + 1}" for k in range(len(fresh)))])
                 figures = side.figures(COUNT_SHAPE, fvcore=False)
-                how = {"id": figures["graph_id"], "programs": how["programs"], "dynamic": how["dynamic"],
-                       "export_seconds": round(how["seconds"], 3), "bytes": len(data),
-                       "checked_inputs": len(lrs) + 1}
+                if figures.get("structures", 1) > 1:
+                    raise EntryFailed("exported graph differs between input sizes: its programs are not one "
+                                      "network", "graph-differs")
+                how = {"id": figures["graph_id"], **export_info(graph, data, export_seconds,
+                                                                len(lrs) + len(extra_inputs))}
     rec = _record(entry, options, fp, dataset.name, images, tile, time.perf_counter() - start, save_dir)
     rec.update(graph=how, **({"graph_id": how["id"]} if "id" in how else {}), **info.fields())
     return rec
 
-
-def _check_graph(side: Any, lr: np.ndarray, out: np.ndarray, what: str) -> None:
-    if side is None:
-        return
-    problem = compare_outputs(out, side.run_image(lr))
-    if problem:
-        raise EntryFailed(f"exported graph differs from the scored model: on {what} {problem}", "graph-differs")
 
 TRACKS = (Track("psnr", evaluate, "esr", times=False, needs_weights=True,
                 record_fields=("protocol", "dataset", "split", "psnr_db", "ssim", "images", "scale", "data_range", "weights",

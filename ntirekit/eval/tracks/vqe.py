@@ -62,7 +62,7 @@ from ntirekit.eval.columns import cell
 from ntirekit.eval.graph_side import MAX_GRAPH_BYTES, compare_outputs
 from ntirekit.eval.guard import EntryFailed, guard
 from ntirekit.eval.limits import jail_limits
-from ntirekit.eval.measure_graph import jailed, vet
+from ntirekit.eval.measure_graph import export_info, jailed, vet
 from ntirekit.eval.producer import ClipHarness
 from ntirekit.eval.sides import graph_side, team_side
 from ntirekit.graph.errors import NotExportable
@@ -319,14 +319,16 @@ def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions
             calls = [c for r in reports for c in r["calls"]]
             w, h = (int(v) for v in reports[0]["stats"]["padded_size"])
             calls += [([1, 3, 3, h, w], {}), ([1, 2, 3, h, w], {})]
+            export_started = time.perf_counter()
             try:
-                data, how = team.export(calls, MAX_GRAPH_BYTES)
+                data = team.export(calls, MAX_GRAPH_BYTES)
             except NotExportable as exc:
                 data, how = None, {"exportable": False, "reason": f"not exportable: {exc}"}
+            export_seconds = time.perf_counter() - export_started
         fields: dict[str, Any] = {"params": None, "macs_per_frame": None, "macs_input": None}
         inference: list[dict[str, Any]] = [{"model_seconds": 0.0, "max_memory_mib": None} for _ in videos]
         if data is not None:
-            vet(data)
+            graph = vet(data)
             with graph_side(data, harness, jailed=True, limits=limits) as side:
                 for index, (pair, report) in enumerate(zip(videos, reports)):
                     lq = read_clip(pair.lq).head(limit)
@@ -343,8 +345,7 @@ def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions
                     fields = side.figures(w, h)
                 else:
                     fields = {**side.figures(w, h), "macs_per_frame": None, "macs_input": None}
-            how = {"programs": how["programs"], "dynamic": how["dynamic"], "export_seconds": round(how["seconds"], 3),
-                   "bytes": len(data), "checked_frames": sum(v["frames"] for v in per_video)}
+            how = export_info(graph, data, export_seconds, sum(v["frames"] for v in per_video))
     weights_label = declared_weights(entry, explicit)
     rec = _record(entry, options, fp, per_video, inference, weights_label, fields, time.perf_counter() - started)
     if data is None:
