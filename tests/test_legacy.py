@@ -11,12 +11,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from ntirekit.core.trust import TRUSTED_ROOTS_ENV
 from ntirekit.cli.import_cmd import import_ntire as import_cli
 from ntirekit.core.registry import discover
 from ntirekit.core.spec import read_spec
 from ntirekit.core.weights import sha256_of
 from ntirekit.pack.legacy import LegacyError, import_ntire, import_repository
 from ntirekit.pack import check_zip, pack
+
+
+@pytest.fixture(autouse=True)
+def _reviewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests build the imported entries themselves, as an organizer who has reviewed their code: import-ntire
+    marks its output untrusted, so their folders are declared trusted here (the door: ntirekit.core.trust)."""
+    monkeypatch.setenv(TRUSTED_ROOTS_ENV, str(tmp_path))
+
 
 TEAM04 = '''
 import torch
@@ -37,6 +46,8 @@ class RLFN_cut(nn.Module):
 #: a 2022-style package: the model file next to a helper module it does not import (copied along all the same)
 TEAM02_NET = '''
 from torch import nn
+
+
 
 
 class Netw(nn.Module):
@@ -213,6 +224,5 @@ def test_cli_check_loads_each_entry_isolated(tmp_path: Path) -> None:
     res = CliRunner().invoke(import_cli, [str(repo), "--map", str(tmp_path / "teams.toml"), "--out",
                                           str(tmp_path / "out"), "--check"])
     assert res.exit_code == 0, res.output
-    params = (4 * 3 * 9 + 4) + (48 * 4 * 9 + 48)
     row = next(line for line in res.output.splitlines() if "team04_rlfn" in line and "wrote" not in line)
-    assert row.split() == ["4", "team04_rlfn", "loads", "strictly", f"{params:,}"]
+    assert row.split() == ["4", "team04_rlfn", "loads", "strictly"]

@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from ntirekit.core.trust import TRUSTED_ROOTS_ENV
 from ntirekit.cli.import_cmd import import_ntire as import_cli
 from ntirekit.cli.profile_cmd import profile as profile_cli
 from ntirekit.core.errors import EntryError
@@ -20,6 +21,14 @@ from ntirekit.core.spec import read_spec
 from ntirekit.pack.importer.demo import derive_map
 from ntirekit.core.team_code import MissingDependency, NeedsCuda
 from ntirekit.pack.legacy import import_repository
+
+
+@pytest.fixture(autouse=True)
+def _reviewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests build the imported entries themselves, as an organizer who has reviewed their code: import-ntire
+    marks its output untrusted, so their folders are declared trusted here (the door: ntirekit.core.trust)."""
+    monkeypatch.setenv(TRUSTED_ROOTS_ENV, str(tmp_path))
+
 
 #: a x4 net: conv(3 -> WIDTH) -> conv(WIDTH -> 48) -> pixel shuffle; WIDTH comes from wherever the team's code says
 NET = '''
@@ -243,6 +252,8 @@ import torch
 from torch import nn
 
 
+
+
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
@@ -301,13 +312,17 @@ def test_an_unwrapped_checkpoint_that_does_not_fit_still_fails(tmp_path: Path) -
 PRINTING = PLAIN.replace("        super().__init__()", "        super().__init__()\n        print('building!')")
 
 
-def test_profile_json_is_only_json_whatever_the_model_prints(tmp_path: Path) -> None:
+def test_profile_json_is_only_json_whatever_the_model_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _entry(tmp_path, "print('importing team code')\n" + PRINTING)
     res = CliRunner().invoke(profile_cli, ["team09_x", "--entries", str(tmp_path / "team09_x"), "--json"])
     assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["params"] == 3 * 4 * 9 + 4 + 4 * 48 * 9 + 48
+    assert "building!" in res.stderr                              # reviewed code, in this process: on stderr
+    monkeypatch.delenv(TRUSTED_ROOTS_ENV)                          # untrusted: in the jail, stored, never echoed
+    res = CliRunner().invoke(profile_cli, ["team09_x", "--entries", str(tmp_path / "team09_x"), "--json"])
     profile = json.loads(res.stdout)
     assert profile["params"] == 3 * 4 * 9 + 4 + 4 * 48 * 9 + 48
-    assert "building!" in profile["output"] and "building!" not in res.stderr    # stored, never echoed
+    assert "building!" in profile["output"] and "building!" not in res.stderr
 
 
 @pytest.mark.slow
@@ -318,7 +333,7 @@ def test_cli_report_checks_every_team_isolated(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     by_team = {r["team"]: r for r in report["teams"]}
-    assert by_team[-1]["status"] == "loads strictly" and by_team[-1]["params"] == 3 * 4 * 9 + 4 + 4 * 48 * 9 + 48
+    assert by_team[-1]["status"] == "loads strictly" and "params" not in by_team[-1]    # a verdict, not a figure
     assert by_team[1]["status"] == "loads strictly"
     assert by_team[4]["status"].startswith("loads with strict=False as the harness does: 1 missing, 1 unexpected")
     assert by_team[4]["missing"] == ["tail.bias"] and by_team[4]["unexpected"] == ["extra.weight"]

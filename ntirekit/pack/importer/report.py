@@ -33,19 +33,18 @@ def status_of(record: dict[str, Any] | None) -> str:
 
 
 def rows(teams: list[Any], skipped: dict[int, str], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One dict per team id (sorted): ``team``, ``name``, ``status``, ``params`` (None unless loaded), and for a
-    non-strict load its ``missing``/``unexpected`` keys."""
+    """One dict per team id (sorted): ``team``, ``name``, ``status``, and for a non-strict load its
+    ``missing``/``unexpected`` keys (the check runs each team's code in the jail: its verdict, never a figure;
+    ``ntirekit profile`` counts an imported entry on its exported graph)."""
     out = []
     for plan in teams:
         rec = records.get(plan.name)
-        row = {"team": plan.team, "name": plan.name, "status": status_of(rec),
-               "params": rec.get("params") if rec and rec.get("status") == "ok" else None}
+        row = {"team": plan.team, "name": plan.name, "status": status_of(rec)}
         for key in ("missing", "unexpected", "unwrapped", "build"):
             if rec and rec.get(key):
                 row[key] = rec[key]
         out.append(row)
-    out += [{"team": team, "name": "", "status": f"skipped: {reason}", "params": None}
-            for team, reason in skipped.items()]
+    out += [{"team": team, "name": "", "status": f"skipped: {reason}"} for team, reason in skipped.items()]
     return sorted(out, key=lambda r: r["team"])
 
 
@@ -61,9 +60,8 @@ def pip_line(packages: list[str]) -> str:
 def render(table: list[dict[str, Any]], out_dir: str | Path, missing: list[str] | None = None) -> str:
     """The report as text: the table, the keys non-strict loads left, the command to evaluate every entry and, last,
     one ``pip install`` line naming every missing third-party package (``missing``)."""
-    body = tabulate([[r["team"], r["name"], _cut(r["status"]), "" if r["params"] is None else f"{r['params']:,}"]
-                     for r in table], headers=["team", "name", "status", "params"], tablefmt="simple",
-                    disable_numparse=True)
+    body = tabulate([[r["team"], r["name"], _cut(r["status"])] for r in table], headers=["team", "name", "status"],
+                    tablefmt="simple", disable_numparse=True)
     lines = [body]
     for r in table:
         for key in ("missing", "unexpected"):
