@@ -79,12 +79,37 @@ class Graph:
         raise GraphError(f"the graph has no program for input shape {list(shape)}")
 
     def to(self, device: torch.device | str) -> "Graph":
-        """Move the tensors to ``device`` (in place), each once: programs share them; returns ``self``."""
+        """Move the tensors to ``device`` (in place), each once: programs share them, and make every device literal
+        of the programs (each one stands for the device the graph runs on) name ``device``; returns ``self``."""
+        device = torch.device(device)
         self.tensors = [t.to(device) for t in self.tensors]
         for program in self.programs:
             for attr in list(program.module._buffers):
                 program.module._buffers[attr] = self.tensors[int(attr[1:])]
+            _retarget(program.module, device)
         return self
+
+
+def _retarget(module: fx.GraphModule, device: torch.device) -> None:
+    """Make every ``torch.device`` argument of ``module``'s nodes ``device`` (recompiled only when one changed)."""
+    changed = False
+
+    def swap(value: Any) -> Any:
+        nonlocal changed
+        if isinstance(value, torch.device):
+            changed = changed or value != device
+            return device
+        if isinstance(value, (list, tuple)):
+            return type(value)(swap(v) for v in value)
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        return value
+
+    for node in module.graph.nodes:
+        if node.op == "call_function":
+            node.args, node.kwargs = swap(node.args), swap(node.kwargs)
+    if changed:
+        module.recompile()
 
 
 def _fail(message: str) -> GraphError:
