@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.abc
+import importlib.util
 import json
 import math
 import os
@@ -42,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -133,23 +134,36 @@ def _first_difference(a: list[Any], b: list[Any]) -> str:
     return f"{len(a)} vs {len(b)} steps"
 
 
-def stand_in(name: str, submodules: Sequence[str] = ("transforms", "ops")) -> bool:
-    """Where ``name`` cannot be imported, put an empty package of that name (with empty ``submodules``) in
-    ``sys.modules``, so that team code importing it without using it loads; whether it did. A team that uses it
-    fails on the first attribute it reads (its one line says which)."""
-    try:
-        importlib.import_module(name)
-        return False
-    except ImportError:
+class StandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """An empty package in place of ``name`` (and any module below it) where ``name`` cannot be imported, so that
+    team code importing it without using it loads; :attr:`used` says whether anything imported it. A team that uses
+    it fails on the first attribute it reads (its one line says which)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.used = False
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.name and not fullname.startswith(self.name + "."):
+            return None
+        self.used = True
+        return importlib.util.spec_from_loader(fullname, self, is_package=True)
+
+    def create_module(self, spec: Any) -> Any:
+        return None
+
+    def exec_module(self, module: Any) -> None:
         pass
-    package = types.ModuleType(name)
-    package.__path__ = []
-    sys.modules[name] = package
-    for sub in submodules:
-        module = types.ModuleType(f"{name}.{sub}")
-        sys.modules[module.__name__] = module
-        setattr(package, sub, module)
-    return True
+
+
+def add_stand_ins(names: Sequence[str]) -> list[StandIn]:
+    """A :class:`StandIn` at the end of ``sys.meta_path`` for each of ``names`` that cannot be imported."""
+    added = []
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            added.append(StandIn(name))
+            sys.meta_path.append(added[-1])
+    return added
 
 
 def static_graph(model: Any, shapes: Sequence[tuple[int, ...]], multiple: int) -> Any:
@@ -184,10 +198,11 @@ def survey_one(folder: Path, *, time_hw: int, warmup: int, repeats: int, threads
     torch.set_num_threads(threads)
     add_roots(trusted=[folder])
     (entry,) = discover([folder], include_defaults=False).values()
-    out: dict[str, Any] = {"entry": entry.name, "folder": str(folder),
-                           "stand_ins": [name for name in stand_ins if stand_in(name)]}
+    out: dict[str, Any] = {"entry": entry.name, "folder": str(folder)}
+    finders = add_stand_ins(stand_ins)
     started = time.perf_counter()
     model, out["weights"] = load_for_measurement(entry, device="cpu")
+    out["stand_ins"] = [f.name for f in finders if f.used]
     out["form"] = measured_form(model)
     contract = input_contract(entry)
     data_range = float(entry.spec.data_range)

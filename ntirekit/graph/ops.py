@@ -59,7 +59,8 @@ ATEN_OPS: frozenset[str] = frozenset(f"aten.{name}" for name in """
     pixel_shuffle.default pixel_unshuffle.default
     batch_norm.default _native_batch_norm_legit_no_training.default native_batch_norm.default
     _native_batch_norm_legit.no_stats layer_norm.default native_layer_norm.default group_norm.default
-    native_group_norm.default instance_norm.default rms_norm.default
+    native_group_norm.default instance_norm.default rms_norm.default _weight_norm.default
+    _weight_norm_interface.default
     view.default reshape.default _unsafe_view.default permute.default transpose.int t.default contiguous.default
     clone.default expand.default expand_as.default repeat.default repeat_interleave.self_int
     repeat_interleave.self_Tensor repeat_interleave.Tensor squeeze.dim squeeze.dims squeeze.default
