@@ -26,3 +26,40 @@ def test_weight_norm_exports_and_counts_its_two_tensors() -> None:
     expected = 8 * 3 * 3 * 3 + 8 + 8 + 8 * 3 + 3      # v, g (one per output channel), bias; the 1x1 conv
     assert sum(p.numel() for p in model.parameters()) == expected
     assert count_graph(graph, (1, 3, 16, 16), fvcore=False).params == expected
+
+
+class _UnshuffleByConv(nn.Module):
+    """NTIRE 2022 team 35's pixel unshuffle: a 0/1 kernel filled by indexed assignment in ``forward``, then a
+    functional ``F.conv2d`` (exported as ``aten.fill.Tensor`` into slices of a fresh tensor; a slice with a step and
+    no end is exported with the end ``2**63 - 1``, which the reader must accept)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(12, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, k = x.shape[1], 2
+        kernel = torch.zeros(size=[k * k * c, 1, k, k], device=x.device)
+        for y in range(k):
+            for z in range(k):
+                kernel[z + y * k::k * k, 0, y, z] = 1
+        return self.conv(torch.nn.functional.conv2d(x, kernel, stride=k, groups=c))
+
+
+def test_fill_tensor_exports_and_the_functional_conv_is_counted_as_missed() -> None:
+    torch.manual_seed(0)
+    model = _UnshuffleByConv().eval()
+    graph = read_graph(export_graph(model, [(1, 3, 16, 16), (1, 3, 24, 32)]).data)
+    targets = {n.meta.get("ntk_target") for p in graph.programs for n in p.module.graph.nodes}
+    assert "aten.fill.Tensor" in targets
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        assert torch.equal(GraphModel(graph)(x), model(x))
+    counts = count_graph(graph, (1, 3, 16, 16), fvcore=False)
+    # the 2022 rule k_h*k_w*C_in*(C_out/groups)*H_out*W_out: 2*2*3*(12/3)*8*8 for the functional conv (missed),
+    # 3*3*12*3*8*8 for the module conv (official)
+    assert (counts.convs, counts.convs_missed) == (1, 1)
+    assert counts.macs_ntire2022_missed == 2 * 2 * 3 * 4 * 8 * 8
+    assert counts.macs_ntire2022 == 3 * 3 * 12 * 3 * 8 * 8
+    assert counts.params == sum(p.numel() for p in model.parameters())
+

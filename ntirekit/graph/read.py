@@ -31,6 +31,8 @@ from ntirekit.graph import format as fmt
 from ntirekit.graph.errors import GraphError
 from ntirekit.graph.ops import PYTHON_OPS, resolve
 
+#: the integers an argument may be: ATen's int64 (an open slice end is exported as 2**63 - 1)
+INT64 = (-2**63, 2**63 - 1)
 #: value kinds of a graph's nodes, for the schema check
 TENSOR, NUMBER, TENSORS, NONE = "tensor", "number", "tensors", "none"
 
@@ -210,7 +212,7 @@ def _literal(value: Any, where: str, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return _int(value, where, -2**62, 2**62)
+        return _int(value, where, *INT64)
     if isinstance(value, float):
         return value
     if isinstance(value, list):
@@ -231,7 +233,7 @@ def _literal(value: Any, where: str, depth: int = 0) -> Any:
     if tag == "slice":
         if not isinstance(inner, list) or len(inner) != 3:
             raise _fail(f"{where}: a slice is [start, stop, step]")
-        return slice(*(None if v is None else _int(v, where, -2**62, 2**62) for v in inner))
+        return slice(*(None if v is None else _int(v, where, *INT64) for v in inner))
     table: dict[str, Any] | None = {"dtype": fmt.DTYPES, "layout": fmt.LAYOUTS,
                                     "memory_format": fmt.MEMORY_FORMATS}.get(tag)
     if table is not None:

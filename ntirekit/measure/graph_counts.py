@@ -10,7 +10,9 @@ can lower a figure:
     normalisation (not its running statistics), ``prelu``, or an operand of a matrix product, directly or through
     operators that do not involve the input (a weight computed in ``forward`` from buffers counts its buffers).
     Relabelling a weight as a buffer or a constant changes nothing; a network's own fixed buffers that no operator
-    reads as a weight (a mean to subtract) stay out, as in ``model.parameters()``.
+    reads as a weight (a mean to subtract) stay out, as in ``model.parameters()``, and so do the 0-d fill values of
+    ``fill``/``masked_fill`` (one number written into a tensor: a kernel built in ``forward`` by indexed assignment
+    is no parameter; hiding a weight that way costs one operator per element, which the runtime shows).
 ``macs_ntire2022``, ``activations``, ``convs`` (official-compatible)
     the NTIRE 2022/2023 counter's rules applied to the operators that the exporter's module stack attributes to a
     module the counter hooks (:mod:`ntirekit.graph.kinds`): a 2-D convolution (``k_h·k_w·C_in·(C_out/groups)·N·H_out·
@@ -65,6 +67,10 @@ WEIGHT_ARGS: dict[str, tuple[int, ...]] = {
     "aten.rms_norm.default": (2,), **{op: (1, 2) for op in BN_OPS}}
 #: operator -> argument positions holding normalisation statistics (never parameters)
 STAT_ARGS: dict[str, tuple[int, ...]] = {**{op: (3, 4) for op in BN_OPS}, "aten.instance_norm.default": (3, 4)}
+#: operator -> position of its fill value (a 0-d tensor by the operator's contract: one number written into a tensor,
+#: e.g. the 1s of a kernel that ``forward`` builds by indexed assignment); it passes no weight on
+FILL_VALUE_ARGS: dict[str, int] = {"aten.fill.Tensor": 1, "aten.fill_.Tensor": 1, "aten.masked_fill.Tensor": 2,
+                                   "aten.masked_fill_.Tensor": 2}
 
 
 @dataclass(frozen=True)
@@ -200,9 +206,13 @@ def params_of(program: Program) -> tuple[int, int]:
             if node.meta.get("ntk_label") == "parameter":
                 labelled.add(node)
         elif node.op == "call_function":
-            inputs = [sources.get(n) for n in _flat_nodes((node.args, node.kwargs))]
-            sources[node] = None if any(s is None for s in inputs) else frozenset().union(*inputs)
             target = node.meta.get("ntk_target", "")
+            inputs = [sources.get(n) for n in _flat_nodes((node.args, node.kwargs))]
+            value_at = FILL_VALUE_ARGS.get(target)
+            if value_at is not None and len(node.args) > value_at and sources.get(node.args[value_at]) is not None:
+                inputs = [sources.get(n) for n in _flat_nodes((node.args[:value_at], node.args[value_at + 1:],
+                                                               node.kwargs))]
+            sources[node] = None if any(s is None for s in inputs) else frozenset().union(*inputs)
             for positions, into in ((WEIGHT_ARGS.get(target, ()), weights), (STAT_ARGS.get(target, ()), stats)):
                 for index in positions:
                     value = node.args[index] if len(node.args) > index else None
