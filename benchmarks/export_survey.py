@@ -349,10 +349,10 @@ def row(r: dict[str, Any]) -> str:
             f"{r['runtime_ratio']:6.3f} {r['export_s']:7.1f} {r['seconds']:6.0f}")
 
 
-HEADER = (f"{'entry':24s} {'export':7s} {'#pr':>3s} {'same':>4s} {'p2f a a c':>7s} {'params M':>8s} "
+HEADER = (f"{'entry':24s} {'export':7s} {'#pr':>3s} {'same':>4s} {'pMfaAc':>7s} {'params M':>8s} "
           f"{'G MACs 2022 eager/graph':23s} {'mis':>3s} {'id':>5s} {'struct':>6s} {'ratio':>6s} {'exp s':>7s} "
           f"{'tot s':>6s}")
-LEGEND = ("'same': graph outputs bit-identical to eager at every size checked; 'p2f a a c': per field "
+LEGEND = ("'same': graph outputs bit-identical to eager at every size checked; 'pMfaAc': per field "
           "params, macs_ntire2022, macs_fvcore, activations, activations_fvcore, convs ('=' graph equals eager); "
           "'mis': convs_missed; 'id': graph_id of the dynamic and a static export at 256x256; 'struct': a static-only "
           "entry's programs at two sizes; 'ratio': runtime graph/eager (robust median, CPU, interleaved)")

@@ -8,6 +8,7 @@ from torch import nn
 from ntirekit.eval.graph_side import GraphModel
 from ntirekit.graph.export import export_graph
 from ntirekit.graph.read import read_graph
+from ntirekit.measure.counts import count
 from ntirekit.measure.graph_counts import count_graph
 
 
@@ -55,7 +56,11 @@ def test_fill_tensor_exports_and_the_functional_conv_is_counted_as_missed() -> N
     x = torch.rand(1, 3, 24, 32)
     with torch.no_grad():
         assert torch.equal(GraphModel(graph)(x), model(x))
-    counts = count_graph(graph, (1, 3, 16, 16), fvcore=False)
+    counts = count_graph(graph, (1, 3, 16, 16))
+    eager = count(model, (1, 3, 16, 16), cross_check=False)
+    assert not any("fvcore could not" in w for w in counts.warnings), counts.warnings
+    assert (counts.macs_fvcore, counts.activations_fvcore) == (eager.macs_fvcore, eager.activations_fvcore)
+    assert counts.macs_fvcore == 12 * 1 * 2 * 2 * 8 * 8 + 3 * 12 * 3 * 3 * 8 * 8   # fvcore: weight numel x H_out x W_out
     # the 2022 rule k_h*k_w*C_in*(C_out/groups)*H_out*W_out: 2*2*3*(12/3)*8*8 for the functional conv (missed),
     # 3*3*12*3*8*8 for the module conv (official)
     assert (counts.convs, counts.convs_missed) == (1, 1)

@@ -259,7 +259,7 @@ def count_graph(graph: Graph, input_shape: Sequence[int] | None = DEFAULT_SHAPE,
     by_op: dict[str, int] = {}
     if fvcore:
         try:
-            m_fv, by_op, a_fv = fvcore_counts(program.module, shape)
+            m_fv, by_op, a_fv = fvcore_counts(_fvcore_module(program.module), shape)
         except Exception as exc:  # noqa: BLE001 - a graph fvcore cannot trace: say so, keep the other counts
             notes.append(f"fvcore could not trace the graph: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     flops_torch = None
@@ -274,6 +274,25 @@ def count_graph(graph: Graph, input_shape: Sequence[int] | None = DEFAULT_SHAPE,
                   fvcore_by_operator=by_op, warnings=notes,
                   macs_ntire2022_missed=sum(c.macs for c in missed),
                   activations_missed=sum(c.numel for c in missed), convs_missed=len(missed))
+
+
+def _fvcore_module(module: fx.GraphModule) -> fx.GraphModule:
+    """``module`` as fvcore's jit trace can take it: ``aten.fill.Tensor`` (traced as ``aten::full_like(Tensor,
+    Tensor)``, which the JIT's alias analysis refuses) computed as ``self * 0 + value`` (same shape and dtype; fvcore
+    counts none of the three). Any other module is returned as it is."""
+    fill = torch.ops.aten.fill.Tensor
+    if not any(n.op == "call_function" and n.target is fill for n in module.graph.nodes):
+        return module
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for node in module.graph.nodes:
+        if node.op == "call_function" and node.target is fill:
+            self_, value = (env[a] if isinstance(a, fx.Node) else a for a in node.args[:2])
+            zero = graph.call_function(torch.ops.aten.mul.Scalar, (self_, 0))
+            env[node] = graph.call_function(torch.ops.aten.add.Tensor, (zero, value))
+        else:
+            env[node] = graph.node_copy(node, lambda n: env[n])
+    return fx.GraphModule(module, graph)
 
 
 def _torch_flops(program: Program, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
