@@ -23,7 +23,13 @@ Import a repository's teams first (checkpoints copied into the entries), then su
     .venv/bin/ntirekit import-ntire /tmp/NTIRE2022_ESR --out /tmp/imp22 --copy-weights
     .venv/bin/python benchmarks/export_survey.py /tmp/imp22 --json /tmp/survey22.json          # baselines + teams
     .venv/bin/python benchmarks/export_survey.py --no-baselines /tmp/imp24 --json /tmp/survey24.json
-    .venv/bin/python benchmarks/export_survey.py --summary /tmp/survey22.json /tmp/survey24.json  # merged table
+    .venv/bin/python benchmarks/export_survey.py --no-baselines /tmp/imp22 --only team20_mobilesr --static-only \
+        --json /tmp/survey22_static.json      # an entry whose dynamic export runs out of time (sympy)
+    .venv/bin/python benchmarks/export_survey.py --summary /tmp/survey22.json /tmp/survey22_static.json \
+        /tmp/survey24.json                    # merged table (a later file's record of an entry wins)
+
+Some teams import ``einops`` (``pip install einops`` in the venv); ``--copy-weights`` is needed since entry folders
+may no longer point at checkpoints outside themselves.
 
 Baselines are measured with random weights when theirs are not at hand (no count or export depends on them); teams
 with their checkpoints. A team's code runs only in its child process; its folder is declared trusted there (it is the
