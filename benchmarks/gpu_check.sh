@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU check: everything the kit can only show on a CUDA device, in one run of at most 8 minutes on one
+# One prepared GPU check: everything the kit can only show on a CUDA device, in one run of at most 9 minutes on one
 # GPU, all output under one folder.
 #
 #   1. gpu_tests     the test suite's GPU tests (pytest -m gpu)
@@ -12,11 +12,14 @@
 #   5. throughput    the psnr track against the official NTIRE loop (benchmarks/eval_throughput.py)
 #   6. regress       ntirekit regress --record of the three baselines' overall track into
 #                    OUT/metrics/<fingerprint id>/ (copy that folder into the repository's metrics/ to commit it)
+#   7. graph         the three baselines' exported graphs against their eager modules on CUDA: runtime ratio
+#                    graph/eager timed side by side in one run, max_memory_allocated of both, outputs identical or
+#                    not (benchmarks/graph_runtime.py)
 #
 # Usage:
 #   benchmarks/gpu_check.sh [--out DIR]       on a machine with a CUDA device (DIR: gpu_check_<UTC time>)
 #   benchmarks/gpu_check.sh --dry-run --out DIR
-#       the same six steps on the CPU with tiny sizes, in seconds: every step's command line runs (the test suite
+#       the same seven steps on the CPU with tiny sizes, in seconds: every step's command line runs (the test suite
 #       runs this, so the script cannot rot); the figures mean nothing.
 # Environment: PYTHON (default .venv/bin/python), NTIREKIT (default .venv/bin/ntirekit).
 # OUT/summary.txt lists each step's status, seconds and log; OUT/<step>.log holds its output, OUT/<step>.json its
@@ -98,6 +101,8 @@ if [ "$DRY" = 1 ]; then
     --json "$OUT/throughput.json"
   step regress 300 "$NTIREKIT" regress --record --device cpu --entry rlfn_ntire --track complexity \
     --against "$OUT/metrics/dry-run"
+  step graph 300 "$PY" benchmarks/graph_runtime.py --device cpu --size 16 --images 1 --warmup 0 --repeats 1 \
+    --entries "${BASELINES[@]}" --json "$OUT/graph.json"
 else
   FP=$("$PY" -c "from ntirekit.core.device import fingerprint, fingerprint_id, resolve_device; \
 print(fingerprint_id(fingerprint(resolve_device('cuda'))))")
@@ -113,6 +118,8 @@ print(fingerprint_id(fingerprint(resolve_device('cuda'))))")
   for e in "${BASELINES[@]}"; do regress_args+=(--entry "$e"); done
   step regress 60 "$NTIREKIT" regress --record --device cuda "${regress_args[@]}" --track overall \
     --against "$OUT/metrics/$FP"
+  step graph 60 "$PY" benchmarks/graph_runtime.py --device cuda --size 256 --images 3 --warmup 5 --repeats 10 \
+    --entries "${BASELINES[@]}" --json "$OUT/graph.json"
 fi
 
 echo "total $(( $(date +%s) - CHECK_START )) s; output in $OUT" | tee -a "$OUT/summary.txt"

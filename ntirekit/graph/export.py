@@ -6,7 +6,8 @@ shapes the organizer will run the graph on and exports:
 - **dynamic** height and width: one program per group of shapes that differ only in height and width, valid from
   the group's smallest to its largest size (a multiple of the entry's ``multiple``); else
 - **static**: one program per shape (a guard the solver cannot prove, e.g. pooling to ``H // 8`` or a float
-  ``scale_factor``, makes the dynamic export fail).
+  ``scale_factor``, makes the dynamic export fail; so does a dynamic export that runs past
+  :data:`DYNAMIC_EXPORT_S`, as torch's shape solver does on a few honest networks).
 
 Programs are kept in ``torch.export``'s default IR (ATen operators as the network called them, so the graph computes
 bit for bit what the module computes); where a program calls an operator off the allowlist (a grad-mode region,
@@ -19,12 +20,15 @@ that the graph reproduces the outputs that were scored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import fx, nn
@@ -35,6 +39,8 @@ from ntirekit.graph.kinds import module_kinds
 from ntirekit.graph.ops import is_allowed, target_name
 
 _LABELS = {"PARAMETER": "parameter", "BUFFER": "buffer", "CONSTANT_TENSOR": "constant"}
+#: how long the dynamic export may take before the static programs are exported instead [s]
+DYNAMIC_EXPORT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -83,10 +89,35 @@ def _dynamic(model: nn.Module, group: list[tuple[int, ...]], multiple: int) -> t
             dims.append(torch.export.Dim(name, min=max(2, lo), max=hi))
     spec = {len(example) - 2 + i: d for i, d in enumerate(dims) if d is not None}
     try:
-        program = torch.export.export(model, (_example(model, example),), dynamic_shapes=(spec,))
+        with _time_bound(DYNAMIC_EXPORT_S):
+            program = torch.export.export(model, (_example(model, example),), dynamic_shapes=(spec,))
     except Exception:  # noqa: BLE001 - any failure of the dynamic export falls back to static programs
         return None
     return program, _dims(example, low, high, multiple)
+
+
+class _OutOfTime(Exception):
+    """The dynamic export ran past :data:`DYNAMIC_EXPORT_S`."""
+
+
+@contextlib.contextmanager
+def _time_bound(seconds: float) -> Iterator[None]:
+    """Raise :class:`_OutOfTime` in the block after ``seconds`` (SIGALRM; only in the main thread, else unbounded).
+    torch's symbolic shape solver can run for tens of minutes on some honest networks; the static export follows."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise _OutOfTime(f"dynamic export ran past {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _example(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:

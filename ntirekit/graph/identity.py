@@ -8,10 +8,12 @@ export of one network at that input give one identity; another network, other we
 another. Records of one entry carry it (``graph_id``, on the counting input ``1x3x256x256`` for images), so a
 leaderboard can require that the network whose outputs were scored is the network that was timed and counted.
 
-:func:`structure_id` is the same digest with every integer argument left out (sizes, but also strides and dims):
-what a program computes whatever its input size. The programs of one graph file (one per input size where the network
-exports only statically) must all have one structure, so a team cannot export its real network for the counting size
-and another one for the sizes that are timed.
+:func:`structure_id` digests which operators a program applies to which weights, as a set (order, repetitions and
+every argument but the weights left out): the layers a program uses whatever its input size. The programs of one
+graph file (one per input size where the network exports only statically) must all have one structure, so a team
+cannot export its real network for the counting size and another one for the sizes that are timed; an honest network
+whose code depends on the size (one that cuts its input into a number of patches that grows with it) keeps its
+structure.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from ntirekit.graph.read import Program
 class _Trace(fx.Interpreter):
     """Runs a program and records its tensor-producing calls with canonical arguments."""
 
-    def __init__(self, module: fx.GraphModule, weights: dict[str, str], integers: bool = True):
+    def __init__(self, module: fx.GraphModule, weights: dict[str, str]):
         super().__init__(module)
-        self.weights, self.integers = weights, integers
+        self.weights = weights
         self.labels: dict[fx.Node, Any] = {}     # tensor-valued nodes: their canonical name
         self.values: dict[fx.Node, Any] = {}     # other nodes: the value they produced (sizes)
         self.steps: list[Any] = []
@@ -41,10 +43,8 @@ class _Trace(fx.Interpreter):
             return self.labels[value] if value in self.labels else self._canonical(self.values.get(value))
         if isinstance(value, (list, tuple)):
             return [self._canonical(v) for v in value]
-        if isinstance(value, bool) or isinstance(value, str) or value is None:
+        if isinstance(value, (bool, int, str)) or value is None:
             return value
-        if isinstance(value, int):
-            return value if self.integers else "int"
         if isinstance(value, float):
             return repr(value)
         return str(value)
@@ -67,11 +67,11 @@ class _Trace(fx.Interpreter):
         return out
 
 
-def graph_id(program: Program, x: torch.Tensor, integers: bool = True) -> str:
-    """The identity (hex SHA-256) of ``program`` run on ``x`` (without its integer arguments: its structure)."""
+def graph_id(program: Program, x: torch.Tensor) -> str:
+    """The identity (hex SHA-256) of ``program`` run on ``x``."""
     weights = {attr: hashlib.sha256(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
                                     ).hexdigest() for attr, t in program.module.named_buffers()}
-    trace = _Trace(program.module, weights, integers)
+    trace = _Trace(program.module, weights)
     with torch.no_grad():
         trace.run(x)
     text = json.dumps(trace.steps, separators=(",", ":"), sort_keys=True)
@@ -79,8 +79,24 @@ def graph_id(program: Program, x: torch.Tensor, integers: bool = True) -> str:
 
 
 def structure_id(program: Program, x: torch.Tensor) -> str:
-    """What ``program`` computes on ``x`` whatever the input size: :func:`graph_id` without integer arguments."""
-    return graph_id(program, x, integers=False)
+    """The layers ``program`` uses on ``x`` (see the module docstring): the set of (operator, weights it reads)."""
+    weights = {attr: hashlib.sha256(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                                    ).hexdigest() for attr, t in program.module.named_buffers()}
+    trace = _Trace(program.module, weights)
+    with torch.no_grad():
+        trace.run(x)
+    layers = {json.dumps([step[0], sorted(_weights_in(step[1:]))]) for step in trace.steps}
+    return hashlib.sha256("\n".join(sorted(layers)).encode()).hexdigest()
+
+
+def _weights_in(value: Any) -> set[str]:
+    if isinstance(value, list) and len(value) == 2 and value[0] == "w" and isinstance(value[1], str):
+        return {value[1]}
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_weights_in(v) for v in value)) if value else set()
+    if isinstance(value, dict):
+        return set().union(*(_weights_in(v) for v in value.values())) if value else set()
+    return set()
 
 
 def example_shape(program: Program) -> tuple[int, ...]:

@@ -59,7 +59,8 @@ ATEN_OPS: frozenset[str] = frozenset(f"aten.{name}" for name in """
     pixel_shuffle.default pixel_unshuffle.default
     batch_norm.default _native_batch_norm_legit_no_training.default native_batch_norm.default
     _native_batch_norm_legit.no_stats layer_norm.default native_layer_norm.default group_norm.default
-    native_group_norm.default instance_norm.default rms_norm.default
+    native_group_norm.default instance_norm.default rms_norm.default _weight_norm.default
+    _weight_norm_interface.default
     view.default reshape.default _unsafe_view.default permute.default transpose.int t.default contiguous.default
     clone.default expand.default expand_as.default repeat.default repeat_interleave.self_int
     repeat_interleave.self_Tensor repeat_interleave.Tensor squeeze.dim squeeze.dims squeeze.default
@@ -73,7 +74,7 @@ ATEN_OPS: frozenset[str] = frozenset(f"aten.{name}" for name in """
     masked_fill.Tensor masked_fill_.Scalar zeros_like.default ones_like.default full_like.default empty_like.default
     zeros.default ones.default full.default empty.memory_format new_zeros.default new_ones.default
     new_full.default new_empty.default arange.default arange.start arange.start_step linspace.default
-    scalar_tensor.default fill.Scalar fill_.Scalar tril.default triu.default diag.default eye.default
+    scalar_tensor.default fill.Scalar fill_.Scalar fill.Tensor tril.default triu.default diag.default eye.default
     view_as_real.default view_as_complex.default complex.default real.default imag.default angle.default
     fft_fft2.default fft_ifft2.default fft_rfft2.default fft_irfft2.default fft_fftn.default fft_ifftn.default
     fft_rfftn.default fft_irfftn.default fft_rfft.default fft_irfft.default _fft_r2c.default _fft_c2r.default

@@ -31,6 +31,8 @@ from ntirekit.graph import format as fmt
 from ntirekit.graph.errors import GraphError
 from ntirekit.graph.ops import PYTHON_OPS, resolve
 
+#: the integers an argument may be: ATen's int64 (an open slice end is exported as 2**63 - 1)
+INT64 = (-2**63, 2**63 - 1)
 #: value kinds of a graph's nodes, for the schema check
 TENSOR, NUMBER, TENSORS, NONE = "tensor", "number", "tensors", "none"
 
@@ -80,12 +82,37 @@ class Graph:
         raise GraphError(f"the graph has no program for input shape {list(shape)}" + (f" and {call}" if call else ""))
 
     def to(self, device: torch.device | str) -> "Graph":
-        """Move the tensors to ``device`` (in place), each once: programs share them; returns ``self``."""
+        """Move the tensors to ``device`` (in place), each once: programs share them, and make every device literal
+        of the programs (each one stands for the device the graph runs on) name ``device``; returns ``self``."""
+        device = torch.device(device)
         self.tensors = [t.to(device) for t in self.tensors]
         for program in self.programs:
             for attr in list(program.module._buffers):
                 program.module._buffers[attr] = self.tensors[int(attr[1:])]
+            _retarget(program.module, device)
         return self
+
+
+def _retarget(module: fx.GraphModule, device: torch.device) -> None:
+    """Make every ``torch.device`` argument of ``module``'s nodes ``device`` (recompiled only when one changed)."""
+    changed = False
+
+    def swap(value: Any) -> Any:
+        nonlocal changed
+        if isinstance(value, torch.device):
+            changed = changed or value != device
+            return device
+        if isinstance(value, (list, tuple)):
+            return type(value)(swap(v) for v in value)
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        return value
+
+    for node in module.graph.nodes:
+        if node.op == "call_function":
+            node.args, node.kwargs = swap(node.args), swap(node.kwargs)
+    if changed:
+        module.recompile()
 
 
 def _fail(message: str) -> GraphError:
@@ -186,7 +213,7 @@ def _literal(value: Any, where: str, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return _int(value, where, -2**62, 2**62)
+        return _int(value, where, *INT64)
     if isinstance(value, float):
         return value
     if isinstance(value, list):
@@ -207,7 +234,7 @@ def _literal(value: Any, where: str, depth: int = 0) -> Any:
     if tag == "slice":
         if not isinstance(inner, list) or len(inner) != 3:
             raise _fail(f"{where}: a slice is [start, stop, step]")
-        return slice(*(None if v is None else _int(v, where, -2**62, 2**62) for v in inner))
+        return slice(*(None if v is None else _int(v, where, *INT64) for v in inner))
     table: dict[str, Any] | None = {"dtype": fmt.DTYPES, "layout": fmt.LAYOUTS,
                                     "memory_format": fmt.MEMORY_FORMATS}.get(tag)
     if table is not None:

@@ -11,7 +11,9 @@ can lower a figure:
     operand of a matrix product, directly or through operators that do not involve the input (a weight computed in
     ``forward`` from buffers counts its buffers).
     Relabelling a weight as a buffer or a constant changes nothing; a network's own fixed buffers that no operator
-    reads as a weight (a mean to subtract) stay out, as in ``model.parameters()``.
+    reads as a weight (a mean to subtract) stay out, as in ``model.parameters()``, and so do the 0-d fill values of
+    ``fill``/``masked_fill`` (one number written into a tensor: a kernel built in ``forward`` by indexed assignment
+    is no parameter; hiding a weight that way costs one operator per element, which the runtime shows).
 ``macs_ntire2022``, ``activations``, ``convs`` (official-compatible)
     the NTIRE 2022/2023 counter's rules applied to the operators that the exporter's module stack attributes to a
     module the counter hooks (:mod:`ntirekit.graph.kinds`): a 2-D convolution (``k_h·k_w·C_in·(C_out/groups)·N·H_out·
@@ -68,6 +70,10 @@ WEIGHT_ARGS: dict[str, tuple[int, ...]] = {
     "aten.rms_norm.default": (2,), **{op: (1, 2) for op in BN_OPS}}
 #: operator -> argument positions holding normalisation statistics (never parameters)
 STAT_ARGS: dict[str, tuple[int, ...]] = {**{op: (3, 4) for op in BN_OPS}, "aten.instance_norm.default": (3, 4)}
+#: operator -> position of its fill value (a 0-d tensor by the operator's contract: one number written into a tensor,
+#: e.g. the 1s of a kernel that ``forward`` builds by indexed assignment); it passes no weight on
+FILL_VALUE_ARGS: dict[str, int] = {"aten.fill.Tensor": 1, "aten.fill_.Tensor": 1, "aten.masked_fill.Tensor": 2,
+                                   "aten.masked_fill_.Tensor": 2}
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,10 @@ def state_sources(program: Program) -> dict[fx.Node, frozenset[fx.Node] | None]:
             sources[node] = frozenset({node})
         elif node.op == "call_function":
             inputs = [sources.get(n) for n in _flat_nodes((node.args, node.kwargs))]
+            value_at = FILL_VALUE_ARGS.get(node.meta.get("ntk_target", ""))
+            if value_at is not None and len(node.args) > value_at and sources.get(node.args[value_at]) is not None:
+                inputs = [sources.get(n) for n in _flat_nodes((node.args[:value_at], node.args[value_at + 1:],
+                                                               node.kwargs))]   # a fill value is no weight
             sources[node] = None if any(s is None for s in inputs) else frozenset().union(*inputs)
     return sources
 
@@ -263,7 +273,7 @@ def count_graph(graph: Graph, input_shape: Sequence[int] | None = DEFAULT_SHAPE,
     by_op: dict[str, int] = {}
     if fvcore:
         try:
-            m_fv, by_op, a_fv = fvcore_counts(program.module, shape)
+            m_fv, by_op, a_fv = fvcore_counts(_fvcore_module(program.module), shape)
         except MemoryError:
             raise                            # out of memory is the run's failure, not a missing figure
         except Exception as exc:  # noqa: BLE001 - a graph fvcore cannot trace: say so, keep the other counts
@@ -280,6 +290,25 @@ def count_graph(graph: Graph, input_shape: Sequence[int] | None = DEFAULT_SHAPE,
                   fvcore_by_operator=by_op, warnings=notes,
                   macs_ntire2022_missed=sum(c.macs for c in missed),
                   activations_missed=sum(c.numel for c in missed), convs_missed=len(missed))
+
+
+def _fvcore_module(module: fx.GraphModule) -> fx.GraphModule:
+    """``module`` as fvcore's jit trace can take it: ``aten.fill.Tensor`` (traced as ``aten::full_like(Tensor,
+    Tensor)``, which the JIT's alias analysis refuses) computed as ``self * 0 + value`` (same shape and dtype; fvcore
+    counts none of the three). Any other module is returned as it is."""
+    fill = torch.ops.aten.fill.Tensor
+    if not any(n.op == "call_function" and n.target is fill for n in module.graph.nodes):
+        return module
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for node in module.graph.nodes:
+        if node.op == "call_function" and node.target is fill:
+            self_, value = (env[a] if isinstance(a, fx.Node) else a for a in node.args[:2])
+            zero = graph.call_function(torch.ops.aten.mul.Scalar, (self_, 0))
+            env[node] = graph.call_function(torch.ops.aten.add.Tensor, (zero, value))
+        else:
+            env[node] = graph.node_copy(node, lambda n: env[n])
+    return fx.GraphModule(module, graph)
 
 
 def _torch_flops(program: Program, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
