@@ -294,7 +294,7 @@ def test_round_trip_pack_check_unpack_evaluate_isolated(tmp_path: Path) -> None:
     options = EvalOptions(track="psnr", data=str(data), device="cpu", progress=False)
     isolated = run_track([entry], options, out_dir=tmp_path / "out")[0]        # untrusted: jailed by default
     assert isolated["status"] == "ok", isolated.get("error")
-    assert isolated["sandbox"] in ("bwrap", "process") and isolated["graph"]["checked_inputs"] == 3
+    assert isolated["sandbox"] in ("bwrap", "process") and isolated["graph"]["checked_inputs"] >= 3   # + random
     refused = run_track([entry], options, isolate=False)[0]                   # never in this process untrusted
     assert refused["status"] == "failed" and "--trust" in refused["error"]
     with declared_roots(trusted=[root]):
@@ -317,7 +317,7 @@ def test_check_load_builds_the_model_in_a_child_process(tmp_path: Path) -> None:
     good = pack(team_entry(tmp_path / "src"), out=tmp_path / "good.zip").zip_path
     assert good is not None
     report = check_zip(good, load=True, timeout_s=120)
-    assert report.verdict == ACCEPTED and report.info["params"] == 3 * 48 * 9 + 48, report.render()
+    assert report.verdict == ACCEPTED and report.info["load_sandbox"] in ("bwrap", "process"), report.render()
 
     folder = team_entry(tmp_path / "src2")
     (folder / "model.py").write_text((folder / "model.py").read_text().replace("PixelShuffle(scale)",
@@ -355,7 +355,8 @@ def test_worked_examples_in_submissions_pack_and_check(tmp_path: Path, folder: P
     if only.spec.weights is not None and not only.has_weights():
         folder = shutil.copytree(folder, tmp_path / folder.name)
         torch.manual_seed(0)
-        torch.save(only.load(pretrained=False).state_dict(), folder / only.spec.weights.file)
+        with declared_roots(trusted=[REPO_ROOT / "submissions"]):      # the kit's own examples: reviewed code
+            torch.save(only.load(pretrained=False).state_dict(), folder / only.spec.weights.file)
         spec = folder / "entry.toml"
         spec.write_text("\n".join(l for l in spec.read_text().splitlines() if not l.startswith("sha256")) + "\n")
     outcome = pack(folder, out=tmp_path / "example.zip")

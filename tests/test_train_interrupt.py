@@ -63,7 +63,8 @@ def test_stopping_train_mid_way_keeps_weights_and_resume_continues(tmp_path: Pat
     write_entry(entries, "tiny")
     ckpt = tmp_path / "ckpt"
     steps = 100_000                                             # far more than the seconds this test waits
-    command = [sys.executable, "-c", "from ntirekit.cli import main; main()", "train", "tiny", "--entries", str(entries), "--data",
+    command = [sys.executable, "-c", "from ntirekit.cli import main; main()", "train", "tiny", "--entries", str(entries),
+               "--trust", str(entries), "--data",
                str(_hr_folder(tmp_path / "hr")), "--val", "none", "--steps", str(steps), "--batch-size", "4",
                "--patch", "16", "--ckpt-dir", str(ckpt), "--out", str(tmp_path / "out"), "--no-progress",
                "--device", "cpu", "--threads", "1"]

@@ -18,6 +18,7 @@ from ntirekit.eval.runner import check_data, run_track
 from ntirekit.eval.track import EvalOptions, Track
 from ntirekit.eval.tracks import TRACKS, get_track
 from ntirekit.jobs import run_jobs
+from ntirekit.jobs.slurm import check_slurm
 from ntirekit.jobs.cli import baseline_entry, executor_options
 from ntirekit.jobs.executors import ExecutorSettings
 from ntirekit.pack.formats import README_SOURCE, parse_readme, render_readme
@@ -340,6 +341,8 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
         click.echo(plan_line(resolved, entries, device_kind, quick), err=True)
     if quick:
         click.echo(_quick_note(extra, options.warmup, options.repeats, timer, input_shape), err=True)
+    if executor is not None and executor.kind == "slurm":
+        check_slurm()                                       # before --out is locked (and so made)
     try:
         with hold_out_lock(out, wait=wait, on_wait=lambda line: click.echo(line, err=True)):
             if executor is None:

@@ -67,10 +67,12 @@ class Producer:
         self.device = resolve_device(harness.device)
 
     @classmethod
-    def of_entry(cls, entry: Entry, harness: Harness) -> "Producer":
+    def of_entry(cls, entry: Entry, harness: Harness, weights_file: str | Path | None = None) -> "Producer":
         """Build and load ``entry`` (its code runs here: call this in the jail for an untrusted entry) and put it
-        in the form the challenge measures (:func:`ntirekit.eval.pipeline.measured_form`)."""
-        weights = str(entry.folder / harness.weights) if harness.weights else None
+        in the form the challenge measures (:func:`ntirekit.eval.pipeline.measured_form`). The weights:
+        ``weights_file`` (a checkpoint this process resolved) or ``harness.weights`` inside the entry folder."""
+        weights = str(weights_file) if weights_file else str(entry.folder / harness.weights) if harness.weights \
+            else None
         device = resolve_device(harness.device)
         model = entry.load(weights, pretrained=weights is not None, device=device)
         form = measured_form(model, training_form=harness.training_form)

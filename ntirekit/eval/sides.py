@@ -272,7 +272,7 @@ def team_side(entry: Entry, harness: Harness | ClipHarness, *, jailed: bool, lim
     if not jailed:
         if clips:
             raise ValueError("video entries run in this process through the vqe track's own path")
-        yield LocalTeam(Producer.of_entry(entry, harness)), SideInfo()
+        yield LocalTeam(Producer.of_entry(entry, harness, weights)), SideInfo()
         return
     files = entry_files(entry, weights, harness.weights)
     call = "ntirekit.eval.producer:serve_clips" if clips else "ntirekit.eval.producer:serve"

@@ -76,14 +76,19 @@ def slurm_parameters(settings: ExecutorSettings, gpu: bool = False) -> dict[str,
     return params
 
 
-def make_slurm_executor(settings: ExecutorSettings, folder: Any, gpu: bool) -> Any:
-    """A :class:`submitit.SlurmExecutor` for ``settings``; :class:`ExecutorError` where Slurm is absent."""
-    import submitit
-
+def check_slurm() -> None:
+    """:class:`ExecutorError` (one line) where the Slurm commands are not on PATH."""
     missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None]
     if missing:
         raise ExecutorError(f"--executor slurm: no Slurm on this machine ({', '.join(missing)} not found on PATH); "
                             "run on a Slurm login node, or use --executor local")
+
+
+def make_slurm_executor(settings: ExecutorSettings, folder: Any, gpu: bool) -> Any:
+    """A :class:`submitit.SlurmExecutor` for ``settings``; :class:`ExecutorError` where Slurm is absent."""
+    import submitit
+
+    check_slurm()
     executor = submitit.SlurmExecutor(folder=folder, python=f"{LAUNCHER} {shlex.quote(sys.executable)}")
     executor.update_parameters(**slurm_parameters(settings, gpu))
     return executor
