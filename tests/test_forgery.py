@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
 
 from ntirekit.core.registry import discover
 from ntirekit.core.trust import mark_untrusted

@@ -8,7 +8,8 @@ are outside it (they have their own limit). Images are counted without decoding:
 the image files below ``--data``.
 
 **Memory**: everything a jail holds (its processes and their tmpfs and memfd files) stays under half the machine
-(:func:`ntirekit.jail.run.default_memory_mb`) and, with ``--memory-mb N``, under its start-up footprint plus N. **Processes**: :data:`PIDS` processes and threads.
+(:func:`ntirekit.jail.run.default_memory_mb`) and, with ``--memory-mb N``, under its start-up footprint plus N.
+**Processes**: :data:`PIDS` processes and threads.
 
 The record of a run that a limit ended says which (``limit``: ``"time"``, ``"start-up time"``, ``"memory"``,
 ``"pids"``) and the value (``limit_value``); every jailed record says how each limit was enforced (``limits``).

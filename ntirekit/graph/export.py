@@ -187,7 +187,8 @@ def export_calls(model: nn.Module, calls: Sequence[tuple[Sequence[int], dict[str
     return ExportedGraph(data, len(programs), False, time.perf_counter() - started)
 
 
-def export_programs(model: nn.Module, shapes: Sequence[Sequence[int]], multiple: int = 1) -> tuple[list[tuple[Any, list[Any]]], bool]:
+def export_programs(model: nn.Module, shapes: Sequence[Sequence[int]],
+                    multiple: int = 1) -> tuple[list[tuple[Any, list[Any]]], bool]:
     """``[(ExportedProgram, dims)]`` covering every shape of ``shapes`` and whether they are dynamic (see the module
     docstring); :class:`NotExportable` with one line when the network cannot be exported."""
     model = model.eval()

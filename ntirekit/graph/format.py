@@ -16,7 +16,8 @@ another). The header::
 
 ``programs`` holds one program when the network exports with dynamic height and width, else one static program per
 input size (per call: a video model called with keyword arguments, e.g. PQF positions, gets one static program per
-distinct call, whose ``"call"`` object holds those arguments: integers, lists of integers, null). ``dims`` says which input shapes a program was exported for: an int, or ``[min, max, multiple]``.
+distinct call, whose ``"call"`` object holds those arguments: integers, lists of integers, null). ``dims`` says which
+input shapes a program was exported for: an int, or ``[min, max, multiple]``.
 ``state`` binds a program's non-input placeholders to ``tensors`` (shared between programs) with the label the
 exporter gave them (``parameter``, ``buffer``, ``constant``: written by the exporting process, so never trusted for a
 count, see :mod:`ntirekit.measure.graph_counts`). ``modules`` says what each module path counts as under the NTIRE

@@ -69,7 +69,8 @@ ATEN_OPS: frozenset[str] = frozenset(f"aten.{name}" for name in """
     gather.default roll.default flip.default pad.default constant_pad_nd.default reflection_pad1d.default
     reflection_pad2d.default reflection_pad3d.default replication_pad1d.default replication_pad2d.default
     replication_pad3d.default unfold.default im2col.default col2im.default tile.default movedim.int
-    alias.default detach.default detach_.default lift_fresh_copy.default meshgrid.default meshgrid.indexing _to_copy.default to.dtype to.dtype_layout to.device
+    alias.default detach.default detach_.default lift_fresh_copy.default meshgrid.default meshgrid.indexing
+    _to_copy.default to.dtype to.dtype_layout to.device
     type_as.default copy.default slice_scatter.default select_scatter.default index_put.default masked_fill.Scalar
     masked_fill.Tensor masked_fill_.Scalar zeros_like.default ones_like.default full_like.default empty_like.default
     zeros.default ones.default full.default empty.memory_format new_zeros.default new_ones.default

@@ -339,13 +339,14 @@ def describe_end(report: JailReport) -> tuple[str, str]:
             return "oom", f"out of memory: the jail held more than {value:g} MiB ({how}); it was killed"
         if limit == "pids":
             return "error", f"started more than {value:g} processes/threads (limit); the jail was killed"
-        return "timeout", f"timed out after {value:g} s of {'start-up' if limit.startswith('start') else 'evaluation'}: " \
-                          "the jail was killed"
+        phase = "start-up" if limit.startswith("start") else "evaluation"
+        return "timeout", f"timed out after {value:g} s of {phase}: the jail was killed"
     name = report.signal_name
     last = _last_words(report.output)
     context = f" (last output: {last})" if last else ""
     if name == "SIGKILL":
-        return "oom", f"out of memory: the jail was killed by SIGKILL (the kernel's out-of-memory killer sends it){context}"
+        return "oom", ("out of memory: the jail was killed by SIGKILL (the kernel's out-of-memory killer sends it)"
+                       + context)
     if name:
         return "crash", f"crashed: killed by signal {name}{context}"
     if report.returncode:

@@ -24,7 +24,8 @@ can lower a figure:
     the same conv rules applied to every convolution of the graph that no ``Conv2d``/``ConvTranspose2d`` module call
     accounts for (functional ``F.conv2d``, a re-parameterizable block merging branches, a ``conv3d`` of depth 1, a
     module stack the exporter left out), and to every product of the input with a weight outside an ``nn.Linear``
-    module (a convolution written as ``unfold`` + ``matmul``): what the official counter is blind to. Ranking uses official + missed
+    module (a convolution written as ``unfold`` + ``matmul``): what the official counter is blind to. Ranking uses
+    official + missed
     (:func:`ranked_counts`), so hiding a convolution from the official counter gains a team nothing.
 ``macs_fvcore``, ``activations_fvcore``
     ``fvcore`` on the rebuilt graph module (its jit trace sees the same ATen operators the network called).

@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ntirekit.core import tomlw
 from ntirekit.core.device import resolve_device
 from ntirekit.core.records import ResultError, error_line, read_result
 from ntirekit.core.registry import discover

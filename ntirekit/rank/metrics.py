@@ -10,7 +10,7 @@ psnr_val       ``psnr_db`` of a record whose ``split``/``dataset`` says valid  d
 psnr_test      ``psnr_db`` of a record whose ``split``/``dataset`` says test   dB        higher
 runtime_ms     ``runtime_ms[<stat>]`` (see RUNTIME_STATS), or a plain number  ms      lower
 params_m       ``params`` / 10^6                                             M          lower
-flops_g        ``<protocol's MAC field>`` / 10^9 (``macs_ntire2022`` + ``macs_ntire2022_missed``, or ``macs_fvcore``)  G  lower
+flops_g        ``<protocol's MAC field>`` / 10^9: ``macs_ntire2022`` (+ ``_missed``) or ``macs_fvcore``  G  lower
 acts_m         (``activations`` + ``activations_missed``) / 10^6             M          lower
 mem_mb         ``max_memory_mib``                                            MiB        lower
 convs          ``convs`` + ``convs_missed``                                 count      lower
