@@ -126,3 +126,16 @@ def test_the_load_probe_in_the_jail_says_why_an_entry_fails(tmp_path: Path) -> N
     assert good["status"] == "ok" and good["output_shape"] == [1, 3, 96, 96] and "params" not in good
     assert segv["failure_kind"] == "crash" and "SIGSEGV" in segv["error"]
     assert good["sandbox"] == ("bwrap" if bwrap_problem() is None else "process")
+
+
+def test_an_honest_entry_keeps_every_count_under_a_tight_memory_limit(tmp_path: Path) -> None:
+    """--memory-mb 600 is added to a jail's start-up footprint (interpreter, torch): an honest entry's fvcore count
+    still comes back (it came back null before, with a warning buried in the record)."""
+    mode_entry(tmp_path / "subs", "team01_ok", "ok")
+    mark_untrusted(tmp_path / "subs")
+    entry = discover([tmp_path / "subs"], include_defaults=False)["team01_ok"]
+    options = EvalOptions(track="complexity", device="cpu", progress=False)
+    rec = run_track([entry], options, memory_mb=600, timeout_s=120)[0]
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["macs_fvcore"] == 3 * 48 * 9 * 256 * 256 and not rec["warnings"]
+    assert rec["limits"]["memory_added_mib"] == 600
