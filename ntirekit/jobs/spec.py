@@ -46,7 +46,7 @@ import torch
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import failure, write_json_atomic
 from ntirekit.core.spec import Entry
-from ntirekit.eval.runner import options_record, run_track
+from ntirekit.eval.runner import check_data, options_record, run_track
 from ntirekit.eval.track import EvalOptions
 from ntirekit.eval.tracks import get_track
 
@@ -119,9 +119,12 @@ def has_outcome(spec: JobSpec, job_id: str) -> bool:
 def failure_record(spec: JobSpec, device: dict[str, Any], job_id: str, state: str, reason: str) -> dict[str, Any]:
     """The failure record of a job that gave no result: named and stamped as its ok record would be (same
     options, split, protocol; ``device``: the fingerprint it ran, or would have run, under)."""
-    options = get_track(spec.track).resolve(spec.options)
+    track = get_track(spec.track)
+    options = track.resolve(spec.options)
+    identity = next(iter(check_data(track, options, [spec.entry]).values()), None)     # the data's, as in the job
     return failure(spec.entry.name, spec.track, device, reason, failure_kind="job", job_id=str(job_id),
-                   job_state=state, options=options_record(options), split=options.split, protocol=options.protocol)
+                   job_state=state, options=options_record(options), split=options.split, protocol=options.protocol,
+                   **({"dataset": identity} if identity else {}))
 
 
 def job_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
