@@ -6,8 +6,11 @@ Each probe is an entry whose model constructor runs code inside the jail, exactl
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -290,3 +293,53 @@ def test_missing_binds_and_binds_that_show_home_are_refused(tmp_path: Path, monk
         with pytest.raises(ValueError, match="would show \\$HOME"):
             sandbox_options(binds=[shows_home])
     assert "--ro-bind" not in sandboxed_command(["true"], 3)          # options travel through the pipe, not argv
+
+
+def test_sigterm_to_eval_leaves_no_jail_behind(tmp_path: Path) -> None:
+    """A SIGTERM to ``eval`` while a jail runs: the command exits 143, the jail's processes are gone, and neither its
+    cgroup nor a scratch folder is left (nothing of a jail is ever on the host's disk)."""
+    code = """
+    import time
+    print("JAILOUT " + json.dumps({"started": True}), flush=True)
+    time.sleep(120)
+    """
+    probe_entry(tmp_path / "subs" / "team01_slow", code, name="team01_slow")
+    proc = subprocess.Popen([sys.executable, "-c", "from ntirekit.cli import main; main()", "eval", "--track",
+                             "complexity", "--entries", str(tmp_path / "subs"), "--entry", "team01_slow", "--quiet",
+                             "--leaderboard", "none", "--out", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _descendants_running(proc.pid, "ntirekit.jail.child"):
+        time.sleep(0.2)
+    assert _descendants_running(proc.pid, "ntirekit.jail.child"), "the jail never started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143, output
+    time.sleep(0.5)
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and "ntirekit.jail.child" in _cmdline(p)
+                and str(tmp_path) in _cmdline(p)]
+    mine = f"ntirekit-{proc.pid}-"
+    assert [p for root in ("/sys/fs/cgroup",) for p in Path(root).rglob(f"{mine}*")] == []
+    assert list(Path(tempfile.gettempdir()).glob("ntirekit-jail-*")) == [] or not any(
+        mine in str(p) for p in Path(tempfile.gettempdir()).glob("ntirekit-jail-*"))
+
+
+def _descendants_running(pid: int, marker: str) -> bool:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            children.setdefault(int(text[text.rfind(")") + 2:].split()[1]), []).append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    todo, seen = [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        if p != pid and marker in _cmdline(Path(f"/proc/{p}")):
+            return True
+        todo += children.get(p, [])
+    return False

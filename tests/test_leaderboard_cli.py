@@ -248,3 +248,22 @@ def test_published_constants_on_cpu_records_refuse_the_overflowing_score(tmp_pat
 def test_help_names_the_runtime_rule_and_allow_unsteady():
     text = " ".join(run("--help").output.split())
     assert "--allow-unsteady" in text and "above 0.25 cannot rank" in text and "auto" in text
+
+
+def test_a_teams_text_reaches_no_renderer_raw() -> None:
+    """An error line a team's code wrote (escape sequences, HTML, a javascript: link, Markdown) is shown as text in
+    every format: no terminal sequence, no tag, no link."""
+    from ntirekit.rank import build_leaderboard
+    from ntirekit.rank.render import render as render_leaderboard
+
+    hostile = "\x1b]0;owned\x07<img src=x onerror=alert(1)> [click](javascript:alert(1)) *big* a|b \x1b[2J"
+    records = [{"entry": "team01_evil", "track": "overall", "status": "failed", "error": hostile},
+               {"entry": "rlfn_ntire", "track": "overall", "status": "ok", "params": 317218,
+                "macs_ntire2022": 19.7e9, "activations": 80e6, "max_memory_mib": 300.0,
+                "runtime_ms": {"median": 20.0, "mean": 20.0, "timer": "robust", "iqr": 0.1}}]
+    board = build_leaderboard(records, "ntire2022", "overall", gate="none")
+    md = render_leaderboard(board, "md")
+    assert "<img" not in md and "[click](" not in md and "\x1b" not in md and "\x07" not in md
+    assert "&lt;img src=x onerror=alert(1)&gt;" in md and "\\[click\\](javascript" in md
+    table = render_leaderboard(board, "table")
+    assert "\x1b" not in table and "\x07" not in table and "owned" not in table

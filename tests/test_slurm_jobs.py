@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def test_sigterm_after_the_warning_is_a_timeout_record_not_the_baselines_failure
     assert rec["device"]["threads"] == 1 == run["job"]["threads"]     # the allocation's one CPU
     assert os.environ["OMP_NUM_THREADS"] == "1"                       # and the isolated children's
     name = record_path(tmp_path, rec).name                            # named as its ok record would be
-    assert name.startswith("team__psnr__HR.challenge__cpu-") and "-t1-" in name, name
+    assert re.fullmatch(r"team__psnr__HR-[0-9a-f]{8}\.challenge__cpu-.*-t1-.*\.json", name), name
 
 
 def test_a_bare_sigterm_stops_the_job_and_the_schedulers_state_names_it(tmp_path: Path, hr_images: Path,

@@ -12,7 +12,7 @@ import signal
 
 import click
 
-from ntirekit.core.errors import NtirekitError
+from ntirekit.core.errors import NtirekitError, Terminated
 
 #: command name -> "module:attribute" of the click command.
 COMMANDS = {
@@ -53,10 +53,12 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except NtirekitError as exc:
             raise click.ClickException(one_line(exc)) from None
+        except Terminated as exc:
+            raise SystemExit(exc.exit_code) from None
 
 
 def _terminate(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+    raise Terminated(signum)
 
 
 def one_line(exc: BaseException) -> str:

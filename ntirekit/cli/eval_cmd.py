@@ -11,6 +11,7 @@ import click
 from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
 from ntirekit.cli.tables import table
 from ntirekit.core.device import resolve_device
+from ntirekit.core.errors import Terminated
 from ntirekit.core.outlock import hold_out_lock
 from ntirekit.core.records import SPLIT_RULE, record_path
 from ntirekit.core.trust import declared_roots
@@ -353,10 +354,11 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
                 records = run_jobs(entries, options, Path(out), executor,
                                    baseline=baseline_entry(registry, protocol_name),
                                    isolate=isolate, timeout_s=timeout_s, memory_mb=memory_mb)
-    except KeyboardInterrupt:
-        raise click.ClickException(f"interrupted: every record complete so far is kept in {Path(out).resolve()} "
-                                   "(a timed track's counts and memory as \"partial\": true); the same command with "
-                                   "--resume runs what is missing") from None
+    except KeyboardInterrupt as exc:
+        click.echo(f"Error: interrupted: every record complete so far is kept in {Path(out).resolve()} (a timed "
+                   "track's counts and memory as \"partial\": true); the same command with --resume runs what is "
+                   "missing", err=True)
+        raise SystemExit(exc.exit_code if isinstance(exc, Terminated) else 1) from None
     if track == "vqe" and extra.get("save"):
         for rec in records:
             if rec.get("status") == "ok":

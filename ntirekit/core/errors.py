@@ -7,9 +7,20 @@ in the kit (or in an entry's code) and shows its traceback. Subclasses keep a bu
 
 from __future__ import annotations
 
+import signal
+
 
 class NtirekitError(Exception):
     """Bad input the user can fix (a spec, a file, an option, a dataset); the message is one line."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM). A KeyboardInterrupt, so that no entry's guard records it as that
+    entry's failure and every ``finally`` (jails, cgroups, temporary folders) runs; ``exit_code`` is ``128 + signal``."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signal.Signals(signum).name}")
+        self.exit_code = 128 + signum
 
 
 class EntryError(NtirekitError):

@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
+from ntirekit.core.errors import Terminated
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import failure, write_json_atomic
 from ntirekit.core.spec import Entry
@@ -184,8 +185,8 @@ def write_run(spec: JobSpec, run: dict[str, Any]) -> bool:
     return True
 
 
-class JobStopped(KeyboardInterrupt):
-    """Slurm stopped the job (SIGTERM). A KeyboardInterrupt, so that no entry's guard takes it for its failure."""
+class JobStopped(Terminated):
+    """Slurm stopped the job (SIGTERM); a :class:`Terminated`, so no entry's guard takes it for its failure."""
 
 
 @contextlib.contextmanager
@@ -202,7 +203,7 @@ def slurm_signals(on_time_limit: Callable[[], None]) -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         if warned:
             on_time_limit()
-        raise JobStopped(f"stopped by signal {signal.Signals(signum).name}")
+        raise JobStopped(signum)
 
     handlers = {signal.SIGUSR2: warn}
     if os.environ.get("SLURM_JOB_ID"):

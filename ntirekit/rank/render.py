@@ -7,7 +7,9 @@ reason, then the rows measured with random weights), and every format has a weig
 (:mod:`ntirekit.rank.timing`) is marked ``*`` (``27.11*``) and the notes say why; CSV and JSON carry the unrounded
 values, the ranks, the spread and the runtime caveat (``runtime_caveat``) in fields of their own.
 
-LaTeX: every cell, heading and note is escaped (:func:`latex_escape`): the ten special characters, ``–`` as ``--``,
+Markdown: every cell, heading and note is escaped (:func:`markdown_escape`: no link, image, HTML tag or emphasis a
+team's text could make); the terminal table drops terminal sequences and control characters. LaTeX: every cell,
+heading and note is escaped (:func:`latex_escape`): the ten special characters, ``–`` as ``--``,
 ``<``, ``>``, ``|``, the mathematical signs, and command-line options as ``\texttt{-{}-allow-random}`` (``-{}-``
 keeps TeX from joining two hyphens into a dash).
 """
@@ -22,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tabulate import SEPARATING_LINE, tabulate
 
+from ntirekit.core.text import one_line
 from ntirekit.core.errors import OptionError
 from ntirekit.rank.leaderboard import (NOT_RANKED, RANDOM, RANKED, REFERENCE, STATUSES, Leaderboard, Row,
                                        build_leaderboard)
@@ -99,20 +102,31 @@ def _align(headings: list[str]) -> tuple[str, ...]:
 
 
 def to_table(lb: Leaderboard) -> str:
-    headings, groups = _grid(lb)
+    headings, groups = _grid(lb, text=one_line)
     body: list[Any] = []
     for group in groups:
         body += ([SEPARATING_LINE] if body else []) + group
     table = tabulate(body, headers=headings, tablefmt="simple", colalign=_align(headings), disable_numparse=True)
-    notes = "\n".join(f"- {n}" for n in lb.notes)
+    notes = "\n".join(f"- {one_line(n, 2000)}" for n in lb.notes)
     return f"{_title(lb)}\n\n{table}\n\n{notes}\n"
 
 
+#: characters of Markdown (and the HTML it allows) that make emphasis, code, links, images, tags or cell breaks:
+#: escaped with a backslash, ``<``/``>``/``&`` as entities (an intraword ``_``, as in entry names, makes nothing)
+_MARKDOWN = str.maketrans({**{c: "\\" + c for c in "\\`*[]|~"}, "<": "&lt;", ">": "&gt;", "&": "&amp;"})
+
+
+def markdown_escape(text: str) -> str:
+    """``text`` as Markdown shows it literally: terminal sequences and control characters out
+    (:func:`ntirekit.core.text.one_line`), no emphasis, link, image, HTML tag or table cell break it could make."""
+    return one_line(text, 2000).translate(_MARKDOWN)
+
+
 def to_markdown(lb: Leaderboard) -> str:
-    headings, groups = _grid(lb, text=lambda s: s.replace("|", "\\|").replace("*", "\\*"))
-    rows = [cells for group in groups for cells in group]
+    headings = _grid(lb)[0]                      # the kit's own words, as they read
+    rows = [cells for group in _grid(lb, text=markdown_escape)[1] for cells in group]
     table = tabulate(rows, headers=headings, tablefmt="github", colalign=_align(headings), disable_numparse=True)
-    notes = "\n".join(f"- {n}" for n in lb.notes)
+    notes = "\n".join(f"- {markdown_escape(n)}" for n in lb.notes)
     return f"### {_title(lb)}\n\n{table}\n\n{notes}\n"
 
 
