@@ -34,9 +34,9 @@ from ntirekit.eval.graph_side import MAX_GRAPH_BYTES, GraphModel, compare_output
 from ntirekit.eval.guard import EntryFailed
 from ntirekit.eval.pipeline import available_weights, memory_of, to_inputs
 from ntirekit.eval.producer import Harness
-from ntirekit.eval.sides import graph_side, team_side
+from ntirekit.eval.sides import graph_side, team_side, timed_export
 from ntirekit.eval.track import EvalOptions
-from ntirekit.graph.errors import GraphError, NotExportable
+from ntirekit.graph.errors import GraphError
 from ntirekit.graph.read import read_graph
 from ntirekit.jail.run import Limits
 from ntirekit.measure.counts import count
@@ -139,14 +139,11 @@ def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarra
     in_jail = jailed(entry, options)
     with team_side(entry, harness, jailed=in_jail, limits=limits, weights=weights) as (team, info):
         outputs = [team.run_image(img) for img in check]         # the entry's own failures first, then the export's
-        export_started = time.perf_counter()
-        try:
-            data = team.export(harness.model_shapes([img.shape[:2] for img in check]), MAX_GRAPH_BYTES)
-        except NotExportable as exc:
+        data, reason, export_seconds = timed_export(team, harness.model_shapes([img.shape[:2] for img in check]))
+        if data is None:
             if in_jail:
-                raise EntryFailed(f"not exportable: {exc}", "not-exportable") from None
-            return _eager(entry, team.producer, options, images, memory, label, str(exc), started)
-        export_seconds = time.perf_counter() - export_started
+                raise EntryFailed(str(reason), "not-exportable")
+            return _eager(entry, team.producer, options, images, memory, label, str(reason), started)
         graph = vet(data)
         fresh = fresh_images(check_shapes(graph, harness, check))    # drawn after the graph is in
         outputs += [team.run_image(img) for img in fresh]
@@ -175,16 +172,17 @@ def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarra
 
 def _eager(entry: Entry, producer: Any, options: EvalOptions, images: Sequence[np.ndarray], memory: bool,
            label: str, why: str, started: float) -> Measured:
-    """A trusted entry that does not export, measured as the eager module in this process."""
+    """A trusted entry that does not export (``why``: "not exportable: <its line>"), measured as the eager module in
+    this process."""
     extra = options.extra or {}
     model = producer.model
     counts = count(model, tuple(options.input_shape), fvcore=bool(extra.get("fvcore", True)),
                    cross_check=bool(extra.get("cross_check", False)))
     fields: dict[str, Any] = {k: v for k, v in counts.to_dict().items()
                               if k not in ("fvcore_by_operator", "torch_by_operator")}
-    fields["warnings"] = [*counts.warnings, f"not exportable ({why}): measured as the eager module (trusted)"]
+    fields["warnings"] = [*counts.warnings, f"{why}: measured as the eager module (trusted)"]
     check_started = time.perf_counter()
-    producer.run_image(images[0])
+    producer.run_image(images[0] if images else counting_image(tuple(options.input_shape)))
     check_seconds = time.perf_counter() - check_started
     peak = memory_of(model, to_inputs(images, entry.spec.data_range, "cpu"), producer.device) if memory \
         else dict(_NO_MEMORY)

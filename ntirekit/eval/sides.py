@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -26,7 +27,7 @@ import numpy as np
 from ntirekit.core.errors import NtirekitError
 from ntirekit.core.spec import Entry
 from ntirekit.core.text import one_line
-from ntirekit.eval.graph_side import ClipGraphRunner, GraphRunner
+from ntirekit.eval.graph_side import MAX_GRAPH_BYTES, ClipGraphRunner, GraphRunner
 from ntirekit.eval.guard import EntryFailed
 from ntirekit.eval.producer import ClipHarness, Harness, Producer
 from ntirekit.graph.errors import NotExportable
@@ -147,6 +148,17 @@ class _Remote:
             self.channel.receive()
         except (ChannelError, OSError):
             pass
+
+
+def timed_export(team: Any, shapes: Sequence[Any]) -> tuple[bytes | None, str | None, float]:
+    """The team side's graph file (at most :data:`MAX_GRAPH_BYTES`) for ``shapes`` (input shapes, or a video entry's
+    ``(shape, keyword arguments)`` calls), with the seconds the export took: ``(data, None, seconds)``, or
+    ``(None, "not exportable: <the entry's line>", seconds)`` when the entry cannot be exported."""
+    started = time.perf_counter()
+    try:
+        return team.export(shapes, MAX_GRAPH_BYTES), None, time.perf_counter() - started
+    except NotExportable as exc:
+        return None, f"not exportable: {exc}", time.perf_counter() - started
 
 
 class RemoteTeam(_Remote):

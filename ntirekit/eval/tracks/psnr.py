@@ -34,13 +34,12 @@ from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import record, split_of
 from ntirekit.core.spec import Entry
 from ntirekit.eval.columns import cell
-from ntirekit.eval.graph_side import COUNT_SHAPE, MAX_GRAPH_BYTES, counting_image
+from ntirekit.eval.graph_side import COUNT_SHAPE, counting_image
 from ntirekit.eval.guard import EntryFailed, guard
 from ntirekit.eval.limits import jail_limits
 from ntirekit.eval.measure_graph import (check_outputs, check_shapes, export_info, fresh_images, harness_of, jailed,
                                          vet)
-from ntirekit.eval.sides import graph_side, team_side
-from ntirekit.graph.errors import NotExportable
+from ntirekit.eval.sides import graph_side, team_side, timed_export
 from ntirekit.eval.image_pipeline import ImageWriter, prefetch
 from ntirekit.eval.inference import run_tiled
 from ntirekit.eval.pipeline import declared_weights
@@ -160,12 +159,8 @@ def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], dat
     images: list[dict[str, Any]] = []
     start = time.perf_counter()
     with team_side(entry, harness, jailed=True, limits=limits, weights=weights) as (team, info):
-        export_started = time.perf_counter()
-        try:
-            data = team.export(shapes, MAX_GRAPH_BYTES)
-        except NotExportable as exc:
-            data, how = None, {"exportable": False, "reason": f"not exportable: {exc}"}
-        export_seconds = time.perf_counter() - export_started
+        data, reason, export_seconds = timed_export(team, shapes)
+        how: dict[str, Any] = {"exportable": False, "reason": reason}
         graph = vet(data) if data is not None else None
         fresh = fresh_images(check_shapes(graph, harness, [*lrs, count])) if graph is not None else []
         graph_context = graph_side(data, harness, jailed=True, limits=limits) if data is not None else \

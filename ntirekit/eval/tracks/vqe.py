@@ -59,13 +59,12 @@ from ntirekit.data.frames import find_pqf
 from ntirekit.data.video import CLIP_JSON, Clip, read_clip, write_png_folder, yuv_name_info
 from ntirekit.eval.clip_inference import enhance_clip
 from ntirekit.eval.columns import cell
-from ntirekit.eval.graph_side import MAX_GRAPH_BYTES, compare_outputs
+from ntirekit.eval.graph_side import compare_outputs
 from ntirekit.eval.guard import EntryFailed, guard
 from ntirekit.eval.limits import jail_limits
 from ntirekit.eval.measure_graph import export_info, jailed, vet
 from ntirekit.eval.producer import ClipHarness
-from ntirekit.eval.sides import graph_side, team_side
-from ntirekit.graph.errors import NotExportable
+from ntirekit.eval.sides import graph_side, team_side, timed_export
 from ntirekit.eval.pipeline import declared_weights, macs_per_frame
 from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
 from ntirekit.quality import mean_over_videos, psnr
@@ -319,12 +318,8 @@ def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions
             calls = [c for r in reports for c in r["calls"]]
             w, h = (int(v) for v in reports[0]["stats"]["padded_size"])
             calls += [([1, 3, 3, h, w], {}), ([1, 2, 3, h, w], {})]
-            export_started = time.perf_counter()
-            try:
-                data = team.export(calls, MAX_GRAPH_BYTES)
-            except NotExportable as exc:
-                data, how = None, {"exportable": False, "reason": f"not exportable: {exc}"}
-            export_seconds = time.perf_counter() - export_started
+            data, reason, export_seconds = timed_export(team, calls)
+            how: dict[str, Any] = {"exportable": False, "reason": reason}
         fields: dict[str, Any] = {"params": None, "macs_per_frame": None, "macs_input": None}
         inference: list[dict[str, Any]] = [{"model_seconds": 0.0, "max_memory_mib": None} for _ in videos]
         if data is not None:
