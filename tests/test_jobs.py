@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -172,8 +173,8 @@ def test_slurm_submits_one_array_and_asks_for_a_gpu_only_for_device_cuda(tmp_pat
     assert "ran past its time limit" in records["b_bilinear"]["error"]
     assert all(r["status"] == "failed" and r["failure_kind"] == "job" for r in records.values())
     # named as the ok record would be: data, protocol and the 4 CPUs asked for (the job never started)
-    assert all(p.name.startswith(p.name.split("__")[0] + "__psnr__HR.challenge__cpu-") and "-t4-" in p.name
-               for p in out.glob("*.json")), sorted(p.name for p in out.glob("*.json"))
+    assert all(re.fullmatch(re.escape(p.name.split("__")[0]) + r"__psnr__HR-[0-9a-f]{8}\.challenge__cpu-.*-t4-.*\.json",
+                            p.name) for p in out.glob("*.json")), sorted(p.name for p in out.glob("*.json"))
 
     result = CliRunner().invoke(main, [*args, "--time-limit", "1", "--device", "cuda"])   # the rerun: all 3 again
     assert result.exit_code == 1, result.output
