@@ -132,6 +132,7 @@ def _check_competition_yaml(bundle: Path, program_keys: set[str]) -> dict:
     columns exactly ``program_keys``."""
     doc = yaml.safe_load((bundle / "competition.yaml").read_text())
     assert REQUIRED["competition"] <= set(doc) and doc["version"] == 2
+    assert doc["pages"] and doc["tasks"] and doc["phases"]       # the checks below cover something
     for name in (doc["image"], doc["terms"], *[p["file"] for p in doc["pages"]],
                  *[t["scoring_program"] for t in doc["tasks"]], *[t["reference_data"] for t in doc["tasks"]]):
         assert (bundle / name).is_file() and (bundle / name).stat().st_size > 0, name

@@ -13,6 +13,7 @@ from ntirekit.cli import main
 from ntirekit.core.names import MAX_ENTRY_NAME
 from ntirekit.core.registry import discover
 from tests.helpers.entries import write_entry
+from tests.helpers.sandbox import EXPECTED_SANDBOX
 
 
 def bad_world(root: Path) -> None:
@@ -68,5 +69,5 @@ def test_entries_folders_are_sandboxed_unless_trusted(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, [*common, *extra, "--out", str(out)])
         assert result.exit_code == 0, result.output
         records[label] = json.loads(next(out.glob("fine__*.json")).read_text())
-    assert records["default"]["sandbox"] in ("bwrap", "process") and "sandbox" not in records["trusted"]
+    assert records["default"]["sandbox"] == EXPECTED_SANDBOX and "sandbox" not in records["trusted"]
     assert records["default"]["params"] == records["trusted"]["params"] == 3 * 48 * 9 + 48

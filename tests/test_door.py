@@ -33,6 +33,7 @@ from click.testing import CliRunner, Result
 from ntirekit.cli import COMMANDS, LazyGroup, main
 from ntirekit.core.trust import TRUSTED_ROOTS_ENV, UNTRUSTED_ROOTS_ENV, is_untrusted
 from ntirekit.jail.bwrap import bwrap_problem
+from tests.helpers.sandbox import EXPECTED_SANDBOX
 
 #: commands that take no entry, no entry folder, no zip and no repository (checked below: no such parameter)
 EXEMPT = {"data", "leaderboard", "score", "codabench"}       # results, records and ground truth: never an entry
@@ -248,7 +249,7 @@ def _pack(w: World) -> str:
     result = w.run("pack", w.folder, "--out", zip_path, "--json")
     assert zip_path.is_file(), result.output
     report = json.loads(result.stdout)
-    assert report["info"]["load_sandbox"] in ("bwrap", "process"), report
+    assert report["info"]["load_sandbox"] == EXPECTED_SANDBOX, report
     assert not any(p["code"] == "load-failed" for p in report["problems"]), report
     return "loaded in the sandbox"
 
@@ -273,7 +274,7 @@ def _check(w: World) -> str:
     assert zip_path.is_file()
     result = w.run("check", zip_path, "--load", "--json")
     report = json.loads(result.stdout)
-    assert report["info"]["load_sandbox"] in ("bwrap", "process"), report
+    assert report["info"]["load_sandbox"] == EXPECTED_SANDBOX, report
     assert not any(p["code"] == "load-failed" for p in report["problems"]), report
     return "loaded in the sandbox"
 
@@ -329,8 +330,8 @@ def test_no_command_runs_team_code_in_the_organizers_process(key: tuple[str, str
     assert world.organizer_lines() == [], world.lines()
     if SANDBOXED:
         assert not world.marker.exists(), world.lines()          # the sandbox's /tmp is its own
-    if shown not in ("", "refused"):
-        assert shown in ("bwrap", "process", "params counted on its graph", "loaded in the sandbox")
+    # a case that ran the code names the sandbox its record shows: this machine's, never another
+    assert shown in ("", "refused", "params counted on its graph", "loaded in the sandbox", EXPECTED_SANDBOX), shown
 
 
 # ------------------------------------------------------------------------------------------------- trusted
@@ -384,7 +385,9 @@ def test_imported_team_code_stays_untrusted(world: World, monkeypatch: pytest.Mo
     assert result.exit_code == 0, result.output
     team = next(p for p in out.iterdir() if p.is_dir())
     monkeypatch.setenv("NTIREKIT_ENTRIES", str(out))
-    world.run("list", "--json")
+    result = world.run("list", "--json")
+    row = next(r for r in json.loads(result.stdout) if r["name"] == team.name)   # found through NTIREKIT_ENTRIES
+    assert result.exit_code == 0 and row["untrusted"] is True, result.output
     assert world.organizer_lines() == [], world.lines()
     assert is_untrusted(team)
 

@@ -13,6 +13,7 @@ from ntirekit.cli import main
 from ntirekit.data.images import write_image
 from ntirekit.quality import psnr
 from tests.helpers.entries import write_entry
+from tests.helpers.sandbox import EXPECTED_SANDBOX
 
 BROKEN = "import torch\nclass TinySR(torch.nn.Module):\n    def __init__(self, scale=4):\n        super().__init__()\n" \
          "    def forward(self, x):\n        raise RuntimeError('exploded')\n"
@@ -67,7 +68,7 @@ def test_psnr_track_records_and_table(tiny_world: tuple[Path, Path], tmp_path: P
     rec = files["nearest"]
     assert rec["status"] == "ok" and rec["protocol"] == "challenge" and rec["device"]["kind"] == "cpu"
     # an --entries folder (not named submissions) is untrusted: jailed, never in this process
-    assert rec["sandbox"] in ("bwrap", "process")
+    assert rec["sandbox"] == EXPECTED_SANDBOX
     assert {"entry", "protocol", "dataset", "psnr_db", "ssim", "images", "device", "versions"} <= set(rec)
     # independent figure: each image has one wrong pixel out of (18-4)x(22-4)x3 values after the 2-px border
     for image in rec["images"]:

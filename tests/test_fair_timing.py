@@ -14,6 +14,7 @@ from ntirekit.core.trust import mark_untrusted
 from ntirekit.eval.runner import run_track
 from ntirekit.eval.track import EvalOptions
 from tests.helpers.entries import write_entry
+from tests.helpers.sandbox import EXPECTED_SANDBOX
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def test_trusted_and_untrusted_entries_are_timed_alike(tmp_path: Path) -> None:
     arrangements = {r["timing_arrangement"] for r in records}
     assert arrangements == {"exported graph timed in this process with 1 other entries, interleaved"}
     assert [r["measured"] for r in records] == ["graph", "graph"]
-    assert "sandbox" not in records[0] and records[1]["sandbox"] in ("bwrap", "process")
+    assert "sandbox" not in records[0] and records[1]["sandbox"] == EXPECTED_SANDBOX
     assert records[0]["params"] == records[1]["params"] and records[0]["graph_id"] != records[1]["graph_id"]
     alone = run_track([registry["organizer_baseline"]], timed)
     assert alone[0]["timing_arrangement"] == "exported graph timed in this process"

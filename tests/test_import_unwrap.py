@@ -10,7 +10,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ntirekit.core.trust import TRUSTED_ROOTS_ENV
 from ntirekit.cli.import_cmd import import_ntire as import_cli
 from ntirekit.core.registry import discover
 from ntirekit.core.spec import EntrySpec
@@ -20,11 +19,8 @@ from ntirekit.pack.importer.demo import derive_map, key_spec
 from tests.test_ntire_import import NET, _weights
 
 
-@pytest.fixture(autouse=True)
-def _reviewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests build the imported entries themselves, as an organizer who has reviewed their code: import-ntire
-    marks its output untrusted, so their folders are declared trusted here (the door: ntirekit.core.trust)."""
-    monkeypatch.setenv(TRUSTED_ROOTS_ENV, str(tmp_path))
+#: these tests build the imported entries themselves, as an organizer who has reviewed their code
+pytestmark = pytest.mark.usefixtures("reviewed_tmp_path")
 
 
 #: one branch per team, each unwrapping its checkpoint the way the official harness of 2025 does (the same code for

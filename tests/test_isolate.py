@@ -16,8 +16,8 @@ from ntirekit.eval.isolate import call_isolated
 from ntirekit.eval.probe import load_probe
 from ntirekit.eval.runner import run_track
 from ntirekit.eval.track import EvalOptions, options_from_dict
-from ntirekit.jail.bwrap import bwrap_problem
 from tests.helpers.entries import write_entry
+from tests.helpers.sandbox import EXPECTED_SANDBOX
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +95,7 @@ def test_failures_are_recorded_with_their_reason_and_others_stay_correct(tmp_pat
 
     reference = run_track([registry["a_good"], registry["h_good"]], COMPLEXITY, isolate=False)
     for rec, ref in zip((by["a_good"], by["h_good"]), reference):
-        assert rec["status"] == "ok" and rec["sandbox"] in ("bwrap", "process") and "sandbox" not in ref
+        assert rec["status"] == "ok" and rec["sandbox"] == EXPECTED_SANDBOX and "sandbox" not in ref
         assert rec["params"] == ref["params"] == 3 * 48 * 9 + 48 and rec["macs_ntire2022"] == ref["macs_ntire2022"]
     for name in modes:                                              # every record is on disk, strict JSON
         assert read_result(record_path(out, by[name]))["status"] == by[name]["status"]
@@ -108,7 +108,7 @@ def test_untrusted_entries_run_jailed_by_default(tmp_path: Path) -> None:
     registry = discover([tmp_path / "trusted", tmp_path / "zip_dest"], include_defaults=False)
     assert not is_untrusted(registry["local"].folder) and is_untrusted(registry["remote"].folder)
     by = {r["entry"]: r for r in run_track(list(registry.values()), COMPLEXITY)}
-    assert "sandbox" not in by["local"] and by["remote"]["sandbox"] in ("bwrap", "process")
+    assert "sandbox" not in by["local"] and by["remote"]["sandbox"] == EXPECTED_SANDBOX
     assert by["local"]["params"] == by["remote"]["params"]
 
 
@@ -125,7 +125,7 @@ def test_the_load_probe_in_the_jail_says_why_an_entry_fails(tmp_path: Path) -> N
     good, segv = (call_isolated(registry[n], load_probe, timeout_s=60) for n in ("good", "segv"))
     assert good["status"] == "ok" and good["output_shape"] == [1, 3, 96, 96] and "params" not in good
     assert segv["failure_kind"] == "crash" and "SIGSEGV" in segv["error"]
-    assert good["sandbox"] == ("bwrap" if bwrap_problem() is None else "process")
+    assert good["sandbox"] == EXPECTED_SANDBOX
 
 
 def test_an_honest_entry_keeps_every_count_under_a_tight_memory_limit(tmp_path: Path) -> None:

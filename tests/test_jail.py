@@ -256,12 +256,15 @@ def test_what_a_team_prints_is_stored_clean(tmp_path: Path) -> None:
     assert "moved" in report.output and "owned" not in report.output and "ZXZpbA" not in report.output
 
 
-def test_the_jail_leaves_no_cgroup_or_folder_behind(tmp_path: Path) -> None:
-    mine = f"ntirekit-{os.getpid()}-"
+@needs_cgroups
+def test_the_jail_leaves_no_cgroup_or_folder_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    private_tmp = tmp_path / "tmp"                 # this test's own temporary folder: nothing else writes there
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     report, _ = run_probe(probe_entry(tmp_path / "p", "out['ok'] = 1"))
-    leftovers = [p for root in ("/sys/fs/cgroup", "/tmp") for p in Path(root).rglob(f"{mine}*")] \
-        if report.enforcement["memory"].startswith("cgroup") else []
-    assert leftovers == []
+    assert report.enforcement["memory"].startswith("cgroup")
+    assert list(Path("/sys/fs/cgroup").rglob(f"ntirekit-{os.getpid()}-*")) == []
+    assert list(private_tmp.iterdir()) == []
 
 
 def test_tmp_and_shm_are_bounded_and_no_namespace_can_be_made(tmp_path: Path) -> None:
@@ -304,28 +307,31 @@ def test_sigterm_to_eval_leaves_no_jail_behind(tmp_path: Path) -> None:
     time.sleep(120)
     """
     probe_entry(tmp_path / "subs" / "team01_slow", code, name="team01_slow")
+    private_tmp = tmp_path / "tmp"                 # the command's own temporary folder: nothing else writes there
+    private_tmp.mkdir()
     proc = subprocess.Popen([sys.executable, "-c", "from ntirekit.cli import main; main()", "eval", "--track",
                              "complexity", "--entries", str(tmp_path / "subs"), "--entry", "team01_slow", "--quiet",
                              "--leaderboard", "none", "--out", str(tmp_path / "out")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                            env={**os.environ, "TMPDIR": str(private_tmp)})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not _descendants_running(proc.pid, "ntirekit.jail.child"):
         time.sleep(0.2)
-    assert _descendants_running(proc.pid, "ntirekit.jail.child"), "the jail never started"
+    jailed = _descendants_running(proc.pid, "ntirekit.jail.child")
+    assert jailed, "the jail never started"
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 143, output
     time.sleep(0.5)
-    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and "ntirekit.jail.child" in _cmdline(p)
-                and str(tmp_path) in _cmdline(p)]
+    assert not [p for p in jailed if "ntirekit.jail.child" in _cmdline(Path(f"/proc/{p}"))]   # gone (or reused)
     mine = f"ntirekit-{proc.pid}-"
     assert [p for root in ("/sys/fs/cgroup",) for p in Path(root).rglob(f"{mine}*")] == []
-    assert list(Path(tempfile.gettempdir()).glob("ntirekit-jail-*")) == [] or not any(
-        mine in str(p) for p in Path(tempfile.gettempdir()).glob("ntirekit-jail-*"))
+    assert list(private_tmp.iterdir()) == []
 
 
-def _descendants_running(pid: int, marker: str) -> bool:
+def _descendants_running(pid: int, marker: str) -> list[int]:
+    """The pids below ``pid`` whose command line holds ``marker``."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -333,13 +339,13 @@ def _descendants_running(pid: int, marker: str) -> bool:
             children.setdefault(int(text[text.rfind(")") + 2:].split()[1]), []).append(int(stat.parent.name))
         except (OSError, ValueError, IndexError):
             continue
-    todo, seen = [pid], set()
+    todo, seen, found = [pid], set(), []
     while todo:
         p = todo.pop()
         if p in seen:
             continue
         seen.add(p)
         if p != pid and marker in _cmdline(Path(f"/proc/{p}")):
-            return True
+            found.append(p)
         todo += children.get(p, [])
-    return False
+    return found

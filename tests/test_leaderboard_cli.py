@@ -267,3 +267,4 @@ def test_a_teams_text_reaches_no_renderer_raw() -> None:
     assert "&lt;img src=x onerror=alert(1)&gt;" in md and "\\[click\\](javascript" in md
     table = render_leaderboard(board, "table")
     assert "\x1b" not in table and "\x07" not in table and "owned" not in table
+    assert "onerror=alert(1)" in table and "javascript:alert(1)" in table    # the text is shown, only cleaned

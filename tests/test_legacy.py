@@ -11,7 +11,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ntirekit.core.trust import TRUSTED_ROOTS_ENV
 from ntirekit.cli.import_cmd import import_ntire as import_cli
 from ntirekit.core.registry import discover
 from ntirekit.core.spec import read_spec
@@ -20,11 +19,8 @@ from ntirekit.pack.legacy import LegacyError, import_ntire, import_repository
 from ntirekit.pack import check_zip, pack
 
 
-@pytest.fixture(autouse=True)
-def _reviewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests build the imported entries themselves, as an organizer who has reviewed their code: import-ntire
-    marks its output untrusted, so their folders are declared trusted here (the door: ntirekit.core.trust)."""
-    monkeypatch.setenv(TRUSTED_ROOTS_ENV, str(tmp_path))
+#: these tests build the imported entries themselves, as an organizer who has reviewed their code
+pytestmark = pytest.mark.usefixtures("reviewed_tmp_path")
 
 
 TEAM04 = '''

@@ -23,11 +23,8 @@ from ntirekit.core.team_code import MissingDependency, NeedsCuda
 from ntirekit.pack.legacy import import_repository
 
 
-@pytest.fixture(autouse=True)
-def _reviewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests build the imported entries themselves, as an organizer who has reviewed their code: import-ntire
-    marks its output untrusted, so their folders are declared trusted here (the door: ntirekit.core.trust)."""
-    monkeypatch.setenv(TRUSTED_ROOTS_ENV, str(tmp_path))
+#: these tests build the imported entries themselves, as an organizer who has reviewed their code
+pytestmark = pytest.mark.usefixtures("reviewed_tmp_path")
 
 
 #: a x4 net: conv(3 -> WIDTH) -> conv(WIDTH -> 48) -> pixel shuffle; WIDTH comes from wherever the team's code says

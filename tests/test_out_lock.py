@@ -54,14 +54,16 @@ def test_wait_waits_for_the_holder_then_runs(holder) -> None:
 
     def release() -> None:
         time.sleep(1.5)
-        released.append(time.monotonic())
+        released.append(time.time())
         proc.stdin.close()                                          # type: ignore[union-attr]
 
     threading.Thread(target=release, daemon=True).start()
     result = CliRunner().invoke(main, [*EVAL, "--out", str(out), "--wait"])
     assert result.exit_code == 0, result.output
     assert f"waiting for pid {proc.pid}" in result.output
-    assert released and list(out.glob("bicubic__psnr__*.json"))      # it ran once the other let go
+    written = list(out.glob("bicubic__psnr__*.json"))
+    assert released and written                                     # it ran once the other let go, not before
+    assert all(p.stat().st_mtime >= released[0] - 0.05 for p in written), (released, [p.stat().st_mtime for p in written])
 
 
 def test_the_lock_goes_with_its_holder_however_it_ends(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from ntirekit.jail.bwrap import bwrap_problem
 from ntirekit.pack import ACCEPTED, check_zip, pack, parse_readme, unpack
 from ntirekit.pack.formats import README
 from tests.helpers.entries import write_entry
+from tests.helpers.sandbox import EXPECTED_SANDBOX
 from tests.test_check import TEAM, png_bytes, team_entry, tiny_state, zip_of
 
 README_TEXT = ("runtime per image [s] : 0.5\nCPU[1] / GPU[0] : 1\nExtra Data [1] / No Extra Data [0] : 0\n"
@@ -75,7 +76,7 @@ def test_entry_folder_pack_writes_manifest_and_passes_check(tmp_path: Path) -> N
     files = {f["path"]: f for f in manifest["files"]}
     assert files["tiny.pth"]["sha256"] == sha256_of(folder / "tiny.pth")
     assert files["tiny.pth"]["size"] == (folder / "tiny.pth").stat().st_size
-    assert outcome.report.info["load_sandbox"] in ("bwrap", "process")      # the probe ran the code in the jail
+    assert outcome.report.info["load_sandbox"] == EXPECTED_SANDBOX      # the probe ran the code in the jail
     assert any(w.code == "missing-factsheet" for w in outcome.report.warnings)   # flat layout: a warning only
     assert check_zip(outcome.zip_path).verdict == ACCEPTED
 
@@ -294,9 +295,9 @@ def test_round_trip_pack_check_unpack_evaluate_isolated(tmp_path: Path) -> None:
     options = EvalOptions(track="psnr", data=str(data), device="cpu", progress=False)
     isolated = run_track([entry], options, out_dir=tmp_path / "out")[0]        # untrusted: jailed by default
     assert isolated["status"] == "ok", isolated.get("error")
-    assert isolated["sandbox"] in ("bwrap", "process") and isolated["graph"]["checked_inputs"] >= 3   # + random
+    assert isolated["sandbox"] == EXPECTED_SANDBOX and isolated["graph"]["checked_inputs"] >= 3   # + random
     still = run_track([entry], options, isolate=False)[0]             # untrusted: jailed whatever isolate says
-    assert still["status"] == "ok" and still["sandbox"] in ("bwrap", "process")
+    assert still["status"] == "ok" and still["sandbox"] == EXPECTED_SANDBOX
     with declared_roots(trusted=[root]):
         local = run_track([entry], options, isolate=False)[0]
     assert "sandbox" not in local
@@ -317,7 +318,7 @@ def test_check_load_builds_the_model_in_a_child_process(tmp_path: Path) -> None:
     good = pack(team_entry(tmp_path / "src"), out=tmp_path / "good.zip").zip_path
     assert good is not None
     report = check_zip(good, load=True, timeout_s=120)
-    assert report.verdict == ACCEPTED and report.info["load_sandbox"] in ("bwrap", "process"), report.render()
+    assert report.verdict == ACCEPTED and report.info["load_sandbox"] == EXPECTED_SANDBOX, report.render()
 
     folder = team_entry(tmp_path / "src2")
     (folder / "model.py").write_text((folder / "model.py").read_text().replace("PixelShuffle(scale)",

@@ -807,6 +807,8 @@ def test_every_protocol_ranks_cpu_records_in_every_format(protocol):
         assert ("rlfn\\_rep" if fmt == "latex" else "rlfn_rep") in render(lb, fmt)
     data = strict_json(render(lb, "json"))
     assert all(r["total"] is None or math.isfinite(r["total"]) for r in data["rows"])
+    rlfn_rep = next(r for r in data["rows"] if r["entry"] == "rlfn_rep")
+    assert rlfn_rep["status"] == "ranked" and math.isfinite(rlfn_rep["total"]), rlfn_rep
     if protocol != "ntire2022":
         assert lb.baseline_mode == "measured" and lb.notes[0].startswith("BASELINE MEASURED: runtime_ms measured "
                                                                          "on Intel Xeon, 2 threads, not on the")
