@@ -100,24 +100,29 @@ def run_jobs(entries: list[Entry], options: EvalOptions, out_dir: str | Path, se
     planned = plan(entries, options, jobs_dir, baseline, isolate, timeout_s, memory_mb, identities)
     kept = {name: _ok_records(out_dir, name, options.track) for name in planned}
     todo = [s for name, specs in planned.items() if not kept[name] for s in specs if not _done(s)]
+    merged: dict[str, list[dict[str, Any]]] = {}    # each entry's records as merged after its latest job
+
+    def merge(spec: JobSpec) -> None:
+        merged[spec.entry.name] = finalize_entry(planned[spec.entry.name], out_dir)
+
     try:
         for spec in todo:                       # a failed run's file: its new job writes the outcome
             spec.run_file.unlink(missing_ok=True)
         if todo:
-            _submit_and_watch(todo, options, settings, jobs_dir,
-                              lambda spec: finalize_entry(planned[spec.entry.name], out_dir))
-        return _collect(planned, kept, options, out_dir, jobs_dir, baseline)
+            _submit_and_watch(todo, options, settings, jobs_dir, merge)
+        return _collect(planned, kept, merged, options, out_dir, jobs_dir, baseline)
     except OSError as exc:                      # a full or lost disk: what is written is whole (atomic writes)
         raise ExecutorError(f"cannot write under {out_dir}: {exc.strerror or exc}; the records written so far are "
                             "intact: free the space and run the same command again (it submits only what is "
                             "missing)") from None
 
 
-def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, Any]]], options: EvalOptions,
-             out_dir: Path, jobs_dir: Path, baseline: Entry | None) -> list[dict[str, Any]]:
-    """The records of every planned entry (kept, or merged from its runs), then the baseline's pooled records (in
-    its place when it is one of the entries)."""
-    finals = {name: kept[name] or finalize_entry(specs, out_dir) for name, specs in planned.items()}
+def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, Any]]],
+             merged: dict[str, list[dict[str, Any]]], options: EvalOptions, out_dir: Path, jobs_dir: Path,
+             baseline: Entry | None) -> list[dict[str, Any]]:
+    """The records of every planned entry (kept, or merged from its runs: as merged after its last job, else now),
+    then the baseline's pooled records (in its place when it is one of the entries)."""
+    finals = {name: kept[name] or merged.get(name) or finalize_entry(specs, out_dir) for name, specs in planned.items()}
     if baseline is not None and options.track in TIMED_TRACKS:
         pooled = finalize_baseline(baseline.name, options.track, jobs_dir, out_dir)
         if pooled:
