@@ -28,7 +28,7 @@ from ntirekit.data.video import Clip, read_clip, yuv_name_info
 from ntirekit.eval.tracks.vqe import VqeDataError, find_videos
 from ntirekit.pack.formats import detect_format
 from ntirekit.pack.report import Report
-from ntirekit.pack.safezip import Limits, extract_members, open_zip, vet_members
+from ntirekit.pack.safezip import Limits, safe_extract
 from ntirekit.quality.vqe_scoring import scored_frames
 from ntirekit.score.layout import list_files
 from ntirekit.score.reference import (REFERENCE_JSON, RefImage, RefVideo, Reference, ReferenceDataError,
@@ -39,21 +39,18 @@ __all__ = ["open_upload", "detect_track", "open_reference", "write_reference_fol
 
 def open_upload(results: str | os.PathLike, scratch: str | os.PathLike, report: Report,
                 limits: Limits = Limits()) -> dict[str, Path]:
-    """The files of an upload (a folder, or a zip extracted into ``scratch``) as ``{path in the upload: file}``;
-    every problem goes into ``report``. An archive that breaks a whole-archive limit gives ``{}``."""
+    """The files of an upload (a folder, or a zip extracted into ``scratch``, a folder that does not exist yet) as
+    ``{path in the upload: file}``; every problem goes into ``report``. An archive that breaks a whole-archive limit
+    gives ``{}``."""
     results = Path(results)
     if results.is_dir():
         return list_files(results, report)
     if not results.exists():
         report.error("not-found", f"{results}: no such file or folder")
         return {}
-    zf = open_zip(results, report)
-    if zf is None:
+    safe_extract(results, scratch, report, limits)
+    if not Path(scratch).is_dir():              # not a zip that opens (the reason is in report): nothing extracted
         return {}
-    Path(scratch).mkdir(parents=True, exist_ok=True)
-    with zf:
-        members = vet_members(zf, report, limits)
-        extract_members(zf, members, Path(scratch), report, limits)
     return list_files(scratch, report)
 
 
