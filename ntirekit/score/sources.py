@@ -6,8 +6,9 @@ folders Codabench prepared).
   they produce), then listed like a folder upload (:func:`ntirekit.score.layout.list_files`);
 - :func:`open_reference`: a reference folder (``reference.json``, what a competition bundle holds), or the data
   ``ntirekit eval`` reads, with eval's own readers: an image dataset in any layout ``eval --data`` takes (HR images
-  read with :func:`ntirekit.data.images.read_image` and mod-cropped to the scale), or VQE clips (the clean clip of
-  each compressed one, as :func:`ntirekit.eval.tracks.vqe.find_videos` pairs them, or a folder of clean clips);
+  read as eval reads them, :meth:`ntirekit.data.images.PairSource.load_hr`: mod-cropped to the scale, an HR smaller
+  than the scale a ``DataError``), or VQE clips (the clean clip of each compressed one, as
+  :func:`ntirekit.eval.tracks.vqe.find_videos` pairs them, or a folder of clean clips);
 - :func:`write_reference_folder`: a :class:`~ntirekit.score.reference.Reference` as a reference folder (8-bit RGB
   PNGs, lossless: the scoring program reads the very pixels ``eval`` compares with).
 """
@@ -23,7 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from ntirekit.data import DataError
-from ntirekit.data.images import PairSource, modcrop, open_image_dataset, read_image, write_image
+from ntirekit.data.images import open_image_dataset, write_image
 from ntirekit.data.video import Clip, read_clip, yuv_name_info
 from ntirekit.eval.tracks.vqe import VqeDataError, find_videos
 from ntirekit.pack.formats import detect_format
@@ -74,11 +75,6 @@ def detect_track(ref: str | os.PathLike, files: Mapping[str, Path]) -> str:
     return "vqe" if detect_format(files) == "vqe-results" else "esr"
 
 
-def _hr_image(source: PairSource, scale: int) -> np.ndarray:
-    hr = read_image(source.hr) if isinstance(source.hr, Path) else source.hr()  # type: ignore[misc]
-    return np.ascontiguousarray(modcrop(hr, scale))
-
-
 def _clean_frame(clip: Clip, number: int) -> np.ndarray:
     return clip.frames[number - 1]
 
@@ -115,7 +111,7 @@ def open_reference(ref: str | os.PathLike, track: str, *, scale: int = 4, split:
         dataset = open_image_dataset(root, scale=scale, split=split or "valid")
         if not dataset.has_hr:
             raise ReferenceDataError(f"{root}: {dataset.name} has no HR images to score against")
-        images = tuple(RefImage(s.name, partial(_hr_image, s, scale)) for s in dataset.sources)
+        images = tuple(RefImage(s.name, partial(s.load_hr, scale)) for s in dataset.sources)
         return Reference("esr", f"{root} ({dataset.name})", images=images)
     try:
         clips = _clean_clips(root)
