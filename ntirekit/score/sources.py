@@ -19,14 +19,14 @@ import json
 import os
 from functools import partial
 from pathlib import Path
-from typing import Mapping
+from typing import List, Mapping, Union
 
 import numpy as np
 
 from ntirekit.data import DataError
-from ntirekit.data.images import open_image_dataset, write_image
+from ntirekit.data.images import ImageDataset, open_image_dataset, write_image
 from ntirekit.data.video import Clip, read_clip, yuv_name_info
-from ntirekit.eval.tracks.vqe import VqeDataError, find_videos
+from ntirekit.eval.tracks.vqe import VideoPair, VqeDataError, find_videos
 from ntirekit.pack.formats import detect_format
 from ntirekit.pack.report import Report
 from ntirekit.pack.safezip import Limits, safe_extract
@@ -55,36 +55,45 @@ def open_upload(results: str | os.PathLike, scratch: str | os.PathLike, report: 
     return list_files(scratch, report)
 
 
-def detect_track(ref: str | os.PathLike, files: Mapping[str, Path]) -> str:
+def detect_track(ref: str | os.PathLike, files: Mapping[str, Path], *, scale: int = 4,
+                 split: str | None = None) -> str:
     """``esr`` or ``vqe``, from the reference first (it is the organizer's): what a reference folder says; vqe for
-    compressed clips as ``eval --track vqe`` reads them; esr for an image dataset; else from the upload's layout
-    (frames in one folder per video: vqe), else esr."""
-    root = Path(ref)
+    compressed clips as ``eval --track vqe`` reads them; esr for an image dataset (opened at ``scale`` and ``split``,
+    as :func:`open_reference` opens it); else from the upload's layout (frames in one folder per video: vqe), else
+    esr."""
+    return _detect(Path(ref), files, scale, split)[0]
+
+
+_Found = Union[Reference, List[VideoPair], ImageDataset, None]
+
+
+def _detect(root: Path, files: Mapping[str, Path], scale: int, split: str | None) -> tuple[str, _Found]:
+    """(:func:`detect_track`'s track, what its probe read: the reference folder's :class:`Reference`, the VQE clip
+    pairs, the image dataset; None when the track comes from the upload's layout)."""
     if (root / REFERENCE_JSON).is_file():
-        return read_reference_folder(root).track
+        reference = read_reference_folder(root)
+        return reference.track, reference
     try:
-        find_videos(root)
-        return "vqe"
+        return "vqe", find_videos(root)
     except (VqeDataError, OSError, ValueError):
         pass
     try:
-        open_image_dataset(root)
-        return "esr"
+        return "esr", open_image_dataset(root, scale=scale, split=split or "valid")
     except (DataError, OSError):
         pass
-    return "vqe" if detect_format(files) == "vqe-results" else "esr"
+    return ("vqe" if detect_format(files) == "vqe-results" else "esr"), None
 
 
 def _clean_frame(clip: Clip, number: int) -> np.ndarray:
     return clip.frames[number - 1]
 
 
-def _clean_clips(ref: Path) -> list[tuple[str, Clip]]:
+def _clean_clips(ref: Path, videos: list[VideoPair] | None = None) -> list[tuple[str, Clip]]:
     """``(video name, clean clip)`` of VQE data: each compressed clip's source as eval pairs them (named like the
-    compressed clip, only the frames that were compressed), or every clip of a folder of clean clips (folders of PNG
-    frames, ``.yuv`` files)."""
+    compressed clip, only the frames that were compressed; ``videos``: the pairs when already found), or every clip
+    of a folder of clean clips (folders of PNG frames, ``.yuv`` files)."""
     try:
-        return [(p.name, read_clip(p.gt).head(p.gt_frames)) for p in find_videos(ref)]
+        return [(p.name, read_clip(p.gt).head(p.gt_frames)) for p in (find_videos(ref) if videos is None else videos)]
     except VqeDataError:
         pass
     if not ref.is_dir():
@@ -98,23 +107,29 @@ def _clean_clips(ref: Path) -> list[tuple[str, Clip]]:
     return clips
 
 
-def open_reference(ref: str | os.PathLike, track: str, *, scale: int = 4, split: str | None = None) -> Reference:
-    """The reference of ``track`` at ``ref`` (module docstring). Raises :class:`ReferenceDataError` (or the data
-    layer's ``DataError``) with one line when it cannot be read."""
+def open_reference(ref: str | os.PathLike, track: str | None, *, scale: int = 4, split: str | None = None,
+                   files: Mapping[str, Path] | None = None) -> Reference:
+    """The reference of ``track`` at ``ref`` (module docstring); ``track`` None: the one :func:`detect_track` finds
+    (``files``: the upload), the reference read once, by the probe that found it. Raises
+    :class:`ReferenceDataError` (or the data layer's ``DataError``) with one line when it cannot be read."""
     root = Path(ref)
+    found: _Found = None
+    if track is None:
+        track, found = _detect(root, files or {}, scale, split)
     if (root / REFERENCE_JSON).is_file():
-        reference = read_reference_folder(root)
+        reference = found if isinstance(found, Reference) else read_reference_folder(root)
         if reference.track != track:
             raise ReferenceDataError(f"{root}: a {reference.track} reference, but the upload is scored as {track}")
         return reference
     if track == "esr":
-        dataset = open_image_dataset(root, scale=scale, split=split or "valid")
+        dataset = found if isinstance(found, ImageDataset) else open_image_dataset(root, scale=scale,
+                                                                                   split=split or "valid")
         if not dataset.has_hr:
             raise ReferenceDataError(f"{root}: {dataset.name} has no HR images to score against")
         images = tuple(RefImage(s.name, partial(s.load_hr, scale)) for s in dataset.sources)
         return Reference("esr", f"{root} ({dataset.name})", images=images)
     try:
-        clips = _clean_clips(root)
+        clips = _clean_clips(root, found if isinstance(found, list) else None)
     except (DataError, OSError) as exc:
         raise ReferenceDataError(f"{root}: {exc}") from None
     videos = tuple(RefVideo(name, len(c), partial(_clean_frame, c)) for name, c in clips)
