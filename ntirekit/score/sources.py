@@ -19,7 +19,7 @@ import json
 import os
 from functools import partial
 from pathlib import Path
-from typing import List, Mapping, Union
+from typing import Mapping
 
 import numpy as np
 
@@ -64,7 +64,7 @@ def detect_track(ref: str | os.PathLike, files: Mapping[str, Path], *, scale: in
     return _detect(Path(ref), files, scale, split)[0]
 
 
-_Found = Union[Reference, List[VideoPair], ImageDataset, None]
+_Found = Reference | list[VideoPair] | ImageDataset | None
 
 
 def _detect(root: Path, files: Mapping[str, Path], scale: int, split: str | None) -> tuple[str, _Found]:
