@@ -80,14 +80,14 @@ own_id() {      # the fingerprint id of DEVICE here: the folder name `ntirekit r
 print(fingerprint_id(fingerprint(resolve_device(sys.argv[1]))))" "$DEVICE"
 }
 
-reference_folder() {
-  if [ -n "$AGAINST" ]; then echo "$AGAINST"; else echo "metrics/$(own_id)"; fi
+reference_folder() {   # $1: own_id's answer when already known (it starts python and torch)
+  if [ -n "$AGAINST" ]; then echo "$AGAINST"; else echo "metrics/${1:-$(own_id)}"; fi
 }
 
 step_reference() {
   local folder own
-  folder=$(reference_folder)
   own=$(own_id)
+  folder=$(reference_folder "$own")
   echo "reference figures: $folder (this machine's own folder: metrics/$own)"
   if [ -n "${GITHUB_OUTPUT:-}" ]; then
     echo "id=$(basename "$folder")" >>"$GITHUB_OUTPUT"

@@ -153,14 +153,20 @@ class PairSource:
     hr: HRSource
     lr: Path | None
 
+    def load_hr(self, scale: int) -> np.ndarray:
+        """The HR image, mod-cropped to ``scale``; a :class:`DataError` when there is none or it is smaller than
+        the scale."""
+        if self.hr is None:
+            raise DataError(f"{self.name}: no HR image")
+        hr = read_image(self.hr) if isinstance(self.hr, Path) else self.hr()
+        full = hr.shape[:2]
+        hr = np.ascontiguousarray(modcrop(hr, scale))
+        if min(hr.shape[:2]) == 0:
+            raise DataError(f"{self._where(self.hr)}: HR {full[0]}x{full[1]} is smaller than the scale {scale}")
+        return hr
+
     def load(self, scale: int) -> ImagePair:
-        hr = None
-        if self.hr is not None:
-            hr = read_image(self.hr) if isinstance(self.hr, Path) else self.hr()
-            full = hr.shape[:2]
-            hr = np.ascontiguousarray(modcrop(hr, scale))
-            if min(hr.shape[:2]) == 0:
-                raise DataError(f"{self._where(self.hr)}: HR {full[0]}x{full[1]} is smaller than the scale {scale}")
+        hr = self.load_hr(scale) if self.hr is not None else None
         if self.lr is None:
             if hr is None:
                 raise DataError(f"{self.name}: neither an LR nor an HR image")

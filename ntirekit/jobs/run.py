@@ -29,7 +29,7 @@ from ntirekit.jobs.executors import LocalBatch, local_slots, make_executor
 from ntirekit.jobs.settings import ExecutorError, ExecutorSettings
 from ntirekit.jobs.slurm import SlurmBatch, request_line
 from ntirekit.jobs.spec import TIMED_TRACKS, JobSpec, entry_record, job_variables, read_run, run_file_path, run_job
-from ntirekit.eval.runner import check_data
+from ntirekit.eval.runner import _scale, check_data
 from ntirekit.eval.track import EvalOptions
 from ntirekit.eval.tracks import get_track
 from ntirekit.core.registry import discover
@@ -62,13 +62,15 @@ def job_options(options: EvalOptions) -> EvalOptions:
 
 def plan(entries: list[Entry], options: EvalOptions, jobs_dir: Path, baseline: Entry | None = None,
          isolate: bool | None = None, timeout_s: float | None = None,
-         memory_mb: int | None = None) -> dict[str, list[JobSpec]]:
-    """Every job of every entry, by entry name (the runs of one entry in order)."""
+         memory_mb: int | None = None, identities: Mapping[int, str] | None = None) -> dict[str, list[JobSpec]]:
+    """Every job of every entry, by entry name (the runs of one entry in order); ``identities``: the data's identity
+    per scale (:func:`~ntirekit.eval.runner.check_data`), carried in each spec for its failure record."""
     timed = options.track in TIMED_TRACKS
     runs = max(1, options.runs) if timed else 1
     each, variables = job_options(options), job_variables()
     return {entry.name: [JobSpec(entry, k, each, run_file_path(jobs_dir, entry.name, options.track, k),
-                                 baseline if timed else None, isolate, timeout_s, memory_mb, variables)
+                                 baseline if timed else None, isolate, timeout_s, memory_mb, variables,
+                                 (identities or {}).get(_scale(entry)))     # type: ignore[arg-type]
                          for k in range(runs)]
             for entry in entries}
 
@@ -93,29 +95,34 @@ def run_jobs(entries: list[Entry], options: EvalOptions, out_dir: str | Path, se
     """
     out_dir = Path(out_dir)
     track = get_track(options.track)
-    check_data(track, track.resolve(options), entries)     # a bad --data: one error before any job is submitted
+    identities = check_data(track, track.resolve(options), entries)     # a bad --data: one error, nothing submitted
     jobs_dir = (Path(settings.jobs_dir) if settings.jobs_dir else out_dir / ".jobs").absolute()   # jobs start anywhere
-    planned = plan(entries, options, jobs_dir, baseline, isolate, timeout_s, memory_mb)
+    planned = plan(entries, options, jobs_dir, baseline, isolate, timeout_s, memory_mb, identities)
     kept = {name: _ok_records(out_dir, name, options.track) for name in planned}
     todo = [s for name, specs in planned.items() if not kept[name] for s in specs if not _done(s)]
+    merged: dict[str, list[dict[str, Any]]] = {}    # each entry's records as merged after its latest job
+
+    def merge(spec: JobSpec) -> None:
+        merged[spec.entry.name] = finalize_entry(planned[spec.entry.name], out_dir)
+
     try:
         for spec in todo:                       # a failed run's file: its new job writes the outcome
             spec.run_file.unlink(missing_ok=True)
         if todo:
-            _submit_and_watch(todo, options, settings, jobs_dir,
-                              lambda spec: finalize_entry(planned[spec.entry.name], out_dir))
-        return _collect(planned, kept, options, out_dir, jobs_dir, baseline)
+            _submit_and_watch(todo, options, settings, jobs_dir, merge)
+        return _collect(planned, kept, merged, options, out_dir, jobs_dir, baseline)
     except OSError as exc:                      # a full or lost disk: what is written is whole (atomic writes)
         raise ExecutorError(f"cannot write under {out_dir}: {exc.strerror or exc}; the records written so far are "
                             "intact: free the space and run the same command again (it submits only what is "
                             "missing)") from None
 
 
-def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, Any]]], options: EvalOptions,
-             out_dir: Path, jobs_dir: Path, baseline: Entry | None) -> list[dict[str, Any]]:
-    """The records of every planned entry (kept, or merged from its runs), then the baseline's pooled records (in
-    its place when it is one of the entries)."""
-    finals = {name: kept[name] or finalize_entry(specs, out_dir) for name, specs in planned.items()}
+def _collect(planned: dict[str, list[JobSpec]], kept: dict[str, list[dict[str, Any]]],
+             merged: dict[str, list[dict[str, Any]]], options: EvalOptions, out_dir: Path, jobs_dir: Path,
+             baseline: Entry | None) -> list[dict[str, Any]]:
+    """The records of every planned entry (kept, or merged from its runs: as merged after its last job, else now),
+    then the baseline's pooled records (in its place when it is one of the entries)."""
+    finals = {name: kept[name] or merged.get(name) or finalize_entry(specs, out_dir) for name, specs in planned.items()}
     if baseline is not None and options.track in TIMED_TRACKS:
         pooled = finalize_baseline(baseline.name, options.track, jobs_dir, out_dir)
         if pooled:

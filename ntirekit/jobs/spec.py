@@ -63,7 +63,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 @dataclasses.dataclass
 class JobSpec:
     """One (entry, track, run); ``options`` are the job's own (``runs=1``, no progress bars, device ``auto``,
-    ``cuda`` or ``cpu``: a job sees only its GPU); ``environment``: the ``NTIREKIT_*`` variables it runs with."""
+    ``cuda`` or ``cpu``: a job sees only its GPU); ``environment``: the ``NTIREKIT_*`` variables it runs with;
+    ``dataset``: the data's identity at the entry's scale, as the submitter checked it (None: not known, read again
+    when a failure record needs it)."""
 
     entry: Entry
     run: int
@@ -74,6 +76,7 @@ class JobSpec:
     timeout_s: float | None = None
     memory_mb: int | None = None
     environment: dict[str, str] = dataclasses.field(default_factory=dict)
+    dataset: str | None = None
 
     @property
     def track(self) -> str:
@@ -119,10 +122,11 @@ def has_outcome(spec: JobSpec, job_id: str) -> bool:
 
 def failure_record(spec: JobSpec, device: dict[str, Any], job_id: str, state: str, reason: str) -> dict[str, Any]:
     """The failure record of a job that gave no result: named and stamped as its ok record would be (same
-    options, split, protocol; ``device``: the fingerprint it ran, or would have run, under)."""
+    options, split, protocol, dataset identity: ``spec.dataset``, read from the data only when the spec has none;
+    ``device``: the fingerprint it ran, or would have run, under)."""
     track = get_track(spec.track)
     options = track.resolve(spec.options)
-    identity = next(iter(check_data(track, options, [spec.entry]).values()), None)     # the data's, as in the job
+    identity = spec.dataset or next(iter(check_data(track, options, [spec.entry]).values()), None)   # as in the job
     return failure(spec.entry.name, spec.track, device, reason, failure_kind="job", job_id=str(job_id),
                    job_state=state, options=options_record(options), split=options.split, protocol=options.protocol,
                    **({"dataset": identity} if identity else {}))

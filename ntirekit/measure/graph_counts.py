@@ -327,9 +327,8 @@ def _torch_flops(program: Program, shape: tuple[int, ...]) -> tuple[int, dict[st
 
 def ranked_counts(record: dict[str, Any]) -> dict[str, int | None]:
     """The 2022-counter figures a leaderboard ranks: official + missed (a record without ``*_missed`` fields, from a
-    trusted eager measurement, ranks on its official figures)."""
-    out: dict[str, int | None] = {}
-    for key in ("macs_ntire2022", "activations", "convs"):
-        value, missed = record.get(key), record.get(f"{key}_missed")
-        out[key] = None if value is None else int(value) + int(missed or 0)
-    return out
+    trusted eager measurement, ranks on its official figures), read as the leaderboard reads them
+    (:func:`ntirekit.rank.metrics.with_missed`)."""
+    from ntirekit.rank.metrics import COUNTED_WITH_MISSED, with_missed
+
+    return {key: None if (value := with_missed(record, key)) is None else int(value) for key in COUNTED_WITH_MISSED}

@@ -585,16 +585,28 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], protocol: str | Prot
                        ungated, allow_random, allow_unsteady, conditions(records, rows))
 
 
+def unsteady_caveat(rows: Iterable[Row], ranks_runtime: bool, allow: bool) -> tuple[int, str, str] | None:
+    """The rows among ``rows`` whose runtime cannot rank, as ``(how many, their reasons once each, joined by "; ",
+    what is done with them)``: ``"shown"`` (the track does not rank runtime: shown, not comparable), ``"ranked"``
+    (ranked anyway: ``allow``, --allow-unsteady) or ``"not ranked"``; None when there is none. The leaderboard's note
+    and the plot's caveat line each say it in their own words."""
+    caveats = [r.runtime_caveat for r in rows if r.runtime_caveat]
+    if not caveats:
+        return None
+    how = "shown" if not ranks_runtime else "ranked" if allow else "not ranked"
+    return len(caveats), "; ".join(dict.fromkeys(caveats)), how
+
+
 def _unsteady_note(rows: list[Row], ranks_runtime: bool, allow: bool, shown: bool) -> str:
     """The caveat line for the rows whose runtime cannot rank ("" when there is none, or runtime is not shown)."""
-    labels = [r.label for r in rows if r.runtime_caveat and "runtime_ms" in r.stats]
-    if not labels or not (ranks_runtime or shown):
+    caveat = unsteady_caveat([r for r in rows if "runtime_ms" in r.stats], ranks_runtime, allow)
+    if caveat is None or not (ranks_runtime or shown):
         return ""
-    why = "; ".join(dict.fromkeys(r.runtime_caveat for r in rows if r.runtime_caveat and "runtime_ms" in r.stats))
-    head = f"RUNTIMES CANNOT RANK: {len(labels)} of {len(rows)} row(s) ({why}; marked *)"
-    if not ranks_runtime:
+    n, why, how = caveat
+    head = f"RUNTIMES CANNOT RANK: {n} of {len(rows)} row(s) ({why}; marked *)"
+    if how == "shown":
         return f"{head}: shown, not comparable; {RULE}"
-    if allow:
+    if how == "ranked":
         return f"{head}: ranked anyway (--allow-unsteady), a ranking these timings cannot support; {RULE}"
     return f"{head}: not ranked; {RULE} (--allow-unsteady ranks them with this caveat)"
 

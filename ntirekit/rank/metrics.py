@@ -141,26 +141,29 @@ def runtime_timer(record: Record) -> str | None:
     return str(timer or record.get("timer") or "") or None
 
 
-def _with_missed(field: str) -> Any:
+#: the 2022 counter's figures that a record measured on an exported graph also counts as missed (``*_missed``)
+COUNTED_WITH_MISSED = ("macs_ntire2022", "activations", "convs")
+
+
+def with_missed(record: Record, field: str) -> float | None:
     """``field`` plus ``field_missed``: a record measured on an exported graph counts, beside the official 2022
     counter's figure, the convolutions that counter cannot see (functional ``F.conv2d``: ``*_missed``,
     :mod:`ntirekit.measure.graph_counts`); the ranked figure is their sum, so hiding a convolution from the official
-    counter gains nothing."""
-    def value_of(record: Record) -> float | None:
-        value = number(record.get(field))
-        missed = number(record.get(f"{field}_missed")) or 0.0
-        return None if value is None else value + missed
-    return value_of
+    counter gains nothing. None when ``field`` is not a finite number; a record without ``field_missed`` (a trusted
+    eager measurement) ranks on its official figure."""
+    value = number(record.get(field))
+    missed = number(record.get(f"{field}_missed")) or 0.0
+    return None if value is None else value + missed
 
 
 def _flops(record: Record, flops_field: str, runtime_stat: str) -> float | None:
-    value = _with_missed(flops_field)(record) if flops_field == "macs_ntire2022" else number(record.get(flops_field))
+    value = with_missed(record, flops_field) if flops_field == "macs_ntire2022" else number(record.get(flops_field))
     return None if value is None else value / 1e9
 
 
 def _conv_scaled(field: str, factor: float) -> Callable[[Record, str, str], float | None]:
     def read(record: Record, _flops_field: str, _runtime_stat: str) -> float | None:
-        value = _with_missed(field)(record)
+        value = with_missed(record, field)
         return None if value is None else value / factor
     return read
 

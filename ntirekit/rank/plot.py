@@ -25,7 +25,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ntirekit.rank.leaderboard import NOT_RANKED, RANDOM, RANKED, REFERENCE, Leaderboard, LeaderboardError, Row
+from ntirekit.rank.leaderboard import (NOT_RANKED, RANDOM, RANKED, REFERENCE, Leaderboard, LeaderboardError, Row,
+                                      unsteady_caveat)
 from ntirekit.rank.metrics import METRICS
 from ntirekit.rank.ranking import pareto_front
 
@@ -131,17 +132,14 @@ def conditions_lines(lb: Leaderboard) -> list[str]:
 
 def caveat_line(lb: Leaderboard, rows: list[Row]) -> str:
     """The red line for plotted rows whose runtime cannot rank ("" when every plotted runtime can)."""
-    caveats = list(dict.fromkeys(r.runtime_caveat for r in rows if r.runtime_caveat))
-    if not caveats:
+    caveat = unsteady_caveat(rows, "runtime_ms" in lb.track.metrics, lb.allow_unsteady)
+    if caveat is None:
         return ""
-    n = sum(1 for r in rows if r.runtime_caveat)
-    if "runtime_ms" not in lb.track.metrics:
-        how = "shown, not comparable"
-    elif lb.allow_unsteady:
-        how = "ranked anyway (--allow-unsteady): a ranking these timings cannot support"
-    else:
-        how = "drawn as not ranked, no front through them"
-    return f"* CAVEAT: the runtimes of {n} row(s) cannot rank ({'; '.join(caveats)}): {how}"
+    n, why, how = caveat
+    said = {"shown": "shown, not comparable",
+            "ranked": "ranked anyway (--allow-unsteady): a ranking these timings cannot support",
+            "not ranked": "drawn as not ranked, no front through them"}[how]
+    return f"* CAVEAT: the runtimes of {n} row(s) cannot rank ({why}): {said}"
 
 
 def pareto_plot(lb: Leaderboard, path: str | os.PathLike, psnr: str | None = None) -> list[str]:

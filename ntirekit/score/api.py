@@ -23,7 +23,7 @@ from ntirekit.pack.report import Report
 from ntirekit.pack.safezip import Limits
 from ntirekit.quality.metrics import ssim
 from ntirekit.score.scoring import Measure, Scores, ScoringSettings, leaderboard_scores, psnr_measure, score_upload
-from ntirekit.score.sources import detect_track, open_reference, open_upload
+from ntirekit.score.sources import open_reference, open_upload
 
 __all__ = ["ScoreOutcome", "score_results"]
 
@@ -73,8 +73,8 @@ def score_results(results: str | os.PathLike, ref: str | os.PathLike, *, track: 
         files = open_upload(results, Path(scratch) / "upload", report, limits)
         if not files and not report.ok:
             return ScoreOutcome(report, None)
-        track = track or detect_track(ref, files)
-        reference = open_reference(ref, track, scale=scale, split=split)
+        reference = open_reference(ref, track or None, scale=scale, split=split, files=files)   # None: detected
+        track = reference.track
         step = frame_step or reference.frame_step or _upload_frame_step(files, track, report)
         settings = ScoringSettings(track, protocol, border=scale if track == "esr" else 0, frame_step=step)
         measures: dict[str, Measure] = {"psnr_db": psnr_measure(settings)}

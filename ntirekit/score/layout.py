@@ -29,8 +29,7 @@ from ntirekit.pack.formats import FRAME_NAME, LR_SUFFIX, MANIFEST, README
 from ntirekit.pack.report import Report
 from ntirekit.quality.vqe_scoring import scored_frames
 
-__all__ = ["MAX_UPLOAD_FILES", "SHOWN", "list_files", "wrapping_folder", "match_images", "match_frames", "image_file",
-           "frame_file"]
+__all__ = ["MAX_UPLOAD_FILES", "SHOWN", "list_files", "wrapping_folder", "match_images", "match_frames", "image_file"]
 
 #: the most files an upload may hold (a VQE test set of every frame is a few thousand)
 MAX_UPLOAD_FILES = 100_000
@@ -44,11 +43,6 @@ _JUNK = "__MACOSX"
 def image_file(name: str) -> str:
     """The file an upload holds for the reference image ``name``: ``<name>.png`` (the HR image's name)."""
     return f"{name}.png"
-
-
-def frame_file(video: str, number: int) -> str:
-    """The file of frame ``number`` (1-based, as ``ffmpeg -i 001.mkv %3d.png`` numbers them) of ``video``."""
-    return f"{video}/{number:03d}.png"
 
 
 def _one_per_line(report: Report, code: str, items: Sequence[tuple[str, str]], what: str) -> None:

@@ -6,8 +6,9 @@ folders Codabench prepared).
   they produce), then listed like a folder upload (:func:`ntirekit.score.layout.list_files`);
 - :func:`open_reference`: a reference folder (``reference.json``, what a competition bundle holds), or the data
   ``ntirekit eval`` reads, with eval's own readers: an image dataset in any layout ``eval --data`` takes (HR images
-  read with :func:`ntirekit.data.images.read_image` and mod-cropped to the scale), or VQE clips (the clean clip of
-  each compressed one, as :func:`ntirekit.eval.tracks.vqe.find_videos` pairs them, or a folder of clean clips);
+  read as eval reads them, :meth:`ntirekit.data.images.PairSource.load_hr`: mod-cropped to the scale, an HR smaller
+  than the scale a ``DataError``), or VQE clips (the clean clip of each compressed one, as
+  :func:`ntirekit.eval.tracks.vqe.find_videos` pairs them, or a folder of clean clips);
 - :func:`write_reference_folder`: a :class:`~ntirekit.score.reference.Reference` as a reference folder (8-bit RGB
   PNGs, lossless: the scoring program reads the very pixels ``eval`` compares with).
 """
@@ -23,12 +24,12 @@ from typing import Mapping
 import numpy as np
 
 from ntirekit.data import DataError
-from ntirekit.data.images import PairSource, modcrop, open_image_dataset, read_image, write_image
+from ntirekit.data.images import ImageDataset, open_image_dataset, write_image
 from ntirekit.data.video import Clip, read_clip, yuv_name_info
-from ntirekit.eval.tracks.vqe import VqeDataError, find_videos
+from ntirekit.eval.tracks.vqe import VideoPair, VqeDataError, find_videos
 from ntirekit.pack.formats import detect_format
 from ntirekit.pack.report import Report
-from ntirekit.pack.safezip import Limits, extract_members, open_zip, vet_members
+from ntirekit.pack.safezip import Limits, safe_extract
 from ntirekit.quality.vqe_scoring import scored_frames
 from ntirekit.score.layout import list_files
 from ntirekit.score.reference import (REFERENCE_JSON, RefImage, RefVideo, Reference, ReferenceDataError,
@@ -39,59 +40,60 @@ __all__ = ["open_upload", "detect_track", "open_reference", "write_reference_fol
 
 def open_upload(results: str | os.PathLike, scratch: str | os.PathLike, report: Report,
                 limits: Limits = Limits()) -> dict[str, Path]:
-    """The files of an upload (a folder, or a zip extracted into ``scratch``) as ``{path in the upload: file}``;
-    every problem goes into ``report``. An archive that breaks a whole-archive limit gives ``{}``."""
+    """The files of an upload (a folder, or a zip extracted into ``scratch``, a folder that does not exist yet) as
+    ``{path in the upload: file}``; every problem goes into ``report``. An archive that breaks a whole-archive limit
+    gives ``{}``."""
     results = Path(results)
     if results.is_dir():
         return list_files(results, report)
     if not results.exists():
         report.error("not-found", f"{results}: no such file or folder")
         return {}
-    zf = open_zip(results, report)
-    if zf is None:
+    safe_extract(results, scratch, report, limits)
+    if not Path(scratch).is_dir():              # not a zip that opens (the reason is in report): nothing extracted
         return {}
-    Path(scratch).mkdir(parents=True, exist_ok=True)
-    with zf:
-        members = vet_members(zf, report, limits)
-        extract_members(zf, members, Path(scratch), report, limits)
     return list_files(scratch, report)
 
 
-def detect_track(ref: str | os.PathLike, files: Mapping[str, Path]) -> str:
+def detect_track(ref: str | os.PathLike, files: Mapping[str, Path], *, scale: int = 4,
+                 split: str | None = None) -> str:
     """``esr`` or ``vqe``, from the reference first (it is the organizer's): what a reference folder says; vqe for
-    compressed clips as ``eval --track vqe`` reads them; esr for an image dataset; else from the upload's layout
-    (frames in one folder per video: vqe), else esr."""
-    root = Path(ref)
+    compressed clips as ``eval --track vqe`` reads them; esr for an image dataset (opened at ``scale`` and ``split``,
+    as :func:`open_reference` opens it); else from the upload's layout (frames in one folder per video: vqe), else
+    esr."""
+    return _detect(Path(ref), files, scale, split)[0]
+
+
+_Found = Reference | list[VideoPair] | ImageDataset | None
+
+
+def _detect(root: Path, files: Mapping[str, Path], scale: int, split: str | None) -> tuple[str, _Found]:
+    """(:func:`detect_track`'s track, what its probe read: the reference folder's :class:`Reference`, the VQE clip
+    pairs, the image dataset; None when the track comes from the upload's layout)."""
     if (root / REFERENCE_JSON).is_file():
-        return read_reference_folder(root).track
+        reference = read_reference_folder(root)
+        return reference.track, reference
     try:
-        find_videos(root)
-        return "vqe"
+        return "vqe", find_videos(root)
     except (VqeDataError, OSError, ValueError):
         pass
     try:
-        open_image_dataset(root)
-        return "esr"
+        return "esr", open_image_dataset(root, scale=scale, split=split or "valid")
     except (DataError, OSError):
         pass
-    return "vqe" if detect_format(files) == "vqe-results" else "esr"
-
-
-def _hr_image(source: PairSource, scale: int) -> np.ndarray:
-    hr = read_image(source.hr) if isinstance(source.hr, Path) else source.hr()  # type: ignore[misc]
-    return np.ascontiguousarray(modcrop(hr, scale))
+    return ("vqe" if detect_format(files) == "vqe-results" else "esr"), None
 
 
 def _clean_frame(clip: Clip, number: int) -> np.ndarray:
     return clip.frames[number - 1]
 
 
-def _clean_clips(ref: Path) -> list[tuple[str, Clip]]:
+def _clean_clips(ref: Path, videos: list[VideoPair] | None = None) -> list[tuple[str, Clip]]:
     """``(video name, clean clip)`` of VQE data: each compressed clip's source as eval pairs them (named like the
-    compressed clip, only the frames that were compressed), or every clip of a folder of clean clips (folders of PNG
-    frames, ``.yuv`` files)."""
+    compressed clip, only the frames that were compressed; ``videos``: the pairs when already found), or every clip
+    of a folder of clean clips (folders of PNG frames, ``.yuv`` files)."""
     try:
-        return [(p.name, read_clip(p.gt).head(p.gt_frames)) for p in find_videos(ref)]
+        return [(p.name, read_clip(p.gt).head(p.gt_frames)) for p in (find_videos(ref) if videos is None else videos)]
     except VqeDataError:
         pass
     if not ref.is_dir():
@@ -105,23 +107,29 @@ def _clean_clips(ref: Path) -> list[tuple[str, Clip]]:
     return clips
 
 
-def open_reference(ref: str | os.PathLike, track: str, *, scale: int = 4, split: str | None = None) -> Reference:
-    """The reference of ``track`` at ``ref`` (module docstring). Raises :class:`ReferenceDataError` (or the data
-    layer's ``DataError``) with one line when it cannot be read."""
+def open_reference(ref: str | os.PathLike, track: str | None, *, scale: int = 4, split: str | None = None,
+                   files: Mapping[str, Path] | None = None) -> Reference:
+    """The reference of ``track`` at ``ref`` (module docstring); ``track`` None: the one :func:`detect_track` finds
+    (``files``: the upload), the reference read once, by the probe that found it. Raises
+    :class:`ReferenceDataError` (or the data layer's ``DataError``) with one line when it cannot be read."""
     root = Path(ref)
+    found: _Found = None
+    if track is None:
+        track, found = _detect(root, files or {}, scale, split)
     if (root / REFERENCE_JSON).is_file():
-        reference = read_reference_folder(root)
+        reference = found if isinstance(found, Reference) else read_reference_folder(root)
         if reference.track != track:
             raise ReferenceDataError(f"{root}: a {reference.track} reference, but the upload is scored as {track}")
         return reference
     if track == "esr":
-        dataset = open_image_dataset(root, scale=scale, split=split or "valid")
+        dataset = found if isinstance(found, ImageDataset) else open_image_dataset(root, scale=scale,
+                                                                                   split=split or "valid")
         if not dataset.has_hr:
             raise ReferenceDataError(f"{root}: {dataset.name} has no HR images to score against")
-        images = tuple(RefImage(s.name, partial(_hr_image, s, scale)) for s in dataset.sources)
+        images = tuple(RefImage(s.name, partial(s.load_hr, scale)) for s in dataset.sources)
         return Reference("esr", f"{root} ({dataset.name})", images=images)
     try:
-        clips = _clean_clips(root)
+        clips = _clean_clips(root, found if isinstance(found, list) else None)
     except (DataError, OSError) as exc:
         raise ReferenceDataError(f"{root}: {exc}") from None
     videos = tuple(RefVideo(name, len(c), partial(_clean_frame, c)) for name, c in clips)
