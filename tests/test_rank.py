@@ -1062,3 +1062,31 @@ def test_an_entry_whose_records_name_different_graphs_is_not_ranked():
     rows = by_entry(build_leaderboard(records, "ntire2022", "runtime", gate="none"))
     assert rows["same"].status == rows["trusted"].status == "ranked"
     assert rows["switched"].status == "not ranked" and "not the scored one" in rows["switched"].reason
+
+
+def _overall(entry, runtime_ms, params=317218, **extra):
+    return {"entry": entry, "track": "overall", "status": "ok", "params": params, "macs_ntire2022": 19.7e9,
+            "macs_fvcore": 19.7e9, "activations": 80e6, "max_memory_mib": 300.0,
+            "runtime_ms": {"median": runtime_ms, "mean": runtime_ms, "timer": "robust", "iqr": 0.1}, **extra}
+
+
+def test_a_score_far_off_the_baseline_prints_in_e_notation_not_sixty_digits():
+    """2025 score 0.7·exp(2·runtime/16.69) of a CPU runtime of 1160 ms is about 1.7e60: shown as such."""
+    lb = build_leaderboard([_overall("team04_rlfn", 1160.38)], "ntire2025", gate="none", allow_random=True)
+    row = next(r for r in lb.rows if r.entry == "team04_rlfn")
+    expected = 0.7 * math.exp(2 * 1160.38 / 16.69) + 0.15 * math.exp(2 * 19.7 / 16.7) \
+        + 0.15 * math.exp(2 * 0.317218 / 0.276)
+    assert row.total == pytest.approx(expected, rel=1e-9)
+    line = next(l for l in render(lb, "table").splitlines() if "team04_rlfn" in l)
+    assert f"{expected:.4e}" in line and f"{expected:.4f}" not in line
+
+
+def test_the_several_runs_note_comes_with_a_spread_only():
+    """Two tracks' records repeat the same counts (one value, twice): no '±' and no note about runs; two runs that
+    differ: both."""
+    same = [_overall("a", 20.0), {**_overall("a", 20.0), "track": "complexity"}]
+    lb = build_leaderboard(same, "ntire2022", "overall", gate="none", allow_random=True)
+    assert not any("several runs" in n for n in lb.notes) and "±" not in render(lb, "table")
+    differ = [_overall("a", 20.0), _overall("a", 24.0)]
+    lb = build_leaderboard(differ, "ntire2022", "overall", gate="none", allow_random=True)
+    assert any("several runs" in n for n in lb.notes) and "22.00±2.83" in render(lb, "table")

@@ -664,6 +664,6 @@ def _notes(rows: list[Row], track: Track, proto: Protocol, gate_set: GateSet | N
         notes.append(f"runtime: {what}")
     if "flops_g" in measured and "flops_g" in columns:
         notes.append(f"FLOPs: MACs counted by {proto.flops} on 1x3x256x256")
-    if any(s.n > 1 for r in rows for s in r.values.values()):
+    if any(s.std > 0 for r in rows for s in r.values.values()):         # a ± is shown somewhere
         notes.append("several runs: the mean is ranked; ± is the standard deviation across runs")
     return notes

@@ -59,7 +59,9 @@ def _value(lb: Leaderboard, row: Row, metric: str, pm: str, missing: str) -> str
 def _total(lb: Leaderboard, row: Row, missing: str) -> str:
     if row.total is None:
         return missing
-    return f"{row.total:.4f}" if lb.track.method == "score" else f"{row.total:g}"
+    if lb.track.method != "score":
+        return f"{row.total:g}"
+    return f"{row.total:.4f}" if abs(row.total) < 1e6 else f"{row.total:.4e}"   # exp() of runtimes far off the base
 
 
 def _rank(row: Row) -> str:
