@@ -53,7 +53,7 @@ def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, time
                 limits=Limits(time_s=timeout_s, memory_mb=memory_mb), files=files, sandbox=sandbox)
     try:
         with jail as channel:
-            header, _ = channel.receive()
+            header, _ = channel.receive()             # the function's error raises RemoteError
     except (ChannelError, RemoteError, OSError) as exc:
         report = jail.close()
         if isinstance(exc, RemoteError) and report.ended_by is None:
@@ -62,8 +62,6 @@ def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, time
         limit = {"limit": report.ended_by[0], "limit_value": report.ended_by[1]} if report.ended_by else {}
         return fail(kind, message, sandbox=report.sandbox, output=report.output, **limit)
     report = jail.close()
-    if header.get("kind") == "error":
-        return fail("error", str(header.get("error", "")), sandbox=report.sandbox, output=report.output)
     result = header.get("result") if isinstance(header.get("result"), dict) else {}
     return {"entry": entry.name, "status": "ok", **result, "isolated": True, "sandbox": report.sandbox,
             "output": report.output}
