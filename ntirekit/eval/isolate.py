@@ -10,7 +10,6 @@ a verdict (``check --load``, ``import-ntire --check``), never for a figure: figu
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ from ntirekit.core.spec import Entry, EntrySpec
 from ntirekit.core.text import one_line
 from ntirekit.eval.sides import entry_files
 from ntirekit.jail.channel import Channel, ChannelError, RemoteError
+from ntirekit.jail.child import kit_function
 from ntirekit.jail.run import Jail, Limits, describe_end
 
 TIMEOUT_S = 300.0
@@ -26,10 +26,7 @@ TIMEOUT_S = 300.0
 def _call_entry(channel: Channel, *, folder: str, spec: dict[str, Any], call: str,
                 kwargs: dict[str, Any]) -> dict[str, Any]:
     """The jail's side: build the :class:`Entry` from its spec and files, run the kit function ``call`` on it."""
-    module_name, _, attr = call.partition(":")
-    if not module_name.startswith("ntirekit."):
-        raise RuntimeError(f"only kit functions run here, not {call!r}")
-    function = getattr(importlib.import_module(module_name), attr)
+    function = kit_function(call)
     entry = Entry(EntrySpec.from_dict(spec, f"{folder}/entry.toml"), Path(folder))
     result = function(entry, **kwargs)
     return result if isinstance(result, dict) else {}
