@@ -23,8 +23,6 @@ import torch
 from torch import nn
 
 from ntirekit.core.device import resolve_device
-from ntirekit.eval.clip_inference import enhance_clip
-from ntirekit.eval.inference import upscale_image
 from ntirekit.eval.pipeline import memory_of, to_inputs
 from ntirekit.eval.producer import ClipHarness, Harness, answer_clip
 from ntirekit.graph.identity import example_shape, graph_id, structure_id
@@ -94,9 +92,7 @@ class GraphRunner:
 
     def run_image(self, lr: np.ndarray) -> np.ndarray:
         """The graph's RGB uint8 output for one RGB uint8 LR image, through the same harness as the entry's."""
-        h = self.harness
-        return upscale_image(self.model, lr, scale=h.scale, data_range=h.data_range, device=self.device, tile=h.tile,
-                             overlap=h.overlap)
+        return self.harness.upscale(self.model, lr, self.device)
 
     def figures(self, input_shape: Sequence[int] = COUNT_SHAPE, fvcore: bool = True,
                 cross_check: bool = False) -> dict[str, Any]:
@@ -184,11 +180,8 @@ class ClipGraphRunner:
                  attrs: dict[str, Any]) -> tuple[list[np.ndarray], dict[str, Any]]:
         """The graph's output frames and the kit's timing of it (``runtime_ms_per_frame``, ``model_seconds``,
         ``max_memory_mib``: :func:`~ntirekit.eval.clip_inference.enhance_clip`'s statistics)."""
-        h = self.harness
         model = ClipGraphModel(self.graph, attrs, positions)
-        out, stats = enhance_clip(model, frames, chunk=h.chunk, overlap=h.overlap, pad_to_multiple=h.multiple,
-                                  min_size=h.min_size, drop_duplicates=h.drop_duplicates, device=self.device,
-                                  data_range=h.data_range, pqf=positions if attrs.get("pqf") else None)
+        out, stats = self.harness.enhance(model, frames, self.device, positions if attrs.get("pqf") else None)
         return out, {k: stats[k] for k in ("runtime_ms_per_frame", "model_seconds", "max_memory_mib")}
 
     def figures(self, width: int, height: int) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from ntirekit.core.trust import is_untrusted
 from ntirekit.eval.graph_side import MAX_GRAPH_BYTES, GraphModel, compare_outputs, counting_image
 from ntirekit.eval.guard import EntryFailed
 from ntirekit.eval.pipeline import available_weights, memory_of, to_inputs
-from ntirekit.eval.producer import Harness
+from ntirekit.eval.producer import ClipHarness, Harness
 from ntirekit.eval.sides import graph_side, team_side, timed_export
 from ntirekit.eval.track import EvalOptions
 from ntirekit.graph.errors import GraphError
@@ -79,6 +79,18 @@ def harness_of(entry: Entry, options: EvalOptions, weights_rel: str | None, tile
                    overlap=options.tile_overlap, device=options.device,
                    training_form=bool(extra.get("training_form", False)), weights=weights_rel,
                    multiple=input_contract(entry).multiple)
+
+
+def clip_harness_of(entry: Entry, options: EvalOptions, weights_rel: str | None = None) -> ClipHarness:
+    """The harness video ``entry`` runs under for ``options`` (``extra``: ``chunk``, ``overlap`` (default 2),
+    ``drop_duplicates`` (default: for QE entries); the input contract's ``min_size`` and ``multiple``)."""
+    extra = options.extra or {}
+    contract = input_contract(entry)
+    return ClipHarness(scale=entry.spec.scale, data_range=entry.spec.data_range, chunk=extra.get("chunk"),
+                       overlap=int(extra.get("overlap", 2)),
+                       drop_duplicates=bool(extra.get("drop_duplicates", entry.spec.task == "qe")),
+                       min_size=contract.min_size, multiple=contract.multiple, device=options.device,
+                       weights=weights_rel)
 
 
 def vet(data: bytes) -> Any:
