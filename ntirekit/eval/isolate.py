@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ntirekit.core.spec import Entry, EntrySpec
 from ntirekit.core.text import one_line
-from ntirekit.eval.sides import entry_files
+from ntirekit.eval.sides import entry_files, jail_checkpoint
 from ntirekit.jail.channel import Channel, ChannelError, RemoteError
 from ntirekit.jail.child import kit_function
 from ntirekit.jail.run import Jail, Limits, describe_end
@@ -40,10 +40,10 @@ def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, time
                 "isolated": True, **fields}
 
     try:
-        weights = entry.weights_path(download=False) if entry.spec.weights else None
+        weights, weights_rel = jail_checkpoint(entry)
     except Exception as exc:  # noqa: BLE001 - a missing or bad checkpoint is this entry's failure
         return fail("error", str(exc))
-    files = entry_files(entry, weights, entry.spec.weights.file if weights is not None and entry.spec.weights else None)
+    files = entry_files(entry, weights, weights_rel)
     jail = Jail("ntirekit.eval.isolate:_call_entry",
                 {"spec": entry.spec.to_dict(), "call": f"{function.__module__}:{function.__qualname__}",
                  "kwargs": kwargs},

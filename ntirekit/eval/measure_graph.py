@@ -34,7 +34,7 @@ from ntirekit.eval.graph_side import MAX_GRAPH_BYTES, GraphModel, compare_output
 from ntirekit.eval.guard import EntryFailed
 from ntirekit.eval.pipeline import available_weights, memory_of, to_inputs
 from ntirekit.eval.producer import ClipHarness, Harness
-from ntirekit.eval.sides import graph_side, team_side, timed_export
+from ntirekit.eval.sides import graph_side, jail_checkpoint, team_side, timed_export
 from ntirekit.eval.track import EvalOptions
 from ntirekit.graph.errors import GraphError
 from ntirekit.graph.read import read_graph
@@ -65,11 +65,8 @@ def measurement_weights(entry: Entry, explicit: str | None) -> tuple[Path | None
     label = available_weights(entry, explicit)
     if label == "random":
         return None, None, label
-    path = entry.weights_path(explicit, download=False)
-    if path is None:
-        return None, None, "random"
-    rel = entry.spec.weights.file if explicit is None and entry.spec.weights else f".weights/{Path(path).name}"
-    return Path(path), rel, label
+    path, rel = jail_checkpoint(entry, explicit)
+    return (path, rel, label) if path is not None else (None, None, "random")
 
 
 def harness_of(entry: Entry, options: EvalOptions, weights_rel: str | None, tile: int | None = None) -> Harness:

@@ -56,6 +56,17 @@ class SideInfo:
         return asdict(self)
 
 
+def jail_checkpoint(entry: Entry, explicit: str | None = None) -> tuple[Path | None, str | None]:
+    """``(checkpoint, its path inside the entry folder as the jail gets it)``: the verified checkpoint of ``entry``
+    (``explicit``, else the declared one; never downloaded: :meth:`~ntirekit.core.spec.Entry.weights_path`) at its
+    declared path, an explicit file as ``.weights/<name>``; ``(None, None)`` for an entry without weights."""
+    path = entry.weights_path(explicit, download=False)
+    if path is None:
+        return None, None
+    rel = entry.spec.weights.file if explicit is None and entry.spec.weights else f".weights/{Path(path).name}"
+    return Path(path), rel
+
+
 def entry_files(entry: Entry, weights: Path | None, weights_rel: str | None) -> dict[str, Path]:
     """The files a jail gets for ``entry``: every regular file below its folder (a link only where it resolves to a
     regular file inside the folder) and the checkpoint ``weights`` as ``weights_rel``; a folder over

@@ -39,7 +39,7 @@ from ntirekit.eval.guard import EntryFailed, guard
 from ntirekit.eval.limits import jail_limits
 from ntirekit.eval.measure_graph import (check_outputs, check_shapes, export_info, fresh_images, harness_of, jailed,
                                          vet)
-from ntirekit.eval.sides import graph_side, team_side, timed_export
+from ntirekit.eval.sides import graph_side, jail_checkpoint, team_side, timed_export
 from ntirekit.eval.image_pipeline import ImageWriter, prefetch
 from ntirekit.eval.inference import run_tiled
 from ntirekit.eval.pipeline import declared_weights
@@ -145,10 +145,7 @@ def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], dat
     dataset = datasets[scale]
     if not dataset.has_hr:
         raise ValueError(f"{dataset.name}: some images have no HR image; PSNR needs HR")
-    explicit = options.weights.get(entry.name)
-    weights = entry.weights_path(explicit, download=False) if (explicit or entry.spec.weights) else None
-    rel = None if weights is None else (entry.spec.weights.file if explicit is None and entry.spec.weights
-                                        else f".weights/{Path(weights).name}")
+    weights, rel = jail_checkpoint(entry, options.weights.get(entry.name))
     tile = options.tile or entry.spec.tile or None
     harness = harness_of(entry, options, rel, tile)
     lrs = [dataset[i].lr for i in range(len(dataset))]

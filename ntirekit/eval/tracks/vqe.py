@@ -62,7 +62,7 @@ from ntirekit.eval.graph_side import compare_outputs
 from ntirekit.eval.guard import EntryFailed, guard
 from ntirekit.eval.limits import jail_limits
 from ntirekit.eval.measure_graph import clip_harness_of, export_info, jailed, vet
-from ntirekit.eval.sides import graph_side, team_side, timed_export
+from ntirekit.eval.sides import graph_side, jail_checkpoint, team_side, timed_export
 from ntirekit.eval.pipeline import declared_weights, macs_per_frame
 from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
 from ntirekit.quality import mean_over_videos, psnr
@@ -281,9 +281,7 @@ def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions
     started = time.perf_counter()
     extra = options.extra or {}
     explicit = options.weights.get(entry.name)
-    weights = entry.weights_path(explicit, download=False) if (explicit or entry.spec.weights) else None
-    rel = None if weights is None else (entry.spec.weights.file if explicit is None and entry.spec.weights
-                                        else f".weights/{Path(weights).name}")
+    weights, rel = jail_checkpoint(entry, explicit)
     harness = clip_harness_of(entry, options, rel)
     limit = extra.get("frames")
     limits = jail_limits(TRACKS[0], options)
