@@ -15,7 +15,6 @@ Messages :func:`serve` answers: ``array`` (an LR image; reply: the graph's outpu
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -101,9 +100,7 @@ class GraphRunner:
         program = self.graph.program_for(tuple(input_shape))
         identity = graph_id(program, make_input(program.module, input_shape))
         self.graph.to(self.device)
-        fields = {k: v for k, v in dataclasses.asdict(counts).items()
-                  if k not in ("fvcore_by_operator", "torch_by_operator")}
-        fields["input_shape"] = list(counts.input_shape)
+        fields = counts.record_fields()
         fields["graph_id"] = identity
         fields["structures"] = self.structures()
         return fields

@@ -187,8 +187,7 @@ def _eager(entry: Entry, producer: Any, options: EvalOptions, images: Sequence[n
     model = producer.model
     counts = count(model, tuple(options.input_shape), fvcore=bool(extra.get("fvcore", True)),
                    cross_check=bool(extra.get("cross_check", False)))
-    fields: dict[str, Any] = {k: v for k, v in counts.to_dict().items()
-                              if k not in ("fvcore_by_operator", "torch_by_operator")}
+    fields = counts.record_fields()
     fields["warnings"] = [*counts.warnings, f"{why}: measured as the eager module (trusted)"]
     check_started = time.perf_counter()
     producer.run_image(images[0] if images else counting_image(tuple(options.input_shape)))

@@ -100,6 +100,11 @@ class Counts:
         d["input_shape"] = list(self.input_shape)
         return d
 
+    def record_fields(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the per-operator tables (``fvcore_by_operator``, ``torch_by_operator``): what a
+        record carries."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("fvcore_by_operator", "torch_by_operator")}
+
     # Table units: params in 10^6, MACs in 10^9, activations in 10^6.
     @property
     def params_m(self) -> float:
