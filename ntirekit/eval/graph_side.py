@@ -28,7 +28,7 @@ from ntirekit.graph.identity import example_shape, graph_id, structure_id
 from ntirekit.graph.read import Graph, read_graph
 from ntirekit.jail.channel import Channel, image_of
 from ntirekit.measure.counts import fvcore_counts, make_input
-from ntirekit.measure.graph_counts import count_graph, params_of
+from ntirekit.measure.graph_counts import count_graph, params_of, program_input
 
 #: uint8 outputs of the graph and of the entry may differ by one level on at most this share of their values (float
 #: rounding between two processes can flip a value that sits on .5); anything more is another network
@@ -95,25 +95,25 @@ class GraphRunner:
 
     def figures(self, input_shape: Sequence[int] = COUNT_SHAPE, fvcore: bool = True,
                 cross_check: bool = False) -> dict[str, Any]:
-        """The graph's counts (record fields) and identity on ``input_shape``."""
-        counts = count_graph(self.graph.to("cpu"), input_shape, fvcore=fvcore, cross_check=cross_check)
-        program = self.graph.program_for(tuple(input_shape))
-        identity = graph_id(program, make_input(program.module, input_shape))
-        self.graph.to(self.device)
-        fields = counts.record_fields()
-        fields["graph_id"] = identity
-        fields["structures"] = self.structures()
-        return fields
+        """The graph's counts (record fields), its identity on ``input_shape`` and how many networks its programs
+        compute (``structures``: :meth:`_structures`), all on the CPU (the graph goes back to its device after)."""
+        graph = self.graph.to("cpu")
+        try:
+            counts = count_graph(graph, input_shape, fvcore=fvcore, cross_check=cross_check)
+            program = graph.program_for(tuple(input_shape))
+            # the fp32 counting input as it is (not program_input): graph_id stays the value records already carry
+            identity = graph_id(program, make_input(program.module, input_shape))
+            structures = self._structures()
+        finally:
+            graph.to(self.device)
+        return {**counts.record_fields(), "graph_id": identity, "structures": structures}
 
-    def structures(self) -> int:
+    def _structures(self) -> int:
         """How many different networks the graph's programs compute (:func:`ntirekit.graph.identity.structure_id`,
-        each program run once at a size it was exported for): 1 for one network."""
+        each program run once at a size it was exported for, where the graph is now): 1 for one network."""
         if len(self.graph.programs) == 1:
             return 1
-        graph = self.graph.to("cpu")
-        found = {structure_id(p, make_input(p.module, example_shape(p)).to(p.dtype)) for p in graph.programs}
-        graph.to(self.device)
-        return len(found)
+        return len({structure_id(p, program_input(p, example_shape(p))) for p in self.graph.programs})
 
     def memory(self, images: Sequence[np.ndarray]) -> dict[str, Any]:
         """Peak memory of the graph over ``images`` (:func:`ntirekit.eval.pipeline.memory_of`)."""

@@ -119,10 +119,16 @@ class _Shapes(fx.Interpreter):
         return out
 
 
+def program_input(program: Program, input_shape: Sequence[int]) -> torch.Tensor:
+    """The counting input (:func:`~ntirekit.measure.counts.make_input`: ``torch.rand(input_shape)``, seed 0) in the
+    dtype ``program`` was exported for."""
+    return make_input(program.module, input_shape).to(program.dtype)
+
+
 def shapes_of(program: Program, input_shape: Sequence[int]) -> dict[fx.Node, tuple[int, ...]]:
     """The output shape of every tensor-valued node of ``program`` on ``torch.rand(input_shape)`` (seed 0)."""
     interpreter = _Shapes(program.module)
-    x = make_input(program.module, input_shape).to(program.dtype)
+    x = program_input(program, input_shape)
     with torch.no_grad():
         try:
             interpreter.run(x)
@@ -315,7 +321,7 @@ def _fvcore_module(module: fx.GraphModule) -> fx.GraphModule:
 def _torch_flops(program: Program, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = make_input(program.module, shape).to(program.dtype)
+    x = program_input(program, shape)
     with contextlib.ExitStack() as es:
         es.enter_context(torch.no_grad())
         mode = es.enter_context(FlopCounterMode(display=False))
