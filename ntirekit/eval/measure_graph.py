@@ -134,6 +134,15 @@ def check_outputs(side: Any, inputs: Sequence[np.ndarray], outputs: Sequence[np.
                               f"{img.shape[0]}) {problem}", "graph-differs")
 
 
+def one_network(figures: dict[str, Any]) -> dict[str, Any]:
+    """The graph side's ``figures`` without ``structures``; the entry's failure "exported graph differs between input
+    sizes" when its programs compute more than one network (:meth:`ntirekit.eval.graph_side.GraphRunner.figures`)."""
+    if figures.pop("structures", 1) > 1:
+        raise EntryFailed("exported graph differs between input sizes: its programs are not one network",
+                          "graph-differs")
+    return figures
+
+
 def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarray], *, memory: bool,
                   limits: Limits) -> Measured:
     """Measure ``entry`` on its graph (module docstring): ``images`` are the RGB uint8 LR inputs its outputs are
@@ -165,9 +174,7 @@ def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarra
         check_seconds = (time.perf_counter() - check_started) / len(check)
         figures = side.figures(count_shape, bool(extra.get("fvcore", True)), bool(extra.get("cross_check", False)))
         peak = side.memory(list(images)) if memory else dict(_NO_MEMORY)
-    if figures.pop("structures", 1) > 1:
-        raise EntryFailed("exported graph differs between input sizes: its programs are not one network",
-                          "graph-differs")
+    one_network(figures)
     fields: dict[str, Any] = {**figures, **peak, "weights": label, "measured": "graph",
                               "graph": {"id": figures["graph_id"], **export_info(graph, data, export_seconds,
                                                                                  len(check))},

@@ -35,10 +35,10 @@ from ntirekit.core.records import record, split_of
 from ntirekit.core.spec import Entry
 from ntirekit.eval.columns import cell
 from ntirekit.eval.graph_side import COUNT_SHAPE, counting_image
-from ntirekit.eval.guard import EntryFailed, guard
+from ntirekit.eval.guard import guard
 from ntirekit.eval.limits import jail_limits
 from ntirekit.eval.measure_graph import (check_outputs, check_shapes, export_info, fresh_images, harness_of, jailed,
-                                         vet)
+                                         one_network, vet)
 from ntirekit.eval.sides import graph_side, jail_checkpoint, team_side, timed_export
 from ntirekit.eval.image_pipeline import ImageWriter, prefetch
 from ntirekit.eval.inference import run_tiled
@@ -179,10 +179,7 @@ def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], dat
                 extra_inputs = [count, *fresh]
                 check_outputs(side, extra_inputs, [team.run_image(img) for img in extra_inputs],
                               ["the counting input", *(f"random input {k + 1}" for k in range(len(fresh)))])
-                figures = side.figures(COUNT_SHAPE, fvcore=False)
-                if figures.get("structures", 1) > 1:
-                    raise EntryFailed("exported graph differs between input sizes: its programs are not one "
-                                      "network", "graph-differs")
+                figures = one_network(side.figures(COUNT_SHAPE, fvcore=False))
                 how = {"id": figures["graph_id"], **export_info(graph, data, export_seconds,
                                                                 len(lrs) + len(extra_inputs))}
     rec = _record(entry, options, fp, dataset.name, images, tile, time.perf_counter() - start, save_dir)
