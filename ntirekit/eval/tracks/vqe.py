@@ -44,7 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -60,11 +60,12 @@ from ntirekit.data.video import CLIP_JSON, Clip, read_clip, write_png_folder, yu
 from ntirekit.eval.columns import cell
 from ntirekit.eval.graph_side import compare_outputs
 from ntirekit.eval.guard import EntryFailed, guard
-from ntirekit.eval.limits import jail_limits
+from ntirekit.eval.limits import run_limits
 from ntirekit.eval.measure_graph import clip_harness_of, export_info, jailed, vet
 from ntirekit.eval.sides import graph_side, jail_checkpoint, team_side, timed_export
 from ntirekit.eval.pipeline import declared_weights, macs_per_frame
 from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
+from ntirekit.jail.run import Limits
 from ntirekit.quality import mean_over_videos, psnr
 from ntirekit.quality.vqe_scoring import NTIRE2022_VQE, SCORINGS, VqeScoring, scored_frames, score_video
 from ntirekit.data.images import write_image
@@ -150,13 +151,14 @@ def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, A
     device = resolve_device(options.device)
     fp = fingerprint(device)
     videos: list[VideoPair] | None = None
+    track_limits = run_limits(TRACKS[0], options)
     for entry in entries:
         failed: list[dict[str, Any]] = []
         rec: dict[str, Any] | None = None
         with guard(entry, TRACK, fp, failed):  # never yield inside guard
             if videos is None:
                 videos = find_videos(options.data)
-            rec = _evaluate_jailed(entry, videos, options, fp) if jailed(entry, options) else \
+            rec = _evaluate_jailed(entry, videos, options, fp, track_limits) if jailed(entry, options) else \
                 _evaluate_entry(entry, videos, options, device, fp)
         if rec is None:
             yield from failed
@@ -270,7 +272,8 @@ def _scoring_of(options: EvalOptions) -> VqeScoring:
 
 # ------------------------------------------------------------------------------ untrusted: jailed, parent-scored
 
-def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions, fp: dict[str, Any]) -> dict[str, Any]:
+def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions, fp: dict[str, Any],
+                     track_limits: Callable[[], Limits]) -> dict[str, Any]:
     """An untrusted (or ``--isolate``d) entry: its code, in the jail, gets each video's compressed frames (never a
     clean frame) and returns its uint8 output frames, which this process scores; it reports the model calls it made
     and exports its graph for them. A jail without team code runs the graph on the same frames through the same
@@ -284,7 +287,7 @@ def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions
     weights, rel = jail_checkpoint(entry, explicit)
     harness = clip_harness_of(entry, options, rel)
     limit = extra.get("frames")
-    limits = jail_limits(TRACKS[0], options)
+    limits = track_limits()
     per_video: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ntirekit-vqe-") as tmp:
