@@ -111,8 +111,7 @@ def send_graph(channel: Channel, export: Callable[[], ExportedGraph]) -> None:
     except NotExportable as exc:
         channel.send({"kind": "not-exportable", "error": str(exc)[:2000]})
         return
-    channel.send({"kind": "graph", "programs": graph.programs, "dynamic": graph.dynamic, "seconds": graph.seconds},
-                 graph.data)
+    channel.send({"kind": "graph"}, graph.data)        # nothing else: every figure about it is the organizer's own
 
 
 def answer_clip(channel: Channel, header: dict[str, Any],
