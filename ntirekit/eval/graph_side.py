@@ -15,7 +15,6 @@ Messages :func:`serve` answers: ``array`` (an LR image; reply: the graph's outpu
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -23,15 +22,13 @@ import torch
 from torch import nn
 
 from ntirekit.core.device import resolve_device
-from ntirekit.eval.clip_inference import enhance_clip
-from ntirekit.eval.inference import upscale_image
 from ntirekit.eval.pipeline import memory_of, to_inputs
 from ntirekit.eval.producer import ClipHarness, Harness, answer_clip
 from ntirekit.graph.identity import example_shape, graph_id, structure_id
 from ntirekit.graph.read import Graph, read_graph
 from ntirekit.jail.channel import Channel, image_of
 from ntirekit.measure.counts import fvcore_counts, make_input
-from ntirekit.measure.graph_counts import count_graph, params_of
+from ntirekit.measure.graph_counts import count_graph, params_of, program_input
 
 #: uint8 outputs of the graph and of the entry may differ by one level on at most this share of their values (float
 #: rounding between two processes can flip a value that sits on .5); anything more is another network
@@ -94,33 +91,29 @@ class GraphRunner:
 
     def run_image(self, lr: np.ndarray) -> np.ndarray:
         """The graph's RGB uint8 output for one RGB uint8 LR image, through the same harness as the entry's."""
-        h = self.harness
-        return upscale_image(self.model, lr, scale=h.scale, data_range=h.data_range, device=self.device, tile=h.tile,
-                             overlap=h.overlap)
+        return self.harness.upscale(self.model, lr, self.device)
 
     def figures(self, input_shape: Sequence[int] = COUNT_SHAPE, fvcore: bool = True,
                 cross_check: bool = False) -> dict[str, Any]:
-        """The graph's counts (record fields) and identity on ``input_shape``."""
-        counts = count_graph(self.graph.to("cpu"), input_shape, fvcore=fvcore, cross_check=cross_check)
-        program = self.graph.program_for(tuple(input_shape))
-        identity = graph_id(program, make_input(program.module, input_shape))
-        self.graph.to(self.device)
-        fields = {k: v for k, v in dataclasses.asdict(counts).items()
-                  if k not in ("fvcore_by_operator", "torch_by_operator")}
-        fields["input_shape"] = list(counts.input_shape)
-        fields["graph_id"] = identity
-        fields["structures"] = self.structures()
-        return fields
+        """The graph's counts (record fields), its identity on ``input_shape`` and how many networks its programs
+        compute (``structures``: :meth:`_structures`), all on the CPU (the graph goes back to its device after)."""
+        graph = self.graph.to("cpu")
+        try:
+            counts = count_graph(graph, input_shape, fvcore=fvcore, cross_check=cross_check)
+            program = graph.program_for(tuple(input_shape))
+            # the fp32 counting input as it is (not program_input): graph_id stays the value records already carry
+            identity = graph_id(program, make_input(program.module, input_shape))
+            structures = self._structures()
+        finally:
+            graph.to(self.device)
+        return {**counts.record_fields(), "graph_id": identity, "structures": structures}
 
-    def structures(self) -> int:
+    def _structures(self) -> int:
         """How many different networks the graph's programs compute (:func:`ntirekit.graph.identity.structure_id`,
-        each program run once at a size it was exported for): 1 for one network."""
+        each program run once at a size it was exported for, where the graph is now): 1 for one network."""
         if len(self.graph.programs) == 1:
             return 1
-        graph = self.graph.to("cpu")
-        found = {structure_id(p, make_input(p.module, example_shape(p)).to(p.dtype)) for p in graph.programs}
-        graph.to(self.device)
-        return len(found)
+        return len({structure_id(p, program_input(p, example_shape(p))) for p in self.graph.programs})
 
     def memory(self, images: Sequence[np.ndarray]) -> dict[str, Any]:
         """Peak memory of the graph over ``images`` (:func:`ntirekit.eval.pipeline.memory_of`)."""
@@ -184,11 +177,8 @@ class ClipGraphRunner:
                  attrs: dict[str, Any]) -> tuple[list[np.ndarray], dict[str, Any]]:
         """The graph's output frames and the kit's timing of it (``runtime_ms_per_frame``, ``model_seconds``,
         ``max_memory_mib``: :func:`~ntirekit.eval.clip_inference.enhance_clip`'s statistics)."""
-        h = self.harness
         model = ClipGraphModel(self.graph, attrs, positions)
-        out, stats = enhance_clip(model, frames, chunk=h.chunk, overlap=h.overlap, pad_to_multiple=h.multiple,
-                                  min_size=h.min_size, drop_duplicates=h.drop_duplicates, device=self.device,
-                                  data_range=h.data_range, pqf=positions if attrs.get("pqf") else None)
+        out, stats = self.harness.enhance(model, frames, self.device, positions if attrs.get("pqf") else None)
         return out, {k: stats[k] for k in ("runtime_ms_per_frame", "model_seconds", "max_memory_mib")}
 
     def figures(self, width: int, height: int) -> dict[str, Any]:

@@ -10,14 +10,14 @@ a verdict (``check --load``, ``import-ntire --check``), never for a figure: figu
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Callable
 
 from ntirekit.core.spec import Entry, EntrySpec
 from ntirekit.core.text import one_line
-from ntirekit.eval.sides import entry_files
+from ntirekit.eval.sides import entry_files, jail_checkpoint
 from ntirekit.jail.channel import Channel, ChannelError, RemoteError
+from ntirekit.jail.child import kit_function
 from ntirekit.jail.run import Jail, Limits, describe_end
 
 TIMEOUT_S = 300.0
@@ -26,10 +26,7 @@ TIMEOUT_S = 300.0
 def _call_entry(channel: Channel, *, folder: str, spec: dict[str, Any], call: str,
                 kwargs: dict[str, Any]) -> dict[str, Any]:
     """The jail's side: build the :class:`Entry` from its spec and files, run the kit function ``call`` on it."""
-    module_name, _, attr = call.partition(":")
-    if not module_name.startswith("ntirekit."):
-        raise RuntimeError(f"only kit functions run here, not {call!r}")
-    function = getattr(importlib.import_module(module_name), attr)
+    function = kit_function(call)
     entry = Entry(EntrySpec.from_dict(spec, f"{folder}/entry.toml"), Path(folder))
     result = function(entry, **kwargs)
     return result if isinstance(result, dict) else {}
@@ -43,17 +40,17 @@ def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, time
                 "isolated": True, **fields}
 
     try:
-        weights = entry.weights_path(download=False) if entry.spec.weights else None
+        weights, weights_rel = jail_checkpoint(entry)
     except Exception as exc:  # noqa: BLE001 - a missing or bad checkpoint is this entry's failure
         return fail("error", str(exc))
-    files = entry_files(entry, weights, entry.spec.weights.file if weights is not None and entry.spec.weights else None)
+    files = entry_files(entry, weights, weights_rel)
     jail = Jail("ntirekit.eval.isolate:_call_entry",
                 {"spec": entry.spec.to_dict(), "call": f"{function.__module__}:{function.__qualname__}",
                  "kwargs": kwargs},
                 limits=Limits(time_s=timeout_s, memory_mb=memory_mb), files=files, sandbox=sandbox)
     try:
         with jail as channel:
-            header, _ = channel.receive()
+            header, _ = channel.receive()             # the function's error raises RemoteError
     except (ChannelError, RemoteError, OSError) as exc:
         report = jail.close()
         if isinstance(exc, RemoteError) and report.ended_by is None:
@@ -62,8 +59,6 @@ def call_isolated(entry: Entry, function: Callable[..., dict[str, Any]], *, time
         limit = {"limit": report.ended_by[0], "limit_value": report.ended_by[1]} if report.ended_by else {}
         return fail(kind, message, sandbox=report.sandbox, output=report.output, **limit)
     report = jail.close()
-    if header.get("kind") == "error":
-        return fail("error", str(header.get("error", "")), sandbox=report.sandbox, output=report.output)
     result = header.get("result") if isinstance(header.get("result"), dict) else {}
     return {"entry": entry.name, "status": "ok", **result, "isolated": True, "sandbox": report.sandbox,
             "output": report.output}

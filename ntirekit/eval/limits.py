@@ -17,7 +17,9 @@ The record of a run that a limit ended says which (``limit``: ``"time"``, ``"sta
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Callable
 
 from ntirekit.data.images import IMAGE_EXTENSIONS
 from ntirekit.data.timing import DIV2K_LIKE, DIV2K_LIKE_COUNT
@@ -56,3 +58,10 @@ def jail_limits(track: Track, options: EvalOptions) -> Limits:
     """The jail limits of ``track`` under ``options`` (``--timeout``, ``--memory-mb``, else the defaults)."""
     seconds = options.timeout_s or default_timeout_s(track, options)[0]
     return Limits(time_s=float(seconds), memory_mb=int(options.memory_mb) if options.memory_mb else None, pids=PIDS)
+
+
+def run_limits(track: Track, options: EvalOptions) -> Callable[[], Limits]:
+    """:func:`jail_limits` for one run of ``track`` (the same for every entry): computed when first asked for and
+    kept, so ``--data`` is walked once per run, not once per entry (a failure is not kept: each entry that asks
+    gets it)."""
+    return functools.cache(lambda: jail_limits(track, options))

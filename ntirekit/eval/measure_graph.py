@@ -33,8 +33,8 @@ from ntirekit.core.trust import is_untrusted
 from ntirekit.eval.graph_side import MAX_GRAPH_BYTES, GraphModel, compare_outputs, counting_image
 from ntirekit.eval.guard import EntryFailed
 from ntirekit.eval.pipeline import available_weights, memory_of, to_inputs
-from ntirekit.eval.producer import Harness
-from ntirekit.eval.sides import graph_side, team_side, timed_export
+from ntirekit.eval.producer import ClipHarness, Harness
+from ntirekit.eval.sides import graph_side, jail_checkpoint, team_side, timed_export
 from ntirekit.eval.track import EvalOptions
 from ntirekit.graph.errors import GraphError
 from ntirekit.graph.read import read_graph
@@ -65,11 +65,8 @@ def measurement_weights(entry: Entry, explicit: str | None) -> tuple[Path | None
     label = available_weights(entry, explicit)
     if label == "random":
         return None, None, label
-    path = entry.weights_path(explicit, download=False)
-    if path is None:
-        return None, None, "random"
-    rel = entry.spec.weights.file if explicit is None and entry.spec.weights else f".weights/{Path(path).name}"
-    return Path(path), rel, label
+    path, rel = jail_checkpoint(entry, explicit)
+    return (path, rel, label) if path is not None else (None, None, "random")
 
 
 def harness_of(entry: Entry, options: EvalOptions, weights_rel: str | None, tile: int | None = None) -> Harness:
@@ -79,6 +76,18 @@ def harness_of(entry: Entry, options: EvalOptions, weights_rel: str | None, tile
                    overlap=options.tile_overlap, device=options.device,
                    training_form=bool(extra.get("training_form", False)), weights=weights_rel,
                    multiple=input_contract(entry).multiple)
+
+
+def clip_harness_of(entry: Entry, options: EvalOptions, weights_rel: str | None = None) -> ClipHarness:
+    """The harness video ``entry`` runs under for ``options`` (``extra``: ``chunk``, ``overlap`` (default 2),
+    ``drop_duplicates`` (default: for QE entries); the input contract's ``min_size`` and ``multiple``)."""
+    extra = options.extra or {}
+    contract = input_contract(entry)
+    return ClipHarness(scale=entry.spec.scale, data_range=entry.spec.data_range, chunk=extra.get("chunk"),
+                       overlap=int(extra.get("overlap", 2)),
+                       drop_duplicates=bool(extra.get("drop_duplicates", entry.spec.task == "qe")),
+                       min_size=contract.min_size, multiple=contract.multiple, device=options.device,
+                       weights=weights_rel)
 
 
 def vet(data: bytes) -> Any:
@@ -125,6 +134,15 @@ def check_outputs(side: Any, inputs: Sequence[np.ndarray], outputs: Sequence[np.
                               f"{img.shape[0]}) {problem}", "graph-differs")
 
 
+def one_network(figures: dict[str, Any]) -> dict[str, Any]:
+    """The graph side's ``figures`` without ``structures``; the entry's failure "exported graph differs between input
+    sizes" when its programs compute more than one network (:meth:`ntirekit.eval.graph_side.GraphRunner.figures`)."""
+    if figures.pop("structures", 1) > 1:
+        raise EntryFailed("exported graph differs between input sizes: its programs are not one network",
+                          "graph-differs")
+    return figures
+
+
 def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarray], *, memory: bool,
                   limits: Limits) -> Measured:
     """Measure ``entry`` on its graph (module docstring): ``images`` are the RGB uint8 LR inputs its outputs are
@@ -156,9 +174,7 @@ def measure_entry(entry: Entry, options: EvalOptions, images: Sequence[np.ndarra
         check_seconds = (time.perf_counter() - check_started) / len(check)
         figures = side.figures(count_shape, bool(extra.get("fvcore", True)), bool(extra.get("cross_check", False)))
         peak = side.memory(list(images)) if memory else dict(_NO_MEMORY)
-    if figures.pop("structures", 1) > 1:
-        raise EntryFailed("exported graph differs between input sizes: its programs are not one network",
-                          "graph-differs")
+    one_network(figures)
     fields: dict[str, Any] = {**figures, **peak, "weights": label, "measured": "graph",
                               "graph": {"id": figures["graph_id"], **export_info(graph, data, export_seconds,
                                                                                  len(check))},
@@ -178,8 +194,7 @@ def _eager(entry: Entry, producer: Any, options: EvalOptions, images: Sequence[n
     model = producer.model
     counts = count(model, tuple(options.input_shape), fvcore=bool(extra.get("fvcore", True)),
                    cross_check=bool(extra.get("cross_check", False)))
-    fields: dict[str, Any] = {k: v for k, v in counts.to_dict().items()
-                              if k not in ("fvcore_by_operator", "torch_by_operator")}
+    fields = counts.record_fields()
     fields["warnings"] = [*counts.warnings, f"{why}: measured as the eager module (trusted)"]
     check_started = time.perf_counter()
     producer.run_image(images[0] if images else counting_image(tuple(options.input_shape)))

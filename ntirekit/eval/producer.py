@@ -58,6 +58,12 @@ class Harness:
         """The RGB uint8 output shape for an LR image of ``lr_shape`` (``HxWx3``)."""
         return lr_shape[0] * self.scale, lr_shape[1] * self.scale, 3
 
+    def upscale(self, model: torch.nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarray:
+        """``model``'s RGB uint8 output for one RGB uint8 LR image (``HxWx3``) under this harness
+        (:func:`~ntirekit.eval.inference.upscale_image`): the entry's model and its graph both run through here."""
+        return upscale_image(model, lr, scale=self.scale, data_range=self.data_range, device=device, tile=self.tile,
+                             overlap=self.overlap)
+
 
 class Producer:
     """An entry's eager model with the harness (see the module docstring)."""
@@ -80,9 +86,7 @@ class Producer:
 
     def run_image(self, lr: np.ndarray) -> np.ndarray:
         """The RGB uint8 output for one RGB uint8 LR image (``HxWx3``)."""
-        h = self.harness
-        return upscale_image(self.model, lr, scale=h.scale, data_range=h.data_range, device=self.device, tile=h.tile,
-                             overlap=h.overlap)
+        return self.harness.upscale(self.model, lr, self.device)
 
     def export(self, shapes: Sequence[Sequence[int]]) -> ExportedGraph:
         """The model exported for ``shapes`` (:class:`~ntirekit.graph.errors.NotExportable` when it cannot be)."""
@@ -107,8 +111,7 @@ def send_graph(channel: Channel, export: Callable[[], ExportedGraph]) -> None:
     except NotExportable as exc:
         channel.send({"kind": "not-exportable", "error": str(exc)[:2000]})
         return
-    channel.send({"kind": "graph", "programs": graph.programs, "dynamic": graph.dynamic, "seconds": graph.seconds},
-                 graph.data)
+    channel.send({"kind": "graph"}, graph.data)        # nothing else: every figure about it is the organizer's own
 
 
 def answer_clip(channel: Channel, header: dict[str, Any],
@@ -141,6 +144,15 @@ class ClipHarness:
 
     def output_shape(self, frame_shape: Sequence[int]) -> tuple[int, int, int]:
         return frame_shape[0] * self.scale, frame_shape[1] * self.scale, 3
+
+    def enhance(self, model: torch.nn.Module, frames: Sequence[np.ndarray], device: torch.device,
+                pqf: Sequence[int] | None, on_frames: Callable[[int], Any] | None = None) -> tuple[list[np.ndarray],
+                                                                                                dict[str, Any]]:
+        """``model``'s uint8 output frames for a clip and :func:`~ntirekit.eval.clip_inference.enhance_clip`'s
+        statistics under this harness: the entry's model and its graph both run through here."""
+        return enhance_clip(model, frames, chunk=self.chunk, overlap=self.overlap, pad_to_multiple=self.multiple,
+                            min_size=self.min_size, drop_duplicates=self.drop_duplicates, device=device,
+                            data_range=self.data_range, pqf=pqf, on_frames=on_frames)
 
 
 class _Recorder(torch.nn.Module):
@@ -179,11 +191,8 @@ class ClipProducer:
         """The uint8 output frames, and what the graph side needs to run the same calls: ``calls`` (input shape and
         keyword arguments of each model call), ``attrs`` (``min_frames``, whether it takes PQF positions) and the
         run's non-figure statistics (``unique_frames``, ``chunks``, ``padded_size``, ``pqf``)."""
-        h = self.harness
         self.recorder.calls = []
-        out, stats = enhance_clip(self.recorder, frames, chunk=h.chunk, overlap=h.overlap,
-                                  pad_to_multiple=h.multiple, min_size=h.min_size, drop_duplicates=h.drop_duplicates,
-                                  device=self.device, data_range=h.data_range, pqf=pqf)
+        out, stats = self.harness.enhance(self.recorder, frames, self.device, pqf)
         attrs = {"min_frames": self.recorder.min_frames, "pqf": hasattr(self.recorder, "default_pqf")}
         return out, {"calls": self.recorder.calls, "attrs": attrs,
                      "stats": {k: stats[k] for k in ("unique_frames", "chunks", "padded_size", "pqf")}}

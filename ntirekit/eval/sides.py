@@ -56,6 +56,17 @@ class SideInfo:
         return asdict(self)
 
 
+def jail_checkpoint(entry: Entry, explicit: str | None = None) -> tuple[Path | None, str | None]:
+    """``(checkpoint, its path inside the entry folder as the jail gets it)``: the verified checkpoint of ``entry``
+    (``explicit``, else the declared one; never downloaded: :meth:`~ntirekit.core.spec.Entry.weights_path`) at its
+    declared path, an explicit file as ``.weights/<name>``; ``(None, None)`` for an entry without weights."""
+    path = entry.weights_path(explicit, download=False)
+    if path is None:
+        return None, None
+    rel = entry.spec.weights.file if explicit is None and entry.spec.weights else f".weights/{Path(path).name}"
+    return Path(path), rel
+
+
 def entry_files(entry: Entry, weights: Path | None, weights_rel: str | None) -> dict[str, Path]:
     """The files a jail gets for ``entry``: every regular file below its folder (a link only where it resolves to a
     regular file inside the folder) and the checkpoint ``weights`` as ``weights_rel``; a folder over
@@ -146,8 +157,18 @@ class _Remote:
         try:
             self.channel.send({"kind": "end"})
             self.channel.receive()
-        except (ChannelError, OSError):
+        except (ChannelError, RemoteError, OSError):
             pass
+
+    def _ask(self, header: dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> dict[str, Any]:
+        """Send ``header`` (and ``arrays`` as uint8 array messages after it); the reply's fields but its kind."""
+        def call() -> dict[str, Any]:
+            self.channel.send(header)
+            for array in arrays:
+                self.channel.send_array(np.ascontiguousarray(array, dtype=np.uint8))
+            reply, _ = self.channel.receive()
+            return {k: v for k, v in reply.items() if k != "kind"}
+        return self._guard(call)
 
 
 def timed_export(team: Any, shapes: Sequence[Any]) -> tuple[bytes | None, str | None, float]:
@@ -174,8 +195,6 @@ class RemoteTeam(_Remote):
             header, data = self.channel.receive(payload_limit=lambda h: max_bytes if h.get("kind") == "graph" else 0)
             if header.get("kind") == "not-exportable":
                 raise NotExportable(one_line(str(header.get("error", ""))))
-            if header.get("kind") == "error":
-                raise RemoteError(str(header.get("error", "")))
             if header.get("kind") != "graph":
                 raise ChannelError("expected the graph")
             return data
@@ -199,25 +218,11 @@ class RemoteGraph(_Remote):
     """The graph side in a jail."""
 
     def figures(self, input_shape: Sequence[int], fvcore: bool = True, cross_check: bool = False) -> dict[str, Any]:
-        def call() -> dict[str, Any]:
-            self.channel.send({"kind": "figures", "input_shape": list(input_shape), "fvcore": fvcore,
-                               "cross_check": cross_check})
-            header, _ = self.channel.receive()
-            if header.get("kind") == "error":
-                raise RemoteError(str(header.get("error", "")))
-            return {k: v for k, v in header.items() if k != "kind"}
-        return self._guard(call)
+        return self._ask({"kind": "figures", "input_shape": list(input_shape), "fvcore": fvcore,
+                          "cross_check": cross_check})
 
     def memory(self, images: Sequence[np.ndarray]) -> dict[str, Any]:
-        def call() -> dict[str, Any]:
-            self.channel.send({"kind": "memory", "count": len(images)})
-            for image in images:
-                self.channel.send_array(np.ascontiguousarray(image, dtype=np.uint8))
-            header, _ = self.channel.receive()
-            if header.get("kind") == "error":
-                raise RemoteError(str(header.get("error", "")))
-            return {k: v for k, v in header.items() if k != "kind"}
-        return self._guard(call)
+        return self._ask({"kind": "memory", "count": len(images)}, images)
 
 
 class RemoteClipTeam(RemoteTeam):
@@ -243,13 +248,7 @@ class RemoteClipGraph(_Remote):
         return out, dict(done.get("stats") or {})
 
     def figures(self, width: int, height: int) -> dict[str, Any]:
-        def call() -> dict[str, Any]:
-            self.channel.send({"kind": "figures", "size": [width, height]})
-            header, _ = self.channel.receive()
-            if header.get("kind") == "error":
-                raise RemoteError(str(header.get("error", "")))
-            return {k: v for k, v in header.items() if k != "kind"}
-        return self._guard(call)
+        return self._ask({"kind": "figures", "size": [width, height]})
 
 
 @contextlib.contextmanager
@@ -263,8 +262,6 @@ def _opened(jail: Jail, remote: type[_Remote], harness: Any, first: bytes | None
             header, _ = channel.receive()
         except (ChannelError, RemoteError, OSError) as exc:
             raise _failure(jail, exc) from None
-        if header.get("kind") == "error":
-            raise _failure(jail, RemoteError(str(header.get("error", ""))))
         handle = remote(jail, channel, harness)
         form = header.get("form")                  # the entry's word, so only one of the kit's own values
         handle.form = form if form in ("deploy", "training") else None

@@ -33,6 +33,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import fx, nn
 
+from ntirekit.core.text import one_line
 from ntirekit.graph import format as fmt
 from ntirekit.graph.errors import NotExportable
 from ntirekit.graph.kinds import module_kinds
@@ -54,8 +55,8 @@ class ExportedGraph:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 240 else text[:237] + "..."
+    """``exc``'s message on one clean line of at most 240 characters (its type's name when it has none)."""
+    return one_line(str(exc), 240) or type(exc).__name__
 
 
 def _groups(shapes: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], list[tuple[int, ...]]]:

@@ -67,25 +67,26 @@ class _Trace(fx.Interpreter):
         return out
 
 
-def graph_id(program: Program, x: torch.Tensor) -> str:
-    """The identity (hex SHA-256) of ``program`` run on ``x``."""
+def _steps(program: Program, x: torch.Tensor) -> list[Any]:
+    """The tensor operators ``program`` executes on ``x``, each with its canonical arguments (:class:`_Trace`; a
+    weight named by the SHA-256 of its content)."""
     weights = {attr: hashlib.sha256(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
                                     ).hexdigest() for attr, t in program.module.named_buffers()}
     trace = _Trace(program.module, weights)
     with torch.no_grad():
         trace.run(x)
-    text = json.dumps(trace.steps, separators=(",", ":"), sort_keys=True)
+    return trace.steps
+
+
+def graph_id(program: Program, x: torch.Tensor) -> str:
+    """The identity (hex SHA-256) of ``program`` run on ``x``."""
+    text = json.dumps(_steps(program, x), separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def structure_id(program: Program, x: torch.Tensor) -> str:
     """The layers ``program`` uses on ``x`` (see the module docstring): the set of (operator, weights it reads)."""
-    weights = {attr: hashlib.sha256(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-                                    ).hexdigest() for attr, t in program.module.named_buffers()}
-    trace = _Trace(program.module, weights)
-    with torch.no_grad():
-        trace.run(x)
-    layers = {json.dumps([step[0], sorted(_weights_in(step[1:]))]) for step in trace.steps}
+    layers = {json.dumps([step[0], sorted(_weights_in(step[1:]))]) for step in _steps(program, x)}
     return hashlib.sha256("\n".join(sorted(layers)).encode()).hexdigest()
 
 

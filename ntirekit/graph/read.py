@@ -65,14 +65,11 @@ class Program:
 
 @dataclass
 class Graph:
-    """A vetted graph file: its programs, tensors, the exporter's module kinds and its size in bytes."""
+    """A vetted graph file: its programs, tensors and the exporter's module kinds."""
 
     programs: list[Program]
     tensors: list[torch.Tensor]
     modules: dict[str, str]
-    nbytes: int
-    torch_version: str = ""
-    notes: list[str] = field(default_factory=list)
 
     def program_for(self, shape: Sequence[int], call: dict[str, Any] | None = None) -> Program:
         """The program exported for inputs of ``shape`` (and ``call``); :class:`GraphError` when there is none."""
@@ -480,7 +477,7 @@ def read_graph(data: bytes | memoryview, *, device: torch.device | str = "cpu",
         raise _fail(f"programs must be a list of 1 to {fmt.MAX_PROGRAMS}")
     root = nn.Module()
     built = [_program(p, i, tensors, root, device) for i, p in enumerate(programs)]
-    graph = Graph(built, tensors, dict(modules), len(data), str(header.get("torch", ""))[:40])
+    graph = Graph(built, tensors, dict(modules))
     return graph.to(device)
 
 

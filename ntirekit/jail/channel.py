@@ -8,7 +8,8 @@ The reader bounds everything before it reads it: the header by ``max_header`` by
 caller computes from the header (:meth:`Channel.receive`'s ``payload_limit``: for an image it is the exact size the
 organizer expects, so a child cannot make it read one byte more). Arrays travel as ``{"kind": "array", "dtype",
 "shape"}`` headers with their raw C-contiguous bytes (:meth:`Channel.send_array`, :meth:`Channel.receive_array`).
-Nothing here decodes an image, follows a path or unpickles anything.
+A side that fails says so with an ``{"kind": "error", "error": <one line>}`` message; receiving one raises
+:class:`RemoteError` (every receive does), so no caller checks for it. Nothing here decodes an image, follows a path or unpickles anything.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class Channel:
     def receive(self, payload_limit: int | Callable[[dict[str, Any]], int] = 0) -> tuple[dict[str, Any], bytes]:
         """The next message ``(header, payload)``. ``payload_limit``: the most payload bytes accepted, or a function
         of the header giving it (checked before a byte of the payload is read); a larger payload is a
-        :class:`ChannelError`."""
+        :class:`ChannelError`. An ``error`` message (the other side's failure) raises :class:`RemoteError` with its
+        one line."""
         (length,) = _HEADER.unpack(_read_exactly(self.read_fd, _HEADER.size))
         if length > self.max_header:
             raise ChannelError(f"a message header of {length} bytes is over the {self.max_header}-byte limit")
@@ -97,7 +99,10 @@ class Channel:
         if size > limit:
             raise ChannelError(f"a {str(header.get('kind'))[:40]!r} message carries {size} bytes; at most {limit} "
                                "were expected")
-        return header, _read_exactly(self.read_fd, size) if size else b""
+        payload = _read_exactly(self.read_fd, size) if size else b""
+        if header.get("kind") == "error":
+            raise RemoteError(str(header.get("error", "")))
+        return header, payload
 
     def send_array(self, array: np.ndarray, **fields: Any) -> None:
         """Send ``array`` (C-contiguous bytes) with ``fields`` in its header."""
@@ -110,11 +115,9 @@ class Channel:
     def receive_array(self, shape: Sequence[int], dtype: str = "uint8") -> tuple[np.ndarray, dict[str, Any]]:
         """An array of exactly ``shape`` and ``dtype`` and its header; anything else (another message kind, shape
         or dtype) is a :class:`ChannelError` before its payload is read, except an ``error`` message, which raises
-        :class:`RemoteError` with the other side's one line."""
+        :class:`RemoteError` with the other side's one line (:meth:`receive`)."""
         expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         header, payload = self.receive(lambda h: expected if _is_array(h, shape, dtype) else 0)
-        if header.get("kind") == "error":
-            raise RemoteError(str(header.get("error", "")))
         if not _is_array(header, shape, dtype) or len(payload) != expected:
             raise ChannelError(f"expected a {dtype} array of shape {list(shape)}, got "
                                f"{_describe(header)}")

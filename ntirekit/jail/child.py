@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 from ntirekit.core.trust import enter_jail
 from ntirekit.jail.channel import Channel
@@ -47,6 +47,14 @@ def _receive_files(channel: Any, names: list[str], folder: Path) -> None:
             wanted.discard(str(rel))
 
 
+def kit_function(call: str) -> Callable[..., Any]:
+    """The kit function ``call`` names (``"ntirekit.module:function"``); a name outside the kit is refused."""
+    module_name, _, attr = call.partition(":")
+    if not module_name.startswith("ntirekit."):
+        raise RuntimeError(f"the jail runs kit functions only, not {call!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def main() -> int:
     try:
         import resource
@@ -60,10 +68,7 @@ def main() -> int:
     try:
         folder = Path(request["entry"]) if request.get("entry") else Path(tempfile.mkdtemp(prefix="entry-"))
         _receive_files(channel, list(request.get("files", [])), folder)
-        module_name, _, attr = call.partition(":")
-        if not module_name.startswith("ntirekit."):
-            raise RuntimeError(f"the jail runs kit functions only, not {call!r}")
-        function = getattr(importlib.import_module(module_name), attr)
+        function = kit_function(call)
         enter_jail()
     except BaseException as exc:  # noqa: BLE001 - the parent gets one line, whatever went wrong
         channel.send({"kind": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]})

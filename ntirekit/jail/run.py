@@ -46,7 +46,7 @@ from ntirekit.core.text import clean_text
 from ntirekit.jail import cgroup as cgroups
 from ntirekit.jail.bwrap import ENTRY, bwrap_problem, options_bytes, runtime_binds, sandbox_options, sandboxed_command
 from ntirekit.jail.capture import start_tail_reader
-from ntirekit.jail.channel import Channel, ChannelError, RemoteError
+from ntirekit.jail.channel import Channel, ChannelError
 from ntirekit.jail.tree import machine_memory_mib, tree_pids, tree_rss_mib
 
 #: how often the watchdog looks [s]
@@ -222,9 +222,7 @@ class Jail:
                       "files": sorted(self.files)})
         for rel, path in sorted(self.files.items()):
             self._send_file(channel, rel, path)
-        header, _ = channel.receive()
-        if header.get("kind") == "error":
-            raise RemoteError(str(header.get("error", "")))
+        header, _ = channel.receive()                         # an error message raises RemoteError
         if header.get("kind") != "ready":
             raise ChannelError("the jail did not say it was ready")
         self._limit_memory()

@@ -46,13 +46,10 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ntirekit.core.errors import NtirekitError
+from ntirekit.graph.kinds import ACT_TYPES, CONV_TYPES
 
 #: The challenge's input shape for every count.
 DEFAULT_SHAPE: tuple[int, int, int, int] = (1, 3, 256, 256)
-
-#: Module types the 2022 counter hooks (``is_supported_instance`` in the official ``model_summary.py``).
-CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d)
-ACT_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.ReLU6)
 
 #: aten convolution ops (any one of them is a convolution executed by the model).
 _ATEN_CONV = {"convolution", "_convolution", "conv2d", "conv1d", "conv3d", "conv_transpose2d", "cudnn_convolution",
@@ -99,6 +96,11 @@ class Counts:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         return d
+
+    def record_fields(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the per-operator tables (``fvcore_by_operator``, ``torch_by_operator``): what a
+        record carries."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("fvcore_by_operator", "torch_by_operator")}
 
     # Table units: params in 10^6, MACs in 10^9, activations in 10^6.
     @property
@@ -177,11 +179,19 @@ def conv_macs_ntire2022(module: nn.Module, output: torch.Tensor) -> int:
     return per_position * active
 
 
-def linear_macs_ntire2022(inp: torch.Tensor, output: torch.Tensor) -> int:
-    """The 2022 counter's MACs of one ``nn.Linear`` call (its formula, quirks included)."""
-    if inp.dim() == 1:
-        return int(inp.shape[0]) * int(output.shape[0])
-    return int(inp.shape[0]) * int(inp.shape[1]) * int(output.shape[1])
+def linear_macs_ntire2022(input_shape: Sequence[int], output_shape: Sequence[int]) -> int:
+    """The 2022 counter's MACs of one ``nn.Linear`` call from its input's and output's shapes (its formula, quirks
+    included: see :func:`linear_warning`)."""
+    if len(input_shape) == 1:
+        return int(input_shape[0]) * int(output_shape[0])
+    return int(input_shape[0]) * int(input_shape[1]) * int(output_shape[1])
+
+
+def linear_warning(name: str, input_shape: Sequence[int]) -> str:
+    """The warning for ``nn.Linear`` ``name`` called on an input of more than two dimensions (the 2022 counter's
+    formula then ignores its last dimensions)."""
+    return (f"{name} (Linear) gets a {len(input_shape)}-D input {tuple(int(s) for s in input_shape)}: the 2022 "
+            "counter's formula shape[0]*shape[1]*out.shape[1] is kept as is and does not count its true MACs")
 
 
 def bn_macs_ntire2022(module: nn.BatchNorm2d, output: torch.Tensor) -> int:
@@ -248,12 +258,10 @@ def _hooks(model: nn.Module, res: _PassResult, stack: list[nn.Module],
         elif isinstance(mod, nn.Linear):
             i = _first_tensor(inp)
             if i is not None:
-                res.macs_ntire2022 += linear_macs_ntire2022(i, o)
+                res.macs_ntire2022 += linear_macs_ntire2022(i.shape, o.shape)
                 if i.dim() > 2 and names[id(mod)] not in linear_nd_warned:
                     linear_nd_warned.add(names[id(mod)])
-                    res.warnings.append(
-                        f"{names[id(mod)]} (Linear) gets a {i.dim()}-D input {tuple(i.shape)}: the 2022 counter's "
-                        f"formula shape[0]*shape[1]*out.shape[1] is kept as is and does not count its true MACs")
+                    res.warnings.append(linear_warning(names[id(mod)], i.shape))
         elif isinstance(mod, nn.BatchNorm2d):
             res.macs_ntire2022 += bn_macs_ntire2022(mod, o)
 

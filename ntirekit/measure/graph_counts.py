@@ -34,6 +34,7 @@ can lower a figure:
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -43,7 +44,7 @@ from torch import fx
 
 from ntirekit.graph.read import Graph, Program
 from ntirekit.measure.counts import (CountError, Counts, DEFAULT_SHAPE, compare_fvcore_torch, fvcore_counts,
-                                     make_input)
+                                     linear_macs_ntire2022, linear_warning, make_input)
 
 #: convolution operators of any dimension: the index of the weight argument
 CONV_OPS: dict[str, int] = {f"aten.{name}": 1 for name in (
@@ -119,10 +120,16 @@ class _Shapes(fx.Interpreter):
         return out
 
 
+def program_input(program: Program, input_shape: Sequence[int]) -> torch.Tensor:
+    """The counting input (:func:`~ntirekit.measure.counts.make_input`: ``torch.rand(input_shape)``, seed 0) in the
+    dtype ``program`` was exported for."""
+    return make_input(program.module, input_shape).to(program.dtype)
+
+
 def shapes_of(program: Program, input_shape: Sequence[int]) -> dict[fx.Node, tuple[int, ...]]:
     """The output shape of every tensor-valued node of ``program`` on ``torch.rand(input_shape)`` (seed 0)."""
     interpreter = _Shapes(program.module)
-    x = make_input(program.module, input_shape).to(program.dtype)
+    x = program_input(program, input_shape)
     with torch.no_grad():
         try:
             interpreter.run(x)
@@ -156,8 +163,8 @@ def _convs(program: Program, graph: Graph, shapes: dict[fx.Node, tuple[int, ...]
             if not isinstance(weight, fx.Node) or weight not in shapes or len(shapes[weight]) < 3:
                 continue
             official = len(shapes[weight]) == 4 and graph.modules.get(path) == "conv"
-            macs = _numel(shapes[weight]) * o[0] * _numel(o[2:])
-            out.append(_Conv(node, macs, _numel(o), official, path or "(root)"))
+            macs = math.prod(shapes[weight]) * o[0] * math.prod(o[2:])
+            out.append(_Conv(node, macs, math.prod(o), official, path or "(root)"))
         elif target in MATMUL_OPS and graph.modules.get(path) != "linear":
             a, b = (node.args[i] if len(node.args) > i else None for i in MATMUL_OPS[target])
             if not (isinstance(a, fx.Node) and isinstance(b, fx.Node) and a in shapes and b in shapes):
@@ -165,7 +172,7 @@ def _convs(program: Program, graph: Graph, shapes: dict[fx.Node, tuple[int, ...]
             if (sources.get(a) is None) == (sources.get(b) is None):
                 continue                    # two activations (attention) or two weights: no layer of the net
             contracted = shapes[a][-1]
-            out.append(_Conv(node, _numel(o) * contracted, _numel(o), False, path or "(root)"))
+            out.append(_Conv(node, math.prod(o) * contracted, math.prod(o), False, path or "(root)"))
     return out
 
 
@@ -181,28 +188,20 @@ def _official_extras(program: Program, graph: Graph, shapes: dict[fx.Node, tuple
             continue
         out = shapes[node]
         if target in ACT_OPS and kind == "act":
-            macs += _numel(out)
+            macs += math.prod(out)
         elif target in BN_OPS and kind == "bn":
             affine = _arg(node, 1, "weight", None) is not None
-            macs += (2 if affine else 1) * _numel(out)
+            macs += (2 if affine else 1) * math.prod(out)
         elif target in LINEAR_OPS and kind == "linear":
             inp = shapes.get(node.args[0]) if node.args and isinstance(node.args[0], fx.Node) else None
             if inp is None:
                 continue
-            macs += inp[0] * out[0] if len(inp) == 1 else inp[0] * inp[1] * out[1]
+            macs += linear_macs_ntire2022(inp, out)
             path = _innermost(node)
             if len(inp) > 2 and path not in warned:
                 warned.add(path)
-                warnings.append(f"{path} (Linear) gets a {len(inp)}-D input {inp}: the 2022 counter's formula "
-                                "shape[0]*shape[1]*out.shape[1] is kept as is and does not count its true MACs")
+                warnings.append(linear_warning(path, inp))
     return macs
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def state_sources(program: Program) -> dict[fx.Node, frozenset[fx.Node] | None]:
@@ -315,7 +314,7 @@ def _fvcore_module(module: fx.GraphModule) -> fx.GraphModule:
 def _torch_flops(program: Program, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = make_input(program.module, shape).to(program.dtype)
+    x = program_input(program, shape)
     with contextlib.ExitStack() as es:
         es.enter_context(torch.no_grad())
         mode = es.enter_context(FlopCounterMode(display=False))

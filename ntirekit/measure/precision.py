@@ -33,9 +33,9 @@ class TimedForm(nn.Module):
     """``model`` run under autocast (``dtype``); its inputs are made channels-last before timing
     (:func:`channels_last_inputs`), outside the timed call."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype | None, channels_last: bool):
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None):
         super().__init__()
-        self.model, self.dtype, self.channels_last = model, dtype, channels_last
+        self.model, self.dtype = model, dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dtype is None:
@@ -55,7 +55,7 @@ def timed_form(model: nn.Module, precision: str = "fp32", channels_last: bool = 
                     tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
     if dtype is None and not channels_last:
         return model
-    return TimedForm(model, dtype, channels_last)
+    return TimedForm(model, dtype)
 
 
 def channels_last_inputs(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -31,7 +31,7 @@ with the kit's re-parameterizable blocks are merged into their deploy form first
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -46,10 +46,11 @@ from ntirekit.data.images import open_image_dataset
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
 from ntirekit.eval.columns import COUNTS, MEMORY, RUNTIME
 from ntirekit.eval.guard import guard
-from ntirekit.eval.limits import jail_limits
+from ntirekit.eval.limits import run_limits
 from ntirekit.eval.measure_graph import measure_entry
 from ntirekit.eval.pipeline import entry_inputs, time_entries
 from ntirekit.eval.track import EvalOptions, Track, TrackOption
+from ntirekit.jail.run import Limits
 from ntirekit.measure.precision import channels_last_inputs, precision_label, timed_form
 
 TRACK_NAMES = ("runtime", "complexity", "overall")
@@ -88,11 +89,12 @@ def _evaluate(entries: list[Entry], options: EvalOptions, track: str,
     images_by_scale: dict[int, list[np.ndarray]] = {}
     pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]] = {}
     phase = f"{track}: export, check, count" + (" + memory" if timed else "")
+    track_limits = run_limits(_BY_NAME[track], options)
     for entry in tqdm(entries, desc=phase, unit="entry", disable=not options.progress, leave=False):
         failed: list[dict[str, Any]] = []
         prepared: tuple[nn.Module, dict[str, Any]] | None = None
         with guard(entry, track, fp, failed):  # never yield inside guard: it would swallow GeneratorExit
-            prepared = _prepare(entry, options, images_by_scale, timed)
+            prepared = _prepare(entry, options, images_by_scale, timed, track_limits)
         if prepared is None:
             yield from failed
             continue
@@ -121,8 +123,9 @@ def _timing_estimate(pending: dict[str, tuple[Entry, nn.Module, dict[str, Any]]]
 
 
 def _prepare(entry: Entry, options: EvalOptions, images_by_scale: dict[int, list[np.ndarray]],
-             timed: bool) -> tuple[nn.Module, dict[str, Any]]:
-    """Export, check, count (and measure the memory of) one entry; raises on any failure."""
+             timed: bool, track_limits: Callable[[], Limits]) -> tuple[nn.Module, dict[str, Any]]:
+    """Export, check, count (and measure the memory of) one entry (its jails bound by ``track_limits()``); raises on
+    any failure."""
     if entry.spec.track != "esr":
         raise ValueError(f"{entry.name} is a {entry.spec.track} entry; the {options.track} track runs esr entries")
     extra = options.extra or {}
@@ -131,7 +134,7 @@ def _prepare(entry: Entry, options: EvalOptions, images_by_scale: dict[int, list
         images_by_scale[scale] = timing_images(options.data, scale, extra.get("images"), extra.get("crop"))
     images = images_by_scale[scale] if timed else []      # complexity: checked on the counting input only
     measured = measure_entry(entry, options, images, memory=timed and bool(extra.get("memory", True)),
-                             limits=jail_limits(_BY_NAME[options.track], options))
+                             limits=track_limits())
     fields = dict(measured.fields)
     fields.update(scale=entry.spec.scale, data_range=entry.spec.data_range)
     if timed and extra.get("memory", True):

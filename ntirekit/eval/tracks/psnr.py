@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -35,15 +35,16 @@ from ntirekit.core.records import record, split_of
 from ntirekit.core.spec import Entry
 from ntirekit.eval.columns import cell
 from ntirekit.eval.graph_side import COUNT_SHAPE, counting_image
-from ntirekit.eval.guard import EntryFailed, guard
-from ntirekit.eval.limits import jail_limits
+from ntirekit.eval.guard import guard
+from ntirekit.eval.limits import run_limits
 from ntirekit.eval.measure_graph import (check_outputs, check_shapes, export_info, fresh_images, harness_of, jailed,
-                                         vet)
-from ntirekit.eval.sides import graph_side, team_side, timed_export
+                                         one_network, vet)
+from ntirekit.eval.sides import graph_side, jail_checkpoint, team_side, timed_export
 from ntirekit.eval.image_pipeline import ImageWriter, prefetch
 from ntirekit.eval.inference import run_tiled
 from ntirekit.eval.pipeline import declared_weights
 from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
+from ntirekit.jail.run import Limits
 from ntirekit.quality.device import output_to_uint8, psnr_tensor, ssim_tensor
 
 
@@ -51,11 +52,12 @@ def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, A
     device = resolve_device(options.device)
     fp = fingerprint(device)
     datasets: dict[int, Any] = {}
+    track_limits = run_limits(TRACKS[0], options)
     for entry in entries:
         failed: list[dict[str, Any]] = []
         rec: dict[str, Any] | None = None
         with guard(entry, "psnr", fp, failed):  # never yield inside guard
-            rec = _evaluate_jailed(entry, options, fp, datasets) if jailed(entry, options) else \
+            rec = _evaluate_jailed(entry, options, fp, datasets, track_limits) if jailed(entry, options) else \
                 _evaluate_entry(entry, options, device, fp, datasets)
         yield from failed if rec is None else [rec]
 
@@ -131,7 +133,8 @@ def _score(sr: torch.Tensor, hr: torch.Tensor, name: str, options: EvalOptions, 
 
 # ------------------------------------------------------------------------------ untrusted: jailed, parent-scored
 
-def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], datasets: dict[int, Any]) -> dict[str, Any]:
+def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], datasets: dict[int, Any],
+                     track_limits: Callable[[], Limits]) -> dict[str, Any]:
     """An untrusted entry: its code, in the jail, gets the LR images (never an HR image) and returns its uint8
     outputs, which this process scores; it also exports its graph, which a jail without team code runs on the same
     images: the outputs must be the same (else "exported graph differs from the scored model"), and the record
@@ -145,16 +148,13 @@ def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], dat
     dataset = datasets[scale]
     if not dataset.has_hr:
         raise ValueError(f"{dataset.name}: some images have no HR image; PSNR needs HR")
-    explicit = options.weights.get(entry.name)
-    weights = entry.weights_path(explicit, download=False) if (explicit or entry.spec.weights) else None
-    rel = None if weights is None else (entry.spec.weights.file if explicit is None and entry.spec.weights
-                                        else f".weights/{Path(weights).name}")
+    weights, rel = jail_checkpoint(entry, options.weights.get(entry.name))
     tile = options.tile or entry.spec.tile or None
     harness = harness_of(entry, options, rel, tile)
     lrs = [dataset[i].lr for i in range(len(dataset))]
     count = counting_image()
     shapes = harness.model_shapes([lr.shape[:2] for lr in [*lrs, count]])
-    limits = jail_limits(TRACKS[0], options)
+    limits = track_limits()
     save_dir = Path(options.extra["save_sr"]) / entry.name if (options.extra or {}).get("save_sr") else None
     images: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -182,10 +182,7 @@ def _evaluate_jailed(entry: Entry, options: EvalOptions, fp: dict[str, Any], dat
                 extra_inputs = [count, *fresh]
                 check_outputs(side, extra_inputs, [team.run_image(img) for img in extra_inputs],
                               ["the counting input", *(f"random input {k + 1}" for k in range(len(fresh)))])
-                figures = side.figures(COUNT_SHAPE, fvcore=False)
-                if figures.get("structures", 1) > 1:
-                    raise EntryFailed("exported graph differs between input sizes: its programs are not one "
-                                      "network", "graph-differs")
+                figures = one_network(side.figures(COUNT_SHAPE, fvcore=False))
                 how = {"id": figures["graph_id"], **export_info(graph, data, export_seconds,
                                                                 len(lrs) + len(extra_inputs))}
     rec = _record(entry, options, fp, dataset.name, images, tile, time.perf_counter() - start, save_dir)

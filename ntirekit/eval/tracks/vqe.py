@@ -44,7 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -53,20 +53,19 @@ from tqdm import tqdm
 
 from ntirekit.core.device import fingerprint, resolve_device
 from ntirekit.core.records import record
-from ntirekit.core.spec import Entry, input_contract
+from ntirekit.core.spec import Entry
 from ntirekit.data import DataError
 from ntirekit.data.frames import find_pqf
 from ntirekit.data.video import CLIP_JSON, Clip, read_clip, write_png_folder, yuv_name_info
-from ntirekit.eval.clip_inference import enhance_clip
 from ntirekit.eval.columns import cell
 from ntirekit.eval.graph_side import compare_outputs
 from ntirekit.eval.guard import EntryFailed, guard
-from ntirekit.eval.limits import jail_limits
-from ntirekit.eval.measure_graph import export_info, jailed, vet
-from ntirekit.eval.producer import ClipHarness
-from ntirekit.eval.sides import graph_side, team_side, timed_export
+from ntirekit.eval.limits import run_limits
+from ntirekit.eval.measure_graph import clip_harness_of, export_info, jailed, vet
+from ntirekit.eval.sides import graph_side, jail_checkpoint, team_side, timed_export
 from ntirekit.eval.pipeline import declared_weights, macs_per_frame
 from ntirekit.eval.track import Column, EvalOptions, Track, TrackOption
+from ntirekit.jail.run import Limits
 from ntirekit.quality import mean_over_videos, psnr
 from ntirekit.quality.vqe_scoring import NTIRE2022_VQE, SCORINGS, VqeScoring, scored_frames, score_video
 from ntirekit.data.images import write_image
@@ -152,13 +151,14 @@ def evaluate(entries: list[Entry], options: EvalOptions) -> Iterator[dict[str, A
     device = resolve_device(options.device)
     fp = fingerprint(device)
     videos: list[VideoPair] | None = None
+    track_limits = run_limits(TRACKS[0], options)
     for entry in entries:
         failed: list[dict[str, Any]] = []
         rec: dict[str, Any] | None = None
         with guard(entry, TRACK, fp, failed):  # never yield inside guard
             if videos is None:
                 videos = find_videos(options.data)
-            rec = _evaluate_jailed(entry, videos, options, fp) if jailed(entry, options) else \
+            rec = _evaluate_jailed(entry, videos, options, fp, track_limits) if jailed(entry, options) else \
                 _evaluate_entry(entry, videos, options, device, fp)
         if rec is None:
             yield from failed
@@ -194,17 +194,11 @@ def _check_entry(entry: Entry) -> None:
 
 def _enhance_video(model: torch.nn.Module, entry: Entry, lq: Clip, options: EvalOptions, device: torch.device,
                    label: str) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """One compressed clip through the model (:func:`enhance_clip`, with a frame bar); the uint8 output frames and
-    the inference statistics, ``pqf_source`` included."""
-    extra = options.extra or {}
-    contract = input_contract(entry)
-    drop = bool(extra.get("drop_duplicates", entry.spec.task == "qe"))
+    """One compressed clip through the model under the entry's harness (:func:`clip_harness_of`, with a frame bar);
+    the uint8 output frames and the inference statistics, ``pqf_source`` included."""
     pqf, pqf_source = _pqf_of(lq)
     with tqdm(total=len(lq), desc=label, unit="frame", disable=not options.progress, leave=False) as bar:
-        out, stats = enhance_clip(model, lq.frames, chunk=extra.get("chunk"), overlap=int(extra.get("overlap", 2)),
-                                  pad_to_multiple=contract.multiple, min_size=contract.min_size,
-                                  drop_duplicates=drop, device=device, data_range=entry.spec.data_range, pqf=pqf,
-                                  on_frames=bar.update)
+        out, stats = clip_harness_of(entry, options).enhance(model, lq.frames, device, pqf, on_frames=bar.update)
         bar.n = len(lq)           # duplicates dropped before the model count as done
         bar.refresh()
     return out, {**stats, "pqf_source": pqf_source if stats["pqf"] is not None else None}
@@ -252,7 +246,7 @@ def _record(entry: Entry, options: EvalOptions, fp: dict[str, Any], per_video: l
             inference: list[dict[str, Any]], weights: str, model_fields: dict[str, Any],
             seconds: float) -> dict[str, Any]:
     """The entry's record from its scored videos and their inference statistics."""
-    extra = options.extra or {}
+    harness = clip_harness_of(entry, options)
     scoring = _scoring_of(options)
     model_seconds = sum(float(stats["model_seconds"]) for stats in inference)
     total_frames = sum(v["frames"] for v in per_video)
@@ -267,8 +261,7 @@ def _record(entry: Entry, options: EvalOptions, fp: dict[str, Any], per_video: l
         "max_memory_mib": max(peaks) if peaks else None,
         "memory_kind": "cuda_max_memory_allocated" if fp.get("kind") == "cuda" else None,
         "weights": weights, "task": spec.task, "scale": spec.scale, "data_range": spec.data_range,
-        "chunk": extra.get("chunk"), "overlap": int(extra.get("overlap", 2)),
-        "drop_duplicates": bool(extra.get("drop_duplicates", spec.task == "qe")),
+        "chunk": harness.chunk, "overlap": harness.overlap, "drop_duplicates": harness.drop_duplicates,
         "scoring": scoring.name, "frame_step": scoring.frame_step, "seconds": round(seconds, 3)})
 
 
@@ -279,7 +272,8 @@ def _scoring_of(options: EvalOptions) -> VqeScoring:
 
 # ------------------------------------------------------------------------------ untrusted: jailed, parent-scored
 
-def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions, fp: dict[str, Any]) -> dict[str, Any]:
+def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions, fp: dict[str, Any],
+                     track_limits: Callable[[], Limits]) -> dict[str, Any]:
     """An untrusted (or ``--isolate``d) entry: its code, in the jail, gets each video's compressed frames (never a
     clean frame) and returns its uint8 output frames, which this process scores; it reports the model calls it made
     and exports its graph for them. A jail without team code runs the graph on the same frames through the same
@@ -290,16 +284,10 @@ def _evaluate_jailed(entry: Entry, videos: list[VideoPair], options: EvalOptions
     started = time.perf_counter()
     extra = options.extra or {}
     explicit = options.weights.get(entry.name)
-    weights = entry.weights_path(explicit, download=False) if (explicit or entry.spec.weights) else None
-    rel = None if weights is None else (entry.spec.weights.file if explicit is None and entry.spec.weights
-                                        else f".weights/{Path(weights).name}")
-    contract = input_contract(entry)
-    harness = ClipHarness(scale=entry.spec.scale, data_range=entry.spec.data_range, chunk=extra.get("chunk"),
-                          overlap=int(extra.get("overlap", 2)),
-                          drop_duplicates=bool(extra.get("drop_duplicates", entry.spec.task == "qe")),
-                          min_size=contract.min_size, multiple=contract.multiple, device=options.device, weights=rel)
+    weights, rel = jail_checkpoint(entry, explicit)
+    harness = clip_harness_of(entry, options, rel)
     limit = extra.get("frames")
-    limits = jail_limits(TRACKS[0], options)
+    limits = track_limits()
     per_video: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ntirekit-vqe-") as tmp:
