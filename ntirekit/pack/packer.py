@@ -54,6 +54,7 @@ from ntirekit.pack.formats import (MANIFEST, README, README_SOURCE, SPEC, detect
 from ntirekit.pack.manifest import build_manifest
 from ntirekit.pack.report import Report
 from ntirekit.pack.safezip import Limits
+from ntirekit.rank.timing import timing_cut
 
 #: already-compressed types, stored rather than deflated
 STORED_SUFFIXES = frozenset({".png", ".zip", ".pdf"})
@@ -173,13 +174,14 @@ def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
 # ---------------------------------------------------------------------------------------------------------- results
 
 def quick_conditions(rec: dict[str, Any]) -> str:
-    """How a record's timing was cut short ("" for a full measurement): a CPU quick run (``"quick": true``) or a
-    timing on a subset or crops of the inputs (``options.extra.images`` / ``crop``)."""
-    extra = (rec.get("options") or {}).get("extra") or {}
-    parts = [f"the first {extra['images']} inputs" if extra.get("images") else "",
-             f"centre crops of at most {extra['crop']}x{extra['crop']}" if extra.get("crop") else ""]
+    """How a record's timing was cut short ("" for a full measurement), in pack's words: a CPU quick run
+    (``"quick": true``) or a timing on a subset or crops of the inputs (``options.extra.images`` / ``crop``; the
+    detector is :func:`ntirekit.rank.timing.timing_cut`, the leaderboard's)."""
+    cut = timing_cut(rec)
+    parts = [f"the first {cut.images} inputs" if cut.images else "",
+             f"centre crops of at most {cut.crop}x{cut.crop}" if cut.crop else ""]
     said = ", ".join(p for p in parts if p)
-    if rec.get("quick"):
+    if cut.quick:
         return "a CPU quick run" + (f" ({said})" if said else "")
     return f"a timing on {said}" if said else ""
 
