@@ -44,11 +44,9 @@ from ntirekit.core.spec import Entry, EntryError, read_spec
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
 from ntirekit.eval.pipeline import entry_inputs, time_entries
 from ntirekit.core.trust import mark_untrusted
-from ntirekit.eval.isolate import call_isolated
-from ntirekit.eval.probe import load_probe
 from ntirekit.eval.regress import figure
 from ntirekit.measure.runtime import headline
-from ntirekit.pack.checker import check_zip
+from ntirekit.pack.checker import check_zip, load_isolated
 from ntirekit.pack.formats import (MANIFEST, README, README_SOURCE, SPEC, detect_format, inside_path, parse_readme,
                                    readme_fields, render_readme, validate)
 from ntirekit.pack.manifest import build_manifest
@@ -161,14 +159,11 @@ def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
         shutil.copyfile(path, target)
     mark_untrusted(stage)
     try:
-        entry = Entry(read_spec(stage), stage)
+        spec = read_spec(stage)
     except Exception as exc:  # noqa: BLE001 - a broken spec is a problem to report
         report.error("load-failed", f"the entry cannot be read: {error_line(exc)}")
         return
-    rec = call_isolated(entry, load_probe)          # the entry's code runs in the jail only
-    report.info["load_sandbox"] = rec.get("sandbox")
-    if rec.get("status") != "ok":
-        report.error("load-failed", f"building the model and loading its weights strictly failed: {rec.get('error')}")
+    load_isolated(spec, stage, report)              # the entry's code runs in the jail only
 
 
 # ---------------------------------------------------------------------------------------------------------- results
