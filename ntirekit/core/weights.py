@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 from ntirekit.core.checkpoint import vet_checkpoint
 from ntirekit.core.errors import EntryError
+from ntirekit.core.paths import resolves_inside
 
 #: Nesting keys met in practice (BasicSR "params"/"params_ema", KAIR/others "net", "model_state_dict", "state_dict").
 NESTING_KEYS = ("params_ema", "params", "net", "model_state_dict", "state_dict", "model")
@@ -117,10 +118,9 @@ def resolve_weights(entry: "Entry", explicit: str | os.PathLike | None = None, d
 
 def _confined(entry_name: str, path: Path, folder: Path) -> Path:
     """``path`` resolved, when it stays inside ``folder`` (a link leaving the folder is refused)."""
-    resolved, root = path.resolve(), folder.resolve()
-    if root != resolved and root not in resolved.parents:
+    if not resolves_inside(folder, path):
         raise WeightsError(f"{entry_name}: weights {path} lead outside {folder} (a link); refused")
-    return resolved
+    return path.resolve()
 
 
 def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Any:
