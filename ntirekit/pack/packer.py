@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ntirekit.core.device import resolve_device
+from ntirekit.core.paths import user_file_mode
 from ntirekit.core.records import ResultError, error_line, read_result
 from ntirekit.core.registry import discover
 from ntirekit.core.spec import Entry, EntryError, read_spec
@@ -108,18 +109,12 @@ def write_zip(tree: dict[str, Path], out: Path) -> Path:
                 info.file_size = size
                 with open(tree[rel], "rb") as src, zf.open(info, "w", force_zip64=size > 2**31) as dst:
                     shutil.copyfileobj(src, dst, 2**20)
-        os.chmod(tmp, 0o666 & ~_umask())            # as any file the user writes, not mkstemp's 0600
+        os.chmod(tmp, user_file_mode())              # as any file the user writes, not mkstemp's 0600
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---------------------------------------------------------------------------------------------------------- code
