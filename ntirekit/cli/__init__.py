@@ -15,6 +15,7 @@ from gettext import gettext
 import click
 
 from ntirekit.core.errors import NtirekitError, Terminated
+from ntirekit.core.text import clean_text
 
 #: command name -> ("module:attribute" of the click command, its short help). The short help is the first sentence of
 #: the command's docstring (``get_short_help_str`` with no length limit; tests/test_cli_help.py keeps them equal):
@@ -105,8 +106,9 @@ def _terminate(signum: int, _frame: object) -> None:
 
 
 def one_line(exc: BaseException) -> str:
-    """The first line of an error's message (its type's name when it has none)."""
-    text = str(exc).strip()
+    """The first line of an error's message, cleaned of terminal sequences and control characters
+    (:func:`ntirekit.core.text.clean_text`: it may quote a team's text); its type's name when it has none."""
+    text = clean_text(str(exc)).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
