@@ -16,6 +16,7 @@ import click
 
 from ntirekit.core.errors import NtirekitError, Terminated
 from ntirekit.core.text import clean_text
+from ntirekit.core.trust import declared_roots
 
 #: command name -> ("module:attribute" of the click command, its short help). The short help is the first sentence of
 #: the command's docstring (``get_short_help_str`` with no length limit; tests/test_cli_help.py keeps them equal):
@@ -85,7 +86,8 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         signal.signal(signal.SIGTERM, _terminate)     # cleanup (jails, cgroups, temporary folders) runs on SIGTERM
         try:
-            return super().invoke(ctx)
+            with declared_roots():        # the roots --trust and --entries declare end with the command
+                return super().invoke(ctx)
         except NtirekitError as exc:
             raise click.ClickException(one_line(exc)) from None
         except Terminated as exc:
