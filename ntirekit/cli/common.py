@@ -42,9 +42,11 @@ def unpack_submission(zip_path: str) -> Path:
 
 
 def trust_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--trust DIR`` (repeatable): entry folders whose code the organizer has reviewed, run in this process."""
+    """``--trust DIR`` (repeatable): entry folders whose code the organizer has reviewed, run in this process. The
+    folders become trusted roots (:func:`ntirekit.core.trust.add_roots`) as the option is read; the command gets no
+    value, and the ``ntirekit`` group restores the roots after the command."""
     return click.option("--trust", "trusted", multiple=True, type=click.Path(exists=True, file_okay=False),
-                        callback=lambda _c, _p, v: (add_roots(trusted=v), v)[1],
+                        expose_value=False, callback=lambda _c, _p, v: add_roots(trusted=v),
                         help="A folder of entries whose code you have reviewed: their code may run in this process "
                              "(repeatable). Other --entries folders, submissions/ and zips run in the sandbox "
                              "only.")(func)

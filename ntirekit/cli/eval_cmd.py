@@ -8,13 +8,12 @@ from typing import Any, Callable
 
 import click
 
-from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape
+from ntirekit.cli.common import entries_option, load_registry, one_line_errors, parse_shape, trust_option
 from ntirekit.cli.tables import table
 from ntirekit.core.device import resolve_device
 from ntirekit.core.errors import Terminated
 from ntirekit.core.outlock import hold_out_lock
 from ntirekit.core.records import SPLIT_RULE, record_path
-from ntirekit.core.trust import declared_roots
 from ntirekit.eval.runner import check_data, run_track
 from ntirekit.eval.track import EvalOptions, Track
 from ntirekit.eval.tracks import TRACKS, get_track
@@ -259,9 +258,7 @@ def _parse_weights(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--isolate/--no-isolate", default=None,
               help="--isolate runs every entry's code in the sandbox (jail), trusted ones too. Untrusted entries "
                    "(submissions/, --entries folders, zips) always run there, whatever this says.")
-@click.option("--trust", "trusted", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of entries whose code you have reviewed: it runs in this process (repeatable). "
-                   "--entries folders, submissions/ and zips run in the sandbox otherwise.")
+@trust_option
 @click.option("--timeout", "timeout_s", type=float, default=None,
               help="Time limit per jail [s] (default: 300 s + 15 s per forward call it makes).")
 @click.option("--memory-mb", type=int, default=None,
@@ -277,7 +274,7 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
                  device: str, tile: int | None, tile_overlap: int, timer: str, warmup: int | None,
                  repeats: int | None, full: bool, runs: int,
                  input_shape: tuple[int, int, int, int], threads: int | None, weights: tuple[str, ...], out: str,
-                 resume: bool, wait: bool, per_image: bool, isolate: bool | None, trusted: tuple[str, ...],
+                 resume: bool, wait: bool, per_image: bool, isolate: bool | None,
                  timeout_s: float | None, memory_mb: int | None, allow_random: bool,
                  protocol_name: str, quiet: bool, executor: ExecutorSettings | None = None,
                  **track_options: Any) -> None:
@@ -300,10 +297,9 @@ def eval_entries(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...
     ntirekit eval --track vqe --data clips/ --entry X --save-frames out/ --extra-data 1; ntirekit pack out/X
     ntirekit eval --track psnr --entries team07.zip --entry team07_fastsr   (checked, unpacked, run isolated)
     """
-    with declared_roots(untrusted=[r for r in entry_roots if not r.lower().endswith(".zip")], trusted=trusted):
-        _eval(track, names, entry_roots, data, split, protocol, device, tile, tile_overlap, timer, warmup, repeats,
-              full, runs, input_shape, threads, weights, out, resume, isolate, timeout_s, memory_mb, protocol_name,
-              quiet, executor, track_options, allow_random=allow_random, wait=wait, per_image=per_image)
+    _eval(track, names, entry_roots, data, split, protocol, device, tile, tile_overlap, timer, warmup, repeats,
+          full, runs, input_shape, threads, weights, out, resume, isolate, timeout_s, memory_mb, protocol_name,
+          quiet, executor, track_options, allow_random=allow_random, wait=wait, per_image=per_image)
 
 
 def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data: str | None, split: str | None,
@@ -314,7 +310,7 @@ def _eval(track: str, names: tuple[str, ...], entry_roots: tuple[str, ...], data
           memory_mb: int | None, protocol_name: str, quiet: bool, executor: ExecutorSettings | None,
           track_options: dict[str, Any], allow_random: bool = False, wait: bool = False,
           per_image: bool = False) -> None:
-    """The body of ``eval`` (see :func:`eval_entries`), with the entry roots' trust declared."""
+    """The body of ``eval`` (see :func:`eval_entries`)."""
     declared = get_track(track)
     if per_image and track != "psnr":
         raise click.BadParameter(f"--per-image applies to the psnr track, not {track}")

@@ -61,8 +61,7 @@ def _params_cell(row: dict[str, Any]) -> str:
                                           "(their code runs in the sandbox; slower).")
 @trust_option
 @json_output
-def list_entries(entry_roots: tuple[str, ...], track: str | None, as_json: bool, load: bool,
-                 trusted: tuple[str, ...]) -> None:
+def list_entries(entry_roots: tuple[str, ...], track: str | None, as_json: bool, load: bool) -> None:
     """List entries: name, track, task, scale, data range, params and whether weights are available.
 
     The code of untrusted entries (submissions/, --entries folders, zips) is never imported here: their params show

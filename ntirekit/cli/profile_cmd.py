@@ -167,7 +167,7 @@ def render(profile: dict[str, Any]) -> str:
 @json_output
 def profile(entry: str, entry_roots: tuple[str, ...], as_json: bool, input_shape: tuple[int, ...], runtime: bool,
             memory: bool, device: str, timer: str, data: str, warmup: int, repeats: int, threads: int | None,
-            weights: str | None, training_form: bool, trusted: tuple[str, ...]) -> None:
+            weights: str | None, training_form: bool) -> None:
     """Count (and optionally time) one entry, on its exported graph (an untrusted entry's code runs in the sandbox).
 
     \b

@@ -35,7 +35,7 @@ from ntirekit.train.prune.entry import COLLAPSE_DB, DEFAULT_CRITERION, parse_wid
 @one_line_errors()
 def prune(entry_name: str, out_dir: str | None, widths: str | None, target_macs_ratio: float | None, criterion: str,
           calibration: str, weights: str | None, name: str | None, list_groups: bool, force: bool,
-          entry_roots: tuple[str, ...], trusted: tuple[str, ...] = ()) -> None:
+          entry_roots: tuple[str, ...]) -> None:
     """Prune coupled channel groups of ENTRY by importance and write the pruned entry.
 
     The PSNR before and after is reported on a small calibration set (the centre 96x96 of the five embedded sample

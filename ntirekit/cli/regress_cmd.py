@@ -46,7 +46,7 @@ from ntirekit.jobs.executors import ExecutorSettings
 def regress(folder: str | None, tol_psnr: float, tol_runtime: float, baseline: str, record: bool,
             names: tuple[str, ...], tracks: tuple[str, ...], device: str, data: str | None,
             entry_roots: tuple[str, ...], out_dir: str | None, as_json: bool,
-            executor: ExecutorSettings | None = None, trusted: tuple[str, ...] = ()) -> None:
+            executor: ExecutorSettings | None = None) -> None:
     """Compare fresh measurements with metrics/<fingerprint id>/ (exit status 1 listing every regression).
 
     \b

@@ -21,7 +21,7 @@ from ntirekit.train.derive import reparameterize_entry
 @trust_option
 @one_line_errors()
 def reparam(entry_name: str, out_dir: str, weights: str | None, name: str | None, force: bool,
-            entry_roots: tuple[str, ...], trusted: tuple[str, ...]) -> None:
+            entry_roots: tuple[str, ...]) -> None:
     """Merge every re-parameterizable block of ENTRY into plain convs and write the result as a deploy entry.
 
     It runs the entry's code in this process: untrusted entries (submissions/, --entries folders, zips) are refused

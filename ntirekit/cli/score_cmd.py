@@ -52,7 +52,8 @@ def score(results: str, ref: str, track: str | None, scale: int, protocol: str, 
             head = head.replace(outcome.report.source, f"{outcome.report.source} against {scores.reference}: "
                                                        f"{scores.settings.describe()}", 1)
         click.echo(head)
-        if scores is not None and render_scores(scores):
-            click.echo(render_scores(scores))
+        table = render_scores(scores) if scores is not None else ""
+        if table:
+            click.echo(table)
     if not outcome.report.ok:
         raise SystemExit(1)

@@ -40,7 +40,7 @@ import torch
 import ntirekit
 from ntirekit.core.device import fingerprint_id
 from ntirekit.core.errors import NtirekitError
-from ntirekit.core.text import clean_text, one_line
+from ntirekit.core.text import clean_text, clip
 
 
 class ResultError(NtirekitError):
@@ -94,11 +94,14 @@ def record(entry: str, track: str, device: dict[str, Any], **fields: Any) -> dic
 
 def error_line(error: BaseException | str) -> str:
     """An error as the one line a record carries: ``"Type: first line"`` for an exception."""
+    lines = clean_text(str(error)).strip().splitlines()            # cleaned once: then only folded and cut
     if isinstance(error, BaseException):
-        text = clean_text(str(error)).strip().splitlines()
-        return one_line(f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": "), 1000)
-    text = clean_text(str(error)).strip().splitlines()
-    return one_line(text[0], 1000) if text else "failed"
+        line = f"{clean_text(type(error).__name__)}: {lines[0] if lines else ''}".rstrip(": ")
+    elif lines:
+        line = lines[0]
+    else:
+        return "failed"
+    return clip(" ".join(line.split()), 1000)
 
 
 def failure(entry: str, track: str, device: dict[str, Any], error: BaseException | str, **fields: Any) -> dict[str, Any]:

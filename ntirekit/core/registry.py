@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from ntirekit.core.errors import DuplicateEntryError, EntryError
 from ntirekit.core.names import entry_name_problem
 from ntirekit.core.spec import KIT_ROOT, SPEC_FILE, Entry, read_spec
+from ntirekit.core.text import one_line
 
 #: the entry-point group through which installed packages add entry folders
 ENTRY_POINT_GROUP = "ntirekit.entries"
@@ -160,8 +161,3 @@ def discover(roots: Iterable[str | os.PathLike] | None = None, *, include_defaul
                 say(line)
     return registry
 
-
-def one_line(exc: BaseException) -> str:
-    """``exc``'s message on one line (newlines folded, cut to 300 characters)."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."

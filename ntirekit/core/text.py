@@ -29,7 +29,11 @@ def clean_text(text: str, max_chars: int | None = None) -> str:
     """
     text = _SEQUENCES.sub("", text)
     lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
-    text = _CONTROLS.sub("", "\n".join(lines))
+    return clip(_CONTROLS.sub("", "\n".join(lines)), max_chars)
+
+
+def clip(text: str, max_chars: int | None = None) -> str:
+    """``text`` cut to ``max_chars`` when given and longer (then ending "..."); nothing cleaned."""
     if max_chars is not None and len(text) > max_chars:
         text = text[: max(0, max_chars - 3)] + "..."
     return text

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 from ntirekit.core.checkpoint import vet_checkpoint
 from ntirekit.core.errors import EntryError
+from ntirekit.core.paths import resolves_inside, user_file_mode
 
 #: Nesting keys met in practice (BasicSR "params"/"params_ema", KAIR/others "net", "model_state_dict", "state_dict").
 NESTING_KEYS = ("params_ema", "params", "net", "model_state_dict", "state_dict", "model")
@@ -117,10 +118,9 @@ def resolve_weights(entry: "Entry", explicit: str | os.PathLike | None = None, d
 
 def _confined(entry_name: str, path: Path, folder: Path) -> Path:
     """``path`` resolved, when it stays inside ``folder`` (a link leaving the folder is refused)."""
-    resolved, root = path.resolve(), folder.resolve()
-    if root != resolved and root not in resolved.parents:
+    if not resolves_inside(folder, path):
         raise WeightsError(f"{entry_name}: weights {path} lead outside {folder} (a link); refused")
-    return resolved
+    return path.resolve()
 
 
 def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Any:
@@ -133,6 +133,22 @@ def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{what}: {path} is not a plain tensor checkpoint ({type(exc).__name__}: {first[:200]})") \
             from None
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` into ``path`` atomically (a temporary file beside it, then renamed over it), with the mode
+    of any file the user writes (:func:`ntirekit.core.paths.user_file_mode`); returns ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, user_file_mode())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
 
 
 def _present(obj: Any, key: str) -> Any:

@@ -161,8 +161,3 @@ def bwrap_problem(bwrap: str = "bwrap") -> str | None:
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
         return f"{bwrap} cannot build a sandbox here: {lines[-1] if lines else f'exit status {done.returncode}'}"
     return None
-
-
-def bwrap_available(bwrap: str = "bwrap") -> bool:
-    """Whether a sandbox works here (see :func:`bwrap_problem` for the reason when it does not)."""
-    return bwrap_problem(bwrap) is None

@@ -174,7 +174,7 @@ def create(memory_bytes: int, pids: int) -> tuple[Cgroup | None, str]:
             folder = parent / name
             folder.mkdir()
             group = Cgroup(2, folder, folder, [folder])
-            _write(folder / "memory.max", str(memory_bytes))
+            group.set_memory(memory_bytes)
             if (folder / "memory.swap.max").exists():
                 _write(folder / "memory.swap.max", "0")
             _write(folder / "pids.max", str(pids))
@@ -187,9 +187,7 @@ def create(memory_bytes: int, pids: int) -> tuple[Cgroup | None, str]:
         group = Cgroup(1, memory_dir, pids_dir, [memory_dir])
         pids_dir.mkdir()
         group.made.append(pids_dir)
-        _write(memory_dir / "memory.limit_in_bytes", str(memory_bytes))
-        if (memory_dir / "memory.memsw.limit_in_bytes").exists():
-            _write(memory_dir / "memory.memsw.limit_in_bytes", str(memory_bytes))
+        group.set_memory(memory_bytes)       # a new group's limit is the largest: the limit first, then memsw
         _write(pids_dir / "pids.max", str(pids))
         return group, ""
     except OSError as exc:

@@ -55,6 +55,15 @@ def _tree(pid: int, children: dict[int, list[int]]) -> list[int]:
     return out
 
 
+def tree_usage(pid: int) -> tuple[float, int]:
+    """``(resident memory [MiB], threads)`` of process ``pid`` and all its descendants, from one scan of ``/proc``:
+    :func:`tree_rss_mib` and ``len(tree_pids(pid, threads=True))`` (what the watchdog polls without a cgroup)."""
+    children, rss_pages, counts = _processes()
+    tree = _tree(pid, children)
+    rss_mib = sum(rss_pages.get(p, 0) for p in tree) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return rss_mib, sum(max(1, counts.get(p, 1)) for p in tree if p in counts or p == pid)
+
+
 def tree_pids(pid: int, threads: bool = False) -> list[int]:
     """Process ``pid`` and its descendants (with ``threads``, one item per thread, as a pids limit counts)."""
     children, _, counts = _processes()

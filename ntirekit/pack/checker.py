@@ -20,7 +20,7 @@ from typing import Any
 
 from ntirekit.core.spec import Entry
 from ntirekit.core.trust import mark_untrusted
-from ntirekit.eval.isolate import call_isolated
+from ntirekit.eval.isolate import TIMEOUT_S, call_isolated
 from ntirekit.eval.probe import load_probe
 from ntirekit.pack.formats import FORMATS, MANIFEST, code_root, detect_format, validate
 from ntirekit.pack.manifest import read_manifest, verify_manifest
@@ -90,7 +90,7 @@ def check_zip(path: str | os.PathLike, fmt: str = "auto", *, data: str | Path | 
                 if spec is None:
                     report.warn("not-loaded", "the model was not loaded because of the problems above")
                 else:
-                    _load_isolated(spec, root, report, timeout_s=timeout_s, memory_mb=memory_mb)
+                    load_isolated(spec, root, report, timeout_s=timeout_s, memory_mb=memory_mb)
     except Exception as exc:  # noqa: BLE001 - a report, never a traceback
         report.error("check-error", f"the checker failed: {type(exc).__name__}: {exc}")
     return report
@@ -125,7 +125,11 @@ def unpack(path: str | os.PathLike, dest: str | os.PathLike, fmt: str = "auto", 
     return report, root
 
 
-def _load_isolated(spec: Any, root: Path, report: Report, *, timeout_s: float, memory_mb: int | None) -> None:
+def load_isolated(spec: Any, root: Path, report: Report, *, timeout_s: float = TIMEOUT_S,
+                  memory_mb: int | None = None) -> None:
+    """Build the entry in ``root`` from ``spec`` in the jail, load its weights strictly and run one forward pass
+    (:func:`ntirekit.eval.probe.load_probe`); a failure is a ``load-failed`` problem, the jail's kind in
+    ``report.info["load_sandbox"]``. Used by ``check --load`` and by ``pack`` (on the files it is about to pack)."""
     entry = Entry(spec, root)
     rec = call_isolated(entry, load_probe, timeout_s=timeout_s, memory_mb=memory_mb)
     report.info["load_sandbox"] = rec.get("sandbox")

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ntirekit.core.errors import EntryError
+from ntirekit.core.paths import resolves_inside
 from ntirekit.core.trust import mark_untrusted
 from ntirekit.core.spec import SPEC_FILE, EntrySpec
 from ntirekit.core import tomlw
@@ -154,7 +155,8 @@ def plan_teams(repo_dir: str | Path, mapping: Mapping[str, Any]) -> ImportPlan:
         except RecursionError:
             skipped[team_id] = f"{model_rel} nests too deeply to be read"
             continue
-        outside = [rel for rel in (*code, ckpt_rel) if not _inside(repo, repo / str(rel))]
+        outside = [rel for rel in (*code, ckpt_rel)
+                   if not (resolves_inside(repo, repo / str(rel)) and (repo / str(rel)).is_file())]
         if outside:
             skipped[team_id] = f"{outside[0]} leads outside the repository (a link); never copied"
             continue
@@ -258,12 +260,6 @@ def import_ntire(repo_dir: str | Path, map_path: str | Path | None, out_dir: str
     """Write one entry folder per team into ``out_dir`` (``map_path`` None: the map derived from ``test_demo.py``);
     returns the folders."""
     return import_repository(repo_dir, out_dir, map_path=map_path, force=force).folders
-
-
-def _inside(repo: Path, path: Path) -> bool:
-    """Whether ``path`` resolves to a regular file inside ``repo`` (links leading out are refused)."""
-    resolved = path.resolve()
-    return repo in resolved.parents and resolved.is_file()
 
 
 def _write(repo_dir: str | Path, plans: list[TeamImport], out_dir: str | Path, *, force: bool) -> list[Path]:

@@ -38,22 +38,22 @@ from pathlib import Path
 from typing import Any
 
 from ntirekit.core.device import resolve_device
+from ntirekit.core.paths import user_file_mode
 from ntirekit.core.records import ResultError, error_line, read_result
 from ntirekit.core.registry import discover
 from ntirekit.core.spec import Entry, EntryError, read_spec
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
 from ntirekit.eval.pipeline import entry_inputs, time_entries
 from ntirekit.core.trust import mark_untrusted
-from ntirekit.eval.isolate import call_isolated
-from ntirekit.eval.probe import load_probe
 from ntirekit.eval.regress import figure
 from ntirekit.measure.runtime import headline
-from ntirekit.pack.checker import check_zip
+from ntirekit.pack.checker import check_zip, load_isolated
 from ntirekit.pack.formats import (MANIFEST, README, README_SOURCE, SPEC, detect_format, inside_path, parse_readme,
                                    readme_fields, render_readme, validate)
 from ntirekit.pack.manifest import build_manifest
 from ntirekit.pack.report import Report
 from ntirekit.pack.safezip import Limits
+from ntirekit.rank.timing import timing_cut
 
 #: already-compressed types, stored rather than deflated
 STORED_SUFFIXES = frozenset({".png", ".zip", ".pdf"})
@@ -109,18 +109,12 @@ def write_zip(tree: dict[str, Path], out: Path) -> Path:
                 info.file_size = size
                 with open(tree[rel], "rb") as src, zf.open(info, "w", force_zip64=size > 2**31) as dst:
                     shutil.copyfileobj(src, dst, 2**20)
-        os.chmod(tmp, 0o666 & ~_umask())            # as any file the user writes, not mkstemp's 0600
+        os.chmod(tmp, user_file_mode())              # as any file the user writes, not mkstemp's 0600
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---------------------------------------------------------------------------------------------------------- code
@@ -160,26 +154,24 @@ def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
         shutil.copyfile(path, target)
     mark_untrusted(stage)
     try:
-        entry = Entry(read_spec(stage), stage)
+        spec = read_spec(stage)
     except Exception as exc:  # noqa: BLE001 - a broken spec is a problem to report
         report.error("load-failed", f"the entry cannot be read: {error_line(exc)}")
         return
-    rec = call_isolated(entry, load_probe)          # the entry's code runs in the jail only
-    report.info["load_sandbox"] = rec.get("sandbox")
-    if rec.get("status") != "ok":
-        report.error("load-failed", f"building the model and loading its weights strictly failed: {rec.get('error')}")
+    load_isolated(spec, stage, report)              # the entry's code runs in the jail only
 
 
 # ---------------------------------------------------------------------------------------------------------- results
 
 def quick_conditions(rec: dict[str, Any]) -> str:
-    """How a record's timing was cut short ("" for a full measurement): a CPU quick run (``"quick": true``) or a
-    timing on a subset or crops of the inputs (``options.extra.images`` / ``crop``)."""
-    extra = (rec.get("options") or {}).get("extra") or {}
-    parts = [f"the first {extra['images']} inputs" if extra.get("images") else "",
-             f"centre crops of at most {extra['crop']}x{extra['crop']}" if extra.get("crop") else ""]
+    """How a record's timing was cut short ("" for a full measurement), in pack's words: a CPU quick run
+    (``"quick": true``) or a timing on a subset or crops of the inputs (``options.extra.images`` / ``crop``; the
+    detector is :func:`ntirekit.rank.timing.timing_cut`, the leaderboard's)."""
+    cut = timing_cut(rec)
+    parts = [f"the first {cut.images} inputs" if cut.images else "",
+             f"centre crops of at most {cut.crop}x{cut.crop}" if cut.crop else ""]
     said = ", ".join(p for p in parts if p)
-    if rec.get("quick"):
+    if cut.quick:
         return "a CPU quick run" + (f" ({said})" if said else "")
     return f"a timing on {said}" if said else ""
 

@@ -24,6 +24,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ntirekit.core.paths import resolves_inside
 from ntirekit.pack.report import Report
 from ntirekit.core.zipvet import layout_problems, name_character_problem
 
@@ -140,11 +141,6 @@ def _archive_bytes(zf: zipfile.ZipFile) -> int:
     return size
 
 
-def _inside(root: Path, target: Path) -> bool:
-    root_real = os.path.realpath(root)
-    return os.path.commonpath([root_real, os.path.realpath(target)]) == root_real
-
-
 def extract_members(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path, report: Report,
                     limits: Limits = Limits()) -> dict[str, Path]:
     """Stream ``members`` (already vetted) into ``dest``; returns ``{normalised path: extracted file}``.
@@ -168,7 +164,7 @@ def extract_members(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: P
         except (FileExistsError, NotADirectoryError):
             report.error("path-conflict", "a file of the archive has the name of this member's folder", info.filename)
             continue
-        if not _inside(dest, target.parent):
+        if not resolves_inside(dest, target.parent):
             report.error("path-traversal", "resolves outside the extraction folder", info.filename)
             continue
         try:

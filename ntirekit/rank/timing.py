@@ -28,6 +28,7 @@ A record that carries no ``iqr`` or ``median`` (a hand-written one, a published 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ntirekit.rank.metrics import number
@@ -51,19 +52,39 @@ def runtime_spread(record: Mapping[str, Any]) -> float | None:
     return iqr / median
 
 
+@dataclass(frozen=True)
+class TimingCut:
+    """How a record's timing was cut short (:func:`timing_cut`); false for a full measurement."""
+
+    quick: bool          #: the record says ``"quick": true`` (any true value)
+    images: Any = None   #: ``options.extra.images``: timed on the first N inputs (None when not)
+    crop: Any = None     #: ``options.extra.crop``: timed on centre crops of at most CROPxCROP (None when not)
+
+    def __bool__(self) -> bool:
+        return self.quick or self.images is not None or self.crop is not None
+
+
+def timing_cut(record: Mapping[str, Any]) -> TimingCut:
+    """The one detector of a quick run (see the module docstring), for the leaderboard (:func:`quick_run`) and for
+    ``pack`` (:func:`ntirekit.pack.packer.quick_conditions`), each of which words it its own way."""
+    options = record.get("options") if isinstance(record.get("options"), Mapping) else {}
+    extra = options.get("extra") if isinstance(options.get("extra"), Mapping) else {}
+    return TimingCut(quick=bool(record.get("quick")), images=extra.get("images") or None,
+                     crop=extra.get("crop") or None)
+
+
 def quick_run(record: Mapping[str, Any]) -> str | None:
     """How the record's timing was cut short (``"quick run: first 2 inputs, 128x128 crops"``), or None when it was
     timed on every input at full size."""
-    options = record.get("options") if isinstance(record.get("options"), Mapping) else {}
-    extra = options.get("extra") if isinstance(options.get("extra"), Mapping) else {}
+    cut = timing_cut(record)
     parts = []
-    if extra.get("images"):
-        parts.append(f"first {extra['images']} input{'' if str(extra['images']) == '1' else 's'}")
-    if extra.get("crop"):
-        parts.append(f"{extra['crop']}x{extra['crop']} crops")
+    if cut.images:
+        parts.append(f"first {cut.images} input{'' if str(cut.images) == '1' else 's'}")
+    if cut.crop:
+        parts.append(f"{cut.crop}x{cut.crop} crops")
     if parts:
         return "quick run: " + ", ".join(parts)
-    return "quick run" if record.get("quick") is True else None
+    return "quick run" if cut.quick else None
 
 
 def runtime_caveat(record: Mapping[str, Any]) -> str | None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,7 +29,7 @@ from ntirekit.core import tomlw
 from ntirekit.core.errors import EntryError
 from ntirekit.core.registry import discover
 from ntirekit.core.spec import Entry, thaw
-from ntirekit.core.weights import sha256_of
+from ntirekit.core.weights import atomic_torch_save, sha256_of
 from ntirekit.nn.rep import is_reparameterized, reparameterize_model
 from ntirekit.train.bundle import BundleError, make_self_contained
 
@@ -38,19 +37,9 @@ __all__ = ["write_entry_folder", "save_state_dict", "factory_accepts", "reparame
 
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Save a plain CPU state dict (contiguous copies) atomically."""
-    path = Path(path)
+    """Save a plain CPU state dict (contiguous copies) atomically (:func:`ntirekit.core.weights.atomic_torch_save`)."""
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(plain, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_torch_save(plain, path)
 
 
 def _copy_code(src: Path, dst: Path) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import os
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from ntirekit.core.errors import OptionError
+from ntirekit.core.weights import atomic_torch_save
 
 __all__ = ["BatchSource", "TrainConfig", "TrainResult", "Trainer", "CHECKPOINT", "BEST_WEIGHTS", "weights_origin"]
 
@@ -195,16 +195,7 @@ class Trainer:
     def _save_atomic(self, obj: Any, name: str) -> Path:
         assert self.ckpt_dir is not None
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.ckpt_dir, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(obj, tmp)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, self.ckpt_dir / name)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return self.ckpt_dir / name
+        return atomic_torch_save(obj, self.ckpt_dir / name)
 
     def best_weights(self) -> dict[str, torch.Tensor]:
         """The best weights so far: the best validated ones, or the latest without a validation."""
@@ -333,9 +324,3 @@ def weights_origin(what: str, result: TrainResult, steps: int) -> str:
     40 of 50)`` when the best validation came before the last step."""
     best = result.best_step if result.best_step is not None else result.step
     return f"{what} ({steps} steps)" if best == steps else f"{what} (step {best} of {steps})"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
