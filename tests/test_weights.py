@@ -62,6 +62,22 @@ def test_download_then_cache_then_local_folder(isolated_env: Path) -> None:
     assert resolve_weights(entry, explicit) == explicit
 
 
+def test_a_weights_folder_that_is_not_there_is_named_not_downloaded_around(isolated_env: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``NTIREKIT_WEIGHTS=../shared/data/weights`` typed from another folder: the error names the folder (and where
+    a relative one was looked for), and nothing is downloaded in its place."""
+    upstream = isolated_env / "upstream" / "tiny.pth"
+    upstream.parent.mkdir()
+    torch.save(_reference_state(), upstream)
+    entry = _tiny_entry(isolated_env, upstream)
+    monkeypatch.chdir(isolated_env)
+    monkeypatch.setenv("NTIREKIT_WEIGHTS", "../shared/data/weights")
+    with pytest.raises(WeightsError, match=r"tiny: NTIREKIT_WEIGHTS names \.\./shared/data/weights, which is not a "
+                                           r"folder \(relative to "):
+        resolve_weights(entry)
+    assert not (cache_dir() / "tiny.pth").exists()
+
+
 def test_hash_mismatch_is_an_error(isolated_env: Path) -> None:
     upstream = isolated_env / "tiny.pth"
     torch.save(_reference_state(), upstream)

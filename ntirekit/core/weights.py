@@ -3,7 +3,8 @@
 Resolution order for an entry whose spec names ``[weights].file``:
 
 1. an explicit path given by the caller (``--weights``);
-2. ``$NTIREKIT_WEIGHTS/<file>`` (a local folder; several folders may be joined with ``os.pathsep``);
+2. ``$NTIREKIT_WEIGHTS/<file>`` (a local folder; several folders may be joined with ``os.pathsep``; a name that is
+   not a folder is an error, not a reason to download);
 3. the entry's own folder;
 4. the user cache ``$NTIREKIT_CACHE`` or ``$XDG_CACHE_HOME/ntirekit/weights`` or ``~/.cache/ntirekit/weights``
    (files kept there by their name only: ``file``'s folders, if any, are dropped);
@@ -101,6 +102,10 @@ def resolve_weights(entry: "Entry", explicit: str | os.PathLike | None = None, d
         return _verify(entry.name, path, expected if spec and path.name == spec.file else "")
     assert spec is not None
     folders = [Path(p) for p in os.environ.get("NTIREKIT_WEIGHTS", "").split(os.pathsep) if p]
+    absent = [f for f in folders if not f.is_dir()]
+    if absent:           # a mistyped (or relative, from another folder) path: say so rather than download
+        raise WeightsError(f"{entry.name}: NTIREKIT_WEIGHTS names {absent[0]}, which is not a folder"
+                           + ("" if absent[0].is_absolute() else f" (relative to {Path.cwd()})"))
     folders += [entry.folder]
     # ``file`` may be a path (relative to the folders, or absolute); the cache holds files by their name only, so that
     # no spec (an untrusted submission's included) can make a download write outside the cache.

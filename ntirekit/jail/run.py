@@ -47,7 +47,7 @@ from ntirekit.jail import cgroup as cgroups
 from ntirekit.jail.bwrap import ENTRY, bwrap_problem, options_bytes, runtime_binds, sandbox_options, sandboxed_command
 from ntirekit.jail.capture import start_tail_reader
 from ntirekit.jail.channel import Channel, ChannelError
-from ntirekit.jail.tree import machine_memory_mib, tree_pids, tree_rss_mib
+from ntirekit.jail.tree import machine_memory_mib, tree_rss_mib, tree_usage
 
 #: how often the watchdog looks [s]
 POLL_S = 0.1
@@ -272,10 +272,11 @@ class Jail:
                 self._end("time", self.limits.time_s)
                 return
             if self._group is None:
-                if tree_rss_mib(self._proc.pid) > self._memory_mib:
+                rss_mib, threads = tree_usage(self._proc.pid)         # one scan of /proc per look
+                if rss_mib > self._memory_mib:
                     self._end("memory", round(self._memory_mib, 1))
                     return
-                if len(tree_pids(self._proc.pid, threads=True)) > self.limits.pids:
+                if threads > self.limits.pids:
                     self._end("pids", float(self.limits.pids))
                     return
 
