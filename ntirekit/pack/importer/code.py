@@ -8,7 +8,8 @@ harness (run from the root) sees it; names that do not resolve there are third-p
 
 :func:`missing_packages` names the third-party packages those files import that this environment lacks (found with
 :func:`importlib.util.find_spec`, nothing imported or installed): standard-library modules, modules of the
-repository or beside the importing file, and imports inside a ``try:`` (optional ones) do not count.
+repository or beside the importing file, imports inside a ``try:`` (optional ones) and imports below ``if __name__ ==
+"__main__":`` (never run on import) do not count.
 """
 
 from __future__ import annotations
@@ -82,20 +83,32 @@ def code_files(repo_dir: str | Path, model_rel: str) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
-def _optional_imports(tree: ast.AST) -> set[int]:
-    """``id`` of every import statement inside a ``try:`` body (an optional dependency)."""
-    return {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for stmt in t.body for n in ast.walk(stmt)
-            if isinstance(n, (ast.Import, ast.ImportFrom))}
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":`` (either side of the ``==``)."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1
+            and isinstance(node.test.ops[0], ast.Eq)):
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    return any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and \
+        any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)
+
+
+def _imports_not_needed(tree: ast.Module) -> set[int]:
+    """``id`` of every import statement inside a ``try:`` body (an optional dependency) or below a module-level
+    ``if __name__ == "__main__":`` (a team's own profiling script: never run when the model is imported)."""
+    blocks = [stmt for t in ast.walk(tree) if isinstance(t, ast.Try) for stmt in t.body]
+    blocks += [stmt for t in tree.body if _is_main_guard(t) for stmt in t.body]
+    return {id(n) for stmt in blocks for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom))}
 
 
 def third_party_imports(repo: Path, rel: str) -> set[str]:
-    """Top-level names of the absolute imports of ``rel`` (outside ``try:``) that are neither the standard library
-    nor a module of the repository or of the importing file's folder."""
+    """Top-level names of the absolute imports of ``rel`` (outside ``try:`` and the ``__main__`` block) that are
+    neither the standard library nor a module of the repository or of the importing file's folder."""
     try:
         tree = ast.parse((repo / rel).read_text(encoding="utf-8", errors="replace"))
     except (OSError, SyntaxError):
         return set()
-    optional = _optional_imports(tree)
+    optional = _imports_not_needed(tree)
     beside = (repo / rel).parent
     names: set[str] = set()
     for node in ast.walk(tree):
