@@ -32,6 +32,7 @@ import math
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -238,3 +239,25 @@ def _preferred(files: list[Path]) -> list[Path]:
     names = {f.name for f in files}
     return [f for f in files if not any(f.stem.endswith(f"__{s}") and f.name[:-len(f"__{s}.json")] + ".json" in names
                                         for s in NOT_OK_SUFFIXES)]
+
+
+@dataclass(frozen=True)
+class TimingCut:
+    """How a record's timing was cut short (:func:`timing_cut`); false for a full measurement."""
+
+    quick: bool          #: the record says ``"quick": true`` (any true value)
+    images: Any = None   #: ``options.extra.images``: timed on the first N inputs (None when not)
+    crop: Any = None     #: ``options.extra.crop``: timed on centre crops of at most CROPxCROP (None when not)
+
+    def __bool__(self) -> bool:
+        return self.quick or self.images is not None or self.crop is not None
+
+
+def timing_cut(record: Mapping[str, Any]) -> TimingCut:
+    """The one detector of a quick run (``"quick": true``, or timed on part of the inputs or on crops of them:
+    ``options.extra.images`` / ``options.extra.crop``), for the leaderboard (:func:`ntirekit.rank.timing.quick_run`)
+    and for ``pack`` (:func:`ntirekit.pack.packer.quick_conditions`), each of which words it its own way."""
+    options = record.get("options") if isinstance(record.get("options"), Mapping) else {}
+    extra = options.get("extra") if isinstance(options.get("extra"), Mapping) else {}
+    return TimingCut(quick=bool(record.get("quick")), images=extra.get("images") or None,
+                     crop=extra.get("crop") or None)

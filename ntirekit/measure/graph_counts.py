@@ -28,8 +28,8 @@ can lower a figure:
     what the official ``Linear`` formula misses on an input of more than two dimensions (``shape[0]·shape[1]·
     out.shape[1]`` against the true ``out.numel()·in_features``: a 1x1 convolution written as a ``Linear`` over
     channels-last features, as NTIRE 2022's BSRN does: 2.02 G officially, 9.43 G with what it misses, 9.50 G
-    in the challenge report). Ranking uses official + missed
-    (:func:`ranked_counts`), so hiding a convolution from the official counter gains a team nothing.
+    in the challenge report). Ranking uses official + missed (:func:`ntirekit.rank.metrics.with_missed`), so hiding a
+    convolution from the official counter gains a team nothing.
 ``macs_fvcore``, ``activations_fvcore``
     ``fvcore`` on the rebuilt graph module (its jit trace sees the same ATen operators the network called).
 """
@@ -333,12 +333,3 @@ def _torch_flops(program: Program, shape: tuple[int, ...]) -> tuple[int, dict[st
     glob = mode.get_flop_counts().get("Global", {})
     return int(mode.get_total_flops()), {getattr(k, "__name__", str(k)).split(".")[-1]: int(v)
                                          for k, v in glob.items()}
-
-
-def ranked_counts(record: dict[str, Any]) -> dict[str, int | None]:
-    """The 2022-counter figures a leaderboard ranks: official + missed (a record without ``*_missed`` fields, from a
-    trusted eager measurement, ranks on its official figures), read as the leaderboard reads them
-    (:func:`ntirekit.rank.metrics.with_missed`)."""
-    from ntirekit.rank.metrics import COUNTED_WITH_MISSED, with_missed
-
-    return {key: None if (value := with_missed(record, key)) is None else int(value) for key in COUNTED_WITH_MISSED}

@@ -39,7 +39,7 @@ from typing import Any
 
 from ntirekit.core.device import resolve_device
 from ntirekit.core.paths import user_file_mode
-from ntirekit.core.records import ResultError, error_line, read_result
+from ntirekit.core.records import ResultError, error_line, read_result, timing_cut
 from ntirekit.core.registry import discover
 from ntirekit.core.spec import Entry, EntryError, read_spec
 from ntirekit.data.timing import DIV2K_LIKE, timing_images
@@ -53,7 +53,6 @@ from ntirekit.pack.formats import (MANIFEST, README, README_SOURCE, SPEC, detect
 from ntirekit.pack.manifest import build_manifest
 from ntirekit.pack.report import Report
 from ntirekit.pack.safezip import Limits
-from ntirekit.rank.timing import timing_cut
 
 #: already-compressed types, stored rather than deflated
 STORED_SUFFIXES = frozenset({".png", ".zip", ".pdf"})
@@ -166,7 +165,7 @@ def _probe_code(tree: dict[str, Path], tmp: Path, report: Report) -> None:
 def quick_conditions(rec: dict[str, Any]) -> str:
     """How a record's timing was cut short ("" for a full measurement), in pack's words: a CPU quick run
     (``"quick": true``) or a timing on a subset or crops of the inputs (``options.extra.images`` / ``crop``; the
-    detector is :func:`ntirekit.rank.timing.timing_cut`, the leaderboard's)."""
+    detector is :func:`ntirekit.core.records.timing_cut`, the leaderboard's)."""
     cut = timing_cut(rec)
     parts = [f"the first {cut.images} inputs" if cut.images else "",
              f"centre crops of at most {cut.crop}x{cut.crop}" if cut.crop else ""]

@@ -28,9 +28,9 @@ A record that carries no ``iqr`` or ``median`` (a hand-written one, a published 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ntirekit.core.records import timing_cut
 from ntirekit.rank.metrics import number
 
 #: the largest ``iqr / median`` of a record's runtime_ms that ranks
@@ -50,27 +50,6 @@ def runtime_spread(record: Mapping[str, Any]) -> float | None:
     if iqr is None or median is None or median <= 0:
         return None
     return iqr / median
-
-
-@dataclass(frozen=True)
-class TimingCut:
-    """How a record's timing was cut short (:func:`timing_cut`); false for a full measurement."""
-
-    quick: bool          #: the record says ``"quick": true`` (any true value)
-    images: Any = None   #: ``options.extra.images``: timed on the first N inputs (None when not)
-    crop: Any = None     #: ``options.extra.crop``: timed on centre crops of at most CROPxCROP (None when not)
-
-    def __bool__(self) -> bool:
-        return self.quick or self.images is not None or self.crop is not None
-
-
-def timing_cut(record: Mapping[str, Any]) -> TimingCut:
-    """The one detector of a quick run (see the module docstring), for the leaderboard (:func:`quick_run`) and for
-    ``pack`` (:func:`ntirekit.pack.packer.quick_conditions`), each of which words it its own way."""
-    options = record.get("options") if isinstance(record.get("options"), Mapping) else {}
-    extra = options.get("extra") if isinstance(options.get("extra"), Mapping) else {}
-    return TimingCut(quick=bool(record.get("quick")), images=extra.get("images") or None,
-                     crop=extra.get("crop") or None)
 
 
 def quick_run(record: Mapping[str, Any]) -> str | None:
