@@ -7,11 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -22,6 +19,7 @@ from ntirekit.jobs.spec import read_run, run_file_path
 from ntirekit.eval.runner import run_track
 from ntirekit.eval.track import EvalOptions
 from tests.helpers.entries import write_entry
+from tests.helpers.slurm import smooth_hr_folder, stand_in_tool
 
 pytestmark = pytest.mark.slow
 
@@ -62,13 +60,7 @@ def interp_entry(root: Path, name: str, mode: str, kill_marker: str = "") -> Non
 @pytest.fixture()
 def hr_images(tmp_path: Path) -> Path:
     """Two small smooth HR images (an HR-only folder: the kit makes the LR with MATLAB bicubic)."""
-    folder = tmp_path / "HR"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        img = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (7, 7), 2)
-        cv2.imwrite(str(folder / f"im{i}.png"), img)
-    return folder
+    return smooth_hr_folder(tmp_path / "HR")
 
 
 def _stable(path: Path) -> dict:
@@ -114,12 +106,6 @@ def test_local_jobs_match_in_process_and_a_killed_job_is_rerun(tmp_path: Path, h
     assert second["d_killed"]["psnr_db"] == psnr["c_bicubic"]
 
 
-def _tool(folder: Path, name: str, body: str) -> None:
-    path = folder / name
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
 @pytest.fixture()
 def stand_in_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Stand-in sbatch (keeps the script submitit writes as SUBMITTED/array.sh), srun, scancel, and squeue (no
@@ -130,10 +116,10 @@ def stand_in_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir.mkdir()
     scripts = tmp_path / "submitted"
     scripts.mkdir()
-    _tool(bin_dir, "sbatch", f'cp "$1" {scripts}/array.sh\necho "Submitted batch job 4242"\n')
-    _tool(bin_dir, "srun", "exit 0\n")
-    _tool(bin_dir, "scancel", "exit 0\n")
-    _tool(bin_dir, "squeue", 'echo "4242_0|NODE_FAIL"\necho "4242_1|TIMEOUT"\necho "4242_2|OUT_OF_MEMORY"\n'
+    stand_in_tool(bin_dir, "sbatch", f'cp "$1" {scripts}/array.sh\necho "Submitted batch job 4242"\n')
+    stand_in_tool(bin_dir, "srun", "exit 0\n")
+    stand_in_tool(bin_dir, "scancel", "exit 0\n")
+    stand_in_tool(bin_dir, "squeue", 'echo "4242_0|NODE_FAIL"\necho "4242_1|TIMEOUT"\necho "4242_2|OUT_OF_MEMORY"\n'
                              'echo "424_0|RUNNING"\n')
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(SlurmBatch, "poll_s", 0.05)

@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
@@ -30,6 +28,7 @@ from ntirekit.jobs import ExecutorSettings, run_jobs
 from ntirekit.jobs.slurm import SlurmBatch
 from ntirekit.jobs.spec import read_run, run_file_path
 from tests.helpers.entries import write_entry
+from tests.helpers.slurm import smooth_hr_folder
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = Path(os.environ.get("NTIREKIT_SLURM_DIR", "/var/tmp/ntirekit-slurm"))
@@ -89,13 +88,7 @@ def interp_entry(root: Path, name: str, mode: str, hold: Path | None = None) -> 
 @pytest.fixture()
 def hr_images(tmp_path: Path) -> Path:
     """Two small smooth HR images (an HR-only folder: the kit makes the LR with MATLAB bicubic)."""
-    folder = tmp_path / "HR"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        img = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (7, 7), 2)
-        cv2.imwrite(str(folder / f"im{i}.png"), img)
-    return folder
+    return smooth_hr_folder(tmp_path / "HR")
 
 
 @pytest.fixture(autouse=True)

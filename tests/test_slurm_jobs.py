@@ -7,11 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
@@ -25,6 +22,7 @@ from ntirekit.jobs.settings import JOB_STARTUP_S
 from ntirekit.jobs.slurm import SlurmBatch, signal_delay_s
 from ntirekit.jobs.spec import JobSpec, JobStopped, allocated_cpus, job_variables, read_run, run_file_path, run_job
 from tests.helpers.entries import write_entry
+from tests.helpers.slurm import smooth_hr_folder, stand_in_tool
 
 #: x4 interpolation whose first forward sends its own process the signals named in ``signals`` (as Slurm would)
 SIGNALLING_MODEL = '''
@@ -58,12 +56,7 @@ def signalling_entry(root: Path, name: str, signals: str = "") -> None:
 
 @pytest.fixture()
 def hr_images(tmp_path: Path) -> Path:
-    folder = tmp_path / "HR"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    img = cv2.GaussianBlur(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), (7, 7), 2)
-    cv2.imwrite(str(folder / "im0.png"), img)
-    return folder
+    return smooth_hr_folder(tmp_path / "HR", count=1, size=32)
 
 
 @pytest.fixture()
@@ -186,12 +179,6 @@ def test_the_warning_comes_after_the_start_up_and_before_the_limit() -> None:
     assert signal_delay_s(1) == 1 and signal_delay_s(120) == 90
 
 
-def _tool(folder: Path, name: str, body: str) -> None:
-    path = folder / name
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
 @pytest.mark.parametrize("squeue, expected", [
     ("exit 1\n", "was still UNKNOWN when the command's wait limit (0.02 min) ran out: cancelled"),
     ("exit 0\n", "ended UNKNOWN: it ended without a result (the scheduler no longer knows its state)"),
@@ -200,10 +187,10 @@ def test_the_command_ends_whatever_squeue_says(tmp_path: Path, hr_images: Path, 
                                               squeue: str, expected: str) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    _tool(bin_dir, "sbatch", 'echo "Submitted batch job 4243"\n')
-    _tool(bin_dir, "srun", "exit 0\n")
-    _tool(bin_dir, "scancel", f'echo "$@" >> {tmp_path}/cancelled\n')
-    _tool(bin_dir, "squeue", squeue)
+    stand_in_tool(bin_dir, "sbatch", 'echo "Submitted batch job 4243"\n')
+    stand_in_tool(bin_dir, "srun", "exit 0\n")
+    stand_in_tool(bin_dir, "scancel", f'echo "$@" >> {tmp_path}/cancelled\n')
+    stand_in_tool(bin_dir, "squeue", squeue)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(SlurmBatch, "poll_s", 0.05)
     monkeypatch.setattr(SlurmBatch, "settle_s", 0.2)
